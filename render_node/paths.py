@@ -1,0 +1,47 @@
+"""The one place where user strings become filesystem paths, and the id patterns that guard it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from render_node.errors import BadRequest
+
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SCENE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]{0,200}\.blend$")
+
+
+def check_sha256(value: str) -> str:
+    value = value.lower().removeprefix("sha256:")
+    if not SHA256_RE.match(value):
+        raise BadRequest(f"{value[:80]!r} is not a sha256: give 64 hex digits")
+    return value
+
+
+def check_job_id(value: str) -> str:
+    if not JOB_ID_RE.match(value):
+        raise BadRequest(f"{value[:80]!r} is not a job id: letters, digits, '-' and '_' only")
+    return value
+
+
+def scene_path(scenes_dir: Path, name: str) -> Path:
+    """Resolve a scene name under `scenes_dir`, refusing absolute paths and `..`.
+
+    Sub-folders are allowed ("shots/010.blend"); the result must stay inside `scenes_dir`.
+    """
+    if not name or name.startswith(("/", "\\")) or "\\" in name or "\x00" in name:
+        raise BadRequest(f"scene {name[:80]!r} must be a relative name under the scenes folder")
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise BadRequest(f"scene {name[:80]!r} must not contain '..', '.' or empty parts")
+    if not all(
+        SCENE_NAME_RE.match(p) or (i < len(parts) - 1 and re.match(r"^[\w. -]+$", p))
+        for i, p in enumerate(parts)
+    ):
+        raise BadRequest(f"scene {name[:80]!r} must be a .blend file name (letters, digits, ._- )")
+    root = scenes_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise BadRequest(f"scene {name[:80]!r} points outside the scenes folder")
+    return path

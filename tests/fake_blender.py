@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""A stand-in for `blender -b` that speaks its command line and prints its output.
+
+It renders nothing: it prints Blender 3.4's lines (`Fra:`, `Sample a/b`, `Saved: '...'`) and
+writes a small real PNG per frame, so the node and the orchestrator can be tested quickly and
+with faults injected. Behaviour comes from environment variables (a node passes its own
+environment to Blender, so each test node can behave differently):
+
+FAKE_BLENDER_STARTUP   seconds before the first frame (Blender's start-up cost)   default 0
+FAKE_BLENDER_SECONDS   seconds per frame                                           default 0.05
+FAKE_BLENDER_FAIL      frames that print an `Error:` and save nothing, e.g. "13,17"
+FAKE_BLENDER_CRASH     frame at which the process dies by SIGSEGV, like a Blender crash
+FAKE_BLENDER_HANG      frame at which it hangs forever, printing nothing
+FAKE_BLENDER_NO_OUTPUT frames that print `Saved:` but write no file, exit code 0
+FAKE_BLENDER_OLD_SAVED print the unquoted `Saved: /path Time: ...` form of old Blender
+FAKE_BLENDER_LOG       a file to which each rendered frame number is appended (to count renders)
+FAKE_BLENDER_VERSION   the version it reports, default "3.4.1"
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import sys
+import time
+import zlib
+
+
+def frames_from_args(args: list[str]) -> tuple[str, str, list[int]]:
+    """Walk the arguments in order, the way Blender does; return (scene, output, frames)."""
+    scene = ""
+    output = "//render_"
+    start, end, jump = 1, 1, 1
+    frames: list[int] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-b", "--background"):
+            if i + 1 < len(args) and not args[i + 1].startswith("-"):
+                scene = args[i + 1]
+                i += 1
+        elif arg.endswith(".blend") and not scene:
+            scene = arg
+        elif arg in ("-o", "--render-output"):
+            output = args[i + 1]
+            i += 1
+        elif arg in ("-s", "--frame-start"):
+            start = int(args[i + 1])
+            i += 1
+        elif arg in ("-e", "--frame-end"):
+            end = int(args[i + 1])
+            i += 1
+        elif arg in ("-j", "--frame-jump"):
+            jump = int(args[i + 1])
+            i += 1
+        elif arg in ("-a", "--render-anim"):
+            frames.extend(range(start, end + 1, jump))
+        elif arg in ("-f", "--render-frame"):
+            for part in args[i + 1].split(","):
+                if ".." in part:
+                    a, b = part.split("..")
+                    frames.extend(range(int(a), int(b) + 1))
+                else:
+                    frames.append(int(part))
+            i += 1
+        elif arg in ("-F", "--render-format", "-t", "--threads", "-E", "--engine"):
+            i += 1
+        elif arg in ("--python-expr", "--python"):
+            i += 1
+        i += 1
+    return scene, output, frames
+
+
+def output_path(pattern: str, frame: int, ext: str = ".png") -> str:
+    hashes = 0
+    for ch in reversed(pattern):
+        if ch == "#":
+            hashes += 1
+        elif hashes:
+            break
+    if hashes:
+        idx = pattern.rfind("#" * hashes)
+        return pattern[:idx] + str(frame).zfill(hashes) + pattern[idx + hashes :] + ext
+    return pattern + str(frame).zfill(4) + ext
+
+
+def png_bytes(width: int, height: int, shade: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes([shade % 256, 80, 160]) * width
+    raw = row * height
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def env_frames(name: str) -> set[int]:
+    value = os.environ.get(name, "")
+    return {int(v) for v in value.split(",") if v.strip()}
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    version = os.environ.get("FAKE_BLENDER_VERSION", "3.4.1")
+    if "--version" in args or "-v" in args:
+        print(f"Blender {version}")
+        print("\tbuild date: 2026-01-01")
+        return 0
+    scene, output, frames = frames_from_args(args)
+    print(f"Blender {version}", flush=True)
+    if not scene or not os.path.exists(scene):
+        print(f"Error: Cannot read file '{scene}': No such file or directory", flush=True)
+        print("\nBlender quit", flush=True)
+        return 0
+    print(f"Read blend: {scene}", flush=True)
+    time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
+    seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
+    fail = env_frames("FAKE_BLENDER_FAIL")
+    no_output = env_frames("FAKE_BLENDER_NO_OUTPUT")
+    crash = env_frames("FAKE_BLENDER_CRASH")
+    hang = env_frames("FAKE_BLENDER_HANG")
+    old_saved = bool(os.environ.get("FAKE_BLENDER_OLD_SAVED"))
+    log = os.environ.get("FAKE_BLENDER_LOG")
+    samples = 4
+    for frame in frames:
+        mem = "Fra:{f} Mem:9.17M (Peak 10.30M) | Time:00:00.03 | Mem:0.01M, Peak:0.01M | "
+        prefix = mem.format(f=frame) + "Scene, ViewLayer | "
+        print(prefix + "Synchronizing object | Cube", flush=True)
+        if frame in crash:
+            print("Writing: /tmp/blender.crash.txt", flush=True)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if frame in hang:
+            while True:
+                time.sleep(3600)
+        for sample in range(1, samples + 1):
+            time.sleep(seconds / samples)
+            print(prefix + f"Sample {sample}/{samples}", flush=True)
+        if frame in fail:
+            print(f"Error: CUDA error: Out of memory in cuMemAlloc (frame {frame})", flush=True)
+            continue
+        print(prefix + "Finished", flush=True)
+        path = output_path(output, frame)
+        if frame not in no_output:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            with open(path + ".tmp", "wb") as fh:
+                fh.write(png_bytes(32, 24, frame))
+            os.replace(path + ".tmp", path)
+        if log:
+            with open(log, "a") as fh:
+                fh.write(f"{frame}\n")
+        if old_saved:
+            print(f"Saved: {path} Time: 00:00.10 (Saving: 00:00.00)", flush=True)
+        else:
+            print(f"Saved: '{path}'", flush=True)
+            print(" Time: 00:00.10 (Saving: 00:00.00)", flush=True)
+        print("", flush=True)
+    print("\nBlender quit", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
