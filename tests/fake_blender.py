@@ -64,9 +64,7 @@ def frames_from_args(args: list[str]) -> tuple[str, str, list[int]]:
                 else:
                     frames.append(int(part))
             i += 1
-        elif arg in ("-F", "--render-format", "-t", "--threads", "-E", "--engine"):
-            i += 1
-        elif arg in ("--python-expr", "--python"):
+        elif arg in ("-F", "--render-format", "-t", "--threads", "-E", "--engine", "--python-expr"):
             i += 1
         i += 1
     return scene, output, frames
