@@ -324,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="farm", description="Blender render farm client")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", parents=[common], help="start an orchestrator and N render nodes on this machine")
+    up = sub.add_parser(
+        "up", parents=[common], help="start an orchestrator and N render nodes on this machine"
+    )
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--data-dir", default=".farm")
@@ -333,7 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--threads", type=int, help="threads per node (default: cores / nodes)")
     up.set_defaults(func=cmd_up)
 
-    render = sub.add_parser("render", parents=[common], help="upload a scene, render frames, download them")
+    render = sub.add_parser(
+        "render", parents=[common], help="upload a scene, render frames, download them"
+    )
     render.add_argument(
         "scene", help="a .blend file, a name in the farm's scenes folder, or sha256:"
     )
