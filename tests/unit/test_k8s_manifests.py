@@ -113,7 +113,9 @@ def test_orchestrator_service_and_node_registration_url_agree() -> None:
     url = f"http://orchestrator:{PORTS['orchestrator']}"
     assert k8s_env("render-node")["FARM_ORCHESTRATOR"]["value"] == url
     assert compose()["services"]["render-node"]["environment"]["FARM_ORCHESTRATOR"] == url
-    assert compose()["services"]["orchestrator"]["ports"] == ["${FARM_PUBLISH_PORT:-8000}:8000"]
+    (published,) = compose()["services"]["orchestrator"]["ports"]
+    assert published["target"] == PORTS["orchestrator"]
+    assert published["published"] == "${FARM_PUBLISH_PORT:-8000}"
 
 
 def test_render_nodes_advertise_their_pod_ip_from_the_downward_api() -> None:
