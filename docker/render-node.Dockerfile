@@ -25,10 +25,10 @@ RUN set -eu; \
     /opt/farm/bin/pip uninstall -y blender-farm
 COPY render_node /src/render_node
 COPY orchestrator /src/orchestrator
+# The project itself as a wheel, outside the venv, so the venv layer stays cached.
 RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
-    /opt/farm/bin/pip install --no-deps $opts /src; \
-    find /opt/farm -name '__pycache__' -prune -exec rm -rf {} +
+    /opt/farm/bin/pip wheel --no-deps $opts -w /dist /src
 
 # ---- runtime ----
 FROM ${BASE_IMAGE}
@@ -42,6 +42,10 @@ RUN apt-get update \
  && mkdir -p /var/lib/farm /scenes \
  && chown farm:farm /var/lib/farm
 COPY --from=build /opt/farm /opt/farm
+COPY --from=build /dist /tmp/dist
+RUN /opt/farm/bin/pip install --disable-pip-version-check --no-cache-dir --no-deps --no-index \
+    /tmp/dist/*.whl \
+ && rm -rf /tmp/dist
 COPY docker/healthcheck.py /opt/farm/healthcheck.py
 ENV PATH=/opt/farm/bin:$PATH \
     PYTHONUNBUFFERED=1 \
