@@ -42,10 +42,6 @@ RUN apt-get update \
  && mkdir -p /var/lib/farm /scenes \
  && chown farm:farm /var/lib/farm
 COPY --from=build /opt/farm /opt/farm
-COPY --from=build /dist /tmp/dist
-RUN /opt/farm/bin/pip install --disable-pip-version-check --no-cache-dir --no-deps --no-index \
-    /tmp/dist/*.whl \
- && rm -rf /tmp/dist
 COPY docker/healthcheck.py /opt/farm/healthcheck.py
 ENV PATH=/opt/farm/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -54,7 +50,6 @@ ENV PATH=/opt/farm/bin:$PATH \
     FARM_DATA_DIR=/var/lib/farm \
     FARM_SCENES_DIR=/scenes \
     FARM_BLENDER=/usr/bin/blender
-USER farm
 WORKDIR /home/farm
 EXPOSE 8100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
@@ -62,3 +57,10 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 # tini is PID 1: it forwards SIGTERM to render-node and reaps any orphaned Blender.
 ENTRYPOINT ["tini", "--"]
 CMD ["render-node", "--host", "0.0.0.0", "--port", "8100"]
+# Last and small: the project itself, so a source edit rebuilds only these layers
+# (every instruction costs a container commit, seconds on some storage drivers).
+COPY --from=build /dist /tmp/dist
+RUN /opt/farm/bin/pip install --disable-pip-version-check --no-cache-dir --no-deps --no-index \
+    /tmp/dist/*.whl \
+ && rm -rf /tmp/dist
+USER farm
