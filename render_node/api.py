@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from render_node import __version__
-from render_node.auth import check_bearer
+from render_node.auth import BearerTokenMiddleware
 from render_node.blender import image_format
 from render_node.errors import BadRequest, NotFound, install_error_handlers
 from render_node.frames import FrameSpecError, parse_frame_spec
@@ -119,16 +119,13 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             await manager.shutdown()
             log.info("render node stopped: no Blender left running")
 
-    async def require_token(request: Request) -> None:
-        check_bearer(request, settings.token)
-
     app = FastAPI(
         title="Blender farm render node",
         version=__version__,
         lifespan=lifespan,
-        dependencies=[Depends(require_token)],
     )
     install_error_handlers(app)
+    app.add_middleware(BearerTokenMiddleware, token=settings.token)
     app.state.manager = manager
     app.state.store = store
     app.state.settings = settings
