@@ -191,3 +191,12 @@ def test_unknown_job_is_404_and_malformed_id_is_400(node: Node) -> None:
     assert node.client.get("/jobs/abc123").status_code == 404
     assert node.client.get("/jobs/a.b").status_code == 400
     assert node.client.delete("/jobs/nope").status_code == 404
+
+
+def test_error_then_saved_of_a_broken_frame_fails_it(start_node: StartNode) -> None:
+    node = start_node(env={"FAKE_BLENDER_BROKEN": "1"})
+    job = node.wait(node.submit("1-2"))
+    frames = frames_by_number(job)
+    assert frames[1]["state"] == "failed"
+    assert "illegal memory access" in frames[1]["error"]
+    assert frames[2]["state"] == "done"
