@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from render_node import __version__
 from render_node.auth import BearerTokenMiddleware
 from render_node.blender import image_format
-from render_node.errors import BadRequest, NotFound, install_error_handlers
+from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
 from render_node.paths import check_job_id, check_sha256
@@ -207,6 +207,13 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     @app.put("/scenes/{sha256}", status_code=201, response_model=SceneStored)
     async def upload_scene(sha256: str, request: Request) -> SceneStored:
         sha = check_sha256(sha256)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > store.max_bytes:
+            # Refused before reading; without the header the bytes are counted as they come.
+            raise PayloadTooLarge(
+                f"upload of {int(declared) // (1024 * 1024)} MB is larger than this node's "
+                f"limit of {store.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+            )
         size = await store.save(sha, request.stream())
         return SceneStored(scene=f"sha256:{sha}", size=size)
 

@@ -139,7 +139,8 @@ Event = FrameStarted | SampleProgress | Saved | ErrorLine | Quit
 # Blender 5.x logs through CLOG: "render | Fra:1 ...", possibly after a timestamp.
 _PREFIX = re.compile(r"^\s*(?:\S+\s+){0,2}?render\s*\|\s?")
 _FRA = re.compile(r"^Fra:(\d+)\b")
-_SAMPLE = re.compile(r"\|\s*Sample (\d+)/(\d+)")
+# Cycles: "| Sample 5/16"; Eevee: "| Rendering 5 / 64 samples".
+_SAMPLE = re.compile(r"\|\s*(?:Sample (\d+)\s*/\s*(\d+)|Rendering (\d+) / (\d+) samples)")
 _SAVED = re.compile(
     r"^Saved:\s*(?:'(?P<sq>[^']*)'|\"(?P<dq>[^\"]*)\"|(?P<bare>.+?))(?:\s+Time:.*)?\s*$"
 )
@@ -173,7 +174,8 @@ class OutputParser:
                 events.append(FrameStarted(frame))
             sample = _SAMPLE.search(line)
             if sample:
-                events.append(SampleProgress(frame, int(sample.group(1)), int(sample.group(2))))
+                done, total = (g for g in sample.groups() if g is not None)
+                events.append(SampleProgress(frame, int(done), int(total)))
             device = _DEVICE_ERROR.search(line)
             if device:
                 events.append(self._error(device.group("msg").strip()))

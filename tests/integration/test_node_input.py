@@ -61,6 +61,9 @@ def test_upload_past_max_upload_mb_is_413_even_without_content_length(
     assert response.status_code == 413
     assert "--max-upload-mb" in response.json()["detail"]
     assert node.client.head(f"/scenes/{DEMO_SHA}").status_code == 404
+    with_length = node.client.put(f"/scenes/{DEMO_SHA}", content=DEMO)
+    assert with_length.status_code == 413
+    assert node.client.head(f"/scenes/{DEMO_SHA}").status_code == 404
 
 
 def test_malformed_hash_in_the_url_is_400(node: Node) -> None:

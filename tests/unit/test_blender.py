@@ -123,6 +123,11 @@ STATUS = (
             id="samples",
         ),
         pytest.param(
+            [STATUS.format(f=2) + " | Rendering 12 / 64 samples"],
+            [FrameStarted(2), SampleProgress(2, 12, 64)],
+            id="eevee-samples",
+        ),
+        pytest.param(
             [STATUS.format(f=1), "Saved: '/o/frame_00001.png'", " Time: 00:00.80 (Saving: 0)"],
             [FrameStarted(1), Saved(1, "/o/frame_00001.png")],
             id="saved-quoted-3x",
