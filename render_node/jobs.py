@@ -18,7 +18,8 @@ from typing import Any
 
 from render_node.batch import DONE, FAILED, Batch
 from render_node.blender import ImageFormat, build_command, parse_version
-from render_node.runner import BlenderRun, blender_env, kill_leftovers, killpg_quietly
+from render_node.processes import kill_leftovers, killpg_quietly
+from render_node.runner import BlenderRun, blender_env
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import re
 import signal
 import time
@@ -27,6 +25,7 @@ from render_node.blender import (
     Saved,
     output_file,
 )
+from render_node.processes import killpg_quietly, write_pid_file
 
 log = logging.getLogger(__name__)
 
@@ -280,44 +279,9 @@ class BlenderRun:
 
     def _write_pid(self, pid: int) -> None:
         if self.pid_file is not None:
-            with contextlib.suppress(OSError):
-                self.pid_file.write_text(
-                    json.dumps({"pgid": pid, "marker": str(self.output_dir)}) + "\n"
-                )
+            write_pid_file(self.pid_file, pid, marker=str(self.output_dir))
 
     def _remove_pid(self) -> None:
         if self.pid_file is not None:
             with contextlib.suppress(OSError):
                 self.pid_file.unlink()
-
-
-def killpg_quietly(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def kill_leftovers(pid_files: list[Path]) -> list[int]:
-    """Kill Blender groups a previous run of this node left behind (its pid files survive it).
-
-    The group is killed only if its leader still runs with this job's output folder on its
-    command line, so a recycled pid is never hit. Returns the groups killed.
-    """
-    killed: list[int] = []
-    for pid_file in pid_files:
-        try:
-            info = json.loads(pid_file.read_text())
-            pgid, marker = int(info["pgid"]), str(info["marker"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        cmdline = Path(f"/proc/{pgid}/cmdline")
-        try:
-            ours = marker.encode() in cmdline.read_bytes()
-        except OSError:
-            ours = False
-        if ours:
-            killpg_quietly(pgid, signal.SIGKILL)
-            killed.append(pgid)
-            log.warning("killed leftover Blender process group %d (%s)", pgid, marker)
-        with contextlib.suppress(OSError):
-            pid_file.unlink()
-    return killed
