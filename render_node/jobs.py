@@ -5,6 +5,7 @@ for the frames left), and end completed, failed or cancelled. Owned by the app's
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import secrets
 import shutil
@@ -14,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from render_node.batch import DONE, FAILED, Batch
 from render_node.blender import ImageFormat, build_command, parse_version
@@ -124,9 +125,12 @@ class JobManager:
         self._slots = asyncio.Semaphore(slots)
         self._version: str | None = None
         self._version_lock = asyncio.Lock()
+        self._lock: IO[str] | None = None
 
     async def start(self) -> None:
         """Kill any Blender an earlier run of this node left behind, then clear its jobs."""
+        # Two nodes on one data dir would kill each other's Blender and delete its frames.
+        self._lock = lock_data_dir(self.jobs_dir.parent)
         pid_files = sorted(self.jobs_dir.glob("*/blender.pid"))
         killed = kill_leftovers(pid_files)
         if killed:
@@ -138,6 +142,9 @@ class JobManager:
         """Cancel every job; returns when every Blender group is killed and reaped."""
         active = [job for job in self.jobs.values() if job.state not in FINAL]
         await asyncio.gather(*(self.cancel(job) for job in active), return_exceptions=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     @property
     def busy(self) -> int:
@@ -252,6 +259,24 @@ class JobManager:
         else:
             job.state = COMPLETED
         log.info("job %s %s%s", job.id, job.state, f": {job.error}" if job.error else "")
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on `data_dir` for as long as the returned file stays open."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "node.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataDirInUse(
+            f"another render node is using {data_dir}: give each node its own --data-dir"
+        ) from None
+    return handle
 
 
 def _resolve_executable(blender: str) -> str:

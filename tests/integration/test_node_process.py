@@ -116,3 +116,14 @@ def test_node_start_spares_a_recycled_pid_that_is_not_its_blender(
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_second_node_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    first, second = free_port(), free_port()
+    env = {**os.environ, "FARM_BLENDER": str(FAKE_BLENDER)}
+    with run_cli(node_argv(first, tmp_path), port=first, env=env, cwd=ROOT):
+        result = subprocess.run(
+            node_argv(second, tmp_path), env=env, cwd=ROOT, capture_output=True, timeout=20
+        )
+        assert result.returncode != 0
+        assert b"another render node is using" in result.stdout + result.stderr
