@@ -46,6 +46,67 @@ class JobCreated(BaseModel):
     status_url: str
 
 
+class FrameStatus(BaseModel):
+    frame: int
+    state: str = Field(description="pending | rendering | done | failed")
+    seconds: float | None = Field(None, description="render time of a finished frame")
+    error: str | None = Field(None, description="why a failed frame failed")
+
+
+class FrameCounts(BaseModel):
+    total: int
+    pending: int
+    rendering: int
+    done: int
+    failed: int
+
+
+class JobSummary(BaseModel):
+    id: str
+    state: str = Field(description="queued | running | completed | failed | cancelled")
+    scene: str
+    format: str
+    counts: FrameCounts
+    progress: float = Field(description="(frames done + sample hint of the current one) / total")
+    error: str | None = None
+    created: float = Field(description="Unix time")
+    started: float | None = None
+    finished: float | None = None
+
+
+class JobDetail(JobSummary):
+    frames: list[FrameStatus]
+    blender_version: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+
+
+class JobDeleted(BaseModel):
+    id: str
+    state: str
+    removed: bool = Field(description="true when a finished job's files were deleted")
+
+
+class JobCounts(BaseModel):
+    queued: int
+    running: int
+    finished: int
+
+
+class NodeInfo(BaseModel):
+    version: str
+    blender_version: str | None
+    slots: int
+    busy: int
+    cpu_count: int
+    threads: int
+    name: str
+    url: str
+    jobs: JobCounts
+
+
 class SceneStored(BaseModel):
     scene: str
     size: int
@@ -140,7 +201,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     async def health() -> Health:
         return Health()
 
-    @app.get("/info")
+    @app.get("/info", response_model=NodeInfo)
     async def info() -> dict[str, Any]:
         states = [job.state for job in manager.jobs.values()]
         return {
@@ -170,15 +231,15 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         job = manager.submit(body.scene, path, frames, fmt)
         return JobCreated(id=job.id, state=job.state, status_url=f"/jobs/{job.id}")
 
-    @app.get("/jobs")
+    @app.get("/jobs", response_model=JobList, response_model_exclude_none=True)
     async def list_jobs() -> dict[str, Any]:
         return {"jobs": [job.summary() for job in manager.jobs.values()]}
 
-    @app.get("/jobs/{job_id}")
+    @app.get("/jobs/{job_id}", response_model=JobDetail, response_model_exclude_none=True)
     async def job_status(job_id: str) -> dict[str, Any]:
         return find_job(job_id).detail()
 
-    @app.delete("/jobs/{job_id}")
+    @app.delete("/jobs/{job_id}", response_model=JobDeleted)
     async def delete_job(job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job (Blender gone within 2 s); remove a finished one."""
         job = find_job(job_id)
