@@ -90,6 +90,22 @@ def build_command(
     ]
 
 
+# Linux caps one argument at 128 KiB; a long `-f a,b,c,...` list is split across runs.
+MAX_FRAME_LIST_CHARS = 30_000
+
+
+def frames_for_one_command(frames: list[int], limit: int = MAX_FRAME_LIST_CHARS) -> list[int]:
+    """The leading frames whose render arguments fit one Blender command line."""
+    if sum(len(a) + 1 for a in blender_frame_args(frames)) <= limit:
+        return frames
+    length = 0
+    for i, frame in enumerate(frames):
+        length += len(str(frame)) + 1
+        if length > limit:
+            return frames[: max(i, 1)]
+    return frames
+
+
 _VERSION = re.compile(r"^Blender (\d+\.\d+(?:\.\d+)?)")
 
 

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from render_node.batch import DONE, FAILED, Batch
-from render_node.blender import ImageFormat, build_command, parse_version
+from render_node.blender import (
+    ImageFormat,
+    build_command,
+    frames_for_one_command,
+    parse_version,
+)
 from render_node.processes import kill_leftovers, killpg_quietly
 from render_node.runner import BlenderRun, blender_env
 
@@ -210,17 +215,21 @@ class JobManager:
             self._finish(job)
 
     async def _render(self, job: Job) -> None:
+        """Run Blender until every frame is decided: one process normally; another for the
+        frames after a timed-out one; several when a frame list is too long for one command.
+        """
         await asyncio.to_thread(job.output_dir.mkdir, parents=True, exist_ok=True)
         remaining = job.batch.unfinished()
         while remaining:
+            part = frames_for_one_command(remaining)
             command = build_command(
-                self.blender, job.scene_path, job.output_dir, remaining, job.fmt, self.threads
+                self.blender, job.scene_path, job.output_dir, part, job.fmt, self.threads
             )
             job.log_tail.append("[node] " + " ".join(command))
             job.run = BlenderRun(
                 command,
                 job.batch,
-                remaining,
+                part,
                 job.output_dir,
                 job.fmt,
                 env=self.env,
@@ -231,12 +240,11 @@ class JobManager:
                 label=f"job {job.id}",
             )
             try:
-                result = await job.run.run()
+                await job.run.run()
             finally:
                 job.files.update(job.run.files)
             left = job.batch.unfinished()
-            # After a frame timeout Blender is started again for the frames it never reached.
-            if not result.timed_out or len(left) >= len(remaining):
+            if len(left) >= len(remaining):  # nothing decided: never loop on it
                 break
             remaining = left
 

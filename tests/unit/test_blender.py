@@ -9,6 +9,7 @@ from render_node.blender import (
     SampleProgress,
     Saved,
     build_command,
+    frames_for_one_command,
     image_format,
     output_file,
     parse_version,
@@ -213,3 +214,16 @@ def test_parser_after_saved_errors_belong_to_no_frame() -> None:
         ErrorLine(None, "Not freed memory blocks: 3")
     ]
     assert parser.last_error == "Not freed memory blocks: 3"
+
+
+def test_long_frame_lists_are_split_to_fit_a_command_line() -> None:
+    scattered = [*range(1, 70_000, 7), 5]
+    part = frames_for_one_command(scattered, limit=1000)
+    assert part == scattered[: len(part)]
+    assert len(",".join(map(str, part))) <= 1000
+    assert len(",".join(map(str, scattered[: len(part) + 1]))) > 1000
+
+
+def test_even_ranges_are_never_split() -> None:
+    frames = list(range(1, 100_001))
+    assert frames_for_one_command(frames, limit=100) == frames
