@@ -157,6 +157,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await manager.start()
+        await asyncio.to_thread(store.remove_partial_uploads)
         background = [asyncio.create_task(manager.blender_version(), name="blender-version")]
         if settings.orchestrator:
             background.append(

@@ -34,6 +34,15 @@ class SceneStore:
         self.scenes_dir = scenes_dir
         self.max_bytes = max_bytes
 
+    def remove_partial_uploads(self) -> int:
+        """Delete temp files of uploads a previous run of the node did not finish."""
+        removed = 0
+        for tmp in self.root.glob(".upload-*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+        return removed
+
     def path_for(self, sha: str) -> Path:
         return self.root / f"{check_sha256(sha)}.blend"
 

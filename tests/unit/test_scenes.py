@@ -95,3 +95,12 @@ def test_resolve_refuses_unknown_and_escaping_names(
 ) -> None:
     with pytest.raises(error, match=words):
         store(tmp_path).resolve(ref)
+
+
+def test_partial_uploads_of_an_earlier_run_are_removed(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    sha = hashlib.sha256(BLEND).hexdigest()
+    save(s, sha, BLEND)
+    (tmp_path / "store" / ".upload-dead.tmp").write_bytes(b"BLENDER half")
+    assert s.remove_partial_uploads() == 1
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [f"{sha}.blend"]
