@@ -9,7 +9,6 @@ import fcntl
 import logging
 import secrets
 import shutil
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,10 +21,9 @@ from render_node.blender import (
     ImageFormat,
     build_command,
     frames_for_one_command,
-    parse_version,
 )
-from render_node.processes import kill_leftovers, killpg_quietly
-from render_node.runner import BlenderRun, blender_env
+from render_node.processes import kill_leftovers
+from render_node.runner import BlenderRun, blender_env, read_blender_version
 
 log = logging.getLogger(__name__)
 
@@ -292,29 +290,3 @@ def _resolve_executable(blender: str) -> str:
     if "/" in blender:
         return str(Path(blender).expanduser().resolve())
     return shutil.which(blender) or blender
-
-
-async def read_blender_version(blender: str, env: Mapping[str, str], *, limit: float) -> str | None:
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            blender,
-            "--version",
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            env=dict(env),
-        )
-    except OSError as exc:
-        log.error("cannot run %s --version: %s", blender, exc)
-        return None
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), limit)
-    except TimeoutError:
-        log.error("%s --version did not answer within %g s", blender, limit)
-        return None
-    finally:
-        if proc.returncode is None:
-            killpg_quietly(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    return parse_version(out.decode("utf-8", "replace"))

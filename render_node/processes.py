@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 def write_pid_file(path: Path, pgid: int, *, marker: str) -> None:
     """`marker` is a string on the process's command line that proves it is ours later."""
+    tmp = path.with_suffix(".tmp")
     with contextlib.suppress(OSError):
-        path.write_text(json.dumps({"pgid": pgid, "marker": marker}) + "\n")
+        tmp.write_text(json.dumps({"pgid": pgid, "marker": marker}) + "\n")
+        os.replace(tmp, path)  # readers never see half a file
 
 
 def killpg_quietly(pgid: int, sig: signal.Signals) -> None:

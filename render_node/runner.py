@@ -24,6 +24,7 @@ from render_node.blender import (
     SampleProgress,
     Saved,
     output_file,
+    parse_version,
 )
 from render_node.processes import killpg_quietly, write_pid_file
 
@@ -285,3 +286,29 @@ class BlenderRun:
         if self.pid_file is not None:
             with contextlib.suppress(OSError):
                 self.pid_file.unlink()
+
+
+async def read_blender_version(blender: str, env: Mapping[str, str], *, limit: float) -> str | None:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            blender,
+            "--version",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env),
+        )
+    except OSError as exc:
+        log.error("cannot run %s --version: %s", blender, exc)
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), limit)
+    except TimeoutError:
+        log.error("%s --version did not answer within %g s", blender, limit)
+        return None
+    finally:
+        if proc.returncode is None:
+            killpg_quietly(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    return parse_version(out.decode("utf-8", "replace"))

@@ -61,24 +61,44 @@ class Node:
             time.sleep(0.02)
         raise AssertionError(f"frame {frame} of {job_id} never became {state}")
 
-    def blender_pgid(self, job_id: str, timeout: float = 10.0) -> int:
-        """The process group of the job's Blender, from the pid file the node keeps."""
-        pid_file = self.data_dir / "jobs" / job_id / "blender.pid"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                return int(json.loads(pid_file.read_text())["pgid"])
-            except (OSError, ValueError):
-                time.sleep(0.02)
-        raise AssertionError(f"no Blender pid file for job {job_id}")
+    def blender_pgid(self, job_id: str) -> int:
+        return blender_pgid(self.data_dir, job_id)
+
+
+def blender_pgid(data_dir: Path, job_id: str, timeout: float = 10.0) -> int:
+    """The process group of a job's Blender, from the pid file the node keeps."""
+    pid_file = data_dir / "jobs" / job_id / "blender.pid"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return int(json.loads(pid_file.read_text())["pgid"])
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.02)
+    raise AssertionError(f"no Blender pid file for job {job_id}")
 
 
 def group_alive(pgid: int) -> bool:
+    """True while a process of group `pgid` still runs.
+
+    Zombies do not count: when a group is killed, grandchildren (e.g. of a pyenv shim that
+    starts Python) are reaped by init, not by the node, and linger a moment as zombies.
+    """
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            return True
+    return False
 
 
 StartNode = Callable[..., Node]

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.conftest import FAKE_BLENDER, ROOT, SCENES, StartNode, group_alive
+from tests.integration.conftest import (
+    FAKE_BLENDER,
+    ROOT,
+    SCENES,
+    StartNode,
+    blender_pgid,
+    group_alive,
+)
 from tests.servers import free_port, run_cli
 
 
@@ -45,18 +52,14 @@ def test_sigterm_to_the_node_leaves_no_blender_behind(tmp_path: Path) -> None:
     with run_cli(node_argv(port, tmp_path), port=port, env=env, cwd=ROOT) as server:
         response = httpx.post(server.url + "/jobs", json={"scene": "demo.blend", "frames": "1-3"})
         job_id = response.json()["id"]
-        pid_file = tmp_path / "jobs" / job_id / "blender.pid"
-        deadline = time.monotonic() + 10
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        pgid = int(json.loads(pid_file.read_text())["pgid"])
+        pgid = blender_pgid(tmp_path, job_id)
         assert group_alive(pgid)
         began = time.monotonic()
         code = server.stop(grace=10)
         assert time.monotonic() - began < 5
         # uvicorn re-raises the signal it caught once shutdown is complete.
         assert code in (0, -15), server.output()
-        assert not group_alive(pgid)
+        assert not group_alive(pgid), server.output()
         assert "no Blender left running" in server.output()
 
 
