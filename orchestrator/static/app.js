@@ -250,12 +250,38 @@
     return counts.total ? counts.done / counts.total : 0;
   }
 
-  function percent(fraction) {
-    return `${(fraction * 100).toFixed(fraction > 0 && fraction < 0.1 ? 1 : 0)}%`;
+  function percent(fraction, digits) {
+    const places = digits ?? (fraction > 0 && fraction < 0.1 ? 1 : 0);
+    return `${(fraction * 100).toFixed(places)}%`;
   }
 
   function isActive(state) {
     return state === "queued" || state === "running";
+  }
+
+  // A stacked bar: done, then rendering, then failed, so trouble shows before reading numbers.
+  function progressBar(extra = "") {
+    return el("div", { class: `progress ${extra}`.trim() }, [
+      el("span", { class: "seg-d" }),
+      el("span", { class: "seg-r" }),
+      el("span", { class: "seg-f" }),
+    ]);
+  }
+
+  function setBar(bar, job) {
+    const counts = frameCounts(job);
+    const total = counts.total;
+    const share = (n) => (total ? percent(Math.min(1, n / total), 2) : "0%");
+    bar.classList.remove(...[...bar.classList].filter((c) => c.startsWith("s-")));
+    if (job.state) bar.classList.add(`s-${String(job.state).replace(/[^a-z]/g, "")}`);
+    const [done, rendering, failed] = bar.children;
+    done.style.width = total ? share(counts.done) : percent(progressOf(job), 2);
+    rendering.style.width = share(counts.rendering);
+    failed.style.width = share(counts.failed);
+  }
+
+  function count(n) {
+    return typeof n === "number" ? n.toLocaleString() : "–";
   }
 
   function badge(node, state) {
@@ -336,14 +362,13 @@
     function createJobRow() {
       const link = el("a", { class: "scene" });
       const id = el("span", { class: "sub mono" });
-      const fill = el("div", { class: "progress-fill" });
       const cancel = el("button", { class: "btn btn-small btn-danger", type: "button", text: "Cancel" });
       const row = el("tr", {}, [
         el("td", {}, [link, id]),
         el("td", {}, [el("span", { class: "badge" })]),
         el("td", {}, [
           el("div", { class: "progress-cell" }, [
-            el("div", { class: "progress" }, [fill]),
+            progressBar(),
             el("span", { class: "pct" }),
           ]),
         ]),
@@ -373,13 +398,11 @@
       setText(link, scene.replace(/^sha256:([0-9a-f]{12})[0-9a-f]*$/, "sha256:$1…"));
       setText(cells[0].lastChild, job.id);
       badge(cells[1].firstChild, job.state);
-      const fill = cells[2].querySelector(".progress-fill");
-      fill.style.width = percent(progress);
-      fill.className = `progress-fill s-${job.state}`;
+      setBar(cells[2].querySelector(".progress"), job);
       setText(cells[2].querySelector(".pct"), percent(progress));
       const frames = cells[3];
-      frames.replaceChildren(`${counts.done} / ${counts.total}`);
-      if (counts.failed) frames.append(" ", el("span", { class: "frames-failed", text: `${counts.failed} failed` }));
+      frames.replaceChildren(`${count(counts.done)} / ${count(counts.total)}`);
+      if (counts.failed) frames.append(el("span", { class: "frames-failed", text: `${count(counts.failed)} failed` }));
       setText(cells[4], duration(elapsedOf(job)));
       setText(cells[5], isActive(job.state) ? duration(job.eta_seconds) : "–");
       setText(cells[6], typeof job.priority === "number" ? job.priority : "–");
@@ -562,7 +585,9 @@
       // Biggest cell that keeps the grid under ~360 px tall; never below 2 px.
       let cell = 22;
       while (cell > 2 && Math.ceil(n / Math.floor(width / cell)) * cell > 360) cell--;
-      const cols = Math.max(1, Math.floor(width / cell));
+      let cols = Math.max(1, Math.floor(width / cell));
+      // Big cells: rows of a round number of frames, so frame numbers are easy to find.
+      if (cell >= 6 && cols >= 20 && n > cols) cols -= cols % 10;
       const rows = Math.ceil(n / cols);
       this.layout = { cell, cols, rows };
       const dpr = window.devicePixelRatio || 1;
@@ -597,6 +622,20 @@
             ctx.fillRect(x, row * cell, w, cell - gap);
           }
           i = j;
+        }
+      }
+      // At 2-5 px a lone failed or rendering frame would vanish among thousands: mark them.
+      if (cell < 6) {
+        const mark = 5;
+        for (let i = 0; i < states.length; i++) {
+          const c = states[i];
+          if (c !== "f" && c !== "r") continue;
+          const x = (i % cols) * cell + cell / 2 - mark / 2;
+          const y = Math.floor(i / cols) * cell + cell / 2 - mark / 2;
+          ctx.fillStyle = "#16181d";
+          ctx.fillRect(x - 1, y - 1, mark + 2, mark + 2);
+          ctx.fillStyle = COLORS[c];
+          ctx.fillRect(x, y, mark, mark);
         }
       }
     }
@@ -843,13 +882,11 @@
       setText("job-scene", job.scene ? String(job.scene) : `Job ${jobId}`);
       document.title = `${percent(progress)} · ${job.scene || jobId} · Render farm`;
       badge(document.getElementById("job-state"), job.state);
-      const bar = document.getElementById("job-bar");
-      bar.style.width = percent(progress);
-      bar.className = `progress-fill s-${job.state}`;
+      setBar(document.getElementById("job-bar"), job);
       setText("job-progress", percent(progress));
-      setText("job-done", `${counts.done} / ${counts.total}`);
-      setText("job-rendering", counts.rendering);
-      setText("job-failed", counts.failed);
+      setText("job-done", `${count(counts.done)} / ${count(counts.total)}`);
+      setText("job-rendering", count(counts.rendering));
+      setText("job-failed", count(counts.failed));
       document.getElementById("job-failed").classList.toggle("has-failed", counts.failed > 0);
       setText("job-elapsed", duration(elapsedOf(job)));
       setText("job-eta", isActive(job.state) ? duration(job.eta_seconds) : "–");
@@ -880,7 +917,7 @@
       grid.draw(map);
       const counts = map.counts();
       for (const node of document.querySelectorAll("#grid-legend [data-count]")) {
-        setText(node, counts[node.dataset.count] ?? 0);
+        setText(node, count(counts[node.dataset.count] ?? 0));
       }
     }
 
@@ -984,7 +1021,11 @@
       if (empty) return;
       const urls = new Set(batches.map((b) => b.node));
       const lanes = [...urls]
-        .map((url) => ({ url, label: nodeLabel(url, job.nodes) }))
+        .map((url) => {
+          const info = job.nodes && job.nodes[url];
+          const lost = info && info.state === "lost";
+          return { url, label: nodeLabel(url, job.nodes) + (lost ? " (lost)" : "") };
+        })
         .sort((a, b) => a.label.localeCompare(b.label));
       const now = Date.now() / 1000;
       let start = Math.min(...batches.map((b) => b.started));

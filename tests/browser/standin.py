@@ -118,7 +118,10 @@ class Job:
     def detail(self, now: float) -> dict[str, Any]:
         out = self.summary(now)
         out["batches"] = self.batches
-        out["nodes"] = {url: {"name": name} for url, name in NODES.items()}
+        out["nodes"] = {
+            url: {"name": name, "state": "lost" if name == "render-03" else "busy"}
+            for url, name in NODES.items()
+        }
         out["failed_frames"] = [
             {"frame": f, "error": self.errors.get(f, "")}
             for f, s in zip(self.frames, self.states, strict=True)
@@ -166,7 +169,7 @@ class FakeFarm:
         self.png_cache: dict[int, bytes] = {}
 
         frames = list(range(1, 241))
-        t0 = now - 300
+        t0 = now - 120
         job = Job(
             id="j-shot010",
             scene="shot_010_lighting.blend",

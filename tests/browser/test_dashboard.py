@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_overview_shows_the_running_job_its_progress_and_the_nodes(
     expect(row.locator(".pct")).to_have_text(pct)
     expect(row).to_contain_text(f"{counts['done']} / {counts['total']}")
     expect(row).to_contain_text(f"{counts['failed']} failed")
-    width = row.locator(".progress-fill").evaluate("e => e.getBoundingClientRect().width")
+    width = row.locator(".progress .seg-d").evaluate("e => e.getBoundingClientRect().width")
     assert width > 0
     expect(row.locator("button", has_text="Cancel")).to_be_visible()
     expect(job_row(page, "j-turntable").locator(".badge")).to_have_text("completed")
@@ -190,8 +191,8 @@ def test_user_controlled_text_is_shown_as_text(page: Page, base_url: str, farm: 
         frames=[1, 2],
         states=["done", "failed"],
         state="running",
-        created=0,
-        started=1,
+        created=time.time() - 30,
+        started=time.time() - 20,
     )
     job.errors[2] = "<script>window.pwned=2</script> Error: boom"
     farm.add_job(job)
@@ -223,12 +224,17 @@ def test_a_100000_frame_job_draws_its_grid(page: Page, base_url: str, farm: Fake
             frames=list(range(1, n + 1)),
             states=states,
             state="running",
-            created=0,
-            started=1,
+            created=time.time() - 4000,
+            started=time.time() - 3600,
         )
     )
     page.goto(f"{base_url}/jobs/j-huge?token={TOKEN}")
-    expect(page.locator('#grid-legend [data-count="d"]')).to_have_text("41233")
+    expect(page.locator('#grid-legend [data-count="d"]')).to_have_text("41,233")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#thumbs img')]"
+        ".every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0)",
+        timeout=20000,
+    )
     size = page.evaluate(
         "() => { const r = document.getElementById('grid').getBoundingClientRect();"
         " return [r.width, r.height]; }"
