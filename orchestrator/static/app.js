@@ -278,6 +278,8 @@
     done.style.width = total ? share(counts.done) : percent(progressOf(job), 2);
     rendering.style.width = share(counts.rendering);
     failed.style.width = share(counts.failed);
+    // Animate changes, not the first paint (a bar growing from 0 misreads as progress).
+    if (!bar.classList.contains("animated")) requestAnimationFrame(() => bar.classList.add("animated"));
   }
 
   function count(n) {
