@@ -213,6 +213,14 @@
     return `${Math.floor(h / 24)} d ${h % 24} h`;
   }
 
+  // Axis labels: 0:45, 12:30, 1:05:00.
+  function timecode(seconds) {
+    const s = Math.round(seconds);
+    const two = (n) => String(n).padStart(2, "0");
+    if (s < 3600) return `${Math.floor(s / 60)}:${two(s % 60)}`;
+    return `${Math.floor(s / 3600)}:${two(Math.floor(s / 60) % 60)}:${two(s % 60)}`;
+  }
+
   function ago(unixSeconds) {
     if (typeof unixSeconds !== "number") return "–";
     const seconds = Math.max(0, Date.now() / 1000 - unixSeconds);
@@ -693,7 +701,7 @@
 
       // Axis: ticks at a round interval giving ~6-10 labels.
       const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
-      const tick = steps.find((s) => span / s <= 10) || 86400;
+      const tick = steps.find((s) => (s / span) * plot >= 70) || 86400;
       ctx.fillStyle = "#9aa1ad";
       ctx.strokeStyle = "#2a2e37";
       ctx.lineWidth = 1;
@@ -703,7 +711,7 @@
         ctx.moveTo(x, AXIS - 4);
         ctx.lineTo(x, height);
         ctx.stroke();
-        const label = t === 0 ? "0" : duration(t).replace(" 00 s", "").replace(" 00 min", " h");
+        const label = timecode(t);
         ctx.textAlign = t === 0 ? "left" : "center";
         if (x < width - 20) ctx.fillText(label, x, AXIS / 2);
       }

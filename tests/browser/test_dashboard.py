@@ -112,6 +112,11 @@ def test_overview_shows_the_running_job_its_progress_and_the_nodes(
     # The token left the address bar (history, screenshots, shoulder-surfers).
     assert "token" not in page.url
     shot(page, "dashboard-overview.png")
+    page.set_viewport_size({"width": 820, "height": 1000})
+    page.goto(f"{base_url}/jobs/{RUNNING}")  # the token stays in this tab's sessionStorage
+    expect(page.locator("#job-state")).to_have_text("running")
+    page.wait_for_function("() => document.querySelectorAll('#thumbs img[src^=\"blob:\"]').length")
+    shot(page, "dashboard-job-narrow.png")
 
 
 def test_job_page_shows_grid_thumbnails_timeline_and_failed_frames(
