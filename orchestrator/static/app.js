@@ -154,7 +154,11 @@
         live.lastOk = Date.now();
         live.error = null;
       } catch (error) {
-        live.error = error instanceof HttpError ? error.message : "cannot reach the orchestrator";
+        if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
+          live.error = "needs the farm's token";
+        } else {
+          live.error = error instanceof HttpError ? error.message : "cannot reach the orchestrator";
+        }
         if (!(error instanceof HttpError)) console.error(error);
       }
       renderLive();
@@ -600,6 +604,8 @@
       if (cell >= 6 && cols >= 20 && n > cols) cols -= cols % 10;
       const rows = Math.ceil(n / cols);
       this.layout = { cell, cols, rows };
+      this.canvas.dataset.cols = String(cols);
+      this.canvas.dataset.cell = String(cell);
       const dpr = window.devicePixelRatio || 1;
       const cssW = cols * cell;
       const cssH = rows * cell;

@@ -289,7 +289,7 @@ class FakeFarm:
         return self.png_cache[frame]
 
 
-def create_app(farm: FakeFarm, token: str | None = None) -> FastAPI:
+def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool = True) -> FastAPI:
     app = FastAPI()
     install_error_handlers(app)
 
@@ -330,11 +330,13 @@ def create_app(farm: FakeFarm, token: str | None = None) -> FastAPI:
             job.finished = time.time()
             return {"id": job_id, "state": job.state}
 
-    @app.get("/render/{job_id}/framemap")
-    def job_framemap(job_id: str) -> dict[str, Any]:
-        with farm.lock:
-            job = farm.job(job_id)
-            return framemap(job.frames, job.states)
+    if with_framemap:
+
+        @app.get("/render/{job_id}/framemap")
+        def job_framemap(job_id: str) -> dict[str, Any]:
+            with farm.lock:
+                job = farm.job(job_id)
+                return framemap(job.frames, job.states)
 
     @app.get("/render/{job_id}/frames")
     def job_frames(job_id: str, state: str | None = None) -> dict[str, Any]:

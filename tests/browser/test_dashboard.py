@@ -148,6 +148,20 @@ def test_job_page_shows_grid_thumbnails_timeline_and_failed_frames(
     expect(page.locator("#timeline")).to_be_visible()
     shot(page, "dashboard-job.png")
 
+    # The canvas maps the pointer back to frames: hover frame 37 (failed), click frame 1 (done).
+    grid = page.locator("#grid")
+    cols = int(grid.get_attribute("data-cols") or 0)
+    cell = float(grid.get_attribute("data-cell") or 0)
+    assert cols > 37
+    grid.hover(position={"x": 36 * cell + cell / 2, "y": cell / 2})
+    expect(page.locator("#grid-readout")).to_have_text("Frame 37 · failed")
+    grid.click(position={"x": cell / 2, "y": cell / 2})
+    expect(page.locator("#viewer-title")).to_have_text("Frame 1")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator("#viewer-title")).to_have_text("Frame 2")
+    page.locator("#viewer-close").click()
+    expect(page.locator("#viewer")).to_be_hidden()
+
     page.locator("#thumbs figure button").first.click()
     viewer = page.locator("#viewer")
     expect(viewer).to_be_visible()
@@ -263,3 +277,14 @@ def test_preview_video_plays_from_the_job_page(
         timeout=15000,
     )
     shot(page, "dashboard-video.png")
+
+
+def test_job_page_works_without_the_framemap_endpoint(page: Page, farm: FakeFarm) -> None:
+    with serve(create_app(farm, token=TOKEN, with_framemap=False)) as url:
+        page.goto(f"{url}/jobs/{RUNNING}?token={TOKEN}")
+        counts = farm.jobs[RUNNING].counts()
+        expect(page.locator('#grid-legend [data-count="d"]')).to_have_text(str(counts["done"]))
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#thumbs img')]"
+            ".some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)"
+        )
