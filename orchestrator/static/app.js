@@ -121,11 +121,14 @@
 
   // ---------------------------------------------------------------- polling
 
-  const live = { lastOk: 0, error: null };
+  const live = { lastOk: 0, error: null, needsToken: false };
 
   function renderLive() {
     const node = document.getElementById("live");
-    if (live.error) {
+    if (live.needsToken) {
+      node.dataset.state = "error";
+      node.textContent = "waiting for the token";
+    } else if (live.error) {
       node.dataset.state = "error";
       node.textContent = `offline: ${live.error} (retrying)`;
     } else if (live.lastOk) {
@@ -153,12 +156,10 @@
         await fn();
         live.lastOk = Date.now();
         live.error = null;
+        live.needsToken = false;
       } catch (error) {
-        if (error instanceof HttpError && (error.status === 401 || error.status === 403)) {
-          live.error = "needs the farm's token";
-        } else {
-          live.error = error instanceof HttpError ? error.message : "cannot reach the orchestrator";
-        }
+        live.needsToken = error instanceof HttpError && (error.status === 401 || error.status === 403);
+        live.error = error instanceof HttpError ? error.message : "cannot reach the orchestrator";
         if (!(error instanceof HttpError)) console.error(error);
       }
       renderLive();
@@ -367,6 +368,7 @@
   // ---------------------------------------------------------------- overview page
 
   const STATE_ORDER = { running: 0, queued: 1 };
+  const MAX_FINISHED = 50;
 
   function overviewPage() {
     const jobsBody = document.querySelector("#jobs tbody");
@@ -492,7 +494,14 @@
       );
       const nodes = listOf(nodeData, "nodes").filter((n) => n && typeof n === "object");
       nodes.sort((a, b) => String(a.name || a.url).localeCompare(String(b.name || b.url)));
-      syncRows(jobsBody, jobs, (j) => j.id, createJobRow, updateJobRow);
+      // Every active job, and the most recent finished ones: a long-lived farm has thousands.
+      const active = jobs.filter((j) => isActive(j.state));
+      const finished = jobs.filter((j) => !isActive(j.state));
+      const shown = [...active, ...finished.slice(0, MAX_FINISHED)];
+      syncRows(jobsBody, shown, (j) => j.id, createJobRow, updateJobRow);
+      const older = document.getElementById("jobs-older");
+      older.hidden = shown.length === jobs.length;
+      setText(older, `…and ${count(jobs.length - shown.length)} older finished jobs.`);
       syncRows(nodesBody, nodes, (n) => n.url || n.name, createNodeRow, updateNodeRow);
       document.getElementById("jobs-empty").hidden = jobs.length > 0;
       document.getElementById("jobs").hidden = jobs.length === 0;
@@ -832,6 +841,8 @@
         const img = el("img", { alt: `Frame ${frame}` });
         img.src = url;
         viewerBody.replaceChildren(img);
+        // Paging through frames must not pile up full-size images in memory.
+        images.keep(new Set([...shownThumbs, frame]));
         setViewerLinks(url, `frame_${String(frame).padStart(5, "0")}.png`);
       } catch (error) {
         if (viewing === frame) viewerBody.replaceChildren(el("p", { class: "empty", text: `Could not load frame ${frame}: ${error.message}` }));
@@ -873,6 +884,7 @@
     viewer.addEventListener("close", () => {
       viewing = null;
       viewerBody.replaceChildren();
+      images.keep(new Set(shownThumbs));
     });
     document.addEventListener("keydown", (event) => {
       if (!viewer.open) return;

@@ -193,6 +193,8 @@ def test_without_a_token_the_page_asks_for_it(page: Page, base_url: str) -> None
     page.goto(base_url)
     form = page.locator("#token-form")
     expect(form).to_be_visible()
+    expect(page.locator("#live")).to_have_text("waiting for the token")
+    shot(page, "dashboard-token-prompt.png")
     page.fill("#token-input", "wrong")
     page.click("#token-form button")
     expect(page.locator("#token-label")).to_contain_text("refused", timeout=8000)
@@ -288,3 +290,26 @@ def test_job_page_works_without_the_framemap_endpoint(page: Page, farm: FakeFarm
             "() => [...document.querySelectorAll('#thumbs img')]"
             ".some(i => i.src.startsWith('blob:') && i.naturalWidth > 0)"
         )
+
+
+def test_an_empty_farm_says_how_to_start(page: Page) -> None:
+    farm = FakeFarm()
+    farm.jobs.clear()
+    farm.nodes.clear()
+    with serve(create_app(farm)) as url:
+        page.goto(url)
+        expect(page.locator("#jobs-empty")).to_be_visible()
+        expect(page.locator("#nodes-empty")).to_be_visible()
+        expect(page.locator("#token-form")).to_be_hidden()
+        shot(page, "dashboard-empty.png")
+
+
+def test_a_vanished_orchestrator_shows_offline_and_keeps_the_last_data(page: Page) -> None:
+    farm = FakeFarm()
+    with serve(create_app(farm)) as url:
+        page.goto(url)
+        expect(job_row(page, RUNNING)).to_be_visible()
+    expect(page.locator("#live")).to_have_text(
+        "offline: cannot reach the orchestrator (retrying)", timeout=20000
+    )
+    expect(job_row(page, RUNNING)).to_be_visible()
