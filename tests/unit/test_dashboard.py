@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from orchestrator.dashboard import dashboard_router, framemap, is_public_path, mount_dashboard
 from render_node.errors import install_error_handlers
@@ -66,15 +67,30 @@ def test_only_the_data_free_shells_are_public(path: str, public: bool) -> None:
     assert is_public_path(path) is public
 
 
+class Client:
+    """Requests straight into the ASGI app, no server or socket needed."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def get(self, path: str) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://farm") as client:
+                return await client.get(path)
+
+        return asyncio.run(go())
+
+
 @pytest.fixture
-def client() -> TestClient:
+def client() -> Client:
     app = FastAPI()
     install_error_handlers(app)
     app.include_router(dashboard_router(token="s3cret"))
-    return TestClient(app)
+    return Client(app)
 
 
-def test_overview_shell_is_html_without_data_or_token(client: TestClient) -> None:
+def test_overview_shell_is_html_without_data_or_token(client: Client) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -86,14 +102,14 @@ def test_overview_shell_is_html_without_data_or_token(client: TestClient) -> Non
     assert response.headers["cache-control"] == "no-store"
 
 
-def test_job_shell_carries_the_job_id(client: TestClient) -> None:
+def test_job_shell_carries_the_job_id(client: Client) -> None:
     response = client.get("/jobs/job_42-a")
     assert response.status_code == 200
     assert 'data-page="job"' in response.text
     assert 'data-job-id="job_42-a"' in response.text
 
 
-def test_a_bad_job_id_gets_an_escaped_404_page(client: TestClient) -> None:
+def test_a_bad_job_id_gets_an_escaped_404_page(client: Client) -> None:
     response = client.get("/jobs/<script>alert(1)<")
     assert response.status_code == 404
     assert "<script>alert(1)" not in response.text
@@ -103,7 +119,7 @@ def test_a_bad_job_id_gets_an_escaped_404_page(client: TestClient) -> None:
 def test_without_a_token_the_page_is_told_the_farm_is_open() -> None:
     app = FastAPI()
     mount_dashboard(app)
-    assert 'data-auth="open"' in TestClient(app).get("/").text
+    assert 'data-auth="open"' in Client(app).get("/").text
 
 
 @pytest.mark.parametrize(
@@ -111,7 +127,7 @@ def test_without_a_token_the_page_is_told_the_farm_is_open() -> None:
     [("app.js", "text/javascript", "sessionStorage"), ("style.css", "text/css", "--done")],
 )
 def test_static_files_are_served_from_the_package(
-    client: TestClient, name: str, content_type: str, needle: str
+    client: Client, name: str, content_type: str, needle: str
 ) -> None:
     response = client.get(f"/static/{name}")
     assert response.status_code == 200
@@ -120,7 +136,7 @@ def test_static_files_are_served_from_the_package(
 
 
 @pytest.mark.parametrize("name", ["nope.js", "..%2Fdashboard.py", "%2E%2E%2F__init__.py"])
-def test_unknown_static_files_are_404(client: TestClient, name: str) -> None:
+def test_unknown_static_files_are_404(client: Client, name: str) -> None:
     response = client.get(f"/static/{name}")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
