@@ -30,6 +30,10 @@ STATIC_DIR = PACKAGE_DIR / "static"
 # Only these files are served from /static: no path from the URL ever reaches the filesystem.
 STATIC_FILES = {
     "app.js": "text/javascript; charset=utf-8",
+    "farm.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
+    "job.js": "text/javascript; charset=utf-8",
+    "canvas.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 # Paths an auth middleware must let through without a token (they carry no data).

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from orchestrator.dashboard import dashboard_router, framemap, is_public_path, mount_dashboard
+from orchestrator.dashboard import (
+    STATIC_DIR,
+    STATIC_FILES,
+    dashboard_router,
+    framemap,
+    is_public_path,
+    mount_dashboard,
+)
 from render_node.errors import install_error_handlers
 
 
@@ -124,7 +132,14 @@ def test_without_a_token_the_page_is_told_the_farm_is_open() -> None:
 
 @pytest.mark.parametrize(
     ("name", "content_type", "needle"),
-    [("app.js", "text/javascript", "sessionStorage"), ("style.css", "text/css", "--done")],
+    [
+        ("app.js", "text/javascript", "overviewPage"),
+        ("farm.js", "text/javascript", "sessionStorage"),
+        ("overview.js", "text/javascript", "/nodes"),
+        ("job.js", "text/javascript", "/framemap"),
+        ("canvas.js", "text/javascript", "getContext"),
+        ("style.css", "text/css", "--done"),
+    ],
 )
 def test_static_files_are_served_from_the_package(
     client: Client, name: str, content_type: str, needle: str
@@ -142,9 +157,16 @@ def test_unknown_static_files_are_404(client: Client, name: str) -> None:
     assert response.json()["error"] == "not_found"
 
 
-def test_app_js_never_writes_html_from_data() -> None:
-    from orchestrator.dashboard import STATIC_DIR
+def test_every_shipped_file_is_served_and_every_module_import_resolves() -> None:
+    shipped = {p.name for p in STATIC_DIR.iterdir() if p.suffix in (".js", ".css")}
+    assert shipped == set(STATIC_FILES)
+    for name in shipped:
+        for imported in re.findall(r'from "\./([\w.]+)"', (STATIC_DIR / name).read_text()):
+            assert imported in STATIC_FILES, f"{name} imports {imported}, which is not served"
 
-    source = (STATIC_DIR / "app.js").read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+
+@pytest.mark.parametrize("name", sorted(n for n in STATIC_FILES if n.endswith(".js")))
+def test_scripts_never_write_html_from_data(name: str) -> None:
+    source = (STATIC_DIR / name).read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in source
