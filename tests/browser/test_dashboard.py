@@ -313,3 +313,54 @@ def test_a_vanished_orchestrator_shows_offline_and_keeps_the_last_data(page: Pag
         "offline: cannot reach the orchestrator (retrying)", timeout=20000
     )
     expect(job_row(page, RUNNING)).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def helpers_page(browser: Browser) -> Iterator[Page]:
+    """One page for the table of pure-function cases; the modules load from the stand-in."""
+    with serve(create_app(FakeFarm())) as url:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{url}/static/style.css")  # same origin, and no CSP to forbid `new Function`
+        yield page
+        context.close()
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ('farm.parseSpec("1-8")', [1, 2, 3, 4, 5, 6, 7, 8]),
+        ('farm.parseSpec("1-10x3")', [1, 4, 7, 10]),
+        ('farm.parseSpec("1,3,7")', [1, 3, 7]),
+        ('farm.parseSpec("1-3,20-24x2")', [1, 2, 3, 20, 22, 24]),
+        ('farm.parseSpec("nonsense")', []),
+        ("farm.duration(42)", "42 s"),
+        ("farm.duration(125)", "2 min 05 s"),
+        ("farm.duration(3 * 3600 + 60 * 7)", "3 h 07 min"),
+        ("farm.duration(undefined)", "\u2013"),  # an en dash: "no value"
+        ("farm.timecode(75)", "1:15"),
+        ("farm.timecode(3725)", "1:02:05"),
+        ("farm.listOf([1], 'jobs')", [1]),
+        ("farm.listOf({jobs: [2]}, 'jobs')", [2]),
+        ("farm.listOf(null, 'jobs')", []),
+        ("farm.progressOf({frames: {total: 4, done: 1}})", 0.25),
+        ("farm.progressOf({progress: 1.5})", 1),
+        ('new canvas.FrameMap({first: 5, states: "dp"}).frameAt(1)', 6),
+        ('new canvas.FrameMap({first: 1, step: 2, states: "ddd"}).indexOf(5)', 2),
+        ('new canvas.FrameMap({first: 1, step: 2, states: "ddd"}).indexOf(4)', -1),
+        ('new canvas.FrameMap({first: 9, frames: [9, 2], states: "df"}).stateOf(2)', "f"),
+        (
+            'new canvas.FrameMap({first: 1, states: "ddrpf"}).counts()',
+            {"p": 1, "r": 1, "d": 2, "f": 1, "c": 0},
+        ),
+    ],
+)
+def test_dashboard_helpers(helpers_page: Page, expression: str, expected: object) -> None:
+    result = helpers_page.evaluate(
+        "async (expr) => {"
+        " const farm = await import('/static/farm.js');"
+        " const canvas = await import('/static/canvas.js');"
+        " return new Function('farm', 'canvas', `return (${expr});`)(farm, canvas); }",
+        expression,
+    )
+    assert result == expected
