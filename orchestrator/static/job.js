@@ -185,9 +185,16 @@ export function jobPage(jobId) {
     setText("job-created", clock(job.created));
     cancelButton.hidden = !isActive(job.state);
     document.getElementById("job-video").hidden = !job.video;
+    // The failed-frames table says it better, unless the job as a whole failed.
+    const failures = Array.isArray(job.failed_frames) && job.failed_frames.length > 0;
+    const message = job.error && (job.state === "failed" || !failures) ? String(job.error) : "";
     const error = document.getElementById("job-error");
-    error.hidden = !job.error;
-    if (job.error) setText(error, job.error);
+    error.hidden = !message;
+    setText(error, message);
+    const versions = Array.isArray(job.blender_versions) ? job.blender_versions : [];
+    const mixed = document.getElementById("job-mixed");
+    mixed.hidden = !(job.mixed_blender_versions || versions.length > 1);
+    setText(mixed, `Nodes with different Blender versions rendered this job (${versions.join(", ")}): frames may differ.`);
   }
 
   // ---- frame grid
@@ -308,7 +315,13 @@ export function jobPage(jobId) {
       (b) => b && b.node && typeof b.started === "number",
     );
     const empty = batches.length === 0;
-    document.getElementById("timeline-empty").hidden = !empty;
+    const placeholder = document.getElementById("timeline-empty");
+    placeholder.hidden = !empty;
+    const started = (job.batches || []).some((b) => b && (b.state === "running" || b.state === "done"));
+    setText(
+      placeholder,
+      started ? "The orchestrator reports no batch start and finish times yet." : "No batch has started yet.",
+    );
     document.getElementById("timeline").hidden = empty;
     if (empty) return;
     const urls = new Set(batches.map((b) => b.node));
@@ -341,14 +354,20 @@ export function jobPage(jobId) {
       (row, f) => {
         setText(row.cells[0], f.frame);
         const children = [];
-        if (f.node) children.push(el("div", { class: "node", text: `on ${nodeLabel(f.node, job.nodes)}` }));
+        const nodes = Array.isArray(f.nodes) ? f.nodes : f.node ? [f.node] : [];
+        if (nodes.length) {
+          const names = nodes.map((url) => nodeLabel(url, job.nodes)).join(", ");
+          children.push(el("div", { class: "node", text: `failed on ${names}` }));
+        }
         children.push(el("pre", { text: f.error || "(no error message)" }));
         row.cells[1].replaceChildren(...children);
       },
     );
+    // The orchestrator may list only the first failures; the counter has them all.
+    const total = Math.max(failed.length, frameCounts(job).failed);
     const more = document.getElementById("failed-more");
-    more.hidden = failed.length <= shown.length;
-    setText(more, `…and ${failed.length - shown.length} more failed frames.`);
+    more.hidden = total <= shown.length;
+    setText(more, `…and ${count(total - shown.length)} more failed frames.`);
   }
 
   async function refreshDetail() {

@@ -83,6 +83,18 @@ export function overviewPage() {
     cells[7].firstChild.hidden = !isActive(job.state);
   }
 
+  // current_batch may be an id, a {job, frames} object, or absent; current_batches a list.
+  function batchText(node) {
+    const describe = (batch) => {
+      if (batch && typeof batch === "object") {
+        return [batch.job || batch.job_id, batch.frames].filter(Boolean).join(" · ") || "busy";
+      }
+      return batch === undefined || batch === null || batch === "" ? "" : String(batch);
+    };
+    const list = Array.isArray(node.current_batches) ? node.current_batches : [node.current_batch];
+    return list.map(describe).filter(Boolean).join(", ") || "–";
+  }
+
   function createNodeRow() {
     return el("tr", {}, [
       el("td", {}, [el("span", { class: "name" }), el("span", { class: "sub mono" })]),
@@ -107,14 +119,7 @@ export function overviewPage() {
     const pips = el("span", { class: "slots" });
     for (let i = 0; i < slots; i++) pips.append(el("span", { class: i < busy ? "slot busy" : "slot" }));
     cells[2].replaceChildren(pips, `${busy} / ${num(node.slots)}`);
-    const batch = node.current_batch;
-    let batchText = "–";
-    if (batch && typeof batch === "object") {
-      batchText = [batch.job || batch.job_id, batch.frames].filter(Boolean).join(" · ") || "busy";
-    } else if (batch !== undefined && batch !== null && batch !== "") {
-      batchText = String(batch);
-    }
-    setText(cells[3], batchText);
+    setText(cells[3], batchText(node));
     setText(cells[4], num(node.frames_rendered));
     setText(cells[5], node.blender_version || "–");
     setText(cells[6], ago(node.last_seen));

@@ -84,6 +84,7 @@ class Job:
     batches: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[int, str] = field(default_factory=dict)
     video: Path | None = None
+    blender_versions: list[str] = field(default_factory=lambda: ["4.2.3"])
 
     def counts(self) -> dict[str, int]:
         return {
@@ -123,11 +124,13 @@ class Job:
             for url, name in NODES.items()
         }
         out["failed_frames"] = [
-            {"frame": f, "error": self.errors.get(f, "")}
+            {"frame": f, "error": self.errors.get(f, ""), "nodes": list(NODES)[:2]}
             for f, s in zip(self.frames, self.states, strict=True)
             if s == "failed"
         ]
         out["video"] = self.video is not None
+        out["blender_versions"] = self.blender_versions
+        out["mixed_blender_versions"] = len(self.blender_versions) > 1
         return out
 
 
@@ -365,9 +368,10 @@ def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool 
             raise NotFound(f"job {job_id} has no video")
         return FileResponse(job.video, media_type="video/mp4")
 
+    # A bare list, as the real orchestrator answers (/render answers {"jobs": [...]} here).
     @app.get("/nodes")
-    def nodes() -> dict[str, Any]:
-        return {"nodes": farm.nodes}
+    def nodes() -> list[dict[str, Any]]:
+        return farm.nodes
 
     return app
 

@@ -145,6 +145,8 @@ def test_job_page_shows_grid_thumbnails_timeline_and_failed_frames(
     failed = page.locator("#failed tbody")
     expect(failed).to_contain_text("CUDA error: out of memory")
     expect(failed).to_contain_text("'/textures/<missing> tree_bark.exr'")
+    expect(failed).to_contain_text("failed on render-01, render-02")
+    expect(page.locator("#job-mixed")).to_be_hidden()
     expect(page.locator("#timeline")).to_be_visible()
     shot(page, "dashboard-job.png")
 
@@ -364,3 +366,25 @@ def test_dashboard_helpers(helpers_page: Page, expression: str, expected: object
         expression,
     )
     assert result == expected
+
+
+def test_a_job_rendered_by_mixed_blender_versions_says_so(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    farm.jobs[RUNNING].blender_versions = ["3.6.5", "4.2.3"]
+    page.goto(f"{base_url}/jobs/{RUNNING}?token={TOKEN}")
+    expect(page.locator("#job-mixed")).to_have_text(
+        "Nodes with different Blender versions rendered this job (3.6.5, 4.2.3): frames may differ."
+    )
+
+
+def test_a_farm_of_mixed_blender_versions_is_flagged(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    farm.nodes[1]["blender_version"] = "3.6.5"
+    farm.nodes[2]["blender_version"] = "2.93.0"  # lost: not part of the farm right now
+    page.goto(f"{base_url}/?token={TOKEN}")
+    expect(page.locator("#mixed-versions")).to_have_text(
+        "Mixed Blender versions on the farm: 4.2.3 (1 node), 3.6.5 (1 node). "
+        "Frames of one job may differ."
+    )
