@@ -129,12 +129,16 @@ def test_job_page_shows_grid_thumbnails_timeline_and_failed_frames(
     legend = page.locator("#grid-legend")
     expect(legend.locator('[data-count="d"]')).to_have_text(str(counts["done"]))
     expect(legend.locator('[data-count="f"]')).to_have_text(str(counts["failed"]))
-    # A real thumbnail: fetched with the token as a blob and decoded.
+    # Real thumbnails: fetched with the token as blobs and decoded.
     page.wait_for_function(
         "() => [...document.querySelectorAll('#thumbs img')]"
         ".some(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0)"
     )
     assert page.locator("#thumbs figure").count() == 8
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#thumbs img')]"
+        ".every(i => i.src.startsWith('blob:') && i.complete && i.naturalWidth > 0)"
+    )
     # The grid's first cell is frame 1, done: green.
     pixel = page.evaluate(
         "() => Array.from(document.getElementById('grid').getContext('2d')"
