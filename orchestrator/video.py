@@ -20,7 +20,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-FRAME_PATTERN = "frame_%05d.png"
+FRAME_STEM = "frame_%05d"
+FRAME_PATTERN = FRAME_STEM + ".png"
 DEFAULT_FPS = 24
 DEFAULT_TIMEOUT = 600.0
 # libx264 with yuv420p needs even width and height; renders are often odd (e.g. 1080x607).
@@ -32,20 +33,23 @@ class VideoError(RuntimeError):
     """The preview video could not be made; the message says why (ffmpeg's own words if any)."""
 
 
-def frame_file(frames_dir: Path, frame: int) -> Path:
-    return frames_dir / (FRAME_PATTERN % frame)
+def frame_file(frames_dir: Path, frame: int, suffix: str = ".png") -> Path:
+    """Where the orchestrator keeps a collected frame: `frame_00042.png` (5+ digits)."""
+    return frames_dir / (FRAME_STEM % frame + suffix)
 
 
 def is_contiguous(frames: Sequence[int]) -> bool:
     return all(b == a + 1 for a, b in itertools.pairwise(frames))
 
 
-def concat_list(frames_dir: Path, frames: Sequence[int], fps: int = DEFAULT_FPS) -> str:
+def concat_list(
+    frames_dir: Path, frames: Sequence[int], fps: int = DEFAULT_FPS, suffix: str = ".png"
+) -> str:
     """An ffconcat script showing each frame for exactly one frame time, in the given order."""
     duration = f"{1 / fps:.9f}"
     lines = ["ffconcat version 1.0"]
     for frame in frames:
-        path = str(frame_file(frames_dir.resolve(), frame))
+        path = str(frame_file(frames_dir.resolve(), frame, suffix))
         # ffconcat quoting: inside '...' a quote is written as '\'' (close, escaped, reopen).
         quoted = "'" + path.replace("'", "'\\''") + "'"
         lines += [f"file {quoted}", f"duration {duration}"]
@@ -60,6 +64,7 @@ def ffmpeg_command(
     fps: int = DEFAULT_FPS,
     ffmpeg: str = "ffmpeg",
     list_path: Path | None = None,
+    suffix: str = ".png",
 ) -> list[str]:
     """The ffmpeg argv that encodes `frames` to an H.264 mp4 at `out_path`.
 
@@ -78,7 +83,7 @@ def ffmpeg_command(
             "-start_number",
             str(frames[0]),
             "-i",
-            str(frames_dir / FRAME_PATTERN),
+            str(frames_dir / (FRAME_STEM + suffix)),
             "-frames:v",
             str(len(frames)),
         ]
@@ -131,6 +136,7 @@ async def encode_video(
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109
     *,
     ffmpeg: str = "ffmpeg",
+    suffix: str = ".png",
 ) -> Path:
     """Encode `frames` (numbers, in order) from `frames_dir` into `out_path`; return it.
 
@@ -140,7 +146,7 @@ async def encode_video(
     frames = list(frames)
     if not frames:
         raise VideoError("no frames to encode")
-    missing = [f for f in frames if not frame_file(frames_dir, f).is_file()]
+    missing = [f for f in frames if not frame_file(frames_dir, f, suffix).is_file()]
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise VideoError(f"{len(missing)} frame file(s) missing in {frames_dir}: {shown}")
@@ -151,10 +157,10 @@ async def encode_video(
     with tempfile.TemporaryDirectory(prefix="farm-video-") as tmp:
         list_path = Path(tmp) / "frames.ffconcat"
         if not is_contiguous(frames):
-            text = concat_list(frames_dir, frames, fps)
+            text = concat_list(frames_dir, frames, fps, suffix)
             await asyncio.to_thread(list_path.write_text, text, "utf-8")
         cmd = ffmpeg_command(
-            frames_dir, frames, partial, fps=fps, ffmpeg=ffmpeg, list_path=list_path
+            frames_dir, frames, partial, fps=fps, ffmpeg=ffmpeg, list_path=list_path, suffix=suffix
         )
         log.info("encoding %d frames from %s to %s", len(frames), frames_dir, out_path)
         proc = await asyncio.create_subprocess_exec(

@@ -10,6 +10,7 @@ from orchestrator.video import (
     VideoError,
     concat_list,
     ffmpeg_command,
+    frame_file,
     is_contiguous,
 )
 
@@ -104,3 +105,14 @@ def test_concat_list_names_each_frame_once_in_order_with_one_frame_time() -> Non
 def test_concat_list_quotes_paths_with_single_quotes() -> None:
     text = concat_list(Path("/farm/it's here"), [1])
     assert "file '/farm/it'\\''s here/frame_00001.png'" in text
+
+
+def test_other_image_formats_keep_the_frame_naming() -> None:
+    cmd = ffmpeg_command(FRAMES, [1, 2], OUT, suffix=".jpg")
+    assert value_after(cmd, "-i") == "/farm/renders/job1/frame_%05d.jpg"
+    assert "frame_00003.jpg" in concat_list(FRAMES, [3], suffix=".jpg")
+
+
+def test_frame_numbers_past_99999_get_more_digits() -> None:
+    assert frame_file(FRAMES, 123456).name == "frame_123456.png"
+    assert frame_file(FRAMES, 7).name == "frame_00007.png"
