@@ -122,13 +122,13 @@ def dashboard_router(token: str | None = None) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse)
     async def overview() -> HTMLResponse:
-        return page("index.html", page="overview", job_id="")
+        return page("dashboard_overview.html", page="overview", job_id="")
 
     @router.get("/jobs/{job_id}", response_class=HTMLResponse)
     async def job_page(job_id: str) -> HTMLResponse:
         if not JOB_ID_RE.match(job_id):
-            return page("notfound.html", 404, page="notfound", job_id=job_id[:80])
-        return page("job.html", page="job", job_id=job_id)
+            return page("dashboard_notfound.html", 404, page="notfound", job_id=job_id[:80])
+        return page("dashboard_job.html", page="job", job_id=job_id)
 
     @router.get("/static/{name}")
     async def static(name: str) -> FileResponse:
