@@ -287,8 +287,10 @@ export function setBar(bar, job) {
   if (job.state) bar.classList.add(`s-${String(job.state).replace(/[^a-z]/g, "")}`);
   const [done, rendering, failed] = bar.children;
   done.style.width = total ? share(counts.done) : percent(progressOf(job), 2);
-  rendering.style.width = share(counts.rendering);
-  failed.style.width = share(counts.failed);
+  // Counters read at slightly different moments can add up past the total: clamp.
+  const failedN = Math.min(counts.failed, Math.max(0, total - counts.done));
+  rendering.style.width = share(Math.min(counts.rendering, Math.max(0, total - counts.done - failedN)));
+  failed.style.width = share(failedN);
   // Animate changes, not the first paint (a bar growing from 0 misreads as progress).
   if (!bar.classList.contains("animated")) requestAnimationFrame(() => bar.classList.add("animated"));
 }
