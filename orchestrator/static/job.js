@@ -70,8 +70,7 @@ export function jobPage(jobId) {
   let framemapMissing = false;
   let shownThumbs = [];
   let videoUrl = null;
-  let detailPoll = null;
-  let mapPoll = null;
+  let poll = null;
 
   // ---- viewer (frames and the preview video, fetched with the token)
   const viewer = document.getElementById("viewer");
@@ -162,8 +161,7 @@ export function jobPage(jobId) {
   cancelButton.addEventListener("click", async () => {
     cancelButton.disabled = true;
     if (await cancelJob(jobId, job && job.scene ? `${job.scene} (${jobId})` : jobId)) {
-      detailPoll.now();
-      mapPoll.now();
+      poll.now();
     }
     cancelButton.disabled = false;
   });
@@ -220,18 +218,16 @@ export function jobPage(jobId) {
     }
   }
 
-  async function refreshMap() {
+  async function fetchMap() {
     if (!framemapMissing) {
       try {
-        map = new FrameMap(await api(`${base}/framemap`));
+        return new FrameMap(await api(`${base}/framemap`));
       } catch (error) {
-        if (!(error instanceof HttpError && error.status === 404 && job)) throw error;
+        if (!(error instanceof HttpError && error.status === 404)) throw error;
         framemapMissing = true; // an orchestrator without the compact endpoint
       }
     }
-    if (framemapMissing) map = FrameMap.fromFrames(listOf(await api(`${base}/frames`), "frames"));
-    renderMap();
-    renderThumbs();
+    return FrameMap.fromFrames(listOf(await api(`${base}/frames`), "frames"));
   }
 
   // ---- thumbnails: the freshest done frames, judged by batch times when the API gives them
@@ -370,28 +366,27 @@ export function jobPage(jobId) {
     setText(more, `…and ${count(total - shown.length)} more failed frames.`);
   }
 
-  async function refreshDetail() {
-    try {
-      job = await api(base);
-    } catch (error) {
+  // Status and frame map in one tick, so the header, the grid and the lists agree.
+  async function refresh() {
+    const [detail, frames] = await Promise.allSettled([api(base), fetchMap()]);
+    if (detail.status === "rejected") {
+      const error = detail.reason;
       if (error instanceof HttpError && error.status === 404) {
         setText("job-scene", `No job ${jobId} on this farm`);
         badge(document.getElementById("job-state"), "unknown");
       }
       throw error;
     }
+    job = detail.value;
     renderHeader();
     renderTimeline();
     renderFailed();
+    if (frames.status === "rejected") throw frames.reason;
+    map = frames.value;
+    renderMap();
     renderThumbs();
   }
 
-  detailPoll = poller(refreshDetail, 2000);
-  mapPoll = poller(refreshMap, POLL_MS);
-  return {
-    now() {
-      detailPoll.now();
-      mapPoll.now();
-    },
-  };
+  poll = poller(refresh, POLL_MS);
+  return poll;
 }
