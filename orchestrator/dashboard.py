@@ -40,7 +40,7 @@ STATIC_FILES = {
 PUBLIC_PATH_RE = re.compile(r"^/(|jobs/[^/]+|static/[^/]+)$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-# One character per frame in the frame map; what the grid in app.js colours.
+# One character per frame in the frame map; what the grid (static/canvas.js) colours.
 FRAME_STATE_CHARS = {
     "pending": "p",
     "queued": "p",
