@@ -22,7 +22,9 @@ RUN set -eu; \
     mkdir -p /src/render_node /src/orchestrator; \
     touch /src/render_node/__init__.py /src/orchestrator/__init__.py; \
     /opt/farm/bin/pip install $opts /src; \
-    /opt/farm/bin/pip uninstall -y blender-farm
+    /opt/farm/bin/pip uninstall -y blender-farm; \
+    # setuptools would reuse the stub's build/ (its files look newer than the real ones).
+    rm -rf /src/build /src/*.egg-info /src/render_node /src/orchestrator
 COPY render_node /src/render_node
 COPY orchestrator /src/orchestrator
 # The project itself as a wheel, outside the venv, so the venv layer stays cached.

@@ -78,8 +78,7 @@ def stack(docker_client: docker.DockerClient, images: None) -> Iterator[ComposeS
             wait_for("the orchestrator's /health", api.healthy, timeout=90)
             api.wait_nodes(3, timeout=120)
         except AssertionError as exc:
-            tail = "\n".join(compose.save_logs().read_text().splitlines()[-40:])
-            raise AssertionError(f"{exc}\n--- compose logs (tail) ---\n{tail}") from None
+            raise AssertionError(f"{exc}\n{compose.logs_tail()}") from None
         finally:
             api.close()
         yield compose

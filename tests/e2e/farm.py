@@ -226,6 +226,17 @@ class ComposeStack:
         path.write_text(logs)
         return path
 
+    def logs_tail(self, lines: int = 15) -> str:
+        """The last lines of each service's logs, for a failure message."""
+        parts = []
+        for service in ("orchestrator", "render-node"):
+            try:
+                out = self.compose("logs", "--no-color", "--tail", str(lines), service).stdout
+            except (AssertionError, subprocess.TimeoutExpired) as exc:
+                out = f"could not read logs: {exc}"
+            parts.append(f"--- {service} logs (last {lines} lines per container) ---\n{out}")
+        return "\n".join(parts)
+
     def containers(self, service: str) -> list[Container]:
         return list(
             self.client.containers.list(
