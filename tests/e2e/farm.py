@@ -134,11 +134,19 @@ class FarmAPI:
         return dict(response.json())
 
     def wait_job(self, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
-        def finished() -> dict[str, Any] | None:
-            job = self.job(job_id)
-            return job if job["state"] in TERMINAL_JOB_STATES else None
+        last: dict[str, Any] = {}
 
-        return wait_for(f"job {job_id} to finish", finished, timeout)
+        def finished() -> dict[str, Any] | None:
+            last.update(self.job(job_id))
+            return dict(last) if last["state"] in TERMINAL_JOB_STATES else None
+
+        try:
+            return wait_for(f"job {job_id} to finish", finished, timeout)
+        except AssertionError as exc:
+            batches = [(b["frames"], b["node"], b["state"]) for b in last.get("batches", [])]
+            raise AssertionError(
+                f"{exc}; last seen: {last.get('state')} {last.get('frames')}, batches {batches}"
+            ) from None
 
     def running_batch(self, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """A batch of the job that a node is working on right now."""
