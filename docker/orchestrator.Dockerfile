@@ -3,7 +3,7 @@
 #   make images        (or: docker build -f docker/orchestrator.Dockerfile -t blender-farm/orchestrator .)
 ARG BASE_IMAGE=debian:bookworm-slim
 
-# ---- build: a virtualenv with the farm package, copied whole into the runtime stage ----
+# ---- build: a virtualenv with the dependencies, and a wheel of the farm package ----
 # (Identical to the render node's build stage, so the two images share these cached layers.)
 FROM ${BASE_IMAGE} AS build
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1

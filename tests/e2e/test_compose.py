@@ -36,6 +36,14 @@ def test_demo_frames_render_on_all_three_node_containers(stack: ComposeStack, ap
     assert workers == {n["url"] for n in nodes}, "every node container should get work"
 
 
+def test_dashboard_and_its_static_files_are_in_the_image(api: FarmAPI) -> None:
+    page = api.http.get("/")
+    assert page.status_code == 200, page.text[:200]
+    assert "<html" in page.text.lower()
+    style = api.http.get("/static/style.css")
+    assert style.status_code == 200, "orchestrator/static/* should be packaged into the image"
+
+
 def test_killed_node_container_its_frames_rerender_elsewhere_once(
     stack: ComposeStack, api: FarmAPI
 ) -> None:
