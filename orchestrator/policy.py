@@ -1,0 +1,52 @@
+"""Retry and state rules of the scheduler, as pure functions so they are tested by tables."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+FINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+def frame_gives_up(
+    nodes_failed: Collection[str], attempts: int, live_nodes: Collection[str], max_attempts: int
+) -> bool:
+    """Whether a frame that just failed is failed for good.
+
+    The rule users rely on is "failed on 3 different nodes". A farm with fewer nodes than that
+    would retry forever, so once every live node has failed the frame, `max_attempts` failures
+    in total are enough.
+    """
+    if len(set(nodes_failed)) >= max_attempts:
+        return True
+    return attempts >= max_attempts and set(live_nodes) <= set(nodes_failed)
+
+
+def node_may_take(
+    node: str, avoid: Collection[str], live_nodes: Collection[str], banned: Collection[str]
+) -> bool:
+    """Whether `node` may take a batch whose frames already failed on the `avoid` nodes.
+
+    Banned nodes (failed too many batches of the job) never do. A node that failed these frames
+    waits for a live node that has not, unless there is none left to try.
+    """
+    if node in banned:
+        return False
+    if node not in avoid:
+        return True
+    others = set(live_nodes) - set(avoid) - set(banned)
+    return not others
+
+
+def final_job_state(total: int, done: int, failed: int) -> str | None:
+    """The job's final state once every frame is collected or failed; None while work remains."""
+    if done + failed < total:
+        return None
+    return "completed" if failed == 0 else "failed"
+
+
+def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:
+    """Naive ETA from the mean rate so far; None until a frame is done."""
+    if done <= 0 or elapsed <= 0:
+        return None
+    return round(elapsed / done * remaining, 1)
