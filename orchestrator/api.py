@@ -208,7 +208,20 @@ def create_app(
         path = output_path(settings.renders_dir, job_id, frame, suffix)
         if state != "done" or not path.is_file():
             raise NotFound(f"frame {frame} of job {job_id} is not collected yet (it is {state})")
-        return FileResponse(path, media_type=MEDIA_TYPES.get(suffix, "application/octet-stream"))
+        media_type = MEDIA_TYPES.get(suffix, "application/octet-stream")
+        return FileResponse(path, media_type=media_type, filename=path.name)
+
+    @app.get("/render/{job_id}/frames")
+    async def frame_states(
+        request: Request, job_id: str, state: str | None = None
+    ) -> dict[str, Any]:
+        """Per-frame states (pending|rendering|done|failed), optionally one state only."""
+        farm = farm_of(request)
+        await get_job_or_404(farm, job_id)
+        if state is not None and state not in ("pending", "rendering", "done", "failed"):
+            raise BadRequest(f"state {state!r}: use pending, rendering, done or failed")
+        frames = await farm.store.run(farm.store.frame_list, job_id, state)
+        return {"id": job_id, "frames": frames}
 
     @app.get("/render/{job_id}/frames.zip")
     async def frames_zip(request: Request, job_id: str) -> StreamingResponse:

@@ -219,6 +219,15 @@ class Store:
         ).fetchone()
         return row["state"] if row else None
 
+    def frame_list(self, job_id: str, state: str | None) -> list[dict[str, Any]]:
+        query = "SELECT frame, state, node, attempts, error, seconds FROM frames WHERE job=?"
+        args: tuple[Any, ...] = (job_id,)
+        if state:
+            query += " AND state=?"
+            args += (state,)
+        rows = self._db.execute(query + " ORDER BY idx", args)
+        return [{k: v for k, v in dict(r).items() if v is not None} for r in rows]
+
     def done_frames(self, job_id: str) -> list[int]:
         rows = self._db.execute(
             "SELECT frame FROM frames WHERE job=? AND state='done' ORDER BY idx", (job_id,)

@@ -97,7 +97,7 @@ def node_summary(node: Node, registry: Registry, wall_now: float) -> dict[str, A
         "current_batches": sorted(node.current_batches),
         "frames_rendered": node.frames_rendered,
         "last_seen": None if ago is None else round(wall_now - ago, 3),
-        "seconds_since_seen": None if ago is None else round(ago, 1),
+        "last_seen_seconds_ago": None if ago is None else round(ago, 1),
         "blender_version": node.blender_version,
         "version": node.version,
         "cpu_count": node.cpu_count,

@@ -58,6 +58,9 @@ def test_three_nodes_collect_every_frame_of_a_spec_with_steps_and_lists_once(
         assert image.headers["content-type"] == "image/png"
         missing = client.get(f"/render/{job_id}/frames/21")
         assert missing.status_code == 404 and "not part of job" in missing.json()["detail"]
+        assert 'filename="frame_00035.png"' in image.headers["content-disposition"]
+        listed = client.get(f"/render/{job_id}/frames", params={"state": "done"}).json()
+        assert [f["frame"] for f in listed["frames"]] == frames
         archive = zipfile.ZipFile(io.BytesIO(client.get(f"/render/{job_id}/frames.zip").content))
         assert len(archive.namelist()) == len(frames)
         # Node jobs are deleted once collected (their disk is cleaned).
