@@ -22,6 +22,10 @@ class NodeRejected(NodeError):
     """The node answered 4xx: it will not do this (bad scene, bad frames...)."""
 
 
+class FrameMissing(NodeRejected):
+    """The node says a frame is done but does not serve it (yet)."""
+
+
 class NodeJobGone(NodeRejected):
     """The node no longer knows this job (it restarted or cleaned up)."""
 
@@ -121,7 +125,8 @@ class NodeClient:
                     raise NodeError(f"GET {url}: {resp.status_code}")
                 if resp.status_code != 200:
                     await resp.aread()
-                    raise NodeRejected(f"GET {url}: {resp.status_code} {_detail(resp)}")
+                    kind = FrameMissing if resp.status_code == 404 else NodeRejected
+                    raise kind(f"GET {url}: {resp.status_code} {_detail(resp)}")
                 with dest.open("wb") as fh:
                     async for chunk in resp.aiter_bytes(CHUNK):
                         await asyncio.to_thread(fh.write, chunk)

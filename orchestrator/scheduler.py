@@ -18,7 +18,13 @@ from collections.abc import Callable
 
 from orchestrator.collect import output_path, output_suffix, part_path
 from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import NodeClient, NodeError, NodeJobGone, NodeRejected
+from orchestrator.nodeclient import (
+    FrameMissing,
+    NodeClient,
+    NodeError,
+    NodeJobGone,
+    NodeRejected,
+)
 from orchestrator.policy import node_may_take
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
@@ -308,6 +314,7 @@ class Scheduler:
     ) -> str:
         """Poll the node job, collecting frames as they are saved; return the batch's end state."""
         misses = 0
+        missing: dict[int, int] = {}
         while True:
             if job.id in self._cancelled:
                 return "cancelled"
@@ -323,16 +330,27 @@ class Scheduler:
                 continue
             misses = 0
             self.registry.seen(url)
+            final = status.get("state") in NODE_FINAL
+            waiting = False
             for info in status.get("frames", []):
                 frame = int(info["frame"])
                 if frame in collected or frame in errors or frame not in batch.frames:
                     continue
                 if info.get("state") == "done":
-                    await self._collect(url, job, batch, node_job, frame, info.get("seconds"))
-                    collected.add(frame)
+                    try:
+                        await self._collect(url, job, batch, node_job, frame, info.get("seconds"))
+                        collected.add(frame)
+                    except FrameMissing as exc:
+                        # Done but not served yet: ask again; once the node job is over, a
+                        # few more tries, then the frame counts as failed on this node.
+                        missing[frame] = missing.get(frame, 0) + int(final)
+                        if missing[frame] >= 3:
+                            errors[frame] = str(exc)
+                        else:
+                            waiting = True
                 elif info.get("state") == "failed":
                     errors[frame] = str(info.get("error") or status.get("error") or "failed")
-            if status.get("state") in NODE_FINAL:
+            if final and not waiting:
                 if status["state"] == "cancelled":
                     return "lost"  # cancelled under us (node shutting down): not the frames' fault
                 for frame in batch.frames:
