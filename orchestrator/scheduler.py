@@ -253,27 +253,25 @@ class Scheduler:
         log.info("job %s batch %s frames %s -> %s", job.id, batch.id, frames_spec, url)
         errors: dict[int, str] = {}
         collected: set[int] = set()
-        node_job: str | None = None
-        state, answered = "done", True
+        handle: dict[str, str] = {}
+        # The attempt races a watcher: when the node is declared lost, whatever request the
+        # attempt is stuck in (a download from a frozen machine...) is abandoned at once.
+        attempt = asyncio.create_task(self._attempt(url, job, batch, errors, collected, handle))
+        watcher = asyncio.create_task(self._until_lost(url))
         try:
-            await self._ensure_scene(url, job)
-            node_job = await self.client.submit(
-                url, f"sha256:{job.scene_sha}", frames_spec, job.format
-            )
-            await self.store.run(self.store.set_node_job, batch.id, node_job)
-            state = await self._follow(url, job, batch, node_job, errors, collected)
-        except NodeJobGone as exc:
-            log.warning("job %s batch %s on %s: %s", job.id, batch.id, url, exc)
-            state = "lost"
-        except NodeRejected as exc:
-            log.warning("job %s batch %s on %s refused: %s", job.id, batch.id, url, exc)
-            errors.update({f: str(exc) for f in batch.frames if f not in collected})
-            state = "failed"
-        except NodeError as exc:
-            log.warning("job %s batch %s on %s: node not answering: %s", job.id, batch.id, url, exc)
-            state, answered = "lost", False
+            await asyncio.wait({attempt, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            watcher.cancel()
+            if not attempt.done():
+                attempt.cancel()
+            await asyncio.gather(attempt, watcher, return_exceptions=True)
             node.current_batches.discard(batch.id)
+        if attempt.cancelled():
+            log.warning("job %s batch %s: node %s lost mid-batch", job.id, batch.id, url)
+            state, answered = "lost", False
+        else:
+            state, answered = attempt.result()
+        node_job = handle.get("node_job")
         if errors:
             failures = self._batch_failures.setdefault(job.id, {})
             failures[url] = failures.get(url, 0) + 1
@@ -302,6 +300,40 @@ class Scheduler:
         if node_job is not None:
             self._spawn(self._forget_node_job(url, node_job))
         return answered
+
+    async def _until_lost(self, url: str) -> None:
+        # Loss is a matter of the (injectable) clock passing a deadline: nothing to wait on.
+        while not self.registry.is_lost(url):  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+    async def _attempt(
+        self,
+        url: str,
+        job: Job,
+        batch: QueuedBatch,
+        errors: dict[int, str],
+        collected: set[int],
+        handle: dict[str, str],
+    ) -> tuple[str, bool]:
+        """Push the scene, submit, follow; returns (batch end state, node still answering)."""
+        try:
+            await self._ensure_scene(url, job)
+            node_job = await self.client.submit(
+                url, f"sha256:{job.scene_sha}", compact_frames(batch.frames), job.format
+            )
+            handle["node_job"] = node_job
+            await self.store.run(self.store.set_node_job, batch.id, node_job)
+            return await self._follow(url, job, batch, node_job, errors, collected), True
+        except NodeJobGone as exc:
+            log.warning("job %s batch %s on %s: %s", job.id, batch.id, url, exc)
+            return "lost", True
+        except NodeRejected as exc:
+            log.warning("job %s batch %s on %s refused: %s", job.id, batch.id, url, exc)
+            errors.update({f: str(exc) for f in batch.frames if f not in collected})
+            return "failed", True
+        except NodeError as exc:
+            log.warning("job %s batch %s on %s: node not answering: %s", job.id, batch.id, url, exc)
+            return "lost", False
 
     async def _follow(
         self,
