@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -230,3 +231,21 @@ def test_restart_resumes_without_rendering_collected_frames_again(tmp_path: Path
         rendered = Counter(f for n in nodes for f in n.rendered)
         assert all(rendered[f] == 1 for f in collected)
         assert len(list((settings.renders_dir / job_id).glob("frame_*.png"))) == 60
+
+
+def test_status_of_a_100000_frame_job_stays_fast(tmp_path: Path) -> None:
+    with (
+        orchestrator_in_thread(fast_settings(tmp_path, [])) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        job_id = client.post("/render", json={"scene": "demo.blend", "frames": "1-100000"}).json()[
+            "id"
+        ]
+        started = time.perf_counter()
+        for _ in range(5):
+            status = client.get(f"/render/{job_id}").json()
+        per_call = (time.perf_counter() - started) / 5
+        assert status["frames"]["total"] == 100_000 and status["state"] == "queued"
+        assert len(status["batches"]) == 4000  # capped batch size 25
+        assert per_call < 0.5, per_call
+        assert len(client.get("/render").json()) == 1
