@@ -86,24 +86,23 @@ def create_app(
         store = Store(settings.db_path)
         registry = Registry(settings.node_timeout_seconds, clock=monotonic)
         metrics = Metrics()
-        async with httpx.AsyncClient(
-            transport=transport, limits=httpx.Limits(max_connections=1000)
-        ) as http:
-            client = NodeClient(
-                http,
-                settings.token,
-                settings.request_timeout_seconds,
-                settings.transfer_timeout_seconds,
-            )
-            scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
-            app.state.farm = Farm(settings, store, registry, scheduler, metrics, clock)
-            await scheduler.start()
-            log.info("orchestrator up; data in %s", settings.data_dir)
-            try:
-                yield
-            finally:
-                await scheduler.stop()
-                store.close()
+        client = NodeClient(
+            settings.token,
+            settings.request_timeout_seconds,
+            settings.transfer_timeout_seconds,
+            transport=transport,
+        )
+        scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
+        app.state.farm = Farm(settings, store, registry, scheduler, metrics, clock)
+        await scheduler.start()
+        log.info("orchestrator up; data in %s", settings.data_dir)
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await client.aclose()
+            store.close()
+            log.info("orchestrator stopped")
 
     async def require_token(request: Request) -> None:
         check_bearer(request, settings.token)

@@ -41,23 +41,43 @@ def _detail(resp: httpx.Response) -> str:
 class NodeClient:
     def __init__(
         self,
-        client: httpx.AsyncClient,
         token: str | None,
         request_timeout: float,
         transfer_timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._client = client
         self._headers = auth_headers(token)
         self._short = httpx.Timeout(request_timeout)
         # Connecting stays quick even for transfers: a dead node must not hold a worker.
         self._long = httpx.Timeout(transfer_timeout, connect=request_timeout)
+        self._transport = transport
+        # One small connection pool per node: a single pool shared by 100 nodes costs a scan
+        # of every pooled connection on each request (most of the CPU of a large farm).
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _for(self, node: str) -> httpx.AsyncClient:
+        key = node
+        client = self._clients.get(key)
+        if client is None:
+            client = httpx.AsyncClient(
+                transport=self._transport,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     async def _request(
-        self, method: str, url: str, *, limits: httpx.Timeout | None = None, **kw: Any
+        self, method: str, node: str, path: str, *, limits: httpx.Timeout | None = None, **kw: Any
     ) -> httpx.Response:
+        url = node + path
         try:
             headers = {**self._headers, **kw.pop("headers", {})}
-            resp = await self._client.request(
+            resp = await self._for(node).request(
                 method, url, headers=headers, timeout=limits or self._short, **kw
             )
         except httpx.HTTPError as exc:
@@ -67,14 +87,14 @@ class NodeClient:
         return resp
 
     async def info(self, node: str) -> dict[str, Any]:
-        resp = await self._request("GET", f"{node}/info")
+        resp = await self._request("GET", node, "/info")
         if resp.status_code != 200:
             raise NodeRejected(f"GET {node}/info: {resp.status_code} {_detail(resp)}")
         data: dict[str, Any] = resp.json()
         return data
 
     async def has_scene(self, node: str, sha: str) -> bool:
-        resp = await self._request("HEAD", f"{node}/scenes/{sha}")
+        resp = await self._request("HEAD", node, f"/scenes/{sha}")
         if resp.status_code not in (200, 404):
             raise NodeRejected(f"HEAD {node}/scenes/{sha}: {resp.status_code}")
         return resp.status_code == 200
@@ -89,7 +109,8 @@ class NodeClient:
 
         resp = await self._request(
             "PUT",
-            f"{node}/scenes/{sha}",
+            node,
+            f"/scenes/{sha}",
             content=chunks(),
             limits=self._long,
             headers={"Content-Length": str(size)},
@@ -99,13 +120,13 @@ class NodeClient:
 
     async def submit(self, node: str, scene: str, frames: str, fmt: str) -> str:
         body = {"scene": scene, "frames": frames, "format": fmt}
-        resp = await self._request("POST", f"{node}/jobs", json=body)
+        resp = await self._request("POST", node, "/jobs", json=body)
         if resp.status_code >= 300:
             raise NodeRejected(f"node refused the batch: {resp.status_code} {_detail(resp)}")
         return str(resp.json()["id"])
 
     async def status(self, node: str, job_id: str) -> dict[str, Any]:
-        resp = await self._request("GET", f"{node}/jobs/{job_id}")
+        resp = await self._request("GET", node, f"/jobs/{job_id}")
         if resp.status_code == 404:
             raise NodeJobGone(f"{node} no longer knows job {job_id}")
         if resp.status_code != 200:
@@ -118,7 +139,7 @@ class NodeClient:
         url = f"{node}/jobs/{job_id}/frames/{frame}"
         size = 0
         try:
-            async with self._client.stream(
+            async with self._for(node).stream(
                 "GET", url, headers=self._headers, timeout=self._long
             ) as resp:
                 if resp.status_code >= 500:
@@ -136,4 +157,4 @@ class NodeClient:
         return size
 
     async def delete(self, node: str, job_id: str) -> None:
-        await self._request("DELETE", f"{node}/jobs/{job_id}")
+        await self._request("DELETE", node, f"/jobs/{job_id}")

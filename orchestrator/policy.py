@@ -50,3 +50,16 @@ def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:
     if done <= 0 or elapsed <= 0:
         return None
     return round(elapsed / done * remaining, 1)
+
+
+MAX_POLL_SECONDS = 2.0
+
+
+def poll_backoff(interval: float, progressed: bool, base: float) -> float:
+    """Next status-poll interval: back to `base` on progress, else 1.5x up to 2 s.
+
+    2 s keeps a frame's collection latency small next to any real render time.
+    """
+    if progressed:
+        return base
+    return min(max(interval, base) * 1.5, max(base, MAX_POLL_SECONDS))

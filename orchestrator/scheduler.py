@@ -25,7 +25,7 @@ from orchestrator.nodeclient import (
     NodeJobGone,
     NodeRejected,
 )
-from orchestrator.policy import node_may_take
+from orchestrator.policy import node_may_take, poll_backoff
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
@@ -61,6 +61,7 @@ class Scheduler:
         self._changed = asyncio.Condition()
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -81,10 +82,15 @@ class Scheduler:
         self._monitor = asyncio.create_task(self._monitor_loop(), name="monitor")
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: shutdown must not hang on a task that swallowed its cancellation.
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            if pending:
+                log.warning("%d tasks did not stop in time", len(pending))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
@@ -159,6 +165,10 @@ class Scheduler:
             await asyncio.sleep(self.settings.probe_interval_seconds)
 
     async def _probe(self, url: str) -> None:
+        node = self.registry.get(url)
+        fresh = self.settings.probe_interval_seconds
+        if node and node.last_seen is not None and self.registry.clock() - node.last_seen < fresh:
+            return  # a worker's request just got an answer: no need to ask again
         with contextlib.suppress(NodeError):
             self.registry.update(url, await self.client.info(url))
 
@@ -180,7 +190,7 @@ class Scheduler:
 
     # -- workers ------------------------------------------------------------------------------
     async def _worker(self, url: str, slot: int) -> None:
-        while True:
+        while not self._stopping:
             node = self.registry.get(url)
             if node is None or self.registry.is_lost(url) or slot >= node.slots:
                 return
@@ -225,9 +235,9 @@ class Scheduler:
                     if not queue:
                         del self._queues[job_id]
                     return batch
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.5)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5), self._changed:
+                await self._changed.wait()
         return None
 
     async def _ensure_scene(self, url: str, job: Job) -> None:
@@ -347,6 +357,8 @@ class Scheduler:
         """Poll the node job, collecting frames as they are saved; return the batch's end state."""
         misses = 0
         missing: dict[int, int] = {}
+        interval = self.settings.poll_interval
+        seen = 0
         while True:
             if job.id in self._cancelled:
                 return "cancelled"
@@ -389,12 +401,18 @@ class Scheduler:
                     if frame not in collected and frame not in errors:
                         errors[frame] = str(status.get("error") or f"node job {status['state']}")
                 return "failed" if errors else "done"
-            await asyncio.sleep(self.settings.poll_interval)
+            # Poll fast while frames come in, back off while a long frame renders: 200 slots
+            # polling every 0.3 s would be most of the farm's HTTP traffic, for nothing.
+            progressed = len(collected) + len(errors) > seen
+            seen = len(collected) + len(errors)
+            interval = poll_backoff(interval, progressed, self.settings.poll_interval)
+            await asyncio.sleep(interval)
 
     async def _collect(
         self, url: str, job: Job, batch: QueuedBatch, node_job: str, frame: int, seconds: object
     ) -> None:
-        if not await self.store.run(self.store.owns_frame, job.id, frame, batch.id):
+        # The batch owns its frames until it settles; only a cancel takes them away early.
+        if job.id in self._cancelled:
             return
         dest = output_path(self.settings.renders_dir, job.id, frame, output_suffix(job.format))
         if not dest.exists():  # a crash after the rename but before the record: keep that file

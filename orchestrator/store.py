@@ -273,13 +273,6 @@ class Store:
             db.execute("UPDATE batches SET done_count=done_count+1 WHERE id=?", (batch_id,))
             return True
 
-    def owns_frame(self, job_id: str, frame: int, batch_id: str) -> bool:
-        row = self._db.execute(
-            "SELECT 1 FROM frames WHERE job=? AND frame=? AND batch=? AND state='rendering'",
-            (job_id, frame, batch_id),
-        ).fetchone()
-        return row is not None
-
     def settle_batch(
         self,
         batch_id: str,

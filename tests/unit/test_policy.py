@@ -1,6 +1,12 @@
 import pytest
 
-from orchestrator.policy import eta_seconds, final_job_state, frame_gives_up, node_may_take
+from orchestrator.policy import (
+    eta_seconds,
+    final_job_state,
+    frame_gives_up,
+    node_may_take,
+    poll_backoff,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +55,12 @@ def test_final_job_state(total: int, done: int, failed: int, state: str | None) 
 def test_eta_needs_a_done_frame() -> None:
     assert eta_seconds(10.0, 0, 5) is None
     assert eta_seconds(10.0, 5, 5) == 10.0
+
+
+def test_poll_backoff_slows_down_while_nothing_happens_and_resets_on_progress() -> None:
+    interval = 0.3
+    for _ in range(10):
+        interval = poll_backoff(interval, False, 0.3)
+    assert interval == 2.0
+    assert poll_backoff(interval, True, 0.3) == 0.3
+    assert poll_backoff(0.3, False, 0.3) == 0.3 * 1.5
