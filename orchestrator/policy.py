@@ -38,6 +38,18 @@ def node_may_take(
     return not others
 
 
+def effective_bans(banned: Collection[str], live_nodes: Collection[str]) -> set[str]:
+    """Bans (node failed too many batches of a job) redirect work; they never stall a job.
+
+    When every live node is banned, nobody is: the frames then fail on their own merits
+    (three different nodes) and the job ends instead of waiting forever.
+    """
+    live = set(live_nodes)
+    if live and live <= set(banned):
+        return set()
+    return set(banned)
+
+
 def final_job_state(total: int, done: int, failed: int) -> str | None:
     """The job's final state once every frame is collected or failed; None while work remains."""
     if done + failed < total:

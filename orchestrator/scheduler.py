@@ -25,7 +25,7 @@ from orchestrator.nodeclient import (
     NodeJobGone,
     NodeRejected,
 )
-from orchestrator.policy import node_may_take, poll_backoff
+from orchestrator.policy import effective_bans, node_may_take, poll_backoff
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
@@ -219,7 +219,7 @@ class Scheduler:
     def _eligible(self, url: str, batch: QueuedBatch, live: set[str]) -> bool:
         failures = self._batch_failures.get(batch.job, {})
         banned = {n for n, count in failures.items() if count >= self.settings.max_attempts}
-        return node_may_take(url, batch.avoid, live, banned)
+        return node_may_take(url, batch.avoid, live, effective_bans(banned, live))
 
     async def _take(self, url: str) -> QueuedBatch | None:
         def order(job_id: str) -> tuple[int, int]:

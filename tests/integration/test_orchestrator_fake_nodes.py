@@ -249,3 +249,22 @@ def test_status_of_a_100000_frame_job_stays_fast(tmp_path: Path) -> None:
         assert len(status["batches"]) == 4000  # capped batch size 25
         assert per_call < 0.5, per_call
         assert len(client.get("/render").json()) == 1
+
+
+def test_scene_failing_everywhere_ends_the_job_failed_instead_of_stalling(tmp_path: Path) -> None:
+    frames = set(range(1, 31))
+    nodes = [
+        FakeNode(f"n{i}", slots=1, seconds_per_frame=0.0, fail_frames=frames) for i in range(3)
+    ]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-30", "batch_size": 2}
+        ).json()["id"]
+        status = wait_job(client, job_id)
+        assert status["state"] == "failed" and status["frames"]["failed"] == 30
+        assert all(len(f["nodes"]) == 3 for f in status["failed_frames"])

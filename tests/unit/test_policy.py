@@ -1,6 +1,7 @@
 import pytest
 
 from orchestrator.policy import (
+    effective_bans,
     eta_seconds,
     final_job_state,
     frame_gives_up,
@@ -64,3 +65,9 @@ def test_poll_backoff_slows_down_while_nothing_happens_and_resets_on_progress() 
     assert interval == 2.0
     assert poll_backoff(interval, True, 0.3) == 0.3
     assert poll_backoff(0.3, False, 0.3) == 0.3 * 1.5
+
+
+def test_bans_redirect_work_but_never_stall_a_job() -> None:
+    assert effective_bans({"a"}, {"a", "b"}) == {"a"}
+    assert effective_bans({"a", "b"}, {"a", "b"}) == set()
+    assert effective_bans({"a"}, set()) == {"a"}
