@@ -14,13 +14,18 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Blender (and ffmpeg for preview videos) from Debian's packages, when missing and we are root.
+# System packages from Debian's: Blender, ffmpeg (preview videos), Chromium (browser tests),
+# debootstrap (offline base image). Installed when missing and we are root; else we say what to do.
+SYSTEM_PACKAGES := blender ffmpeg chromium fonts-dejavu-core debootstrap
 system-deps:
-	@if ! command -v blender >/dev/null 2>&1 || ! command -v ffmpeg >/dev/null 2>&1; then \
+	@missing=""; \
+	for cmd in blender ffmpeg chromium debootstrap; do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends blender ffmpeg; \
+			echo "installing from Debian's packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 		else \
-			echo "blender/ffmpeg missing: install them (e.g. sudo apt-get install blender ffmpeg)"; \
+			echo "missing:$$missing -- install them: sudo apt-get install $(SYSTEM_PACKAGES)"; \
 		fi; \
 	fi
 

@@ -12,6 +12,7 @@ FAKE_BLENDER_FAIL      frames that print an `Error:` and save nothing, e.g. "13,
 FAKE_BLENDER_CRASH     frame at which the process dies by SIGSEGV, like a Blender crash
 FAKE_BLENDER_HANG      frame at which it hangs forever, printing nothing
 FAKE_BLENDER_NO_OUTPUT frames that print `Saved:` but write no file, exit code 0
+FAKE_BLENDER_BROKEN    frames that print an `Error:` and then save (a broken image) anyway
 FAKE_BLENDER_OLD_SAVED print the unquoted `Saved: /path Time: ...` form of old Blender
 FAKE_BLENDER_LOG       a file to which each rendered frame number is appended (to count renders)
 FAKE_BLENDER_VERSION   the version it reports, default "3.4.1"
@@ -122,6 +123,7 @@ def main() -> int:
     seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
     fail = env_frames("FAKE_BLENDER_FAIL")
     no_output = env_frames("FAKE_BLENDER_NO_OUTPUT")
+    broken = env_frames("FAKE_BLENDER_BROKEN")
     crash = env_frames("FAKE_BLENDER_CRASH")
     hang = env_frames("FAKE_BLENDER_HANG")
     old_saved = bool(os.environ.get("FAKE_BLENDER_OLD_SAVED"))
@@ -143,6 +145,8 @@ def main() -> int:
         if frame in fail:
             print(f"Error: CUDA error: Out of memory in cuMemAlloc (frame {frame})", flush=True)
             continue
+        if frame in broken:
+            print(f"Error: CUDA error: an illegal memory access (frame {frame})", flush=True)
         print(prefix + "Finished", flush=True)
         path = output_path(output, frame)
         if frame not in no_output:

@@ -1,0 +1,186 @@
+"""A small typed HTTP client for the orchestrator, used by the `farm` CLI and the demo."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from render_node.auth import auth_headers
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+# Where `farm up` keeps the token it generated, so local commands find it without typing.
+LOCAL_TOKEN_FILE = Path(".farm") / "token"
+
+
+class ClientSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FARM_")
+
+    orchestrator: str = DEFAULT_URL
+    token: str | None = None
+
+
+class FarmClientError(Exception):
+    """An answer from the orchestrator the user should read (it says what to fix)."""
+
+
+def resolve_token(token: str | None) -> str | None:
+    if token:
+        return token
+    if LOCAL_TOKEN_FILE.is_file():
+        return LOCAL_TOKEN_FILE.read_text().strip() or None
+    return None
+
+
+class FarmClient:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=auth_headers(token),
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FarmClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        if response.is_success:
+            return response
+        try:
+            body = response.json()
+            detail = body.get("detail") if isinstance(body, dict) else None
+        except ValueError:
+            detail = None
+        raise FarmClientError(
+            f"{response.request.method} {response.request.url.path} -> "
+            f"{response.status_code}: {detail or response.text[:300]}"
+        )
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise FarmClientError(f"cannot reach the orchestrator at {self.url}: {exc}") from exc
+        return self._check(response).json()
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", "/health")
+        return result
+
+    def upload_scene(self, path: Path) -> str:
+        """Upload a .blend unless the orchestrator already has it; returns "sha256:<hex>"."""
+        with path.open("rb") as fh:
+            files = {"file": (path.name, fh, "application/x-blender")}
+            result = self._json("POST", "/scenes", files=files, timeout=600.0)
+        return str(result["scene"])
+
+    def submit(
+        self,
+        scene: str,
+        frames: str,
+        *,
+        batch_size: int | None = None,
+        fmt: str | None = None,
+        priority: int | None = None,
+        video: bool = False,
+    ) -> str:
+        body: dict[str, Any] = {"scene": scene, "frames": frames}
+        if batch_size:
+            body["batch_size"] = batch_size
+        if fmt:
+            body["format"] = fmt
+        if priority is not None:
+            body["priority"] = priority
+        if video:
+            body["video"] = True
+        return str(self._json("POST", "/render", json=body)["id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("GET", f"/render/{job_id}")
+        return result
+
+    def jobs(self) -> list[dict[str, Any]]:
+        result = self._json("GET", "/render")
+        return list(result["jobs"] if isinstance(result, dict) else result)
+
+    def frame_states(self, job_id: str, state: str | None = None) -> list[dict[str, Any]]:
+        params = {"state": state} if state else None
+        result = self._json("GET", f"/render/{job_id}/frames", params=params)
+        return list(result["frames"])
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/render/{job_id}")
+        return result
+
+    def nodes(self) -> list[dict[str, Any]]:
+        result = self._json("GET", "/nodes")
+        return list(result["nodes"] if isinstance(result, dict) else result)
+
+    def download_frame(self, job_id: str, frame: int, out_dir: Path) -> Path:
+        """Stream one frame into out_dir (atomic rename); returns its path."""
+        try:
+            with self._http.stream("GET", f"/render/{job_id}/frames/{frame}") as response:
+                if not response.is_success:
+                    response.read()
+                    self._check(response)
+                name = _frame_file_name(response, frame)
+                target = out_dir / name
+                with _atomic_file(target) as fh:
+                    for chunk in response.iter_bytes(1 << 16):
+                        fh.write(chunk)
+        except httpx.TransportError as exc:
+            raise FarmClientError(f"download of frame {frame} failed: {exc}") from exc
+        return target
+
+
+def _frame_file_name(response: httpx.Response, frame: int) -> str:
+    disposition = response.headers.get("content-disposition", "")
+    if "filename=" in disposition:
+        name = disposition.split("filename=", 1)[1].strip().strip('"')
+        # Only the base name: a hostile server must not write outside out_dir.
+        name = os.path.basename(name)
+        if name and not name.startswith("."):
+            return name
+    ext = {
+        "image/png": ".png",
+        "image/jpeg": ".jpg",
+        "image/x-exr": ".exr",
+        "image/tiff": ".tif",
+        "image/bmp": ".bmp",
+    }.get(response.headers.get("content-type", "").split(";")[0], ".png")
+    return f"frame_{frame:05d}{ext}"
+
+
+@contextmanager
+def _atomic_file(target: Path) -> Iterator[Any]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,379 @@
+"""The `farm` command: start a local farm, render a scene with live progress, inspect jobs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from orchestrator.client import (
+    ClientSettings,
+    FarmClient,
+    FarmClientError,
+    resolve_token,
+)
+from orchestrator.local import LocalCluster
+
+console = Console()
+err_console = Console(stderr=True)
+
+FINAL_STATES = {"completed", "failed", "cancelled"}
+ACTIVE_BATCH_STATES = {"running", "rendering", "dispatched", "assigned"}
+
+EXIT_OK, EXIT_FAILED_FRAMES, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _client(args: argparse.Namespace) -> FarmClient:
+    settings = ClientSettings()
+    url = args.orchestrator or settings.orchestrator
+    return FarmClient(url, resolve_token(args.token or settings.token))
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def busy_nodes(job: dict[str, Any]) -> list[str]:
+    return sorted(
+        {
+            str(b.get("node"))
+            for b in job.get("batches", [])
+            if b.get("node") and b.get("state") in ACTIVE_BATCH_STATES
+        }
+    )
+
+
+def job_summary_line(job: dict[str, Any], elapsed: float) -> str:
+    frames = job.get("frames", {})
+    done = int(frames.get("done", 0))
+    rate = done / elapsed if elapsed > 0 else 0.0
+    return (
+        f"{job.get('state', '?')} | {rate:.2f} frames/s | "
+        f"ETA {format_seconds(job.get('eta_seconds'))} | "
+        f"failed {frames.get('failed', 0)} | nodes busy {len(busy_nodes(job))}"
+    )
+
+
+def node_lines(job: dict[str, Any]) -> Table:
+    table = Table(box=None, show_header=True, header_style="bold")
+    table.add_column("node")
+    table.add_column("batch")
+    table.add_column("state")
+    table.add_column("frames done", justify="right")
+    per_node = job.get("nodes") or {}
+    current: dict[str, dict[str, Any]] = {}
+    for batch in job.get("batches", []):
+        if batch.get("node") and batch.get("state") in ACTIVE_BATCH_STATES:
+            current[str(batch["node"])] = batch
+    names = sorted(set(per_node) | set(current))
+    for name in names:
+        batch = current.get(name, {})
+        done = per_node.get(name)
+        if isinstance(done, dict):
+            done = done.get("frames_done", done.get("done", ""))
+        table.add_row(
+            name, str(batch.get("frames", "-")), str(batch.get("state", "idle")), str(done or 0)
+        )
+    return table
+
+
+class Downloader:
+    """Fetches collected frames into the output folder, each once."""
+
+    def __init__(self, client: FarmClient, job_id: str, out_dir: Path) -> None:
+        self.client = client
+        self.job_id = job_id
+        self.out_dir = out_dir
+        self.fetched: set[int] = set()
+        self.seen_done = -1
+
+    def poll(self, done_count: int) -> None:
+        if done_count == self.seen_done:
+            return
+        for item in self.client.frame_states(self.job_id, state="done"):
+            frame = int(item["frame"])
+            if frame not in self.fetched:
+                self.client.download_frame(self.job_id, frame, self.out_dir)
+                self.fetched.add(frame)
+        self.seen_done = done_count
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    client = _client(args)
+    scene_arg: str = args.scene
+    path = Path(scene_arg)
+    if scene_arg.startswith("sha256:"):
+        scene = scene_arg
+    elif path.is_file():
+        console.print(f"uploading {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        scene = client.upload_scene(path)
+    else:
+        # Not a local file: a name in the orchestrator's shared scenes folder.
+        console.print(f"[yellow]{scene_arg} is not a local file; using the farm's scenes folder")
+        scene = scene_arg
+    job_id = client.submit(
+        scene,
+        args.frames,
+        batch_size=args.batch_size,
+        fmt=args.format,
+        priority=args.priority,
+        video=args.video,
+    )
+    out_dir = Path(args.out) if args.out else Path("renders") / job_id
+    console.print(f"job [bold]{job_id}[/] submitted: {client.url}/render/{job_id}")
+    if args.no_wait:
+        return EXIT_OK
+    return follow(client, job_id, out_dir, download=not args.no_download)
+
+
+def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True) -> int:
+    downloader = Downloader(client, job_id, out_dir) if download else None
+    started = time.monotonic()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[line]}"),
+        console=console,
+    )
+    task = progress.add_task(job_id[:12], total=None, line="")
+    job: dict[str, Any] = {}
+    try:
+        with Live(Group(progress), console=console, refresh_per_second=4) as live:
+            while True:
+                job = client.job(job_id)
+                frames = job.get("frames", {})
+                elapsed = time.monotonic() - started
+                progress.update(
+                    task,
+                    total=frames.get("total"),
+                    completed=frames.get("done", 0),
+                    line=job_summary_line(job, elapsed),
+                )
+                live.update(Group(progress, node_lines(job)))
+                if downloader:
+                    downloader.poll(int(frames.get("done", 0)))
+                if job.get("state") in FINAL_STATES:
+                    break
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"\nstopped following; the job goes on. `farm status {job_id}` to check, "
+            f"`farm cancel {job_id}` to stop it"
+        )
+        return EXIT_INTERRUPTED
+    return report_final(job, out_dir if downloader else None, time.monotonic() - started)
+
+
+def report_final(job: dict[str, Any], out_dir: Path | None, elapsed: float) -> int:
+    frames = job.get("frames", {})
+    state = job.get("state")
+    console.print(
+        f"job {job.get('id')} {state}: {frames.get('done', 0)}/{frames.get('total', 0)} frames "
+        f"in {format_seconds(elapsed)}" + (f", saved in {out_dir}/" if out_dir else "")
+    )
+    failed = job.get("failed_frames") or []
+    if failed:
+        table = Table(title="failed frames", header_style="bold red")
+        table.add_column("frame", justify="right")
+        table.add_column("error")
+        for item in failed[:50]:
+            table.add_row(str(item.get("frame")), str(item.get("error", "")))
+        console.print(table)
+    if state == "completed":
+        return EXIT_OK
+    if state == "failed" or frames.get("failed"):
+        return EXIT_FAILED_FRAMES
+    return EXIT_ERROR
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if not args.id:
+        table = Table(title="jobs", header_style="bold")
+        for column in ("id", "scene", "state", "done", "failed", "total", "progress"):
+            table.add_column(column)
+        for job in client.jobs():
+            frames = job.get("frames", {})
+            table.add_row(
+                str(job.get("id")),
+                str(job.get("scene", "")),
+                str(job.get("state")),
+                str(frames.get("done", "")),
+                str(frames.get("failed", "")),
+                str(frames.get("total", "")),
+                f"{float(job.get('progress', 0)) * 100:.0f}%",
+            )
+        console.print(table)
+        return EXIT_OK
+    if args.watch:
+        return follow(client, args.id, Path("."), download=False)
+    job = client.job(args.id)
+    frames = job.get("frames", {})
+    console.print(
+        f"[bold]{job['id']}[/] {job.get('state')}  {frames.get('done', 0)}/"
+        f"{frames.get('total', 0)} done, {frames.get('failed', 0)} failed, "
+        f"{frames.get('rendering', 0)} rendering, ETA {format_seconds(job.get('eta_seconds'))}"
+    )
+    table = Table(header_style="bold")
+    for column in ("frames", "node", "state", "attempts"):
+        table.add_column(column)
+    for batch in job.get("batches", [])[-40:]:
+        table.add_row(
+            str(batch.get("frames")),
+            str(batch.get("node") or "-"),
+            str(batch.get("state")),
+            str(batch.get("attempts", "")),
+        )
+    console.print(table)
+    for item in (job.get("failed_frames") or [])[:20]:
+        console.print(f"[red]frame {item.get('frame')}: {item.get('error')}")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    client = _client(args)
+    job = client.cancel(args.id)
+    console.print(f"job {args.id}: {job.get('state', 'cancelled')}")
+    return EXIT_OK
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    client = _client(args)
+    table = Table(title="nodes", header_style="bold")
+    for column in ("url", "name", "state", "slots", "busy", "batch", "frames", "seen", "blender"):
+        table.add_column(column)
+    for node in client.nodes():
+        seen = node.get("last_seen_seconds_ago")
+        table.add_row(
+            str(node.get("url")),
+            str(node.get("name") or ""),
+            str(node.get("state")),
+            str(node.get("slots", "")),
+            str(node.get("busy", "")),
+            str(node.get("current_batch") or "-"),
+            str(node.get("frames_rendered", 0)),
+            f"{seen:.0f} s ago"
+            if isinstance(seen, int | float)
+            else str(node.get("last_seen", "")),
+            str(node.get("blender_version") or ""),
+        )
+    console.print(table)
+    return EXIT_OK
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(
+        nodes=args.nodes,
+        port=args.port,
+        data_dir=Path(args.data_dir),
+        scenes_dir=Path(args.scenes_dir),
+        blender=args.blender,
+        threads=args.threads,
+        token=ClientSettings().token,
+    )
+    console.print(f"starting an orchestrator and {args.nodes} render nodes ...")
+    # Ctrl-C and SIGTERM both end the wait below; the cluster is then stopped in `finally`.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        cluster.start()
+        console.print(
+            f"farm up: [bold]{cluster.url}[/] with {args.nodes} nodes "
+            f"({cluster.threads_per_node()} threads each); logs in {cluster.data_dir / 'logs'}\n"
+            f"token saved in {cluster.data_dir / 'token'} (the farm command reads it)\n"
+            "render with: farm render scenes/demo.blend --frames 1-24    Ctrl-C stops the farm"
+        )
+        while cluster.alive():
+            time.sleep(0.5)
+        err_console.print("a farm process exited; stopping the rest")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        console.print("\nstopping the farm ...")
+        return EXIT_OK
+    except (RuntimeError, TimeoutError) as exc:
+        err_console.print(f"[red]{exc}")
+        return EXIT_ERROR
+    finally:
+        cluster.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --orchestrator and --token work after any sub-command, as the contract writes them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--orchestrator", help="orchestrator URL (FARM_ORCHESTRATOR)")
+    common.add_argument("--token", help="bearer token (FARM_TOKEN, or .farm/token of farm up)")
+    parser = argparse.ArgumentParser(prog="farm", description="Blender render farm client")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser(
+        "up", parents=[common], help="start an orchestrator and N render nodes on this machine"
+    )
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", default=".farm")
+    up.add_argument("--scenes-dir", default="scenes")
+    up.add_argument("--blender", help="Blender binary (FARM_BLENDER; default: blender on PATH)")
+    up.add_argument("--threads", type=int, help="threads per node (default: cores / nodes)")
+    up.set_defaults(func=cmd_up)
+
+    render = sub.add_parser(
+        "render", parents=[common], help="upload a scene, render frames, download them"
+    )
+    render.add_argument(
+        "scene", help="a .blend file, a name in the farm's scenes folder, or sha256:"
+    )
+    render.add_argument("--frames", required=True, help="e.g. 1-250, 1-100x5, 1,3,7")
+    render.add_argument("--out", help="folder for the frames (default: renders/<job id>)")
+    render.add_argument("--batch-size", type=int, help="frames per batch (default: automatic)")
+    render.add_argument("--format", help="PNG (default), JPEG, OPEN_EXR, TIFF ...")
+    render.add_argument("--priority", type=int, help="higher runs first (default 0)")
+    render.add_argument("--video", action="store_true", help="also encode a preview mp4")
+    render.add_argument("--no-wait", action="store_true", help="submit and return")
+    render.add_argument("--no-download", action="store_true", help="leave frames on the farm")
+    render.set_defaults(func=cmd_render)
+
+    status = sub.add_parser("status", parents=[common], help="list jobs, or show one")
+    status.add_argument("id", nargs="?")
+    status.add_argument("--watch", action="store_true", help="live progress until it ends")
+    status.set_defaults(func=cmd_status)
+
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel a job on every node")
+    cancel.add_argument("id")
+    cancel.set_defaults(func=cmd_cancel)
+
+    nodes = sub.add_parser("nodes", parents=[common], help="list render nodes")
+    nodes.set_defaults(func=cmd_nodes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except FarmClientError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""`farm up`: an orchestrator and N render nodes as local processes, stopped together.
+
+Nodes register with the orchestrator over HTTP exactly as remote machines do, so the local
+farm exercises the same path as a multi-machine one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from orchestrator.client import LOCAL_TOKEN_FILE
+from render_node.auth import auth_headers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalCluster:
+    nodes: int = 3
+    port: int = 8000
+    host: str = "127.0.0.1"
+    node_base_port: int = 8101
+    data_dir: Path = Path(".farm")
+    scenes_dir: Path = Path("scenes")
+    blender: str | None = None
+    threads: int | None = None
+    slots: int = 1
+    token: str | None = None
+    log_dir: Path | None = None
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def threads_per_node(self) -> int:
+        # Share the cores out so N local Blenders do not fight over the same ones.
+        if self.threads:
+            return self.threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.nodes * self.slots))
+
+    def ensure_token(self) -> str:
+        """Use the given token, else the one saved by an earlier `farm up`, else a new one."""
+        if self.token:
+            return self.token
+        token_file = self.data_dir / LOCAL_TOKEN_FILE.name
+        if token_file.is_file() and token_file.read_text().strip():
+            self.token = token_file.read_text().strip()
+        else:
+            self.token = secrets.token_urlsafe(24)
+            token_file.parent.mkdir(parents=True, exist_ok=True)
+            token_file.write_text(self.token + "\n")
+            token_file.chmod(0o600)
+        return self.token
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["FARM_TOKEN"] = self.ensure_token()
+        if self.blender:
+            env["FARM_BLENDER"] = self.blender
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log_dir = self.log_dir or (self.data_dir / "logs")
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / f"{name}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+                start_new_session=True,
+            )
+        self.processes.append(proc)
+        return proc
+
+    def start(self, wait_seconds: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "orchestrator",
+            [
+                "orchestrator",
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir / "orchestrator"),
+                "--scenes-dir",
+                str(self.scenes_dir),
+            ],
+        )
+        for i in range(self.nodes):
+            port = self.node_base_port + i
+            self._spawn(
+                f"node-{i + 1}",
+                [
+                    "render_node",
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--data-dir",
+                    str(self.data_dir / f"node-{i + 1}"),
+                    "--scenes-dir",
+                    str(self.scenes_dir),
+                    "--threads",
+                    str(self.threads_per_node()),
+                    "--slots",
+                    str(self.slots),
+                    "--orchestrator",
+                    self.url,
+                    "--advertise-url",
+                    f"http://{self.host}:{port}",
+                ],
+            )
+        try:
+            self.wait_ready(wait_seconds)
+        except BaseException:
+            self.stop()
+            raise
+
+    def healthy_nodes(self) -> int:
+        try:
+            response = httpx.get(f"{self.url}/nodes", headers=auth_headers(self.token), timeout=2.0)
+            response.raise_for_status()
+        except httpx.HTTPError:
+            return 0
+        body = response.json()
+        nodes = body["nodes"] if isinstance(body, dict) else body
+        return sum(1 for n in nodes if n.get("state") in ("healthy", "busy"))
+
+    def wait_ready(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for proc in self.processes:
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"a farm process exited with code {proc.returncode} during start-up "
+                        f"({_describe(proc)}); see {self.data_dir / 'logs'}"
+                    )
+            if self.healthy_nodes() >= self.nodes:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"the farm did not come up within {seconds:.0f} s "
+            f"(ports {self.port}, {self.node_base_port}+ in use?); see {self.data_dir / 'logs'}"
+        )
+
+    def alive(self) -> bool:
+        return all(proc.poll() is None for proc in self.processes)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM every process (nodes kill their Blenders), SIGKILL what is left, reap all."""
+        for proc in reversed(self.processes):
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self.processes:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                proc.wait(remaining)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _describe(proc: subprocess.Popen[bytes]) -> str:
+    args = proc.args if isinstance(proc.args, list) else [proc.args]
+    return " ".join(str(a) for a in args[2:4])

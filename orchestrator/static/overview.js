@@ -1,0 +1,178 @@
+// The overview page: jobs (progress, ETA, cancel) and nodes, polled from /render and /nodes.
+import {
+  POLL_MS,
+  api,
+  poller,
+  el,
+  setText,
+  num,
+  listOf,
+  duration,
+  ago,
+  elapsedOf,
+  frameCounts,
+  progressOf,
+  percent,
+  isActive,
+  progressBar,
+  setBar,
+  count,
+  badge,
+  nodeLabel,
+  syncRows,
+  cancelJob,
+} from "./farm.js";
+
+// ---------------------------------------------------------------- overview page
+
+const STATE_ORDER = { running: 0, queued: 1 };
+const MAX_FINISHED = 50;
+
+export function overviewPage() {
+  const jobsBody = document.querySelector("#jobs tbody");
+  const nodesBody = document.querySelector("#nodes tbody");
+  let poll = null;
+
+  function createJobRow() {
+    const link = el("a", { class: "scene" });
+    const id = el("span", { class: "sub mono" });
+    const cancel = el("button", { class: "btn btn-small btn-danger", type: "button", text: "Cancel" });
+    const row = el("tr", {}, [
+      el("td", {}, [link, id]),
+      el("td", {}, [el("span", { class: "badge" })]),
+      el("td", {}, [
+        el("div", { class: "progress-cell" }, [
+          progressBar(),
+          el("span", { class: "pct" }),
+        ]),
+      ]),
+      el("td", { class: "num frames" }),
+      el("td", { class: "num" }),
+      el("td", { class: "num" }),
+      el("td", { class: "num" }),
+      el("td", { class: "num" }, [cancel]),
+    ]);
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      if (await cancelJob(row.dataset.key, row.dataset.label)) poll.now();
+      cancel.disabled = false;
+    });
+    return row;
+  }
+
+  function updateJobRow(row, job) {
+    const cells = row.cells;
+    const counts = frameCounts(job);
+    const progress = progressOf(job);
+    const scene = job.scene ? String(job.scene) : "(scene)";
+    row.dataset.label = `${scene} (${job.id})`;
+    const link = cells[0].firstChild;
+    const href = `/jobs/${encodeURIComponent(job.id)}`;
+    if (link.getAttribute("href") !== href) link.setAttribute("href", href);
+    setText(link, scene.replace(/^sha256:([0-9a-f]{12})[0-9a-f]*$/, "sha256:$1…"));
+    setText(cells[0].lastChild, job.id);
+    badge(cells[1].firstChild, job.state);
+    setBar(cells[2].querySelector(".progress"), job);
+    setText(cells[2].querySelector(".pct"), percent(progress));
+    const frames = cells[3];
+    frames.replaceChildren(`${count(counts.done)} / ${count(counts.total)}`);
+    if (counts.failed) frames.append(el("span", { class: "frames-failed", text: `${count(counts.failed)} failed` }));
+    setText(cells[4], duration(elapsedOf(job)));
+    setText(cells[5], isActive(job.state) ? duration(job.eta_seconds) : "–");
+    setText(cells[6], typeof job.priority === "number" ? job.priority : "–");
+    cells[7].firstChild.hidden = !isActive(job.state);
+  }
+
+  // current_batch may be an id, a {job, frames} object, or absent; current_batches a list.
+  function batchText(node) {
+    const describe = (batch) => {
+      if (batch && typeof batch === "object") {
+        return [batch.job || batch.job_id, batch.frames].filter(Boolean).join(" · ") || "busy";
+      }
+      return batch === undefined || batch === null || batch === "" ? "" : String(batch);
+    };
+    const list = Array.isArray(node.current_batches) ? node.current_batches : [node.current_batch];
+    return list.map(describe).filter(Boolean).join(", ") || "–";
+  }
+
+  function createNodeRow() {
+    return el("tr", {}, [
+      el("td", {}, [el("span", { class: "name" }), el("span", { class: "sub mono" })]),
+      el("td", {}, [el("span", { class: "badge" })]),
+      el("td"),
+      el("td", { class: "mono" }),
+      el("td", { class: "num" }),
+      el("td"),
+      el("td", { class: "num" }),
+    ]);
+  }
+
+  function updateNodeRow(row, node) {
+    const cells = row.cells;
+    const url = node.url ? String(node.url) : "";
+    setText(cells[0].firstChild, node.name || nodeLabel(url, null));
+    setText(cells[0].lastChild, url);
+    badge(cells[1].firstChild, node.state);
+    row.classList.toggle("lost", node.state === "lost");
+    const slots = Math.max(0, Math.min(64, num(node.slots)));
+    const busy = num(node.busy);
+    const pips = el("span", { class: "slots" });
+    for (let i = 0; i < slots; i++) pips.append(el("span", { class: i < busy ? "slot busy" : "slot" }));
+    cells[2].replaceChildren(pips, `${busy} / ${num(node.slots)}`);
+    setText(cells[3], batchText(node));
+    setText(cells[4], num(node.frames_rendered));
+    setText(cells[5], node.blender_version || "–");
+    setText(cells[6], ago(node.last_seen));
+  }
+
+  function renderSummary(jobs, nodes) {
+    setText("sum-running", jobs.filter((j) => j.state === "running").length);
+    setText("sum-queued", jobs.filter((j) => j.state === "queued").length);
+    const up = nodes.filter((n) => n.state !== "lost");
+    setText("sum-nodes", nodes.length ? `${up.length} / ${nodes.length}` : "0");
+    const slots = up.reduce((sum, n) => sum + num(n.slots), 0);
+    const busy = up.reduce((sum, n) => sum + num(n.busy), 0);
+    setText("sum-slots", `${busy} / ${slots}`);
+    // A farm of mixed Blender versions renders frames that differ: say so.
+    const versions = new Map();
+    for (const n of up) {
+      if (n.blender_version) versions.set(n.blender_version, (versions.get(n.blender_version) || 0) + 1);
+    }
+    const warning = document.getElementById("mixed-versions");
+    warning.hidden = versions.size < 2;
+    if (versions.size > 1) {
+      const parts = [...versions].map(([v, count]) => `${v} (${count} node${count > 1 ? "s" : ""})`);
+      setText(warning, `Mixed Blender versions on the farm: ${parts.join(", ")}. Frames of one job may differ.`);
+    }
+  }
+
+  async function refresh() {
+    const [jobData, nodeData] = await Promise.all([api("/render"), api("/nodes")]);
+    const jobs = listOf(jobData, "jobs").filter((j) => j && j.id !== undefined);
+    jobs.sort(
+      (a, b) =>
+        (STATE_ORDER[a.state] ?? 2) - (STATE_ORDER[b.state] ?? 2) ||
+        num(b.priority) - num(a.priority) ||
+        num(b.created) - num(a.created),
+    );
+    const nodes = listOf(nodeData, "nodes").filter((n) => n && typeof n === "object");
+    nodes.sort((a, b) => String(a.name || a.url).localeCompare(String(b.name || b.url)));
+    // Every active job, and the most recent finished ones: a long-lived farm has thousands.
+    const active = jobs.filter((j) => isActive(j.state));
+    const finished = jobs.filter((j) => !isActive(j.state));
+    const shown = [...active, ...finished.slice(0, MAX_FINISHED)];
+    syncRows(jobsBody, shown, (j) => j.id, createJobRow, updateJobRow);
+    const older = document.getElementById("jobs-older");
+    older.hidden = shown.length === jobs.length;
+    setText(older, `…and ${count(jobs.length - shown.length)} older finished jobs.`);
+    syncRows(nodesBody, nodes, (n) => n.url || n.name, createNodeRow, updateNodeRow);
+    document.getElementById("jobs-empty").hidden = jobs.length > 0;
+    document.getElementById("jobs").hidden = jobs.length === 0;
+    document.getElementById("nodes-empty").hidden = nodes.length > 0;
+    document.getElementById("nodes").hidden = nodes.length === 0;
+    renderSummary(jobs, nodes);
+  }
+
+  poll = poller(refresh, POLL_MS);
+  return poll;
+}

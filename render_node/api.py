@@ -1,0 +1,288 @@
+"""The render node's HTTP API: `create_app(settings)` builds it; the lifespan owns the job
+manager (and with it every Blender process) and the orchestrator heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from render_node import __version__
+from render_node.auth import BearerTokenMiddleware
+from render_node.blender import image_format
+from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
+from render_node.frames import FrameSpecError, parse_frame_spec
+from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
+from render_node.paths import check_job_id, check_sha256
+from render_node.registration import default_advertise_url, heartbeat_loop
+from render_node.scenes import SceneStore
+from render_node.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+
+
+class JobRequest(BaseModel):
+    scene: str = Field(
+        description="a .blend name under the node's scenes folder, or sha256:<hex> of an upload",
+        examples=["demo.blend"],
+    )
+    frames: str = Field(description="frame spec: '1-24', '1-100x5', '1,3,7'", examples=["1-3"])
+    format: str = Field("PNG", description="Blender image format (-F)", examples=["PNG"])
+
+
+class JobCreated(BaseModel):
+    id: str
+    state: str
+    status_url: str
+
+
+class FrameStatus(BaseModel):
+    frame: int
+    state: str = Field(description="pending | rendering | done | failed")
+    seconds: float | None = Field(None, description="render time of a finished frame")
+    error: str | None = Field(None, description="why a failed frame failed")
+
+
+class FrameCounts(BaseModel):
+    total: int
+    pending: int
+    rendering: int
+    done: int
+    failed: int
+
+
+class JobSummary(BaseModel):
+    id: str
+    state: str = Field(description="queued | running | completed | failed | cancelled")
+    scene: str
+    format: str
+    counts: FrameCounts
+    progress: float = Field(description="(frames done + sample hint of the current one) / total")
+    error: str | None = None
+    created: float = Field(description="Unix time")
+    started: float | None = None
+    finished: float | None = None
+
+
+class JobDetail(JobSummary):
+    frames: list[FrameStatus]
+    blender_version: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+
+
+class JobDeleted(BaseModel):
+    id: str
+    state: str
+    removed: bool = Field(description="true when a finished job's files were deleted")
+
+
+class JobCounts(BaseModel):
+    queued: int
+    running: int
+    finished: int
+
+
+class NodeInfo(BaseModel):
+    version: str
+    blender_version: str | None
+    slots: int
+    busy: int
+    cpu_count: int
+    threads: int
+    name: str
+    url: str
+    jobs: JobCounts
+
+
+class SceneStored(BaseModel):
+    scene: str
+    size: int
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+def cpu_count() -> int:
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None) -> FastAPI:
+    """`environ` is the environment Blender runs with (default: the node's own)."""
+    data_dir = settings.resolved_data_dir.resolve()
+    manager = JobManager(
+        data_dir=data_dir,
+        blender=settings.blender,
+        slots=settings.slots,
+        threads=settings.threads,
+        environ=dict(os.environ) if environ is None else environ,
+        frame_timeout=settings.frame_timeout,
+        log_lines=settings.log_lines,
+        version_timeout=settings.version_timeout,
+    )
+    store = SceneStore(
+        data_dir / "scenes", settings.scenes_dir.resolve(), settings.max_upload_bytes
+    )
+    advertise_url = settings.advertise_url or default_advertise_url(
+        settings.host, settings.port, settings.orchestrator
+    )
+    hostname = socket.gethostname()
+
+    async def registration() -> dict[str, Any]:
+        return {
+            "url": advertise_url,
+            "slots": settings.slots,
+            "busy": manager.busy,
+            "version": __version__,
+            "blender_version": await manager.blender_version(),
+            "cpu_count": cpu_count(),
+            "name": hostname,
+        }
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await manager.start()
+        await asyncio.to_thread(store.remove_partial_uploads)
+        background = [asyncio.create_task(manager.blender_version(), name="blender-version")]
+        if settings.orchestrator:
+            background.append(
+                asyncio.create_task(
+                    heartbeat_loop(
+                        settings.orchestrator,
+                        registration,
+                        token=settings.token,
+                        interval=settings.heartbeat_seconds,
+                    ),
+                    name="heartbeat",
+                )
+            )
+        log.info("render node up: %s, data in %s", advertise_url, data_dir)
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await manager.shutdown()
+            log.info("render node stopped: no Blender left running")
+
+    app = FastAPI(
+        title="Blender farm render node",
+        version=__version__,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BearerTokenMiddleware, token=settings.token)
+    app.state.manager = manager
+    app.state.store = store
+    app.state.settings = settings
+
+    def find_job(job_id: str) -> Job:
+        job = manager.jobs.get(check_job_id(job_id))
+        if job is None:
+            raise NotFound(f"no job {job_id!r} on this node (GET /jobs lists them)")
+        return job
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health()
+
+    @app.get("/info", response_model=NodeInfo)
+    async def info() -> dict[str, Any]:
+        states = [job.state for job in manager.jobs.values()]
+        return {
+            "version": __version__,
+            "blender_version": await manager.blender_version(),
+            "slots": settings.slots,
+            "busy": manager.busy,
+            "cpu_count": cpu_count(),
+            "threads": settings.threads,
+            "name": hostname,
+            "url": advertise_url,
+            "jobs": {
+                "queued": states.count(QUEUED),
+                "running": states.count(RUNNING),
+                "finished": sum(1 for s in states if s in FINAL),
+            },
+        }
+
+    @app.post("/jobs", status_code=202, response_model=JobCreated)
+    async def submit(body: JobRequest) -> JobCreated:
+        try:
+            frames = parse_frame_spec(body.frames)
+        except FrameSpecError as exc:
+            raise BadRequest(str(exc)) from None
+        fmt = image_format(body.format)
+        path = store.resolve(body.scene)
+        job = manager.submit(body.scene, path, frames, fmt)
+        return JobCreated(id=job.id, state=job.state, status_url=f"/jobs/{job.id}")
+
+    @app.get("/jobs", response_model=JobList, response_model_exclude_none=True)
+    async def list_jobs() -> dict[str, Any]:
+        return {"jobs": [job.summary() for job in manager.jobs.values()]}
+
+    @app.get("/jobs/{job_id}", response_model=JobDetail, response_model_exclude_none=True)
+    async def job_status(job_id: str) -> dict[str, Any]:
+        return find_job(job_id).detail()
+
+    @app.delete("/jobs/{job_id}", response_model=JobDeleted)
+    async def delete_job(job_id: str) -> dict[str, Any]:
+        """Cancel a queued or running job (Blender gone within 2 s); remove a finished one."""
+        job = find_job(job_id)
+        if job.state not in FINAL:
+            await manager.cancel(job)
+            return {"id": job.id, "state": job.state, "removed": False}
+        await manager.remove(job)
+        return {"id": job.id, "state": job.state, "removed": True}
+
+    @app.get("/jobs/{job_id}/frames/{frame}")
+    async def frame_image(job_id: str, frame: int) -> FileResponse:
+        job = find_job(job_id)
+        record = job.batch.frames.get(frame)
+        if record is None:
+            raise NotFound(f"frame {frame} is not part of job {job.id}")
+        path = job.frame_file(frame)
+        if path is None or not path.is_file():
+            raise NotFound(f"frame {frame} of job {job.id} is not rendered ({record.state})")
+        return FileResponse(path, media_type=job.fmt.content_type, filename=path.name)
+
+    @app.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
+    async def job_log(job_id: str) -> PlainTextResponse:
+        job = find_job(job_id)
+        return PlainTextResponse("\n".join(job.log_tail) + "\n")
+
+    @app.put("/scenes/{sha256}", status_code=201, response_model=SceneStored)
+    async def upload_scene(sha256: str, request: Request) -> SceneStored:
+        sha = check_sha256(sha256)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > store.max_bytes:
+            # Refused before reading; without the header the bytes are counted as they come.
+            raise PayloadTooLarge(
+                f"upload of {int(declared) // (1024 * 1024)} MB is larger than this node's "
+                f"limit of {store.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+            )
+        size = await store.save(sha, request.stream())
+        return SceneStored(scene=f"sha256:{sha}", size=size)
+
+    @app.head("/scenes/{sha256}")
+    async def has_scene(sha256: str) -> Response:
+        if not store.has(check_sha256(sha256)):
+            return Response(status_code=404)
+        return Response(status_code=200)
+
+    return app

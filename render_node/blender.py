@@ -1,0 +1,216 @@
+"""Blender's command line and its output, as pure code: no processes, no files.
+
+`build_command` makes the argument list; `OutputParser` turns Blender's stdout, fed line by
+line, into events (frame started, sample progress, saved, error, quit).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from render_node.errors import BadRequest
+from render_node.frames import blender_frame_args
+
+OUTPUT_STEM = "frame_"
+OUTPUT_DIGITS = 5
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    name: str  # Blender's -F value
+    extension: str
+    content_type: str
+
+
+FORMATS: dict[str, ImageFormat] = {
+    f.name: f
+    for f in (
+        ImageFormat("PNG", ".png", "image/png"),
+        ImageFormat("JPEG", ".jpg", "image/jpeg"),
+        ImageFormat("JPEG2000", ".jp2", "image/jp2"),
+        ImageFormat("BMP", ".bmp", "image/bmp"),
+        ImageFormat("TIFF", ".tif", "image/tiff"),
+        ImageFormat("OPEN_EXR", ".exr", "image/x-exr"),
+        ImageFormat("OPEN_EXR_MULTILAYER", ".exr", "image/x-exr"),
+        ImageFormat("HDR", ".hdr", "image/vnd.radiance"),
+        ImageFormat("TARGA", ".tga", "image/x-tga"),
+        ImageFormat("TARGA_RAW", ".tga", "image/x-tga"),
+        ImageFormat("WEBP", ".webp", "image/webp"),
+        ImageFormat("CINEON", ".cin", "image/cineon"),
+        ImageFormat("DPX", ".dpx", "image/x-dpx"),
+        ImageFormat("IRIS", ".rgb", "image/x-rgb"),
+    )
+}
+_ALIASES = {"JPG": "JPEG", "EXR": "OPEN_EXR", "TIF": "TIFF", "TGA": "TARGA"}
+
+
+def image_format(name: str) -> ImageFormat:
+    """The format for a user-given name (case-insensitive, a few aliases); 400 if unknown."""
+    key = name.strip().upper()
+    key = _ALIASES.get(key, key)
+    try:
+        return FORMATS[key]
+    except KeyError:
+        known = ", ".join(FORMATS)
+        raise BadRequest(f"unknown image format {name[:40]!r}: use one of {known}") from None
+
+
+def output_pattern(output_dir: Path) -> str:
+    return str(output_dir / (OUTPUT_STEM + "#" * OUTPUT_DIGITS))
+
+
+def output_file(output_dir: Path, frame: int, fmt: ImageFormat) -> Path:
+    """Where Blender writes `frame` for the pattern `output_pattern(output_dir)`."""
+    return output_dir / f"{OUTPUT_STEM}{frame:0{OUTPUT_DIGITS}d}{fmt.extension}"
+
+
+def build_command(
+    blender: str,
+    scene_path: Path,
+    output_dir: Path,
+    frames: list[int],
+    fmt: ImageFormat,
+    threads: int,
+) -> list[str]:
+    """Blender runs its arguments in order: the .blend first, output options, render args last."""
+    return [
+        blender,
+        "-b",
+        str(scene_path),
+        "--disable-autoexec",
+        "-o",
+        output_pattern(output_dir),
+        "-F",
+        fmt.name,
+        "-t",
+        str(threads),
+        *blender_frame_args(frames),
+    ]
+
+
+# Linux caps one argument at 128 KiB; a long `-f a,b,c,...` list is split across runs.
+MAX_FRAME_LIST_CHARS = 30_000
+
+
+def frames_for_one_command(frames: list[int], limit: int = MAX_FRAME_LIST_CHARS) -> list[int]:
+    """The leading frames whose render arguments fit one Blender command line."""
+    if sum(len(a) + 1 for a in blender_frame_args(frames)) <= limit:
+        return frames
+    length = 0
+    for i, frame in enumerate(frames):
+        length += len(str(frame)) + 1
+        if length > limit:
+            return frames[: max(i, 1)]
+    return frames
+
+
+_VERSION = re.compile(r"^Blender (\d+\.\d+(?:\.\d+)?)")
+
+
+def parse_version(text: str) -> str | None:
+    """'Blender 3.4.1\\n...' -> '3.4.1'."""
+    for line in text.splitlines():
+        match = _VERSION.match(line.strip())
+        if match:
+            return match.group(1)
+    return None
+
+
+# --- output parsing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FrameStarted:
+    frame: int
+
+
+@dataclass(frozen=True)
+class SampleProgress:
+    frame: int
+    sample: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Saved:
+    frame: int | None
+    path: str
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    frame: int | None  # the frame being rendered when it came, None between frames
+    message: str
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+Event = FrameStarted | SampleProgress | Saved | ErrorLine | Quit
+
+# Blender 5.x logs through CLOG: "render | Fra:1 ...", possibly after a timestamp.
+_PREFIX = re.compile(r"^\s*(?:\S+\s+){0,2}?render\s*\|\s?")
+_FRA = re.compile(r"^Fra:(\d+)\b")
+# Cycles: "| Sample 5/16"; Eevee: "| Rendering 5 / 64 samples".
+_SAMPLE = re.compile(r"\|\s*(?:Sample (\d+)\s*/\s*(\d+)|Rendering (\d+) / (\d+) samples)")
+_SAVED = re.compile(
+    r"^Saved:\s*(?:'(?P<sq>[^']*)'|\"(?P<dq>[^\"]*)\"|(?P<bare>.+?))(?:\s+Time:.*)?\s*$"
+)
+_ERROR = re.compile(r"^(?:Error|ERROR)(?:\s*\([^)]*\))?\s*:\s*(?P<msg>.+)$")
+# Cycles reports device failures in the status part of a Fra: line.
+_DEVICE_ERROR = re.compile(r"\|\s*(?P<msg>(?:CUDA|OptiX|HIP|Metal|oneAPI) error\b.*)$")
+
+
+class OutputParser:
+    """Incremental parser: `feed` one line, get the events it carries.
+
+    Tracks the frame being rendered so that `Error:` lines can be attached to it; after a
+    frame's `Saved:` line, errors belong to no frame until the next `Fra:` line.
+    """
+
+    def __init__(self) -> None:
+        self.current: int | None = None  # frame seen in the latest Fra: line, not yet saved
+        self.last_error: str | None = None
+        self.quit = False
+
+    def feed(self, raw: str) -> list[Event]:
+        line = _PREFIX.sub("", raw.rstrip("\r\n"), count=1).strip()
+        if not line:
+            return []
+        events: list[Event] = []
+        fra = _FRA.match(line)
+        if fra:
+            frame = int(fra.group(1))
+            if frame != self.current:
+                self.current = frame
+                events.append(FrameStarted(frame))
+            sample = _SAMPLE.search(line)
+            if sample:
+                done, total = (g for g in sample.groups() if g is not None)
+                events.append(SampleProgress(frame, int(done), int(total)))
+            device = _DEVICE_ERROR.search(line)
+            if device:
+                events.append(self._error(device.group("msg").strip()))
+            return events
+        saved = _SAVED.match(line)
+        if saved:
+            path = saved.group("sq") or saved.group("dq") or saved.group("bare") or ""
+            events.append(Saved(self.current, path.strip()))
+            self.current = None
+            return events
+        error = _ERROR.match(line)
+        if error:
+            events.append(self._error(error.group("msg").strip()))
+            return events
+        if line == "Blender quit":
+            self.quit = True
+            events.append(Quit())
+        return events
+
+    def _error(self, message: str) -> ErrorLine:
+        self.last_error = message
+        return ErrorLine(self.current, message)

@@ -1,0 +1,87 @@
+"""`render-node`: command-line flags onto NodeSettings (each also read from FARM_*), then serve."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from typing import Any
+
+import uvicorn
+
+from render_node import __version__
+from render_node.api import create_app
+from render_node.settings import NodeSettings
+
+log = logging.getLogger("render_node")
+
+# flag -> (settings field, type, help)
+FLAGS: list[tuple[str, str, type, str]] = [
+    ("--host", "host", str, "address to bind (default 127.0.0.1; FARM_HOST)"),
+    ("--port", "port", int, "port (default 8100; FARM_PORT)"),
+    ("--data-dir", "data_dir", str, "jobs and uploaded scenes (default ./.farm/node-PORT)"),
+    ("--scenes-dir", "scenes_dir", str, "folder of named scenes (default ./scenes)"),
+    ("--blender", "blender", str, "Blender executable (default blender; FARM_BLENDER)"),
+    ("--slots", "slots", int, "Blender processes at once (default 1)"),
+    ("--threads", "threads", int, "render threads per Blender, 0 = all cores (default 0)"),
+    ("--token", "token", str, "require 'Authorization: Bearer TOKEN' (FARM_TOKEN)"),
+    ("--orchestrator", "orchestrator", str, "orchestrator URL to register with"),
+    ("--advertise-url", "advertise_url", str, "this node's URL as the orchestrator sees it"),
+    ("--max-upload-mb", "max_upload_mb", float, "largest scene upload (default 2048)"),
+    ("--frame-timeout", "frame_timeout", float, "kill a frame with no progress for S seconds"),
+    ("--heartbeat-seconds", "heartbeat_seconds", float, "registration interval (default 2)"),
+]
+
+
+def parse_settings(argv: list[str] | None = None) -> tuple[NodeSettings, str]:
+    parser = argparse.ArgumentParser(
+        prog="render-node",
+        description="Blender farm render node: renders frames with headless Blender over HTTP. "
+        "Every flag can also be set as FARM_<NAME> in the environment.",
+    )
+    for flag, dest, kind, help_text in FLAGS:
+        parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument("--version", action="version", version=f"render-node {__version__}")
+    args = parser.parse_args(argv)
+    given: dict[str, Any] = {
+        dest: getattr(args, dest) for _, dest, _, _ in FLAGS if getattr(args, dest) is not None
+    }
+    return NodeSettings(**given), args.log_level
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings, log_level = parse_settings(argv)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not is_loopback(settings.host) and not settings.token:
+        log.warning(
+            "listening on %s without a token: anyone who can reach this port can run Blender "
+            "here; set --token / FARM_TOKEN",
+            settings.host,
+        )
+    app = create_app(settings)
+    # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:
+    # every Blender process group is killed and reaped before the process ends.
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=3,
+        log_config=None,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""The node's job queue: jobs wait for one of `slots`, run Blender (again after a frame timeout,
+for the frames left), and end completed, failed or cancelled. Owned by the app's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import secrets
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from render_node.batch import DONE, FAILED, Batch
+from render_node.blender import (
+    ImageFormat,
+    build_command,
+    frames_for_one_command,
+)
+from render_node.processes import kill_leftovers
+from render_node.runner import BlenderRun, blender_env, read_blender_version
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, COMPLETED, FAILED_JOB, CANCELLED = (
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+)
+FINAL = frozenset({COMPLETED, FAILED_JOB, CANCELLED})
+
+
+@dataclass
+class Job:
+    id: str
+    scene: str  # as the client named it
+    scene_path: Path
+    fmt: ImageFormat
+    dir: Path
+    batch: Batch
+    log_tail: deque[str]
+    created: float
+    blender_version: str | None = None
+    state: str = QUEUED
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    files: dict[int, Path] = field(default_factory=dict)
+    run: BlenderRun | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return self.dir / "out"
+
+    def frame_file(self, frame: int) -> Path | None:
+        record = self.batch.frames.get(frame)
+        if record is None or record.state != DONE:
+            return None
+        return self.files.get(frame)
+
+    def summary(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "id": self.id,
+            "state": self.state,
+            "scene": self.scene,
+            "format": self.fmt.name,
+            "counts": {"total": len(self.batch.order), **self.batch.counts()},
+            "progress": self.batch.progress(),
+            "created": self.created,
+        }
+        for key in ("error", "started", "finished"):
+            value = getattr(self, key)
+            if value is not None:
+                result[key] = value
+        return result
+
+    def detail(self) -> dict[str, Any]:
+        frames = []
+        for f in self.batch.order:
+            record = self.batch.frames[f]
+            item: dict[str, Any] = {"frame": f, "state": record.state}
+            if record.seconds is not None:
+                item["seconds"] = record.seconds
+            if record.error is not None and record.state == FAILED:
+                item["error"] = record.error
+            frames.append(item)
+        return {
+            **self.summary(),
+            "frames": frames,
+            "blender_version": self.blender_version,
+        }
+
+
+class JobManager:
+    def __init__(
+        self,
+        *,
+        data_dir: Path,
+        blender: str,
+        slots: int,
+        threads: int,
+        environ: Mapping[str, str],
+        frame_timeout: float | None = None,
+        log_lines: int = 2000,
+        version_timeout: float = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.jobs_dir = data_dir / "jobs"
+        self.blender = _resolve_executable(blender)
+        self.slots = slots
+        self.threads = threads
+        self.env = blender_env(environ)
+        self.frame_timeout = frame_timeout
+        self.log_lines = log_lines
+        self.version_timeout = version_timeout
+        self.clock = clock
+        self.wall = wall
+        self.jobs: dict[str, Job] = {}
+        self._slots = asyncio.Semaphore(slots)
+        self._version: str | None = None
+        self._version_lock = asyncio.Lock()
+        self._lock: IO[str] | None = None
+
+    async def start(self) -> None:
+        """Kill any Blender an earlier run of this node left behind, then clear its jobs."""
+        # Two nodes on one data dir would kill each other's Blender and delete its frames.
+        self._lock = lock_data_dir(self.jobs_dir.parent)
+        pid_files = sorted(self.jobs_dir.glob("*/blender.pid"))
+        killed = kill_leftovers(pid_files)
+        if killed:
+            log.warning("killed %d leftover Blender group(s) at start: %s", len(killed), killed)
+        await asyncio.to_thread(shutil.rmtree, self.jobs_dir, True)
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+
+    async def shutdown(self) -> None:
+        """Cancel every job; returns when every Blender group is killed and reaped."""
+        active = [job for job in self.jobs.values() if job.state not in FINAL]
+        await asyncio.gather(*(self.cancel(job) for job in active), return_exceptions=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for job in self.jobs.values() if job.state == RUNNING)
+
+    async def blender_version(self) -> str | None:
+        """`blender --version`, cached once it answered."""
+        async with self._version_lock:
+            if self._version is None:
+                self._version = await read_blender_version(
+                    self.blender, self.env, limit=self.version_timeout
+                )
+            return self._version
+
+    def submit(self, scene: str, scene_path: Path, frames: list[int], fmt: ImageFormat) -> Job:
+        job_id = secrets.token_hex(8)
+        job = Job(
+            id=job_id,
+            scene=scene,
+            scene_path=scene_path,
+            fmt=fmt,
+            dir=self.jobs_dir / job_id,
+            batch=Batch(frames),
+            log_tail=deque(maxlen=self.log_lines),
+            created=self.wall(),
+            blender_version=self._version,
+        )
+        self.jobs[job_id] = job
+        job.task = asyncio.create_task(self._execute(job), name=f"job-{job_id}")
+        log.info("job %s queued: %s frames %d..%d", job_id, scene, frames[0], frames[-1])
+        return job
+
+    async def cancel(self, job: Job) -> None:
+        """Stop a queued or running job; returns once its Blender is gone."""
+        if job.state in FINAL or job.task is None:
+            return
+        job.task.cancel()
+        await asyncio.wait({job.task})
+
+    async def remove(self, job: Job) -> None:
+        """Forget a finished job and delete its files."""
+        self.jobs.pop(job.id, None)
+        await asyncio.to_thread(shutil.rmtree, job.dir, True)
+        log.info("job %s removed", job.id)
+
+    async def _execute(self, job: Job) -> None:
+        try:
+            async with self._slots:
+                job.state = RUNNING
+                job.started = self.wall()
+                job.blender_version = await self.blender_version()
+                log.info("job %s running", job.id)
+                await self._render(job)
+        except asyncio.CancelledError:
+            self._finish(job, cancelled=True)
+            raise
+        except Exception as exc:  # a bug, but the job must still end with a reason
+            log.exception("job %s: node error", job.id)
+            for frame in job.batch.unfinished():
+                job.batch.fail(frame, f"render node error: {exc}", self.clock())
+            self._finish(job)
+        else:
+            self._finish(job)
+
+    async def _render(self, job: Job) -> None:
+        """Run Blender until every frame is decided: one process normally; another for the
+        frames after a timed-out one; several when a frame list is too long for one command.
+        """
+        await asyncio.to_thread(job.output_dir.mkdir, parents=True, exist_ok=True)
+        remaining = job.batch.unfinished()
+        while remaining:
+            part = frames_for_one_command(remaining)
+            command = build_command(
+                self.blender, job.scene_path, job.output_dir, part, job.fmt, self.threads
+            )
+            job.log_tail.append("[node] " + " ".join(command))
+            job.run = BlenderRun(
+                command,
+                job.batch,
+                part,
+                job.output_dir,
+                job.fmt,
+                env=self.env,
+                log_tail=job.log_tail,
+                frame_timeout=self.frame_timeout,
+                pid_file=job.dir / "blender.pid",
+                clock=self.clock,
+                label=f"job {job.id}",
+            )
+            try:
+                await job.run.run()
+            finally:
+                job.files.update(job.run.files)
+            left = job.batch.unfinished()
+            if len(left) >= len(remaining):  # nothing decided: never loop on it
+                break
+            remaining = left
+
+    def _finish(self, job: Job, *, cancelled: bool = False) -> None:
+        now = self.clock()
+        for frame in job.batch.unfinished():
+            job.batch.fail(frame, "cancelled" if cancelled else "not rendered", now)
+        job.run = None
+        job.finished = self.wall()
+        failed = [r for r in job.batch.frames.values() if r.state == FAILED]
+        if cancelled:
+            job.state, job.error = CANCELLED, "cancelled"
+        elif failed:
+            first = failed[0]
+            job.state = FAILED_JOB
+            job.error = (
+                f"{len(failed)} of {len(job.batch.order)} frames failed; "
+                f"frame {first.frame}: {first.error}"
+            )
+        else:
+            job.state = COMPLETED
+        log.info("job %s %s%s", job.id, job.state, f": {job.error}" if job.error else "")
+
+
+class DataDirInUse(RuntimeError):
+    pass
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on `data_dir` for as long as the returned file stays open."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "node.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DataDirInUse(
+            f"another render node is using {data_dir}: give each node its own --data-dir"
+        ) from None
+    return handle
+
+
+def _resolve_executable(blender: str) -> str:
+    """An absolute path, so Blender is found whatever the working folder."""
+    if "/" in blender:
+        return str(Path(blender).expanduser().resolve())
+    return shutil.which(blender) or blender

@@ -1,0 +1,87 @@
+"""Heartbeat to an orchestrator: POST /nodes/register every few seconds with what this node is.
+
+The advertised URL is this node's own address (never a load-balanced service name), so that
+status requests reach the replica that took the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from render_node.auth import auth_headers
+
+log = logging.getLogger(__name__)
+
+REGISTER_TIMEOUT = 5.0
+
+
+def local_ip_towards(url: str) -> str:
+    """The local address of the interface that routes to `url`'s host (no packet is sent)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, sockaddr = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return str(sock.getsockname()[0])
+    except OSError:
+        return socket.gethostname()
+
+
+def default_advertise_url(host: str, port: int, orchestrator: str | None) -> str:
+    if orchestrator:
+        address = local_ip_towards(orchestrator)
+    elif host in ("0.0.0.0", "::", ""):
+        address = socket.gethostname()
+    else:
+        address = host
+    if ":" in address:  # IPv6 literal
+        address = f"[{address}]"
+    return f"http://{address}:{port}"
+
+
+async def heartbeat_loop(
+    orchestrator: str,
+    payload: Callable[[], Awaitable[dict[str, Any]]],
+    *,
+    token: str | None,
+    interval: float,
+    client: httpx.AsyncClient | None = None,
+) -> None:
+    """Register forever; says once when the orchestrator is unreachable and once when back."""
+    url = orchestrator.rstrip("/") + "/nodes/register"
+    own = client is None
+    client = client or httpx.AsyncClient(timeout=REGISTER_TIMEOUT)
+    reachable: bool | None = None
+    try:
+        while True:
+            problem: str | None = None
+            try:
+                body = await payload()
+                response = await client.post(
+                    url, json=body, headers=auth_headers(token), timeout=REGISTER_TIMEOUT
+                )
+                if response.status_code >= 400:
+                    problem = f"HTTP {response.status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if problem is None and reachable is not True:
+                log.info("registered with orchestrator %s as %s", orchestrator, body.get("url"))
+            elif problem is not None and reachable is not False:
+                log.warning("cannot register with orchestrator %s (%s); retrying", url, problem)
+            reachable = problem is None
+            await asyncio.sleep(interval)
+    finally:
+        if own:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client.aclose())

@@ -1,0 +1,314 @@
+"""One Blender process over some frames of a batch: start it in its own process group, read
+its output line by line into the batch state, watch for stalls, and always kill and reap it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from render_node.batch import RENDERING, Batch, Watchdog
+from render_node.blender import (
+    ErrorLine,
+    FrameStarted,
+    ImageFormat,
+    OutputParser,
+    SampleProgress,
+    Saved,
+    output_file,
+    parse_version,
+)
+from render_node.processes import killpg_quietly, write_pid_file
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE = 1.5  # SIGTERM, then SIGKILL after this many seconds: gone well within 2 s
+# Some filesystems keep coarse mtimes; a fresh, emptied output folder is the real guarantee.
+MTIME_SLACK = 0.05
+_DROP_ENV = ("PYTHONPATH", "PYTHONHOME")
+_FRAME_IN_NAME = re.compile(r"frame_(\d+)\.[^/]*$")
+
+
+def blender_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The node's environment minus what would leak our Python into Blender's."""
+    return {k: v for k, v in environ.items() if k not in _DROP_ENV}
+
+
+def verify_output(path: Path, since: float) -> str | None:
+    """None when `path` is a non-empty file written at or after `since`; else what is wrong."""
+    try:
+        st = path.stat()
+    except OSError:
+        return f"Blender reported the frame saved but there is no file at {path.name}"
+    if st.st_size == 0:
+        return f"Blender wrote an empty file {path.name}"
+    if st.st_mtime < since:
+        return f"{path.name} is older than this render (not written by it)"
+    return None
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "Blender was stopped"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"Blender died of {name}"
+    return f"Blender exited with code {returncode}"
+
+
+@dataclass
+class RunResult:
+    returncode: int | None
+    timed_out: bool = False
+    cancelled: bool = False
+
+
+class BlenderRun:
+    """Runs `command` for `frames` (a subset of `batch`) and records what happens in `batch`."""
+
+    def __init__(
+        self,
+        command: list[str],
+        batch: Batch,
+        frames: list[int],
+        output_dir: Path,
+        fmt: ImageFormat,
+        *,
+        env: Mapping[str, str],
+        log_tail: deque[str],
+        frame_timeout: float | None = None,
+        pid_file: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tick: float = 0.1,
+        label: str = "",
+    ) -> None:
+        self.command = command
+        self.batch = batch
+        self.frames = frames
+        self.output_dir = output_dir
+        self.fmt = fmt
+        self.env = dict(env)
+        self.log_tail = log_tail
+        self.frame_timeout = frame_timeout
+        self.pid_file = pid_file
+        self.clock = clock
+        self.tick = tick
+        self.label = label
+        self.files: dict[int, Path] = {}
+        self.parser = OutputParser()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.cancelled = False
+        self.timed_out = False
+        self._since = 0.0
+
+    async def run(self) -> RunResult:
+        self._since = time.time() - MTIME_SLACK
+        watchdog = Watchdog(self.frame_timeout, self.clock())
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+            )
+        except OSError as exc:
+            message = f"cannot start Blender ({self.command[0]}): {exc.strerror or exc}"
+            log.error("%s %s", self.label, message)
+            self._line(f"[node] {message}")
+            self._settle(None, message)
+            return RunResult(None)
+        self.proc = proc
+        self._write_pid(proc.pid)
+        log.info("%s blender pid %d frames %s", self.label, proc.pid, self.frames)
+        try:
+            await self._supervise(proc, watchdog)
+        finally:
+            if proc.returncode is None:  # cancelled from outside, or an error: never leave it
+                await asyncio.shield(self._kill(proc))
+            self._remove_pid()
+        self._settle(proc.returncode)
+        return RunResult(proc.returncode, timed_out=self.timed_out, cancelled=self.cancelled)
+
+    async def cancel(self) -> None:
+        """SIGTERM the process group, SIGKILL after KILL_GRACE; returns once it is reaped."""
+        self.cancelled = True
+        if self.proc is not None and self.proc.returncode is None:
+            await self._kill(self.proc)
+
+    async def _supervise(self, proc: asyncio.subprocess.Process, watchdog: Watchdog) -> None:
+        assert proc.stdout is not None
+        reader = asyncio.create_task(self._pump(proc.stdout, watchdog))
+        waiter = asyncio.create_task(proc.wait())
+        swept = False
+        try:
+            while not (reader.done() and waiter.done()):
+                pending = {t for t in (reader, waiter) if not t.done()}
+                await asyncio.wait(pending, timeout=self.tick, return_when=asyncio.FIRST_COMPLETED)
+                if waiter.done() and not swept:
+                    # Blender is gone; anything it left in its group would hold the pipe open.
+                    swept = True
+                    killpg_quietly(proc.pid, signal.SIGKILL)
+                if not waiter.done() and not self.timed_out and watchdog.expired(self.clock()):
+                    self.timed_out = True
+                    message = (
+                        f"no progress for {self.frame_timeout:g} s (--frame-timeout): "
+                        "Blender killed"
+                    )
+                    log.warning("%s %s", self.label, message)
+                    self._line(f"[node] {message}")
+                    await self._kill(proc)
+        finally:
+            for task in (reader, waiter):
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(reader, waiter, return_exceptions=True)
+
+    async def _pump(self, stream: asyncio.StreamReader, watchdog: Watchdog) -> None:
+        buffer = b""
+        while True:
+            chunk = await stream.read(65536)
+            if not chunk:
+                break
+            watchdog.touch(self.clock())
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                self._line(raw.decode("utf-8", "replace"))
+            if len(buffer) > 1 << 20:  # a runaway line: take it as is
+                self._line(buffer.decode("utf-8", "replace"))
+                buffer = b""
+        if buffer:
+            self._line(buffer.decode("utf-8", "replace"))
+
+    def _line(self, line: str) -> None:
+        line = line.rstrip("\r")
+        self.log_tail.append(line)
+        now = self.clock()
+        for event in self.parser.feed(line):
+            if isinstance(event, FrameStarted):
+                self.batch.start(event.frame, now)
+            elif isinstance(event, SampleProgress):
+                self.batch.sample(event.frame, event.sample, event.total)
+            elif isinstance(event, ErrorLine):
+                self.batch.error(event.frame, event.message)
+            elif isinstance(event, Saved):
+                self._saved(event, now)
+
+    def _saved(self, event: Saved, now: float) -> None:
+        frame = event.frame
+        if frame is None:
+            match = _FRAME_IN_NAME.search(event.path)
+            frame = int(match.group(1)) if match else None
+        if frame is None or frame not in self.batch.frames:
+            return
+        path = self._frame_path(frame, event.path)
+        problem = verify_output(path, self._since)
+        self.batch.saved(frame, now, problem)
+        if self.batch.frames[frame].state == "done":
+            self.files[frame] = path
+            log.info("%s frame %d done (%s s)", self.label, frame, self.batch.frames[frame].seconds)
+        else:
+            log.warning("%s frame %d failed: %s", self.label, frame, self.batch.frames[frame].error)
+
+    def _frame_path(self, frame: int, said: str | None) -> Path:
+        """Blender's word for where it saved, if that is inside our output folder."""
+        if said:
+            candidate = Path(said)
+            with contextlib.suppress(OSError, ValueError):
+                if candidate.resolve().is_relative_to(self.output_dir.resolve()):
+                    return candidate
+        return output_file(self.output_dir, frame, self.fmt)
+
+    def _settle(self, returncode: int | None, start_error: str | None = None) -> None:
+        """Blender is gone: decide every frame of this run it left unfinished."""
+        now = self.clock()
+        exit_text = describe_exit(returncode)
+        started_any = any(self.batch.frames[f].started is not None for f in self.frames)
+        for frame in self.frames:
+            record = self.batch.frames[frame]
+            if record.finished:
+                continue
+            path = output_file(self.output_dir, frame, self.fmt)
+            clean = start_error is None and record.error is None and not self.timed_out
+            if clean and verify_output(path, self._since) is None:
+                # Saved, but we missed (or could not read) its Saved: line.
+                self.batch.done(frame, now)
+                self.files[frame] = path
+                continue
+            if start_error is not None:
+                self.batch.fail(frame, start_error, now)
+            elif self.cancelled:
+                self.batch.fail(frame, "cancelled", now)
+            elif self.timed_out and (record.state == RENDERING or not started_any):
+                where = "rendering" if record.state == RENDERING else "starting Blender"
+                self.batch.fail(
+                    frame,
+                    f"no progress for {self.frame_timeout:g} s while {where} "
+                    f"(frame timeout): killed",
+                    now,
+                )
+            elif self.timed_out:
+                continue  # left pending: the job runs Blender again for these
+            else:
+                when = "while rendering" if record.state == RENDERING else "before rendering"
+                base = f"{exit_text} {when} frame {frame}"
+                error = record.error or self.parser.last_error
+                self.batch.fail(frame, f"{error} ({base})" if error else base, now)
+
+    async def _kill(self, proc: asyncio.subprocess.Process) -> None:
+        if proc.returncode is None:
+            killpg_quietly(proc.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(proc.wait()), KILL_GRACE)
+            except TimeoutError:
+                killpg_quietly(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        killpg_quietly(proc.pid, signal.SIGKILL)  # stragglers left in the group
+
+    def _write_pid(self, pid: int) -> None:
+        if self.pid_file is not None:
+            write_pid_file(self.pid_file, pid, marker=str(self.output_dir))
+
+    def _remove_pid(self) -> None:
+        if self.pid_file is not None:
+            with contextlib.suppress(OSError):
+                self.pid_file.unlink()
+
+
+async def read_blender_version(blender: str, env: Mapping[str, str], *, limit: float) -> str | None:
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            blender,
+            "--version",
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(env),
+        )
+    except OSError as exc:
+        log.error("cannot run %s --version: %s", blender, exc)
+        return None
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), limit)
+    except TimeoutError:
+        log.error("%s --version did not answer within %g s", blender, limit)
+        return None
+    finally:
+        if proc.returncode is None:
+            killpg_quietly(proc.pid, signal.SIGKILL)
+            await proc.wait()
+    return parse_version(out.decode("utf-8", "replace"))

@@ -1,0 +1,125 @@
+"""Scenes a job can name: uploaded ones, content-addressed under data_dir/scenes/<sha256>.blend,
+and named ones under --scenes-dir. Uploads stream to disk, counted, hashed and checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import BinaryIO
+
+from render_node.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
+from render_node.paths import check_sha256, scene_path
+
+log = logging.getLogger(__name__)
+
+# .blend files start with "BLENDER"; Blender also saves them gzip- (< 3.0) or zstd-compressed.
+BLEND_MAGICS = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
+MAGIC_LEN = 7
+
+
+def looks_like_blend(head: bytes) -> bool:
+    return any(head.startswith(magic) for magic in BLEND_MAGICS)
+
+
+class SceneStore:
+    def __init__(self, root: Path, scenes_dir: Path, max_bytes: int) -> None:
+        self.root = root
+        self.scenes_dir = scenes_dir
+        self.max_bytes = max_bytes
+
+    def remove_partial_uploads(self) -> int:
+        """Delete temp files of uploads a previous run of the node did not finish."""
+        removed = 0
+        for tmp in self.root.glob(".upload-*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+        return removed
+
+    def path_for(self, sha: str) -> Path:
+        return self.root / f"{check_sha256(sha)}.blend"
+
+    def has(self, sha: str) -> bool:
+        return self.path_for(sha).is_file()
+
+    def resolve(self, ref: str) -> Path:
+        """`sha256:<hex>` of an uploaded scene, or a .blend name under the scenes folder."""
+        if ref.startswith("sha256:"):
+            path = self.path_for(ref)
+            if not path.is_file():
+                raise NotFound(
+                    f"scene {ref[:80]} is not on this node: upload it first with "
+                    f"PUT /scenes/{path.stem}"
+                )
+            return path
+        path = scene_path(self.scenes_dir, ref)
+        if not path.is_file():
+            raise NotFound(
+                f"no scene {ref[:80]!r} in {self.scenes_dir}: name a .blend file there "
+                "(e.g. 'demo.blend') or upload one and use 'sha256:<hex>'"
+            )
+        return path
+
+    async def save(self, sha: str, chunks: AsyncIterator[bytes]) -> int:
+        """Stream an upload to a temp file, then verify and rename it into place."""
+        target = self.path_for(sha)
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        tmp = self.root / f".upload-{secrets.token_hex(8)}.tmp"
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        fh = await asyncio.to_thread(tmp.open, "wb")
+        try:
+            try:
+                async for chunk in chunks:
+                    if not chunk:
+                        continue
+                    size += len(chunk)
+                    if size > self.max_bytes:  # counted, whatever Content-Length said
+                        raise PayloadTooLarge(
+                            f"upload is larger than this node's limit of "
+                            f"{self.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+                        )
+                    if len(head) < MAGIC_LEN:
+                        head += chunk[: MAGIC_LEN - len(head)]
+                        if len(head) >= MAGIC_LEN and not looks_like_blend(head):
+                            raise _not_blend()
+                    await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
+            finally:
+                await asyncio.to_thread(fh.close)
+            if size == 0:
+                raise BadRequest("empty upload: send the .blend file's bytes as the body")
+            if not looks_like_blend(head):
+                raise _not_blend()
+            actual = digest.hexdigest()
+            if actual != check_sha256(sha):
+                raise BadRequest(
+                    f"the body's sha256 is {actual}, not {check_sha256(sha)}: "
+                    "hash the file you upload (sha256sum scene.blend)"
+                )
+            await asyncio.to_thread(os.replace, tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                await asyncio.shield(asyncio.to_thread(tmp.unlink))
+            raise
+        log.info("scene %s stored (%d bytes)", target.stem, size)
+        return size
+
+
+def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:
+    digest.update(chunk)
+    fh.write(chunk)
+
+
+def _not_blend() -> UnsupportedMedia:
+    return UnsupportedMedia(
+        "the body is not a .blend file (it must start with 'BLENDER', or be gzip or zstd "
+        "compressed): upload the scene file itself"
+    )

@@ -1,0 +1,44 @@
+"""The node with the real Blender: render frames of scenes/demo.blend through the HTTP API."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+
+import pytest
+
+from tests.integration.conftest import StartNode
+
+pytestmark = pytest.mark.blender
+
+BLENDER = shutil.which("blender")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which a PNG must have first."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# In CI (`make test` installs Blender) a missing Blender is a failure, not a skip.
+@pytest.mark.skipif(BLENDER is None and not os.environ.get("CI"), reason="no Blender installed")
+def test_real_blender_renders_demo_frames_as_320x240_pngs(start_node: StartNode) -> None:
+    assert BLENDER is not None, "blender is not on PATH"
+    node = start_node(blender=BLENDER, threads=0)
+    info = node.client.get("/info").json()
+    assert info["blender_version"] and info["blender_version"][0].isdigit()
+    job_id = node.submit("1-3")
+    job = node.wait(job_id, timeout=240)
+    assert job["state"] == "completed", node.client.get(f"/jobs/{job_id}/log").text[-3000:]
+    assert job["blender_version"] == info["blender_version"]
+    for frame in job["frames"]:
+        assert frame["state"] == "done" and frame["seconds"] > 0
+        response = node.client.get(f"/jobs/{job_id}/frames/{frame['frame']}")
+        assert response.headers["content-type"] == "image/png"
+        assert png_size(response.content) == (320, 240)
+    log = node.client.get(f"/jobs/{job_id}/log").text
+    assert "Saved: '" in log and "Blender quit" in log

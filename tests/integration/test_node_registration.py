@@ -1,0 +1,66 @@
+"""Registration: the node heartbeats its own URL and capacity to an orchestrator."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+
+from tests.integration.conftest import StartNode
+from tests.servers import free_port, serve_app
+
+
+def fake_orchestrator(received: list[dict[str, Any]]) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/nodes/register")
+    async def register(request: Request) -> dict[str, str]:
+        received.append(
+            {"body": await request.json(), "auth": request.headers.get("authorization")}
+        )
+        return {"status": "registered"}
+
+    return app
+
+
+def test_node_registers_its_own_url_and_capacity_every_heartbeat(start_node: StartNode) -> None:
+    received: list[dict[str, Any]] = []
+    with serve_app(fake_orchestrator(received)) as orchestrator:
+        start_node(orchestrator=orchestrator, token="tok", heartbeat_seconds=0.1, slots=2, port=9)
+        deadline = time.monotonic() + 5
+        while len(received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(received) >= 2
+    body = received[0]["body"]
+    assert set(body) == {"url", "slots", "busy", "version", "blender_version", "cpu_count", "name"}
+    # Routed towards a loopback orchestrator, the node's own address is loopback too.
+    assert body["url"] == "http://127.0.0.1:9"
+    assert body["slots"] == 2 and body["busy"] == 0
+    assert body["blender_version"] == "3.4.1"
+    assert received[0]["auth"] == "Bearer tok"
+
+
+def test_advertise_url_overrides_the_detected_address(start_node: StartNode) -> None:
+    received: list[dict[str, Any]] = []
+    with serve_app(fake_orchestrator(received)) as orchestrator:
+        start_node(
+            orchestrator=orchestrator,
+            advertise_url="http://render-7.lan:8100",
+            heartbeat_seconds=0.1,
+        )
+        deadline = time.monotonic() + 5
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert received[0]["body"]["url"] == "http://render-7.lan:8100"
+
+
+def test_unreachable_orchestrator_does_not_stop_the_node(start_node: StartNode) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    node = start_node(orchestrator=dead, heartbeat_seconds=0.05)
+    time.sleep(0.3)
+    assert node.wait(node.submit("1"))["state"] == "completed"

@@ -1,0 +1,229 @@
+from pathlib import Path
+
+import pytest
+
+from render_node.blender import (
+    ErrorLine,
+    FrameStarted,
+    OutputParser,
+    SampleProgress,
+    Saved,
+    build_command,
+    frames_for_one_command,
+    image_format,
+    output_file,
+    parse_version,
+)
+from render_node.errors import BadRequest
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "blender-3.4-cycles-2frames.txt"
+PNG = image_format("PNG")
+
+
+@pytest.mark.parametrize(
+    ("frames", "tail"),
+    [
+        ([1, 2, 3], ["-s", "1", "-e", "3", "-j", "1", "-a"]),
+        ([7], ["-f", "7"]),
+        ([1, 5, 6], ["-f", "1,5,6"]),
+    ],
+)
+def test_build_command_puts_scene_first_output_next_render_args_last(
+    frames: list[int], tail: list[str]
+) -> None:
+    cmd = build_command("/usr/bin/blender", Path("/s/a.blend"), Path("/d/out"), frames, PNG, 4)
+    assert cmd == [
+        "/usr/bin/blender",
+        "-b",
+        "/s/a.blend",
+        "--disable-autoexec",
+        "-o",
+        "/d/out/frame_#####",
+        "-F",
+        "PNG",
+        "-t",
+        "4",
+        *tail,
+    ]
+
+
+def test_build_command_always_disables_autoexec_and_passes_threads_zero() -> None:
+    cmd = build_command("blender", Path("a.blend"), Path("o"), [1], image_format("exr"), 0)
+    assert "--disable-autoexec" in cmd
+    assert cmd[cmd.index("-t") + 1] == "0"
+    assert cmd[cmd.index("-F") + 1] == "OPEN_EXR"
+
+
+@pytest.mark.parametrize(
+    ("name", "blender_name", "ext", "content_type"),
+    [
+        ("PNG", "PNG", ".png", "image/png"),
+        ("png", "PNG", ".png", "image/png"),
+        ("JPEG", "JPEG", ".jpg", "image/jpeg"),
+        ("jpg", "JPEG", ".jpg", "image/jpeg"),
+        ("OPEN_EXR", "OPEN_EXR", ".exr", "image/x-exr"),
+        ("TIFF", "TIFF", ".tif", "image/tiff"),
+        ("BMP", "BMP", ".bmp", "image/bmp"),
+    ],
+)
+def test_image_format_maps_to_extension_and_content_type(
+    name: str, blender_name: str, ext: str, content_type: str
+) -> None:
+    fmt = image_format(name)
+    assert (fmt.name, fmt.extension, fmt.content_type) == (blender_name, ext, content_type)
+
+
+@pytest.mark.parametrize("name", ["GIF", "", "PNG; rm -rf /", "FFMPEG"])
+def test_image_format_refuses_unknown_names_with_the_list(name: str) -> None:
+    with pytest.raises(BadRequest, match="use one of PNG"):
+        image_format(name)
+
+
+def test_output_file_matches_the_hash_pattern() -> None:
+    assert output_file(Path("/o"), 7, PNG) == Path("/o/frame_00007.png")
+    assert output_file(Path("/o"), 123456, image_format("JPEG")) == Path("/o/frame_123456.jpg")
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("Blender 3.4.1\n\tbuild date: x", "3.4.1"),
+        ("Blender 4.2.0 LTS\n", "4.2.0"),
+        ("Read prefs\nBlender 5.0\n", "5.0"),
+        ("garbage", None),
+    ],
+)
+def test_parse_version_reads_first_blender_line(text: str, version: str | None) -> None:
+    assert parse_version(text) == version
+
+
+def feed_all(lines: list[str]) -> list[object]:
+    parser = OutputParser()
+    events: list[object] = []
+    for line in lines:
+        events.extend(parser.feed(line))
+    return events
+
+
+STATUS = (
+    "Fra:{f} Mem:9.67M (Peak 10.30M) | Time:00:00.04 | Mem:0.76M, Peak:0.76M | Scene, ViewLayer"
+)
+
+
+@pytest.mark.parametrize(
+    ("lines", "events"),
+    [
+        pytest.param(
+            [STATUS.format(f=3) + " | Synchronizing object | Cube"],
+            [FrameStarted(3)],
+            id="fra-starts-frame",
+        ),
+        pytest.param(
+            [STATUS.format(f=3) + " | Sample 4/16", STATUS.format(f=3) + " | Sample 5/16"],
+            [FrameStarted(3), SampleProgress(3, 4, 16), SampleProgress(3, 5, 16)],
+            id="samples",
+        ),
+        pytest.param(
+            [STATUS.format(f=2) + " | Rendering 12 / 64 samples"],
+            [FrameStarted(2), SampleProgress(2, 12, 64)],
+            id="eevee-samples",
+        ),
+        pytest.param(
+            [STATUS.format(f=1), "Saved: '/o/frame_00001.png'", " Time: 00:00.80 (Saving: 0)"],
+            [FrameStarted(1), Saved(1, "/o/frame_00001.png")],
+            id="saved-quoted-3x",
+        ),
+        pytest.param(
+            [
+                STATUS.format(f=2),
+                "Saved: /o/my dir/frame_00002.png Time: 00:00.10 (Saving: 00:00.00)",
+            ],
+            [FrameStarted(2), Saved(2, "/o/my dir/frame_00002.png")],
+            id="saved-unquoted-old",
+        ),
+        pytest.param(
+            [
+                "12:00:01.123  render | " + STATUS.format(f=4) + " | Sample 1/8",
+                "render | Saved: '/o/frame_00004.png'",
+            ],
+            [FrameStarted(4), SampleProgress(4, 1, 8), Saved(4, "/o/frame_00004.png")],
+            id="blender-5-render-prefix",
+        ),
+        pytest.param(
+            [
+                STATUS.format(f=5) + " | Sample 2/16",
+                "Error: CUDA error: Out of memory in cuMemAlloc",
+            ],
+            [
+                FrameStarted(5),
+                SampleProgress(5, 2, 16),
+                ErrorLine(5, "CUDA error: Out of memory in cuMemAlloc"),
+            ],
+            id="cuda-error-attached-to-frame",
+        ),
+        pytest.param(
+            [STATUS.format(f=6) + " | Cancel | CUDA error: an illegal memory access"],
+            [FrameStarted(6), ErrorLine(6, "CUDA error: an illegal memory access")],
+            id="device-error-in-status",
+        ),
+        pytest.param(
+            [STATUS.format(f=5), "Error: CUDA error: launch failed", "Saved: '/o/frame_00005.png'"],
+            [
+                FrameStarted(5),
+                ErrorLine(5, "CUDA error: launch failed"),
+                Saved(5, "/o/frame_00005.png"),
+            ],
+            id="error-then-saved-of-broken-frame",
+        ),
+        pytest.param(
+            ["Error: Cannot read file '/x.blend': No such file or directory"],
+            [ErrorLine(None, "Cannot read file '/x.blend': No such file or directory")],
+            id="error-outside-a-frame",
+        ),
+        pytest.param(
+            ["Warning: something", "Read blend: /x.blend", "", "Blender 3.4.1"],
+            [],
+            id="noise-ignored",
+        ),
+    ],
+)
+def test_parser_turns_lines_into_events(lines: list[str], events: list[object]) -> None:
+    assert feed_all(lines) == events
+
+
+def test_parser_reads_the_real_blender_34_fixture() -> None:
+    lines = FIXTURE.read_text().splitlines()
+    parser = OutputParser()
+    events = [e for line in lines for e in parser.feed(line)]
+    assert [e for e in events if isinstance(e, FrameStarted)] == [FrameStarted(1), FrameStarted(2)]
+    assert [e for e in events if isinstance(e, Saved)] == [
+        Saved(1, "/work/job/frame_00001.png"),
+        Saved(2, "/work/job/frame_00002.png"),
+    ]
+    samples = [e for e in events if isinstance(e, SampleProgress)]
+    assert SampleProgress(1, 16, 16) in samples and SampleProgress(2, 1, 16) in samples
+    assert not [e for e in events if isinstance(e, ErrorLine)]
+    assert parser.quit
+
+
+def test_parser_after_saved_errors_belong_to_no_frame() -> None:
+    parser = OutputParser()
+    parser.feed(STATUS.format(f=1))
+    parser.feed("Saved: '/o/frame_00001.png'")
+    assert parser.feed("Error: Not freed memory blocks: 3") == [
+        ErrorLine(None, "Not freed memory blocks: 3")
+    ]
+    assert parser.last_error == "Not freed memory blocks: 3"
+
+
+def test_long_frame_lists_are_split_to_fit_a_command_line() -> None:
+    scattered = [*range(1, 70_000, 7), 5]
+    part = frames_for_one_command(scattered, limit=1000)
+    assert part == scattered[: len(part)]
+    assert len(",".join(map(str, part))) <= 1000
+    assert len(",".join(map(str, scattered[: len(part) + 1]))) > 1000
+
+
+def test_even_ranges_are_never_split() -> None:
+    frames = list(range(1, 100_001))
+    assert frames_for_one_command(frames, limit=100) == frames

@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.client import _frame_file_name
+from orchestrator.client_cli import (
+    EXIT_ERROR,
+    EXIT_FAILED_FRAMES,
+    EXIT_OK,
+    build_parser,
+    busy_nodes,
+    format_seconds,
+    job_summary_line,
+    report_final,
+)
+from orchestrator.local import LocalCluster
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "-"), (0, "0:00"), (59.6, "1:00"), (61, "1:01"), (3725, "1:02:05"), (-3, "0:00")],
+)
+def test_format_seconds_reads_like_a_clock(seconds: float | None, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+def test_busy_nodes_counts_distinct_nodes_with_running_batches() -> None:
+    job = {
+        "batches": [
+            {"node": "http://a", "state": "running"},
+            {"node": "http://a", "state": "running"},
+            {"node": "http://b", "state": "done"},
+            {"node": None, "state": "queued"},
+            {"node": "http://c", "state": "rendering"},
+        ]
+    }
+    assert busy_nodes(job) == ["http://a", "http://c"]
+
+
+def test_summary_line_shows_rate_eta_and_failures() -> None:
+    job = {"state": "running", "frames": {"done": 10, "failed": 2}, "eta_seconds": 90}
+    line = job_summary_line(job, elapsed=5.0)
+    assert "2.00 frames/s" in line
+    assert "ETA 1:30" in line
+    assert "failed 2" in line
+
+
+@pytest.mark.parametrize(
+    ("state", "failed", "code"),
+    [
+        ("completed", 0, EXIT_OK),
+        ("failed", 3, EXIT_FAILED_FRAMES),
+        ("cancelled", 0, EXIT_ERROR),
+    ],
+)
+def test_exit_code_says_whether_frames_failed(state: str, failed: int, code: int) -> None:
+    job = {"id": "j", "state": state, "frames": {"done": 1, "total": 4, "failed": failed}}
+    assert report_final(job, None, 1.0) == code
+
+
+def _response(headers: dict[str, str]) -> httpx.Response:
+    return httpx.Response(200, headers=headers, request=httpx.Request("GET", "http://x/"))
+
+
+@pytest.mark.parametrize(
+    ("headers", "name"),
+    [
+        ({"content-type": "image/png"}, "frame_00007.png"),
+        ({"content-type": "image/jpeg"}, "frame_00007.jpg"),
+        ({"content-disposition": 'attachment; filename="frame_00007.exr"'}, "frame_00007.exr"),
+        ({"content-disposition": 'attachment; filename="../../etc/passwd"'}, "passwd"),
+        (
+            {"content-disposition": 'attachment; filename=".bashrc"', "content-type": "image/png"},
+            "frame_00007.png",
+        ),
+    ],
+)
+def test_downloaded_file_names_stay_inside_the_output_folder(
+    headers: dict[str, str], name: str
+) -> None:
+    assert _frame_file_name(_response(headers), 7) == name
+
+
+def test_parser_accepts_the_contract_flags() -> None:
+    args = build_parser().parse_args(
+        [
+            "render",
+            "scene.blend",
+            "--frames",
+            "1-10x2",
+            "--out",
+            "o",
+            "--batch-size",
+            "4",
+            "--orchestrator",
+            "http://h:1",
+        ]
+    )
+    assert (args.scene, args.frames, args.out, args.batch_size) == ("scene.blend", "1-10x2", "o", 4)
+    up = build_parser().parse_args(["up", "--nodes", "5"])
+    assert up.nodes == 5
+
+
+def test_local_cluster_shares_cores_between_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert LocalCluster(nodes=3).threads_per_node() == 2
+    assert LocalCluster(nodes=16).threads_per_node() == 1
+    assert LocalCluster(nodes=3, threads=4).threads_per_node() == 4
+
+
+def test_local_cluster_keeps_its_token_between_runs(tmp_path: Path) -> None:
+    first = LocalCluster(data_dir=tmp_path).ensure_token()
+    second = LocalCluster(data_dir=tmp_path).ensure_token()
+    assert first == second and len(first) >= 24
+    assert (tmp_path / "token").stat().st_mode & 0o077 == 0

@@ -1,0 +1,118 @@
+"""The preview video's ffmpeg command line and concat list, built without running anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.video import (
+    VideoError,
+    concat_list,
+    ffmpeg_command,
+    frame_file,
+    is_contiguous,
+)
+
+FRAMES = Path("/farm/renders/job1")
+OUT = Path("/farm/renders/job1/preview.mp4")
+
+
+def value_after(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ([7], True),
+        ([1, 2, 3], True),
+        ([10, 11, 12, 13], True),
+        ([1, 3, 5], False),
+        ([1, 2, 4], False),
+        ([3, 2, 1], False),
+    ],
+)
+def test_is_contiguous(frames: list[int], expected: bool) -> None:
+    assert is_contiguous(frames) is expected
+
+
+def test_contiguous_frames_read_the_numbered_files_from_the_first_frame() -> None:
+    cmd = ffmpeg_command(FRAMES, list(range(101, 151)), OUT)
+    assert value_after(cmd, "-i") == "/farm/renders/job1/frame_%05d.png"
+    assert value_after(cmd, "-start_number") == "101"
+    assert value_after(cmd, "-frames:v") == "50"
+    assert value_after(cmd, "-framerate") == "24"
+    assert "concat" not in cmd
+
+
+def test_command_makes_browser_playable_h264_with_even_dimensions() -> None:
+    cmd = ffmpeg_command(FRAMES, [1, 2], OUT)
+    assert value_after(cmd, "-c:v") == "libx264"
+    assert value_after(cmd, "-pix_fmt") == "yuv420p"
+    assert value_after(cmd, "-movflags") == "+faststart"
+    assert value_after(cmd, "-vf") == "scale=trunc(iw/2)*2:trunc(ih/2)*2"
+    assert cmd[-1] == str(OUT)
+    assert "-nostdin" in cmd and "-y" in cmd
+
+
+def test_fps_and_ffmpeg_binary_are_configurable() -> None:
+    cmd = ffmpeg_command(FRAMES, [1, 2, 3], OUT, fps=30, ffmpeg="/opt/ffmpeg")
+    assert cmd[0] == "/opt/ffmpeg"
+    assert value_after(cmd, "-framerate") == "30"
+
+
+def test_non_contiguous_frames_go_through_the_concat_list() -> None:
+    listing = Path("/tmp/x/frames.ffconcat")
+    cmd = ffmpeg_command(FRAMES, [1, 3, 5], OUT, fps=25, list_path=listing)
+    assert value_after(cmd, "-f") == "concat"
+    assert value_after(cmd, "-safe") == "0"
+    assert value_after(cmd, "-i") == str(listing)
+    assert value_after(cmd, "-r") == "25"
+    assert "-start_number" not in cmd
+
+
+def test_non_contiguous_frames_without_a_list_path_is_an_error() -> None:
+    with pytest.raises(VideoError, match="concat list"):
+        ffmpeg_command(FRAMES, [1, 3], OUT)
+
+
+@pytest.mark.parametrize("fps", [0, -24])
+def test_fps_must_be_positive(fps: int) -> None:
+    with pytest.raises(VideoError, match="fps"):
+        ffmpeg_command(FRAMES, [1], OUT, fps=fps)
+
+
+def test_no_frames_is_an_error() -> None:
+    with pytest.raises(VideoError, match="no frames"):
+        ffmpeg_command(FRAMES, [], OUT)
+
+
+def test_concat_list_names_each_frame_once_in_order_with_one_frame_time() -> None:
+    text = concat_list(FRAMES, [5, 1, 30], fps=25)
+    lines = text.splitlines()
+    assert lines[0] == "ffconcat version 1.0"
+    assert lines[1:] == [
+        "file '/farm/renders/job1/frame_00005.png'",
+        "duration 0.040000000",
+        "file '/farm/renders/job1/frame_00001.png'",
+        "duration 0.040000000",
+        "file '/farm/renders/job1/frame_00030.png'",
+        "duration 0.040000000",
+    ]
+
+
+def test_concat_list_quotes_paths_with_single_quotes() -> None:
+    text = concat_list(Path("/farm/it's here"), [1])
+    assert "file '/farm/it'\\''s here/frame_00001.png'" in text
+
+
+def test_other_image_formats_keep_the_frame_naming() -> None:
+    cmd = ffmpeg_command(FRAMES, [1, 2], OUT, suffix=".jpg")
+    assert value_after(cmd, "-i") == "/farm/renders/job1/frame_%05d.jpg"
+    assert "frame_00003.jpg" in concat_list(FRAMES, [3], suffix=".jpg")
+
+
+def test_frame_numbers_past_99999_get_more_digits() -> None:
+    assert frame_file(FRAMES, 123456).name == "frame_123456.png"
+    assert frame_file(FRAMES, 7).name == "frame_00007.png"
