@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, File, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
-from jinja2 import Environment, PackageLoader, select_autoescape
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from orchestrator import views
-from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix
+from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
+from orchestrator.dashboard import dashboard_router, framemap, is_public_path
 from orchestrator.frames import auto_batch_size
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient
@@ -74,9 +74,6 @@ def create_app(
 ) -> FastAPI:
     """The orchestrator app. `transport` lets tests route node calls to in-process fakes."""
     settings = settings or OrchestratorSettings()
-    templates = Environment(
-        loader=PackageLoader("orchestrator", "templates"), autoescape=select_autoescape()
-    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +102,8 @@ def create_app(
             log.info("orchestrator stopped")
 
     async def require_token(request: Request) -> None:
-        check_bearer(request, settings.token)
+        if not is_public_path(request.url.path):  # dashboard shells and static files: no data
+            check_bearer(request, settings.token)
 
     app = FastAPI(
         title="Render farm orchestrator", lifespan=lifespan, dependencies=[Depends(require_token)]
@@ -182,7 +180,12 @@ def create_app(
 
         batches, nodes, failed = await store.run(read)
         versions = {n.url: n.blender_version for n in farm.registry.nodes()}
-        return views.job_detail(job, farm.clock(), batches, nodes, failed, versions)
+        detail = views.job_detail(job, farm.clock(), batches, nodes, failed, versions)
+        detail["video_requested"] = bool(job.video)
+        detail["video"] = video_path(settings.renders_dir, job_id).is_file()
+        if detail["video"]:
+            detail["video_url"] = f"/render/{job_id}/video.mp4"
+        return detail
 
     @app.get("/render/{job_id}")
     async def job_status(request: Request, job_id: str) -> dict[str, Any]:
@@ -235,6 +238,24 @@ def create_app(
             headers={"Content-Disposition": f'attachment; filename="{job_id}-frames.zip"'},
         )
 
+    @app.get("/render/{job_id}/framemap")
+    async def frame_map(request: Request, job_id: str) -> dict[str, Any]:
+        """Every frame's state in one compact string (for the dashboard's frame grid)."""
+        farm = farm_of(request)
+        await get_job_or_404(farm, job_id)
+        frames, states = await farm.store.run(farm.store.frame_states, job_id)
+        return framemap(frames, states)
+
+    @app.get("/render/{job_id}/video.mp4")
+    async def video(request: Request, job_id: str) -> FileResponse:
+        farm = farm_of(request)
+        job = await get_job_or_404(farm, job_id)
+        path = video_path(settings.renders_dir, job_id)
+        if not path.is_file():
+            why = 'it was not asked for ("video": true)' if not job.video else "it is not ready"
+            raise NotFound(f"no preview video for job {job_id}: {why}")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
     @app.get("/nodes")
     async def list_nodes(request: Request) -> list[dict[str, Any]]:
         farm = farm_of(request)
@@ -269,12 +290,7 @@ def create_app(
             m.jobs.labels(state=state).set(jobs.get(state, 0))
         return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/", response_class=HTMLResponse)
-    async def index(request: Request) -> HTMLResponse:
-        jobs = await list_jobs(request)
-        nodes = await list_nodes(request)
-        html = templates.get_template("index.html").render(jobs=jobs, nodes=nodes)
-        return HTMLResponse(html)
+    app.include_router(dashboard_router(settings.token))
 
     return app
 

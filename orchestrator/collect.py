@@ -42,3 +42,8 @@ def output_path(renders_dir: Path, job_id: str, frame: int, suffix: str) -> Path
 def part_path(dest: Path, batch_id: str) -> Path:
     """The temp file a download goes to before its atomic rename (hidden, per batch)."""
     return dest.with_name(f".{dest.name}.{batch_id}.part")
+
+
+def video_path(renders_dir: Path, job_id: str) -> Path:
+    """The job's preview video, next to its frames."""
+    return renders_dir / job_id / "video.mp4"

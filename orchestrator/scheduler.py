@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from orchestrator.collect import output_path, output_suffix, part_path
+from orchestrator.collect import output_path, output_suffix, part_path, video_path
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import (
     FrameMissing,
@@ -29,6 +29,7 @@ from orchestrator.policy import effective_bans, node_may_take, poll_backoff
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
+from orchestrator.video import VideoError, encode_video, ffmpeg_available
 from render_node.frames import compact_frames
 
 log = logging.getLogger(__name__)
@@ -307,6 +308,8 @@ class Scheduler:
         if settled.job_state:
             self._queues.pop(job.id, None)
             log.info("job %s %s", job.id, settled.job_state)
+            if job.video:
+                self._spawn(self._make_video(job))
         if node_job is not None:
             self._spawn(self._forget_node_job(url, node_job))
         return answered
@@ -430,6 +433,21 @@ class Scheduler:
             self.metrics.frames_rendered.inc()
             if secs is not None:
                 self.metrics.frame_seconds.observe(secs)
+
+    async def _make_video(self, job: Job) -> None:
+        """The preview video of a finished job, from the frames that were collected."""
+        frames = await self.store.run(self.store.done_frames, job.id)
+        if not frames:
+            return
+        if not ffmpeg_available():
+            log.warning("job %s: no preview video, ffmpeg is not installed", job.id)
+            return
+        out = video_path(self.settings.renders_dir, job.id)
+        try:
+            await encode_video(out.parent, frames, out, suffix=output_suffix(job.format))
+            log.info("job %s: preview video %s (%d frames)", job.id, out, len(frames))
+        except VideoError as exc:
+            log.error("job %s: preview video failed: %s", job.id, exc)
 
     async def _forget_node_job(self, url: str, node_job: str) -> None:
         """Cancel a node job / remove its files there; best effort."""

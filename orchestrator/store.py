@@ -219,6 +219,12 @@ class Store:
         ).fetchone()
         return row["state"] if row else None
 
+    def frame_states(self, job_id: str) -> tuple[list[int], list[str]]:
+        rows = self._db.execute(
+            "SELECT frame, state FROM frames WHERE job=? ORDER BY idx", (job_id,)
+        ).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows]
+
     def frame_list(self, job_id: str, state: str | None) -> list[dict[str, Any]]:
         query = "SELECT frame, state, node, attempts, error, seconds FROM frames WHERE job=?"
         args: tuple[Any, ...] = (job_id,)

@@ -9,7 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
+from orchestrator.video import ffmpeg_available
 from render_node.frames import parse_frame_spec
 from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
 from tests.orch_helpers import (
@@ -69,7 +71,11 @@ def test_three_nodes_collect_every_frame_of_a_spec_with_steps_and_lists_once(
         listing = client.get("/render").json()
         assert listing[0]["id"] == job_id
         assert f"farm_frames_rendered_total {len(frames)}.0" in client.get("/metrics").text
-        assert job_id in client.get("/").text
+        assert client.get("/").status_code == 200  # the dashboard shell
+        fmap = client.get(f"/render/{job_id}/framemap").json()
+        assert fmap["states"] == "d" * len(frames) and fmap["frames"] == frames
+        novideo = client.get(f"/render/{job_id}/video.mp4")
+        assert novideo.status_code == 404 and "not asked for" in novideo.json()["detail"]
 
 
 def test_poison_frame_fails_after_three_nodes_and_the_rest_completes(tmp_path: Path) -> None:
@@ -202,7 +208,9 @@ def test_token_is_required_everywhere_but_health_and_sent_to_nodes(tmp_path: Pat
         httpx.Client(base_url=url, timeout=10) as client,
     ):
         assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/").status_code == 200  # dashboard shell: no data, no token
         assert client.get("/render").status_code == 401
+        assert client.get("/metrics").status_code == 401
         assert client.get("/nodes", headers={"Authorization": "Bearer nope"}).status_code == 403
         client.headers["Authorization"] = "Bearer s3cret"
         job_id = client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()["id"]
@@ -268,3 +276,21 @@ def test_scene_failing_everywhere_ends_the_job_failed_instead_of_stalling(tmp_pa
         status = wait_job(client, job_id)
         assert status["state"] == "failed" and status["frames"]["failed"] == 30
         assert all(len(f["nodes"]) == 3 for f in status["failed_frames"])
+
+
+@pytest.mark.skipif(not ffmpeg_available(), reason="needs ffmpeg")
+def test_video_is_encoded_when_asked_for(tmp_path: Path) -> None:
+    nodes = [FakeNode("n0", slots=2, seconds_per_frame=0.0)]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 1))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-6", "video": True}
+        ).json()["id"]
+        assert wait_job(client, job_id)["state"] == "completed"
+        wait_until(lambda: client.get(f"/render/{job_id}").json()["video"], 30, "video")
+        video = client.get(f"/render/{job_id}/video.mp4")
+        assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+        assert b"ftyp" in video.content[:16]
