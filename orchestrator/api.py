@@ -144,7 +144,7 @@ def create_app(
             frames = parse_frame_spec(body.frames)
         except FrameSpecError as exc:
             raise BadRequest(str(exc)) from exc
-        sha, _ = await farm.store.run(resolve_scene, body.scene, farm.store, settings.scenes_dir)
+        sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
         size = body.batch_size or auto_batch_size(
             len(frames), farm.registry.total_slots(), settings.max_batch_size
         )

@@ -259,7 +259,8 @@ class Scheduler:
         if job is None or node is None or batch.job in self._cancelled:
             return True
         frames_spec = compact_frames(batch.frames)
-        await self.store.run(self.store.dispatch_batch, batch, url, self.clock())
+        if not await self.store.run(self.store.dispatch_batch, batch, url, self.clock()):
+            return True
         node.current_batches.add(batch.id)
         log.info("job %s batch %s frames %s -> %s", job.id, batch.id, frames_spec, url)
         errors: dict[int, str] = {}

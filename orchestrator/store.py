@@ -241,9 +241,15 @@ class Store:
         return [r[0] for r in rows]
 
     # -- batch lifecycle ----------------------------------------------------------------------
-    def dispatch_batch(self, batch: QueuedBatch, node: str, now: float) -> None:
-        """The batch goes to `node`: its frames are now rendering there."""
+    def dispatch_batch(self, batch: QueuedBatch, node: str, now: float) -> bool:
+        """The batch goes to `node`: its frames are now rendering there.
+
+        False (and nothing changes) when the job was cancelled or ended in the meantime.
+        """
         with self._tx() as db:
+            job = db.execute("SELECT state FROM jobs WHERE id=?", (batch.job,)).fetchone()
+            if job is None or job["state"] not in UNFINISHED:
+                return False
             db.execute(
                 "UPDATE batches SET state='running', node=?, started=?, attempts=attempts+1"
                 " WHERE id=?",
@@ -260,6 +266,7 @@ class Store:
                 " started=COALESCE(started, ?) WHERE id=? AND state IN ('queued','running')",
                 (cur.rowcount, now, batch.job),
             )
+            return True
 
     def set_node_job(self, batch_id: str, node_job_id: str) -> None:
         with self._tx() as db:
