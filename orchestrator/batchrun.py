@@ -22,7 +22,7 @@ from orchestrator.nodeclient import (
     NodeJobGone,
     NodeRejected,
 )
-from orchestrator.policy import poll_backoff
+from orchestrator.policy import failure_counts, frame_started, poll_backoff
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
@@ -137,6 +137,7 @@ class BatchRunner:
         """Poll the node job, collecting frames as they are saved; return the batch's end state."""
         misses = 0
         missing: dict[int, int] = {}
+        spared: set[int] = set()
         interval = self.settings.poll_interval
         seen = 0
         while True:
@@ -156,9 +157,13 @@ class BatchRunner:
             self.registry.seen(url)
             final = status.get("state") in NODE_FINAL
             waiting = False
-            for info in status.get("frames", []):
+            infos = status.get("frames", [])
+            started_any = any(frame_started(info) for info in infos)
+            for info in infos:
                 frame = int(info["frame"])
-                if frame in collected or frame in errors or frame not in batch.frames:
+                if frame in collected or frame in errors or frame in spared:
+                    continue
+                if frame not in batch.frames:
                     continue
                 if info.get("state") == "done":
                     try:
@@ -173,14 +178,17 @@ class BatchRunner:
                         else:
                             waiting = True
                 elif info.get("state") == "failed":
-                    errors[frame] = str(info.get("error") or status.get("error") or "failed")
+                    if failure_counts(info, started_any):
+                        errors[frame] = str(info.get("error") or status.get("error") or "failed")
+                    else:
+                        spared.add(frame)  # Blender died on an earlier frame: requeue as is
             if final and not waiting:
                 if status["state"] == "cancelled":
                     return "lost"  # cancelled under us (node shutting down): not the frames' fault
                 for frame in batch.frames:
-                    if frame not in collected and frame not in errors:
+                    if frame not in collected and frame not in errors and frame not in spared:
                         errors[frame] = str(status.get("error") or f"node job {status['state']}")
-                return "failed" if errors else "done"
+                return "failed" if errors or spared else "done"
             # Poll fast while frames come in, back off while a long frame renders: 200 slots
             # polling every 0.3 s would be most of the farm's HTTP traffic, for nothing.
             progressed = len(collected) + len(errors) > seen
