@@ -1,0 +1,336 @@
+"""The orchestrator HTTP API: `create_app(settings)`, whose lifespan owns all the state."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zipfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from orchestrator import views
+from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
+from orchestrator.dashboard import dashboard_router, framemap, is_public_path
+from orchestrator.frames import auto_batch_size
+from orchestrator.metrics import Metrics
+from orchestrator.nodeclient import NodeClient
+from orchestrator.registry import Registry
+from orchestrator.scenes import resolve_scene, save_upload
+from orchestrator.scheduler import Scheduler
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.store import Store
+from render_node.auth import check_bearer
+from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
+from render_node.frames import FrameSpecError, parse_frame_spec
+from render_node.paths import check_job_id
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 2
+
+
+class RenderRequest(BaseModel):
+    scene: str = Field(min_length=1, max_length=300)
+    frames: str = Field(min_length=1, max_length=10_000)
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
+    format: str = "PNG"
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    video: bool = False
+
+
+class NodeRegistration(BaseModel):
+    url: str = Field(min_length=1, max_length=500)
+    slots: int = Field(default=1, ge=1, le=1024)
+    busy: int = Field(default=0, ge=0)
+    version: str | None = None
+    blender_version: str | None = None
+    cpu_count: int | None = None
+    name: str | None = None
+
+
+@dataclass
+class Farm:
+    settings: OrchestratorSettings
+    store: Store
+    registry: Registry
+    scheduler: Scheduler
+    metrics: Metrics
+    clock: Callable[[], float]
+
+
+def create_app(
+    settings: OrchestratorSettings | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The orchestrator app. `transport` lets tests route node calls to in-process fakes."""
+    settings = settings or OrchestratorSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.renders_dir.mkdir(parents=True, exist_ok=True)
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.db_path)
+        registry = Registry(settings.node_timeout_seconds, clock=monotonic)
+        metrics = Metrics()
+        client = NodeClient(
+            settings.token,
+            settings.request_timeout_seconds,
+            settings.transfer_timeout_seconds,
+            transport=transport,
+        )
+        scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
+        app.state.farm = Farm(settings, store, registry, scheduler, metrics, clock)
+        await scheduler.start()
+        log.info("orchestrator up; data in %s", settings.data_dir)
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await client.aclose()
+            store.close()
+            log.info("orchestrator stopped")
+
+    async def require_token(request: Request) -> None:
+        if not is_public_path(request.url.path):  # dashboard shells and static files: no data
+            check_bearer(request, settings.token)
+
+    app = FastAPI(
+        title="Render farm orchestrator", lifespan=lifespan, dependencies=[Depends(require_token)]
+    )
+    install_error_handlers(app)
+
+    def farm_of(request: Request) -> Farm:
+        farm: Farm = request.app.state.farm
+        return farm
+
+    async def get_job_or_404(farm: Farm, job_id: str) -> Any:
+        check_job_id(job_id)
+        job = await farm.store.run(farm.store.get_job, job_id)
+        if job is None:
+            raise NotFound(f"no render job {job_id!r}: see GET /render for the list")
+        return job
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/scenes", status_code=201)
+    async def upload_scene(request: Request, file: UploadFile = File(...)) -> dict[str, Any]:
+        farm = farm_of(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > (settings.max_upload_mb << 20) + 65536:
+            raise PayloadTooLarge(
+                f"upload of {int(declared) >> 20} MB is larger than {settings.max_upload_mb} MB"
+                " (FARM_MAX_UPLOAD_MB)"
+            )
+        sha = await save_upload(
+            file, farm.store, settings.uploads_dir, settings.max_upload_mb << 20
+        )
+        log.info("scene sha256:%s uploaded (%s)", sha, file.filename)
+        return {"scene": f"sha256:{sha}", "name": file.filename}
+
+    @app.post("/render", status_code=202)
+    async def submit(request: Request, body: RenderRequest) -> dict[str, Any]:
+        farm = farm_of(request)
+        fmt = body.format.upper()
+        if fmt not in SUFFIXES:
+            raise BadRequest(f"format {body.format!r} is not one of {', '.join(SUFFIXES)}")
+        try:
+            frames = parse_frame_spec(body.frames)
+        except FrameSpecError as exc:
+            raise BadRequest(str(exc)) from exc
+        sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
+        size = body.batch_size or auto_batch_size(
+            len(frames), farm.registry.total_slots(), settings.max_batch_size
+        )
+        job, batches = await farm.store.run(
+            lambda: farm.store.create_job(
+                scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
+                fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
+                now=farm.clock(),
+            )
+        )  # fmt: skip
+        await farm.scheduler.enqueue(job, batches)
+        return {
+            "id": job.id,
+            "status_url": f"/render/{job.id}",
+            "state": job.state,
+            "frames": len(frames),
+            "batch_size": size,
+        }
+
+    @app.get("/render")
+    async def list_jobs(request: Request) -> list[dict[str, Any]]:
+        farm = farm_of(request)
+        jobs = await farm.store.run(farm.store.list_jobs, 200)
+        now = farm.clock()
+        return [views.job_summary(j, now) for j in jobs]
+
+    async def detail(farm: Farm, job_id: str) -> dict[str, Any]:
+        job = await get_job_or_404(farm, job_id)
+        store = farm.store
+
+        def read() -> tuple[Any, Any, Any]:
+            return store.job_batches(job_id), store.job_nodes(job_id), store.failed_frames(job_id)
+
+        batches, nodes, failed = await store.run(read)
+        versions = {n.url: n.blender_version for n in farm.registry.nodes()}
+        detail = views.job_detail(job, farm.clock(), batches, nodes, failed, versions)
+        detail["video_requested"] = bool(job.video)
+        detail["video"] = video_path(settings.renders_dir, job_id).is_file()
+        if detail["video"]:
+            detail["video_url"] = f"/render/{job_id}/video.mp4"
+        return detail
+
+    @app.get("/render/{job_id}")
+    async def job_status(request: Request, job_id: str) -> dict[str, Any]:
+        return await detail(farm_of(request), job_id)
+
+    @app.delete("/render/{job_id}")
+    async def cancel(request: Request, job_id: str) -> dict[str, Any]:
+        farm = farm_of(request)
+        await get_job_or_404(farm, job_id)
+        await farm.scheduler.cancel(job_id)
+        job = await get_job_or_404(farm, job_id)
+        return views.job_summary(job, farm.clock())
+
+    @app.get("/render/{job_id}/frames/{frame}")
+    async def frame_file(request: Request, job_id: str, frame: int) -> FileResponse:
+        farm = farm_of(request)
+        job = await get_job_or_404(farm, job_id)
+        state = await farm.store.run(farm.store.frame_state, job_id, frame)
+        if state is None:
+            raise NotFound(f"frame {frame} is not part of job {job_id} ({job.frames_spec})")
+        suffix = output_suffix(job.format)
+        path = output_path(settings.renders_dir, job_id, frame, suffix)
+        if state != "done" or not path.is_file():
+            raise NotFound(f"frame {frame} of job {job_id} is not collected yet (it is {state})")
+        media_type = MEDIA_TYPES.get(suffix, "application/octet-stream")
+        return FileResponse(path, media_type=media_type, filename=path.name)
+
+    @app.get("/render/{job_id}/frames")
+    async def frame_states(
+        request: Request, job_id: str, state: str | None = None
+    ) -> dict[str, Any]:
+        """Per-frame states (pending|rendering|done|failed), optionally one state only."""
+        farm = farm_of(request)
+        await get_job_or_404(farm, job_id)
+        if state is not None and state not in ("pending", "rendering", "done", "failed"):
+            raise BadRequest(f"state {state!r}: use pending, rendering, done or failed")
+        frames = await farm.store.run(farm.store.frame_list, job_id, state)
+        return {"id": job_id, "frames": frames}
+
+    @app.get("/render/{job_id}/frames.zip")
+    async def frames_zip(request: Request, job_id: str) -> StreamingResponse:
+        farm = farm_of(request)
+        job = await get_job_or_404(farm, job_id)
+        frames = await farm.store.run(farm.store.done_frames, job_id)
+        suffix = output_suffix(job.format)
+        paths = [output_path(settings.renders_dir, job_id, f, suffix) for f in frames]
+        return StreamingResponse(
+            _zip_stream(paths),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-frames.zip"'},
+        )
+
+    @app.get("/render/{job_id}/framemap")
+    async def frame_map(request: Request, job_id: str) -> dict[str, Any]:
+        """Every frame's state in one compact string (for the dashboard's frame grid)."""
+        farm = farm_of(request)
+        await get_job_or_404(farm, job_id)
+        frames, states = await farm.store.run(farm.store.frame_states, job_id)
+        return framemap(frames, states)
+
+    @app.get("/render/{job_id}/video.mp4")
+    async def video(request: Request, job_id: str) -> FileResponse:
+        farm = farm_of(request)
+        job = await get_job_or_404(farm, job_id)
+        path = video_path(settings.renders_dir, job_id)
+        if not path.is_file():
+            why = 'it was not asked for ("video": true)' if not job.video else "it is not ready"
+            raise NotFound(f"no preview video for job {job_id}: {why}")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job_id}.mp4")
+
+    @app.get("/nodes")
+    async def list_nodes(request: Request) -> list[dict[str, Any]]:
+        farm = farm_of(request)
+        now = farm.clock()
+        return [views.node_summary(n, farm.registry, now) for n in farm.registry.nodes()]
+
+    @app.post("/nodes/register")
+    async def register(request: Request, body: NodeRegistration) -> dict[str, Any]:
+        farm = farm_of(request)
+        if not body.url.startswith(("http://", "https://")):
+            raise BadRequest(f"node url {body.url!r} must start with http:// or https://")
+        known = farm.registry.get(body.url.rstrip("/")) is not None
+        node = farm.registry.update(body.url, body.model_dump())
+        if not known:
+            log.info("node %s registered (%d slots, Blender %s)", node.url, node.slots,
+                     node.blender_version)  # fmt: skip
+        await farm.scheduler.on_node_seen()
+        return {"ok": True, "heartbeat_seconds": HEARTBEAT_SECONDS}
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        farm = farm_of(request)
+        m = farm.metrics
+        states = {"healthy": 0, "busy": 0, "lost": 0}
+        for node in farm.registry.nodes():
+            states[farm.registry.state(node)] += 1
+        for state, count in states.items():
+            m.nodes.labels(state=state).set(count)
+        m.queue_batches.set(farm.scheduler.queued_batches())
+        jobs = await farm.store.run(farm.store.count_jobs_by_state)
+        for state in ("queued", "running", "completed", "failed", "cancelled"):
+            m.jobs.labels(state=state).set(jobs.get(state, 0))
+        return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.include_router(dashboard_router(settings.token))
+
+    return app
+
+
+class _Pipe:
+    """A write-only file for ZipFile that hands out what was written (zip streams unseekable)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.pos = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+def _zip_stream(paths: list[Path]) -> Iterator[bytes]:
+    # Sync generator: Starlette runs it in a thread, so file reads stay off the event loop.
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as zf:  # type: ignore[call-overload]
+        for path in paths:
+            if path.is_file():
+                zf.write(path, path.name)
+                yield pipe.take()
+    yield pipe.take()

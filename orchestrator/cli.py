@@ -1,0 +1,58 @@
+"""`orchestrator` command line: flags map onto OrchestratorSettings, then uvicorn serves the app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import uvicorn
+
+from orchestrator.api import create_app
+from orchestrator.settings import OrchestratorSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Render farm orchestrator: splits jobs into batches for render nodes."
+        " Every flag also reads FARM_<FLAG> (e.g. FARM_TOKEN, FARM_NODE=url1,url2).",
+    )
+    p.add_argument("--host", help="address to listen on (FARM_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (FARM_PORT, default 8000)")
+    p.add_argument("--data-dir", help="SQLite + collected frames (FARM_DATA_DIR)")
+    p.add_argument("--scenes-dir", help="folder of named scenes (FARM_SCENES_DIR)")
+    p.add_argument(
+        "--node", action="append", metavar="URL", help="static render node URL (repeatable)"
+    )
+    p.add_argument("--token", help="bearer token for clients and nodes (FARM_TOKEN)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> OrchestratorSettings:
+    overrides: dict[str, Any] = {
+        key: value
+        for key, value in vars(args).items()
+        if value is not None and key in OrchestratorSettings.model_fields
+    }
+    return OrchestratorSettings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=5,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The render-node HTTP API as seen from the orchestrator: every call with an explicit timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from render_node.auth import auth_headers
+
+CHUNK = 1 << 20
+
+
+class NodeError(Exception):
+    """The node did not answer usefully: network error, timeout or a 5xx."""
+
+
+class NodeRejected(NodeError):
+    """The node answered 4xx: it will not do this (bad scene, bad frames...)."""
+
+
+class FrameMissing(NodeRejected):
+    """The node says a frame is done but does not serve it (yet)."""
+
+
+class NodeJobGone(NodeRejected):
+    """The node no longer knows this job (it restarted or cleaned up)."""
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        return str(body.get("detail") or body)
+    except ValueError:
+        return resp.text[:300]
+
+
+class NodeClient:
+    def __init__(
+        self,
+        token: str | None,
+        request_timeout: float,
+        transfer_timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._headers = auth_headers(token)
+        self._short = httpx.Timeout(request_timeout)
+        # Connecting stays quick even for transfers: a dead node must not hold a worker.
+        self._long = httpx.Timeout(transfer_timeout, connect=request_timeout)
+        self._transport = transport
+        # One small connection pool per node: a single pool shared by 100 nodes costs a scan
+        # of every pooled connection on each request (most of the CPU of a large farm).
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _for(self, node: str) -> httpx.AsyncClient:
+        key = node
+        client = self._clients.get(key)
+        if client is None:
+            client = httpx.AsyncClient(
+                transport=self._transport,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    async def _request(
+        self, method: str, node: str, path: str, *, limits: httpx.Timeout | None = None, **kw: Any
+    ) -> httpx.Response:
+        url = node + path
+        try:
+            headers = {**self._headers, **kw.pop("headers", {})}
+            resp = await self._for(node).request(
+                method, url, headers=headers, timeout=limits or self._short, **kw
+            )
+        except httpx.HTTPError as exc:
+            raise NodeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 500:
+            raise NodeError(f"{method} {url}: {resp.status_code} {_detail(resp)}")
+        return resp
+
+    async def info(self, node: str) -> dict[str, Any]:
+        resp = await self._request("GET", node, "/info")
+        if resp.status_code != 200:
+            raise NodeRejected(f"GET {node}/info: {resp.status_code} {_detail(resp)}")
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def has_scene(self, node: str, sha: str) -> bool:
+        resp = await self._request("HEAD", node, f"/scenes/{sha}")
+        if resp.status_code not in (200, 404):
+            raise NodeRejected(f"HEAD {node}/scenes/{sha}: {resp.status_code}")
+        return resp.status_code == 200
+
+    async def put_scene(self, node: str, sha: str, path: Path) -> None:
+        size = (await asyncio.to_thread(path.stat)).st_size
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with path.open("rb") as fh:
+                while chunk := await asyncio.to_thread(fh.read, CHUNK):
+                    yield chunk
+
+        resp = await self._request(
+            "PUT",
+            node,
+            f"/scenes/{sha}",
+            content=chunks(),
+            limits=self._long,
+            headers={"Content-Length": str(size)},
+        )
+        if resp.status_code >= 300:
+            raise NodeRejected(f"PUT {node}/scenes/{sha}: {resp.status_code} {_detail(resp)}")
+
+    async def submit(self, node: str, scene: str, frames: str, fmt: str) -> str:
+        body = {"scene": scene, "frames": frames, "format": fmt}
+        resp = await self._request("POST", node, "/jobs", json=body)
+        if resp.status_code >= 300:
+            raise NodeRejected(f"node refused the batch: {resp.status_code} {_detail(resp)}")
+        return str(resp.json()["id"])
+
+    async def status(self, node: str, job_id: str) -> dict[str, Any]:
+        resp = await self._request("GET", node, f"/jobs/{job_id}")
+        if resp.status_code == 404:
+            raise NodeJobGone(f"{node} no longer knows job {job_id}")
+        if resp.status_code != 200:
+            raise NodeRejected(f"GET {node}/jobs/{job_id}: {resp.status_code} {_detail(resp)}")
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def download(self, node: str, job_id: str, frame: int, dest: Path) -> int:
+        """Stream a frame into `dest`; return its size."""
+        url = f"{node}/jobs/{job_id}/frames/{frame}"
+        size = 0
+        try:
+            async with self._for(node).stream(
+                "GET", url, headers=self._headers, timeout=self._long
+            ) as resp:
+                if resp.status_code >= 500:
+                    raise NodeError(f"GET {url}: {resp.status_code}")
+                if resp.status_code != 200:
+                    await resp.aread()
+                    kind = FrameMissing if resp.status_code == 404 else NodeRejected
+                    raise kind(f"GET {url}: {resp.status_code} {_detail(resp)}")
+                with dest.open("wb") as fh:
+                    async for chunk in resp.aiter_bytes(CHUNK):
+                        await asyncio.to_thread(fh.write, chunk)
+                        size += len(chunk)
+        except httpx.HTTPError as exc:
+            raise NodeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        return size
+
+    async def delete(self, node: str, job_id: str) -> None:
+        await self._request("DELETE", node, f"/jobs/{job_id}")

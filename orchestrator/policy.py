@@ -1,0 +1,95 @@
+"""Retry and state rules of the scheduler, as pure functions so they are tested by tables."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+FINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled"})
+
+
+def frame_gives_up(
+    nodes_failed: Collection[str], attempts: int, live_nodes: Collection[str], max_attempts: int
+) -> bool:
+    """Whether a frame that just failed is failed for good.
+
+    The rule users rely on is "failed on 3 different nodes". A farm with fewer nodes than that
+    would retry forever, so once every live node has failed the frame, `max_attempts` failures
+    in total are enough.
+    """
+    if len(set(nodes_failed)) >= max_attempts:
+        return True
+    return attempts >= max_attempts and set(live_nodes) <= set(nodes_failed)
+
+
+def node_may_take(
+    node: str, avoid: Collection[str], live_nodes: Collection[str], banned: Collection[str]
+) -> bool:
+    """Whether `node` may take a batch whose frames already failed on the `avoid` nodes.
+
+    Banned nodes (failed too many batches of the job) never do. A node that failed these frames
+    waits for a live node that has not, unless there is none left to try.
+    """
+    if node in banned:
+        return False
+    if node not in avoid:
+        return True
+    others = set(live_nodes) - set(avoid) - set(banned)
+    return not others
+
+
+def effective_bans(banned: Collection[str], live_nodes: Collection[str]) -> set[str]:
+    """Bans (node failed too many batches of a job) redirect work; they never stall a job.
+
+    When every live node is banned, nobody is: the frames then fail on their own merits
+    (three different nodes) and the job ends instead of waiting forever.
+    """
+    live = set(live_nodes)
+    if live and live <= set(banned):
+        return set()
+    return set(banned)
+
+
+def frame_started(info: Mapping[str, Any]) -> bool:
+    """Whether Blender got to a frame, from the node's per-frame status."""
+    return info.get("state") in ("rendering", "done") or info.get("seconds") is not None
+
+
+def failure_counts(info: Mapping[str, Any], batch_started: bool) -> bool:
+    """Whether a frame the node reports failed counts as an attempt against the frame.
+
+    When Blender crashes on frame 5 of 5-8, the node fails 6-8 too ("before rendering"): those
+    frames are innocent and go back to the queue uncounted, or one poison frame would take its
+    batch-mates down with it after 3 nodes. If no frame of the batch started at all (Blender
+    could not even load the scene), every frame counts, so a broken scene ends instead of
+    looping.
+    """
+    return frame_started(info) or not batch_started
+
+
+def final_job_state(total: int, done: int, failed: int) -> str | None:
+    """The job's final state once every frame is collected or failed; None while work remains."""
+    if done + failed < total:
+        return None
+    return "completed" if failed == 0 else "failed"
+
+
+def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:
+    """Naive ETA from the mean rate so far; None until a frame is done."""
+    if done <= 0 or elapsed <= 0:
+        return None
+    return round(elapsed / done * remaining, 1)
+
+
+MAX_POLL_SECONDS = 2.0
+
+
+def poll_backoff(interval: float, progressed: bool, base: float) -> float:
+    """Next status-poll interval: back to `base` on progress, else 1.5x up to 2 s.
+
+    2 s keeps a frame's collection latency small next to any real render time.
+    """
+    if progressed:
+        return base
+    return min(max(interval, base) * 1.5, max(base, MAX_POLL_SECONDS))

@@ -1,0 +1,102 @@
+"""Node registry: static `--node` URLs and nodes that register over HTTP, and who is lost.
+
+A node is addressed by its own registered URL, never by a load-balanced service name. Liveness
+is "answered or heartbeated within `timeout` seconds" on an injectable clock, so loss detection
+is tested without sleeping. A lost node that answers again is simply healthy again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Node:
+    url: str
+    static: bool = False
+    name: str = ""
+    slots: int = 1
+    busy: int = 0
+    version: str | None = None
+    blender_version: str | None = None
+    cpu_count: int | None = None
+    last_seen: float | None = None
+    current_batches: set[str] = field(default_factory=set)
+    frames_rendered: int = 0
+
+
+def normalize_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+class Registry:
+    def __init__(self, timeout: float, clock: Clock = time.monotonic) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self._nodes: dict[str, Node] = {}
+
+    def add_static(self, url: str) -> Node:
+        url = normalize_url(url)
+        node = self._nodes.setdefault(url, Node(url=url, static=True, name=url))
+        node.static = True
+        return node
+
+    def update(self, url: str, info: dict[str, Any]) -> Node:
+        """Record a heartbeat or a /info answer: the node is alive now, with these facts."""
+        url = normalize_url(url)
+        node = self._nodes.setdefault(url, Node(url=url, name=url))
+        if info.get("slots"):
+            node.slots = max(1, int(info["slots"]))
+        if "busy" in info:
+            node.busy = int(info.get("busy") or 0)
+        for key in ("version", "blender_version", "cpu_count"):
+            if info.get(key) is not None:
+                setattr(node, key, info[key])
+        if info.get("name"):
+            node.name = str(info["name"])
+        node.last_seen = self.clock()
+        return node
+
+    def seen(self, url: str) -> None:
+        node = self._nodes.get(url)
+        if node is not None:
+            node.last_seen = self.clock()
+
+    def get(self, url: str) -> Node | None:
+        return self._nodes.get(url)
+
+    def nodes(self) -> list[Node]:
+        return list(self._nodes.values())
+
+    def is_lost(self, url: str) -> bool:
+        node = self._nodes.get(url)
+        if node is None or node.last_seen is None:
+            return True
+        return self.clock() - node.last_seen > self.timeout
+
+    def state(self, node: Node) -> str:
+        if self.is_lost(node.url):
+            return "lost"
+        if len(node.current_batches) >= node.slots or node.busy >= node.slots:
+            return "busy"
+        return "healthy"
+
+    def live(self) -> list[Node]:
+        return [n for n in self._nodes.values() if not self.is_lost(n.url)]
+
+    def live_urls(self) -> set[str]:
+        return {n.url for n in self.live()}
+
+    def total_slots(self) -> int:
+        return sum(n.slots for n in self.live())
+
+    def static_urls(self) -> list[str]:
+        return [n.url for n in self._nodes.values() if n.static]
+
+    def blender_versions(self) -> set[str]:
+        return {n.blender_version for n in self.live() if n.blender_version}

@@ -1,0 +1,86 @@
+"""Scene files: content-addressed uploads and named scenes under --scenes-dir."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from fastapi import UploadFile
+
+from orchestrator.store import Store
+from render_node.errors import NotFound, PayloadTooLarge, UnsupportedMedia
+from render_node.paths import check_sha256, scene_path
+
+CHUNK = 1 << 20
+# Plain .blend files start with "BLENDER"; Blender also saves them gzip- or zstd-compressed.
+MAGICS = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")
+
+
+def looks_like_blend(head: bytes) -> bool:
+    return head.startswith(MAGICS)
+
+
+async def save_upload(upload: UploadFile, store: Store, folder: Path, max_bytes: int) -> str:
+    """Stream an upload to a temp file while hashing; keep it as <sha>.blend. Returns the sha."""
+    tmp = folder / f".upload-{os.getpid()}-{id(upload)}-{time.monotonic_ns()}.part"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with tmp.open("wb") as fh:
+            while chunk := await upload.read(CHUNK):
+                if size == 0 and not looks_like_blend(chunk[:8]):
+                    raise UnsupportedMedia(
+                        f"{upload.filename or 'upload'} is not a .blend file"
+                        " (no BLENDER header, not gzip or zstd)"
+                    )
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"scene is larger than {max_bytes // (1 << 20)} MB (FARM_MAX_UPLOAD_MB)"
+                    )
+                digest.update(chunk)
+                await asyncio.to_thread(fh.write, chunk)
+        if size == 0:
+            raise UnsupportedMedia("the uploaded file is empty: send a .blend in field 'file'")
+        sha = digest.hexdigest()
+        dest = folder / f"{sha}.blend"
+        os.replace(tmp, dest)
+        await store.run(store.add_scene, sha, dest, upload.filename, size, time.time())
+        return sha
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+async def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> str:
+    """Map "sha256:<hex>" or a name under scenes_dir to the scene's sha256.
+
+    Named scenes are hashed (off the event loop and off the store thread) and then pushed to
+    nodes like uploads, so nodes need no shared folder either way.
+    """
+    if scene.startswith("sha256:") or (len(scene) == 64 and not scene.endswith(".blend")):
+        sha = check_sha256(scene)
+        if await store.run(store.scene_path, sha) is None:
+            raise NotFound(f"unknown scene sha256:{sha}: upload it first with POST /scenes")
+        return sha
+    path = scene_path(scenes_dir, scene)
+    if not await asyncio.to_thread(path.is_file):
+        raise NotFound(
+            f"unknown scene {scene!r}: not in the scenes folder {scenes_dir};"
+            " upload it with POST /scenes"
+        )
+    sha, size = await asyncio.to_thread(_hash_file, path)
+    await store.run(store.add_scene, sha, path, scene, size, time.time())
+    return sha

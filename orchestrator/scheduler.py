@@ -1,0 +1,306 @@
+"""The scheduler: job queues, one worker coroutine per node slot, and what a batch leaves behind.
+
+Dynamic pull keeps every node busy until the queue is empty, so one slow or dead node cannot
+decide the makespan. A batch that ends early (node lost, request failed, frames failed) gives
+back only its frames that were not collected; the store decides, in one transaction, which go
+back to the queue and which failed for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+
+from orchestrator.batchrun import BatchRunner
+from orchestrator.collect import output_suffix, video_path
+from orchestrator.metrics import Metrics
+from orchestrator.nodeclient import NodeClient, NodeError
+from orchestrator.policy import effective_bans, node_may_take
+from orchestrator.registry import Registry
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.store import Job, QueuedBatch, Store
+from orchestrator.video import VideoError, encode_video, ffmpeg_available
+from render_node.frames import compact_frames
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        store: Store,
+        registry: Registry,
+        client: NodeClient,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.client = client
+        self.metrics = metrics
+        self.clock = clock
+        self._queues: dict[str, deque[QueuedBatch]] = {}
+        self._jobs: dict[str, Job] = {}
+        self._cancelled: set[str] = set()
+        self._batch_failures: dict[str, dict[str, int]] = {}
+        self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._changed = asyncio.Condition()
+        self._monitor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.runner = BatchRunner(
+            settings, store, registry, client, metrics, lambda job_id: job_id in self._cancelled
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        for url in self.settings.node:
+            self.registry.add_static(url)
+        queue, orphans = await self.store.run(self.store.recover, self._on_disk)
+        for batch in queue:
+            await self._remember(batch.job)
+            self._queues.setdefault(batch.job, deque()).append(batch)
+        for job in await self.store.run(self.store.list_jobs, 1_000_000):
+            if job.state in ("queued", "running"):
+                await self.store.run(self.store.finish_if_complete, job.id, self.clock())
+        for node, node_job in orphans:
+            log.info("restart: cancelling orphaned node job %s on %s", node_job, node)
+            self._spawn(self._forget_node_job(node, node_job))
+        if queue:
+            log.info("restart: %d batches of unfinished jobs back in the queue", len(queue))
+        self._monitor = asyncio.create_task(self._monitor_loop(), name="monitor")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # Bounded: shutdown must not hang on a task that swallowed its cancellation.
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            if pending:
+                log.warning("%d tasks did not stop in time", len(pending))
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _on_disk(self, job_id: str) -> set[int]:
+        folder = self.settings.renders_dir / job_id
+        frames: set[int] = set()
+        if folder.is_dir():
+            for name in os.listdir(folder):
+                stem, _, _ = name.partition(".")
+                if name.startswith("frame_") and stem[6:].isdigit():
+                    frames.add(int(stem[6:]))
+        return frames
+
+    async def _remember(self, job_id: str) -> Job | None:
+        if job_id not in self._jobs:
+            job = await self.store.run(self.store.get_job, job_id)
+            if job is None:
+                return None
+            self._jobs[job_id] = job
+        return self._jobs[job_id]
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
+        self._jobs[job.id] = job
+        self._queues.setdefault(job.id, deque()).extend(batches)
+        log.info(
+            "job %s queued: %d frames in %d batches (priority %d)",
+            job.id, job.total, len(batches), job.priority,
+        )  # fmt: skip
+        await self._notify()
+
+    async def cancel(self, job_id: str) -> bool:
+        node_jobs = await self.store.run(self.store.cancel_job, job_id, self.clock())
+        job = await self.store.run(self.store.get_job, job_id)
+        if job is None or job.state != "cancelled":
+            return False
+        self._cancelled.add(job_id)
+        self._queues.pop(job_id, None)
+        await asyncio.gather(
+            *(self._forget_node_job(node, nj) for node, nj in node_jobs), return_exceptions=True
+        )
+        log.info("job %s cancelled; node jobs cancelled: %s", job_id, node_jobs)
+        await self._notify()
+        return True
+
+    def queued_batches(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- nodes --------------------------------------------------------------------------------
+    async def _monitor_loop(self) -> None:
+        lost_before: set[str] = set()
+        while True:
+            await asyncio.gather(
+                *(self._probe(url) for url in self.registry.static_urls()), return_exceptions=True
+            )
+            lost = {n.url for n in self.registry.nodes()} - self.registry.live_urls()
+            for url in lost - lost_before:
+                node = self.registry.get(url)
+                batches = sorted(node.current_batches) if node else []
+                log.warning("node %s lost (no answer); its batches %s go back", url, batches)
+            for url in lost_before - lost:
+                log.info("node %s is back", url)
+            lost_before = lost
+            self._reconcile_workers()
+            await asyncio.sleep(self.settings.probe_interval_seconds)
+
+    async def _probe(self, url: str) -> None:
+        node = self.registry.get(url)
+        fresh = self.settings.probe_interval_seconds
+        if node and node.last_seen is not None and self.registry.clock() - node.last_seen < fresh:
+            return  # a worker's request just got an answer: no need to ask again
+        with contextlib.suppress(NodeError):
+            self.registry.update(url, await self.client.info(url))
+
+    def _reconcile_workers(self) -> None:
+        for key, task in list(self._workers.items()):
+            if task.done():
+                del self._workers[key]
+        for node in self.registry.live():
+            for slot in range(node.slots):
+                if (node.url, slot) not in self._workers:
+                    task = asyncio.create_task(
+                        self._worker(node.url, slot), name=f"{node.url}#{slot}"
+                    )
+                    self._workers[(node.url, slot)] = task
+
+    async def on_node_seen(self) -> None:
+        self._reconcile_workers()
+        await self._notify()
+
+    # -- workers ------------------------------------------------------------------------------
+    async def _worker(self, url: str, slot: int) -> None:
+        while not self._stopping:
+            node = self.registry.get(url)
+            if node is None or self.registry.is_lost(url) or slot >= node.slots:
+                return
+            batch = await self._take(url)
+            if batch is None:
+                continue
+            try:
+                ok = await self._run_batch(url, batch)
+            except Exception:
+                log.exception(
+                    "batch %s of job %s on %s: unexpected error", batch.id, batch.job, url
+                )
+                ok = False
+            if not ok:
+                await self._await_answer(url, self.clock())
+
+    async def _await_answer(self, url: str, since: float) -> None:
+        """After a failed request, wait until the node answers again (or is lost)."""
+        start = self.registry.clock()
+        while not self.registry.is_lost(url):
+            node = self.registry.get(url)
+            if node and node.last_seen is not None and node.last_seen > start:
+                return
+            await asyncio.sleep(0.2)
+
+    def _eligible(self, url: str, batch: QueuedBatch, live: set[str]) -> bool:
+        failures = self._batch_failures.get(batch.job, {})
+        banned = {n for n, count in failures.items() if count >= self.settings.max_attempts}
+        return node_may_take(url, batch.avoid, live, effective_bans(banned, live))
+
+    async def _take(self, url: str) -> QueuedBatch | None:
+        def order(job_id: str) -> tuple[int, int]:
+            job = self._jobs[job_id]
+            return (-job.priority, job.seq)
+
+        live = self.registry.live_urls()
+        for job_id in sorted(self._queues, key=order):
+            queue = self._queues[job_id]
+            for batch in queue:
+                if self._eligible(url, batch, live):
+                    queue.remove(batch)
+                    if not queue:
+                        del self._queues[job_id]
+                    return batch
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5), self._changed:
+                await self._changed.wait()
+        return None
+
+    async def _run_batch(self, url: str, batch: QueuedBatch) -> bool:
+        """Render one batch on one node; False when the node stopped answering."""
+        job = await self._remember(batch.job)
+        node = self.registry.get(url)
+        if job is None or node is None or batch.job in self._cancelled:
+            return True
+        frames_spec = compact_frames(batch.frames)
+        if not await self.store.run(self.store.dispatch_batch, batch, url, self.clock()):
+            return True
+        node.current_batches.add(batch.id)
+        log.info("job %s batch %s frames %s -> %s", job.id, batch.id, frames_spec, url)
+        try:
+            outcome = await self.runner.run(url, job, batch)
+        finally:
+            node.current_batches.discard(batch.id)
+        state, errors, collected = outcome.state, outcome.errors, outcome.collected
+        if errors:
+            failures = self._batch_failures.setdefault(job.id, {})
+            failures[url] = failures.get(url, 0) + 1
+        settled = await self.store.run(
+            self.store.settle_batch,
+            batch.id, state, errors, self.registry.live_urls(), self.settings.max_attempts,
+            self.clock(),
+        )  # fmt: skip
+        node.frames_rendered += len(collected)
+        self.metrics.frames_retried.inc(settled.retried)
+        self.metrics.frames_failed.inc(len(settled.failed))
+        for frame in settled.failed:
+            log.error("job %s frame %d failed for good: %s", job.id, frame, errors.get(frame))
+        if settled.requeued:
+            queue = self._queues.setdefault(job.id, deque())
+            queue.extendleft(reversed(settled.requeued))
+            log.info(
+                "job %s batch %s (%s on %s) ended %s: frames %s back in the queue",
+                job.id, batch.id, frames_spec, url, state,
+                compact_frames(f for b in settled.requeued for f in b.frames),
+            )  # fmt: skip
+            await self._notify()
+        if settled.job_state:
+            self._queues.pop(job.id, None)
+            log.info("job %s %s", job.id, settled.job_state)
+            if job.video:
+                self._spawn(self._make_video(job))
+        if outcome.node_job is not None:  # collected or abandoned: its files can go
+            self._spawn(self._forget_node_job(url, outcome.node_job))
+        return outcome.answered
+
+    async def _make_video(self, job: Job) -> None:
+        """The preview video of a finished job, from the frames that were collected."""
+        frames = await self.store.run(self.store.done_frames, job.id)
+        if not frames:
+            return
+        if not ffmpeg_available():
+            log.warning("job %s: no preview video, ffmpeg is not installed", job.id)
+            return
+        out = video_path(self.settings.renders_dir, job.id)
+        try:
+            await encode_video(out.parent, frames, out, suffix=output_suffix(job.format))
+            log.info("job %s: preview video %s (%d frames)", job.id, out, len(frames))
+        except VideoError as exc:
+            log.error("job %s: preview video failed: %s", job.id, exc)
+
+    async def _forget_node_job(self, url: str, node_job: str) -> None:
+        """Cancel a node job / remove its files there; best effort."""
+        try:
+            await self.client.delete(url, node_job)
+        except NodeError as exc:
+            log.info("could not delete node job %s on %s: %s", node_job, url, exc)

@@ -1,0 +1,397 @@
+"""SQLite persistence: jobs with incremental counters, frames, batches and scenes.
+
+One connection, used from one worker thread (`Store.run`), so the event loop never blocks on disk
+and writes never race. Counters on the job row keep status reads O(batches), never O(frames).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from orchestrator.frames import split_batches
+from orchestrator.policy import final_job_state, frame_gives_up
+from orchestrator.queries import Job, Queries
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, scene TEXT NOT NULL, scene_sha TEXT NOT NULL,
+    frames_spec TEXT NOT NULL, format TEXT NOT NULL, priority INTEGER NOT NULL,
+    batch_size INTEGER NOT NULL, video INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,
+    created REAL NOT NULL, started REAL, finished REAL, error TEXT,
+    total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    rendering INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS frames (
+    job TEXT NOT NULL, frame INTEGER NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL,
+    batch TEXT, node TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+    nodes_failed TEXT NOT NULL DEFAULT '[]', error TEXT, seconds REAL,
+    PRIMARY KEY (job, frame));
+CREATE INDEX IF NOT EXISTS frames_state ON frames (job, state);
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, job TEXT NOT NULL, seq INTEGER NOT NULL, frames TEXT NOT NULL,
+    avoid TEXT NOT NULL DEFAULT '[]', node TEXT, node_job_id TEXT, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, done_count INTEGER NOT NULL DEFAULT 0,
+    started REAL, finished REAL);
+CREATE INDEX IF NOT EXISTS batches_job ON batches (job, seq);
+CREATE TABLE IF NOT EXISTS scenes (
+    sha TEXT PRIMARY KEY, path TEXT NOT NULL, name TEXT, size INTEGER, created REAL);
+"""
+
+UNFINISHED = ("queued", "running")
+LIVE_BATCH = ("running",)
+
+
+@dataclass
+class QueuedBatch:
+    """A batch waiting in the in-memory queue; mirrors a `queued` row of the batches table."""
+
+    id: str
+    job: str
+    frames: list[int]
+    avoid: set[str] = field(default_factory=set)
+    attempts: int = 0
+
+
+@dataclass
+class Settled:
+    requeued: list[QueuedBatch]
+    failed: list[int]
+    retried: int
+    job_state: str | None
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Store(Queries):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store method on the store thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self._db.close()
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db, self._lock)
+
+    # -- scenes -------------------------------------------------------------------------------
+    def add_scene(self, sha: str, path: Path, name: str | None, size: int, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO scenes (sha, path, name, size, created) VALUES (?,?,?,?,?)",
+                (sha, str(path), name, size, now),
+            )
+
+    def scene_path(self, sha: str) -> Path | None:
+        row = self._db.execute("SELECT path FROM scenes WHERE sha=?", (sha,)).fetchone()
+        return Path(row["path"]) if row else None
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def create_job(
+        self,
+        *,
+        scene: str,
+        scene_sha: str,
+        frames_spec: str,
+        frames: list[int],
+        fmt: str,
+        priority: int,
+        batch_size: int,
+        video: bool,
+        now: float,
+    ) -> tuple[Job, list[QueuedBatch]]:
+        job_id = _new_id()
+        batches = [QueuedBatch(_new_id(), job_id, b) for b in split_batches(frames, batch_size)]
+        with self._tx() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
+            db.execute(
+                "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
+                " batch_size, video, state, created, total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
+                 int(video), "queued", now, len(frames)),
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",
+                ((job_id, f, i) for i, f in enumerate(frames)),
+            )
+            self._insert_batches(db, batches)
+        job = self.get_job(job_id)
+        assert job is not None
+        return job, batches
+
+    def _insert_batches(self, db: sqlite3.Connection, batches: Iterable[QueuedBatch]) -> None:
+        for b in batches:
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM batches WHERE job=?", (b.job,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO batches (id, job, seq, frames, avoid, state, attempts)"
+                " VALUES (?,?,?,?,?,'queued',?)",
+                (b.id, b.job, seq, json.dumps(b.frames), json.dumps(sorted(b.avoid)), b.attempts),
+            )
+
+    # -- batch lifecycle ----------------------------------------------------------------------
+    def dispatch_batch(self, batch: QueuedBatch, node: str, now: float) -> bool:
+        """The batch goes to `node`: its frames are now rendering there.
+
+        False (and nothing changes) when the job was cancelled or ended in the meantime.
+        """
+        with self._tx() as db:
+            job = db.execute("SELECT state FROM jobs WHERE id=?", (batch.job,)).fetchone()
+            if job is None or job["state"] not in UNFINISHED:
+                return False
+            db.execute(
+                "UPDATE batches SET state='running', node=?, started=?, attempts=attempts+1"
+                " WHERE id=?",
+                (node, now, batch.id),
+            )
+            marks = ",".join("?" * len(batch.frames))
+            cur = db.execute(
+                f"UPDATE frames SET state='rendering', batch=?, node=? WHERE job=? AND"
+                f" state='pending' AND frame IN ({marks})",
+                (batch.id, node, batch.job, *batch.frames),
+            )
+            db.execute(
+                "UPDATE jobs SET rendering=rendering+?, state='running',"
+                " started=COALESCE(started, ?) WHERE id=? AND state IN ('queued','running')",
+                (cur.rowcount, now, batch.job),
+            )
+            return True
+
+    def set_node_job(self, batch_id: str, node_job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE batches SET node_job_id=? WHERE id=?", (node_job_id, batch_id))
+
+    def collect_frame(self, job_id: str, frame: int, batch_id: str, seconds: float | None) -> bool:
+        """Mark a frame collected; False unless this batch still owns it (never done twice)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE frames SET state='done', seconds=?, error=NULL WHERE job=? AND frame=?"
+                " AND batch=? AND state='rendering'",
+                (seconds, job_id, frame, batch_id),
+            )
+            if cur.rowcount != 1:
+                return False
+            db.execute("UPDATE jobs SET done=done+1, rendering=rendering-1 WHERE id=?", (job_id,))
+            db.execute("UPDATE batches SET done_count=done_count+1 WHERE id=?", (batch_id,))
+            return True
+
+    def settle_batch(
+        self,
+        batch_id: str,
+        state: str,
+        errors: dict[int, str],
+        live_nodes: Collection[str],
+        max_attempts: int,
+        now: float,
+    ) -> Settled:
+        """End a batch: its frames still rendering go back to the queue or fail for good.
+
+        Frames in `errors` failed on the batch's node (an attempt is counted, the node noted);
+        the others were interrupted (node lost, request failed) and are requeued as they were.
+        """
+        with self._tx() as db:
+            b = db.execute("SELECT * FROM batches WHERE id=?", (batch_id,)).fetchone()
+            job = db.execute(
+                "SELECT state, batch_size FROM jobs WHERE id=?", (b["job"],)
+            ).fetchone()
+            node = b["node"]
+            rows = db.execute(
+                "SELECT frame, attempts, nodes_failed FROM frames WHERE job=? AND batch=?"
+                " AND state='rendering' ORDER BY idx",
+                (b["job"], batch_id),
+            ).fetchall()
+            retry: list[int] = []
+            again: list[int] = []
+            failed: list[int] = []
+            avoid: dict[int, set[str]] = {}
+            for r in rows:
+                frame = r["frame"]
+                nodes_failed = set(json.loads(r["nodes_failed"]))
+                if frame in errors:
+                    nodes_failed.add(node)
+                    attempts = r["attempts"] + 1
+                    gives_up = frame_gives_up(nodes_failed, attempts, live_nodes, max_attempts)
+                    new_state = "failed" if gives_up else "pending"
+                    db.execute(
+                        "UPDATE frames SET state=?, attempts=?, nodes_failed=?, error=?,"
+                        " batch=NULL WHERE job=? AND frame=?",
+                        (new_state, attempts, json.dumps(sorted(nodes_failed)), errors[frame],
+                         b["job"], frame),
+                    )  # fmt: skip
+                    (failed if gives_up else retry).append(frame)
+                else:
+                    db.execute(
+                        "UPDATE frames SET state='pending', batch=NULL WHERE job=? AND frame=?",
+                        (b["job"], frame),
+                    )
+                    again.append(frame)
+                avoid[frame] = nodes_failed
+            db.execute(
+                "UPDATE jobs SET rendering=rendering-?, failed=failed+? WHERE id=?",
+                (len(rows), len(failed), b["job"]),
+            )
+            db.execute("UPDATE batches SET state=?, finished=? WHERE id=?", (state, now, batch_id))
+            requeued: list[QueuedBatch] = []
+            if job["state"] in UNFINISHED:
+                for group in (retry, again):
+                    for part in split_batches(group, job["batch_size"]):
+                        avoid_nodes = set().union(*(avoid[f] for f in part))
+                        requeued.append(QueuedBatch(_new_id(), b["job"], part, avoid_nodes))
+                self._insert_batches(db, requeued)
+            job_state = self._maybe_finish(db, b["job"], now)
+        return Settled(requeued, failed, len(retry), job_state)
+
+    def _maybe_finish(self, db: sqlite3.Connection, job_id: str, now: float) -> str | None:
+        j = db.execute(
+            "SELECT state, total, done, failed FROM jobs WHERE id=?", (job_id,)
+        ).fetchone()
+        if j["state"] not in UNFINISHED:
+            return None
+        state = final_job_state(j["total"], j["done"], j["failed"])
+        if state:
+            db.execute(
+                "UPDATE jobs SET state=?, finished=?, rendering=0 WHERE id=?", (state, now, job_id)
+            )
+        return state
+
+    def finish_if_complete(self, job_id: str, now: float) -> str | None:
+        with self._tx() as db:
+            return self._maybe_finish(db, job_id, now)
+
+    def cancel_job(self, job_id: str, now: float) -> list[tuple[str, str]]:
+        """Cancel a job; returns (node, node_job_id) of its running batches to cancel there."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state='cancelled', finished=?, rendering=0 WHERE id=?"
+                " AND state IN ('queued','running')",
+                (now, job_id),
+            )
+            if cur.rowcount == 0:
+                return []
+            running = db.execute(
+                "SELECT node, node_job_id FROM batches WHERE job=? AND state='running'"
+                " AND node_job_id IS NOT NULL",
+                (job_id,),
+            ).fetchall()
+            db.execute(
+                "UPDATE batches SET state='cancelled', finished=? WHERE job=? AND"
+                " state IN ('queued','running')",
+                (now, job_id),
+            )
+            db.execute(
+                "UPDATE frames SET state='pending', batch=NULL WHERE job=? AND state='rendering'",
+                (job_id,),
+            )
+            return [(r["node"], r["node_job_id"]) for r in running]
+
+    # -- restart ------------------------------------------------------------------------------
+    def recover(
+        self, collected: Callable[[str], set[int]]
+    ) -> tuple[list[QueuedBatch], list[tuple[str, str]]]:
+        """After a restart: requeue unfinished work; return (queue, orphaned node jobs).
+
+        `collected(job)` lists frames whose output file exists: a crash between writing a frame
+        and recording it must not make us render (and write) it again.
+        """
+        queue: list[QueuedBatch] = []
+        orphans: list[tuple[str, str]] = []
+        with self._tx() as db:
+            jobs = db.execute(
+                "SELECT id, batch_size FROM jobs WHERE state IN ('queued','running') ORDER BY seq"
+            ).fetchall()
+            for j in jobs:
+                job_id = j["id"]
+                orphans += [
+                    (r["node"], r["node_job_id"])
+                    for r in db.execute(
+                        "SELECT node, node_job_id FROM batches WHERE job=? AND state='running'"
+                        " AND node_job_id IS NOT NULL",
+                        (job_id,),
+                    )
+                ]
+                db.execute(
+                    "UPDATE batches SET state='interrupted' WHERE job=? AND state='running'",
+                    (job_id,),
+                )
+                db.execute("DELETE FROM batches WHERE job=? AND state='queued'", (job_id,))
+                db.execute(
+                    "UPDATE frames SET state='pending', batch=NULL WHERE job=?"
+                    " AND state='rendering'",
+                    (job_id,),
+                )
+                on_disk = collected(job_id)
+                pending = db.execute(
+                    "SELECT frame, nodes_failed FROM frames WHERE job=? AND state='pending'"
+                    " ORDER BY idx",
+                    (job_id,),
+                ).fetchall()
+                todo: list[int] = []
+                avoid: dict[int, set[str]] = {}
+                for r in pending:
+                    if r["frame"] in on_disk:
+                        db.execute(
+                            "UPDATE frames SET state='done' WHERE job=? AND frame=?",
+                            (job_id, r["frame"]),
+                        )
+                    else:
+                        todo.append(r["frame"])
+                        avoid[r["frame"]] = set(json.loads(r["nodes_failed"]))
+                counts = dict(
+                    db.execute(
+                        "SELECT state, COUNT(*) FROM frames WHERE job=? GROUP BY state", (job_id,)
+                    ).fetchall()
+                )
+                db.execute(
+                    "UPDATE jobs SET done=?, failed=?, rendering=0 WHERE id=?",
+                    (counts.get("done", 0), counts.get("failed", 0), job_id),
+                )
+                batches = [
+                    QueuedBatch(_new_id(), job_id, part, set().union(*(avoid[f] for f in part)))
+                    for part in split_batches(todo, j["batch_size"])
+                ]
+                self._insert_batches(db, batches)
+                queue += batches
+        return queue, orphans
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK under the store lock."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._lock.release()

@@ -1,0 +1,107 @@
+"""JSON views of jobs and nodes, shared by the API and the dashboard page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.policy import FINAL_JOB_STATES, eta_seconds
+from orchestrator.registry import Node, Registry
+from orchestrator.store import Job
+from render_node.frames import compact_frames
+
+FAILED_FRAMES_SHOWN = 100
+
+
+def _elapsed(job: Job, now: float) -> float | None:
+    if job.started is None:
+        return None
+    end = job.finished if job.finished is not None else now
+    return round(max(0.0, end - job.started), 3)
+
+
+def job_summary(job: Job, now: float) -> dict[str, Any]:
+    """What a job list shows: counters only, O(1) per job."""
+    elapsed = _elapsed(job, now)
+    remaining = job.total - job.done - job.failed
+    summary: dict[str, Any] = {
+        "id": job.id,
+        "state": job.state,
+        "scene": job.scene,
+        "frames_spec": job.frames_spec,
+        "priority": job.priority,
+        "format": job.format,
+        "batch_size": job.batch_size,
+        "frames": {
+            "total": job.total,
+            "done": job.done,
+            "failed": job.failed,
+            "rendering": job.rendering,
+        },
+        "progress": round(job.done / job.total, 4) if job.total else 1.0,
+        "created": job.created,
+        "started": job.started,
+        "finished": job.finished,
+        "elapsed_seconds": elapsed,
+        "status_url": f"/render/{job.id}",
+    }
+    if job.state not in FINAL_JOB_STATES and elapsed is not None:
+        eta = eta_seconds(elapsed, job.done, remaining)
+        if eta is not None:
+            summary["eta_seconds"] = eta
+    return summary
+
+
+def job_detail(
+    job: Job,
+    now: float,
+    batches: list[dict[str, Any]],
+    nodes: dict[str, int],
+    failed_frames: list[dict[str, Any]],
+    blender_versions: dict[str, str | None],
+) -> dict[str, Any]:
+    """GET /render/{id}: the summary plus batches, frames per node and failed frames."""
+    detail = job_summary(job, now)
+    detail["batches"] = [
+        {
+            "id": b["id"],
+            "frames": compact_frames(b["frames"]),
+            "node": b["node"],
+            "state": b["state"],
+            "attempts": b["attempts"],
+            "done": b["done_count"],
+            "started": b["started"],
+            "finished": b["finished"],
+        }
+        for b in batches
+    ]
+    detail["nodes"] = nodes
+    detail["failed_frames"] = failed_frames[:FAILED_FRAMES_SHOWN]
+    versions = {v for url, v in blender_versions.items() if v and url in nodes}
+    detail["blender_versions"] = sorted(versions)
+    detail["mixed_blender_versions"] = len(versions) > 1
+    if job.failed:
+        first = failed_frames[0] if failed_frames else {}
+        detail["error"] = (
+            f"{job.failed} frame(s) failed; first: frame {first.get('frame')}: {first.get('error')}"
+        )
+    return detail
+
+
+def node_summary(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]:
+    ago = None if node.last_seen is None else max(0.0, registry.clock() - node.last_seen)
+    return {
+        "url": node.url,
+        "name": node.name,
+        "state": registry.state(node),
+        "slots": node.slots,
+        "busy": max(node.busy, len(node.current_batches)),
+        "current_batch": sorted(node.current_batches)[0] if node.current_batches else None,
+        "current_batches": sorted(node.current_batches),
+        "frames_rendered": node.frames_rendered,
+        "last_seen": None if ago is None else round(wall_now - ago, 3),
+        "last_seen_seconds_ago": None if ago is None else round(ago, 1),
+        "blender_version": node.blender_version,
+        "version": node.version,
+        "cpu_count": node.cpu_count,
+        "static": node.static,
+    }

@@ -1,0 +1,212 @@
+"""A fake render node: the node HTTP API in-process, rendering nothing, with controllable faults.
+
+It speaks the render-node contract of DESIGN.md (POST/GET/DELETE /jobs, frames, scenes, /info,
+/health) and serves small generated PNGs, so the orchestrator can be tested without Blender or
+node processes, and a 100-node farm fits in one process for scale benchmarks:
+
+    nodes = [FakeNode(f"n{i}", slots=2, seconds_per_frame=0.01) for i in range(100)]
+    with serve_in_thread(fake_farm_app(nodes)) as base:   # node i is at f"{base}/n/{i}"
+        ...
+
+Knobs per node: `slots`, `startup` (seconds per batch), `seconds_per_frame`, `fail_frames`
+(frames reported failed with an `Error:` text), `frozen` (every request hangs, like SIGSTOP),
+`blender_version`, `token` (bearer token required when set). `rendered` lists every frame the
+node rendered, in order, to prove no frame was rendered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from tests.fake_blender import png_bytes
+
+
+@dataclass
+class FakeJob:
+    id: str
+    scene: str
+    frames: list[int]
+    state: str = "queued"
+    frame_states: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class FakeNode:
+    name: str
+    slots: int = 2
+    startup: float = 0.0
+    seconds_per_frame: float = 0.01
+    fail_frames: set[int] = field(default_factory=set)
+    frozen: bool = False
+    blender_version: str = "4.2.0"
+    token: str | None = None
+    rendered: list[int] = field(default_factory=list)
+    scenes: set[str] = field(default_factory=set)
+    scene_puts: int = 0
+    jobs: dict[str, FakeJob] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for j in self.jobs.values() if j.state in ("queued", "running"))
+
+    async def _render(self, job: FakeJob) -> None:
+        job.state = "running"
+        await asyncio.sleep(self.startup)
+        for frame in job.frames:
+            job.frame_states[frame] = "rendering"
+            await asyncio.sleep(self.seconds_per_frame)
+            if frame in self.fail_frames:
+                job.frame_states[frame] = "failed"
+                job.errors[frame] = f"Error: CUDA error: Out of memory (frame {frame}, {self.name})"
+            else:
+                job.frame_states[frame] = "done"
+                self.rendered.append(frame)
+        job.state = "failed" if job.errors else "completed"
+
+
+def create_fake_node_app(node: FakeNode) -> FastAPI:
+    app = FastAPI(title=f"fake node {node.name}")
+
+    @app.middleware("http")
+    async def faults(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        while node.frozen:  # noqa: ASYNC110 - flipped from the test thread, like SIGSTOP
+            await asyncio.sleep(0.05)
+        path = request.url.path.removeprefix(request.scope.get("root_path", ""))
+        authorized = request.headers.get("authorization") == f"Bearer {node.token}"
+        if node.token and path != "/health" and not authorized:
+            return JSONResponse({"error": "unauthorized", "detail": "token"}, 401)
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return {
+            "version": "fake",
+            "blender_version": node.blender_version,
+            "slots": node.slots,
+            "busy": node.busy,
+            "cpu_count": 2,
+            "name": node.name,
+        }
+
+    @app.head("/scenes/{sha}")
+    async def head_scene(sha: str) -> Response:
+        return Response(status_code=200 if sha in node.scenes else 404)
+
+    @app.put("/scenes/{sha}", status_code=201)
+    async def put_scene(sha: str, request: Request) -> dict[str, str]:
+        digest = hashlib.sha256()
+        async for chunk in request.stream():
+            digest.update(chunk)
+        if digest.hexdigest() != sha:
+            return JSONResponse({"error": "bad_request", "detail": "hash mismatch"}, 400)  # type: ignore[return-value]
+        node.scenes.add(sha)
+        node.scene_puts += 1
+        return {"scene": f"sha256:{sha}"}
+
+    @app.post("/jobs", status_code=202)
+    async def submit(body: dict[str, Any]) -> Any:
+        from render_node.frames import parse_frame_spec
+
+        scene = str(body.get("scene", ""))
+        if scene.startswith("sha256:") and scene[7:] not in node.scenes:
+            return JSONResponse({"error": "not_found", "detail": f"unknown scene {scene}"}, 404)
+        job = FakeJob(uuid.uuid4().hex[:12], scene, parse_frame_spec(str(body["frames"])))
+        job.frame_states = dict.fromkeys(job.frames, "pending")
+        node.jobs[job.id] = job
+        job.task = asyncio.create_task(node._render(job))
+        return {"id": job.id}
+
+    @app.get("/jobs/{job_id}")
+    async def status(job_id: str) -> Any:
+        job = node.jobs.get(job_id)
+        if job is None:
+            return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
+        frames = []
+        for f in job.frames:
+            item: dict[str, Any] = {"frame": f, "state": job.frame_states[f]}
+            if f in job.errors:
+                item["error"] = job.errors[f]
+            if item["state"] == "done":
+                item["seconds"] = node.seconds_per_frame
+            frames.append(item)
+        done = sum(1 for f in frames if f["state"] in ("done", "failed"))
+        out = {"id": job.id, "state": job.state, "frames": frames, "progress": done / len(frames)}
+        if job.errors:
+            out["error"] = next(iter(job.errors.values()))
+        return out
+
+    @app.delete("/jobs/{job_id}")
+    async def delete(job_id: str) -> Any:
+        job = node.jobs.get(job_id)
+        if job is None:
+            return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
+        if job.task and not job.task.done():
+            job.task.cancel()
+            job.state = "cancelled"
+            return {"id": job_id, "state": "cancelled"}
+        del node.jobs[job_id]
+        return {"id": job_id, "state": "deleted"}
+
+    @app.get("/jobs/{job_id}/frames/{frame}")
+    async def frame(job_id: str, frame: int) -> Response:
+        job = node.jobs.get(job_id)
+        if job is None or job.frame_states.get(frame) != "done":
+            return JSONResponse({"error": "not_found", "detail": "frame not done"}, 404)
+        return Response(png_bytes(8, 6, frame), media_type="image/png")
+
+    @app.get("/jobs/{job_id}/log")
+    async def job_log(job_id: str) -> Response:
+        return Response("fake node: no Blender here\n", media_type="text/plain")
+
+    return app
+
+
+def fake_farm_app(nodes: list[FakeNode]) -> Starlette:
+    """One ASGI app serving many fake nodes: node i answers under /n/{i}."""
+    return Starlette(
+        routes=[Mount(f"/n/{i}", create_fake_node_app(n)) for i, n in enumerate(nodes)]
+    )
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Run `app` on a real uvicorn server on a free loopback port; yield its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

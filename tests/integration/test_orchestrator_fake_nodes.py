@@ -1,0 +1,298 @@
+"""The orchestrator on a real uvicorn server against in-process fake nodes (fast, no Blender)."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.video import ffmpeg_available
+from render_node.frames import parse_frame_spec
+from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
+from tests.orch_helpers import (
+    BLEND,
+    fast_settings,
+    heartbeat,
+    orchestrator_in_thread,
+    wait_job,
+    wait_until,
+)
+
+
+def node_urls(base: str, count: int) -> list[str]:
+    return [f"{base}/n/{i}" for i in range(count)]
+
+
+def test_three_nodes_collect_every_frame_of_a_spec_with_steps_and_lists_once(
+    tmp_path: Path,
+) -> None:
+    nodes = [FakeNode(f"n{i}", slots=2, seconds_per_frame=0.01) for i in range(3)]
+    spec = "1-20,30-40x5,7,99"
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: len(client.get("/nodes").json()) == 3, what="nodes")
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        resp = client.post("/render", json={"scene": "demo.blend", "frames": spec, "batch_size": 3})
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["id"]
+        status = wait_job(client, job_id)
+        assert status["state"] == "completed", status
+        frames = parse_frame_spec(spec)
+        assert status["frames"] == {"total": len(frames), "done": len(frames), "failed": 0,
+                                    "rendering": 0}  # fmt: skip
+        assert status["progress"] == 1.0
+        assert sum(status["nodes"].values()) == len(frames)
+        assert all(b["state"] == "done" for b in status["batches"])
+        rendered = Counter(f for n in nodes for f in n.rendered)
+        assert set(rendered) == set(frames) and max(rendered.values()) == 1
+        assert all(n.scene_puts == 1 for n in nodes if n.rendered)
+        out = tmp_path / "orch" / "renders" / job_id
+        assert sorted(p.name for p in out.iterdir()) == sorted(f"frame_{f:05d}.png" for f in frames)
+        image = client.get(f"/render/{job_id}/frames/35")
+        assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+        assert image.headers["content-type"] == "image/png"
+        missing = client.get(f"/render/{job_id}/frames/21")
+        assert missing.status_code == 404 and "not part of job" in missing.json()["detail"]
+        assert 'filename="frame_00035.png"' in image.headers["content-disposition"]
+        listed = client.get(f"/render/{job_id}/frames", params={"state": "done"}).json()
+        assert [f["frame"] for f in listed["frames"]] == frames
+        archive = zipfile.ZipFile(io.BytesIO(client.get(f"/render/{job_id}/frames.zip").content))
+        assert len(archive.namelist()) == len(frames)
+        # Node jobs are deleted once collected (their disk is cleaned).
+        wait_until(lambda: all(not n.jobs for n in nodes), what="node jobs deleted")
+        listing = client.get("/render").json()
+        assert listing[0]["id"] == job_id
+        assert f"farm_frames_rendered_total {len(frames)}.0" in client.get("/metrics").text
+        assert client.get("/").status_code == 200  # the dashboard shell
+        fmap = client.get(f"/render/{job_id}/framemap").json()
+        assert fmap["states"] == "d" * len(frames) and fmap["frames"] == frames
+        novideo = client.get(f"/render/{job_id}/video.mp4")
+        assert novideo.status_code == 404 and "not asked for" in novideo.json()["detail"]
+
+
+def test_poison_frame_fails_after_three_nodes_and_the_rest_completes(tmp_path: Path) -> None:
+    nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.01, fail_frames={5}) for i in range(3)]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-12", "batch_size": 4}
+        ).json()["id"]
+        status = wait_job(client, job_id)
+        assert status["state"] == "failed"
+        assert status["frames"]["done"] == 11 and status["frames"]["failed"] == 1
+        (failed,) = status["failed_frames"]
+        assert failed["frame"] == 5 and "CUDA error" in failed["error"]
+        assert len(set(failed["nodes"])) == 3
+        assert "CUDA error" in status["error"]
+        assert client.get(f"/render/{job_id}/frames/6").status_code == 200
+        assert "not collected" in client.get(f"/render/{job_id}/frames/5").json()["detail"]
+
+
+def test_frozen_node_is_lost_and_its_frames_go_to_the_others(tmp_path: Path) -> None:
+    nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.05) for i in range(3)]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-40", "batch_size": 4}
+        ).json()["id"]
+        wait_until(lambda: len(nodes[0].rendered) >= 1, what="node 0 rendering")
+        nodes[0].frozen = True
+        try:
+            wait_until(lambda: client.get("/nodes").json()[0]["state"] == "lost", 10, "node 0 lost")
+            status = wait_job(client, job_id)
+            assert status["state"] == "completed"
+            files = list((tmp_path / "orch" / "renders" / job_id).glob("frame_*.png"))
+            assert len(files) == 40
+        finally:
+            nodes[0].frozen = False
+        # A lost node that comes back is used again.
+        wait_until(lambda: client.get("/nodes").json()[0]["state"] != "lost", 10, "node back")
+
+
+def test_cancel_stops_the_job_on_every_node(tmp_path: Path) -> None:
+    nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.2) for i in range(2)]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 2))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-100", "batch_size": 10}
+        ).json()["id"]
+        wait_until(lambda: all(n.jobs for n in nodes), what="both nodes busy")
+        resp = client.delete(f"/render/{job_id}")
+        assert resp.status_code == 200 and resp.json()["state"] == "cancelled"
+        wait_until(
+            lambda: all(j.state == "cancelled" for n in nodes for j in n.jobs.values()),
+            what="node jobs cancelled",
+        )
+        before = sum(len(n.rendered) for n in nodes)
+        status = wait_job(client, job_id)
+        assert status["state"] == "cancelled" and status["frames"]["done"] < 100
+        assert client.get("/metrics").text.count('farm_jobs{state="cancelled"} 1.0') == 1
+        wait_until(lambda: not any(n.busy for n in nodes), what="nodes idle")
+        assert sum(len(n.rendered) for n in nodes) <= before + 2
+
+
+def test_higher_priority_job_is_dispatched_first(tmp_path: Path) -> None:
+    node = FakeNode("solo", slots=1, seconds_per_frame=0.01)
+    with (
+        serve_in_thread(fake_farm_app([node])) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, [])) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        low = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-10", "batch_size": 2}
+        ).json()["id"]
+        high = client.post(
+            "/render",
+            json={"scene": "demo.blend", "frames": "101-110", "batch_size": 2, "priority": 5},
+        ).json()["id"]
+        assert client.get(f"/render/{low}").json()["state"] == "queued"  # no node yet: it waits
+        info = {"url": f"{farm}/n/0", "slots": 1, "busy": 0, "blender_version": "4.2.0",
+                "version": "fake", "cpu_count": 2, "name": "solo"}  # fmt: skip
+        with heartbeat(url, info):
+            low_status, high_status = wait_job(client, low), wait_job(client, high)
+            (listed,) = client.get("/nodes").json()
+            assert listed["url"] == f"{farm}/n/0" and listed["frames_rendered"] == 20
+        assert low_status["state"] == high_status["state"] == "completed"
+        assert high_status["finished"] <= low_status["started"]
+        assert node.rendered == [*range(101, 111), *range(1, 11)]
+
+
+def test_bad_input_gets_a_4xx_that_says_what_is_wrong(tmp_path: Path) -> None:
+    with (
+        orchestrator_in_thread(fast_settings(tmp_path, [], max_upload_mb=1)) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        bad = client.post("/render", json={"scene": "demo.blend", "frames": "10-1"})
+        assert bad.status_code == 400 and "reversed" in bad.json()["detail"]
+        unknown = client.post("/render", json={"scene": "nope.blend", "frames": "1"})
+        assert unknown.status_code == 404 and "unknown scene" in unknown.json()["detail"]
+        sneaky = client.post("/render", json={"scene": "../etc/x.blend", "frames": "1"})
+        assert sneaky.status_code == 400 and ".." in sneaky.json()["detail"]
+        text = client.post("/scenes", files={"file": ("a.blend", b"hello world")})
+        assert text.status_code == 415 and "not a .blend" in text.json()["detail"]
+        missing = client.post("/render", json={"scene": "sha256:" + "0" * 64, "frames": "1"})
+        assert missing.status_code == 404 and "POST /scenes" in missing.json()["detail"]
+        big = client.post("/scenes", files={"file": ("big.blend", BLEND + b"\0" * (2 << 20))})
+        assert big.status_code == 413 and "larger than 1 MB" in big.json()["detail"]
+        up = client.post("/scenes", files={"file": ("shot.blend", BLEND)})
+        assert up.status_code == 201 and up.json()["scene"].startswith("sha256:")
+        ok = client.post("/render", json={"scene": up.json()["scene"], "frames": "1-3"})
+        assert ok.status_code == 202 and ok.json()["status_url"] == f"/render/{ok.json()['id']}"
+        assert client.get("/render/nosuchjob").status_code == 404
+        assert client.post("/render", json={"frames": "1"}).status_code == 422
+
+
+def test_token_is_required_everywhere_but_health_and_sent_to_nodes(tmp_path: Path) -> None:
+    node = FakeNode("locked", slots=1, token="s3cret")
+    with (
+        serve_in_thread(fake_farm_app([node])) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, [f"{farm}/n/0"], token="s3cret")) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/").status_code == 200  # dashboard shell: no data, no token
+        assert client.get("/render").status_code == 401
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/nodes", headers={"Authorization": "Bearer nope"}).status_code == 403
+        client.headers["Authorization"] = "Bearer s3cret"
+        job_id = client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()["id"]
+        assert wait_job(client, job_id)["state"] == "completed"
+
+
+def test_restart_resumes_without_rendering_collected_frames_again(tmp_path: Path) -> None:
+    nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.03) for i in range(2)]
+    with serve_in_thread(fake_farm_app(nodes)) as farm:
+        settings = fast_settings(tmp_path, node_urls(farm, 2))
+        with (
+            orchestrator_in_thread(settings) as url,
+            httpx.Client(base_url=url, timeout=10) as client,
+        ):
+            job_id = client.post(
+                "/render", json={"scene": "demo.blend", "frames": "1-60", "batch_size": 5}
+            ).json()["id"]
+            wait_until(lambda: client.get(f"/render/{job_id}").json()["frames"]["done"] >= 10)
+        collected = {int(p.stem[6:]) for p in (settings.renders_dir / job_id).glob("frame_*")}
+        with (
+            orchestrator_in_thread(settings) as url,
+            httpx.Client(base_url=url, timeout=10) as client,
+        ):
+            status = wait_job(client, job_id)
+        assert status["state"] == "completed" and status["frames"]["done"] == 60
+        rendered = Counter(f for n in nodes for f in n.rendered)
+        assert all(rendered[f] == 1 for f in collected)
+        assert len(list((settings.renders_dir / job_id).glob("frame_*.png"))) == 60
+
+
+def test_status_of_a_100000_frame_job_stays_fast(tmp_path: Path) -> None:
+    with (
+        orchestrator_in_thread(fast_settings(tmp_path, [])) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+    ):
+        job_id = client.post("/render", json={"scene": "demo.blend", "frames": "1-100000"}).json()[
+            "id"
+        ]
+        started = time.perf_counter()
+        for _ in range(5):
+            status = client.get(f"/render/{job_id}").json()
+        per_call = (time.perf_counter() - started) / 5
+        assert status["frames"]["total"] == 100_000 and status["state"] == "queued"
+        assert len(status["batches"]) == 4000  # capped batch size 25
+        assert per_call < 0.5, per_call
+        assert len(client.get("/render").json()) == 1
+
+
+def test_scene_failing_everywhere_ends_the_job_failed_instead_of_stalling(tmp_path: Path) -> None:
+    frames = set(range(1, 31))
+    nodes = [
+        FakeNode(f"n{i}", slots=1, seconds_per_frame=0.0, fail_frames=frames) for i in range(3)
+    ]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-30", "batch_size": 2}
+        ).json()["id"]
+        status = wait_job(client, job_id)
+        assert status["state"] == "failed" and status["frames"]["failed"] == 30
+        assert all(len(f["nodes"]) == 3 for f in status["failed_frames"])
+
+
+@pytest.mark.skipif(not ffmpeg_available(), reason="needs ffmpeg")
+def test_video_is_encoded_when_asked_for(tmp_path: Path) -> None:
+    nodes = [FakeNode("n0", slots=2, seconds_per_frame=0.0)]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 1))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-6", "video": True}
+        ).json()["id"]
+        assert wait_job(client, job_id)["state"] == "completed"
+        wait_until(lambda: client.get(f"/render/{job_id}").json()["video"], 30, "video")
+        video = client.get(f"/render/{job_id}/video.mp4")
+        assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
+        assert b"ftyp" in video.content[:16]

@@ -1,0 +1,88 @@
+import pytest
+
+from orchestrator.policy import (
+    effective_bans,
+    eta_seconds,
+    failure_counts,
+    final_job_state,
+    frame_gives_up,
+    node_may_take,
+    poll_backoff,
+)
+
+
+@pytest.mark.parametrize(
+    ("nodes_failed", "attempts", "live", "gives_up"),
+    [
+        ({"a"}, 1, {"a", "b", "c"}, False),
+        ({"a", "b"}, 2, {"a", "b", "c"}, False),
+        ({"a", "b", "c"}, 3, {"a", "b", "c"}, True),  # three different nodes
+        ({"a"}, 3, {"a", "b", "c"}, False),  # same node thrice while others could try
+        ({"a"}, 3, {"a"}, True),  # a one-node farm cannot retry forever
+        ({"a", "b"}, 2, {"a", "b"}, False),
+        ({"a", "b"}, 3, {"a", "b"}, True),
+    ],
+)
+def test_frame_gives_up_after_three_different_nodes(
+    nodes_failed: set[str], attempts: int, live: set[str], gives_up: bool
+) -> None:
+    assert frame_gives_up(nodes_failed, attempts, live, 3) is gives_up
+
+
+@pytest.mark.parametrize(
+    ("node", "avoid", "live", "banned", "ok"),
+    [
+        ("a", set(), {"a", "b"}, set(), True),
+        ("a", {"a"}, {"a", "b"}, set(), False),  # b has not tried these frames yet
+        ("b", {"a"}, {"a", "b"}, set(), True),
+        ("a", {"a", "b"}, {"a", "b"}, set(), True),  # nobody else left to try
+        ("a", {"a"}, {"a", "b"}, {"b"}, True),  # b is banned from the job
+        ("a", set(), {"a"}, {"a"}, False),
+    ],
+)
+def test_node_may_take_prefers_nodes_that_did_not_fail_the_frames(
+    node: str, avoid: set[str], live: set[str], banned: set[str], ok: bool
+) -> None:
+    assert node_may_take(node, avoid, live, banned) is ok
+
+
+@pytest.mark.parametrize(
+    ("total", "done", "failed", "state"),
+    [(3, 1, 0, None), (3, 3, 0, "completed"), (3, 2, 1, "failed"), (3, 1, 1, None)],
+)
+def test_final_job_state(total: int, done: int, failed: int, state: str | None) -> None:
+    assert final_job_state(total, done, failed) == state
+
+
+def test_eta_needs_a_done_frame() -> None:
+    assert eta_seconds(10.0, 0, 5) is None
+    assert eta_seconds(10.0, 5, 5) == 10.0
+
+
+def test_poll_backoff_slows_down_while_nothing_happens_and_resets_on_progress() -> None:
+    interval = 0.3
+    for _ in range(10):
+        interval = poll_backoff(interval, False, 0.3)
+    assert interval == 2.0
+    assert poll_backoff(interval, True, 0.3) == 0.3
+    assert poll_backoff(0.3, False, 0.3) == 0.3 * 1.5
+
+
+def test_bans_redirect_work_but_never_stall_a_job() -> None:
+    assert effective_bans({"a"}, {"a", "b"}) == {"a"}
+    assert effective_bans({"a", "b"}, {"a", "b"}) == set()
+    assert effective_bans({"a"}, set()) == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("info", "batch_started", "counts"),
+    [
+        ({"frame": 5, "state": "failed", "seconds": 1.2, "error": "crash"}, True, True),
+        ({"frame": 6, "state": "failed", "error": "before rendering"}, True, False),
+        ({"frame": 1, "state": "failed", "error": "Cannot read file"}, False, True),
+    ],
+)
+def test_only_frames_blender_got_to_are_charged_with_a_failure(
+    info: dict[str, object], batch_started: bool, counts: bool
+) -> None:
+    assert failure_counts(info, batch_started) is counts

@@ -1,0 +1,95 @@
+from pathlib import Path
+
+from orchestrator.store import Store
+
+
+def make_job(store: Store, frames: list[int], batch_size: int = 2):  # type: ignore[no-untyped-def]
+    return store.create_job(
+        scene="demo.blend", scene_sha="ab" * 32, frames_spec="x", frames=frames, fmt="PNG",
+        priority=0, batch_size=batch_size, video=False, now=100.0,
+    )  # fmt: skip
+
+
+def test_counters_follow_dispatch_collect_and_failure(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, batches = make_job(store, [1, 2, 3, 4])
+    assert [b.frames for b in batches] == [[1, 2], [3, 4]]
+    store.dispatch_batch(batches[0], "http://a", 101.0)
+    j = store.get_job(job.id)
+    assert j and (j.state, j.rendering, j.started) == ("running", 2, 101.0)
+    assert store.collect_frame(job.id, 1, batches[0].id, 0.5)
+    assert not store.collect_frame(job.id, 1, batches[0].id, 0.5)  # never twice
+    settled = store.settle_batch(batches[0].id, "failed", {2: "Error: boom"}, {"http://a"}, 3, 102)
+    assert [b.frames for b in settled.requeued] == [[2]]
+    assert settled.requeued[0].avoid == {"http://a"}
+    assert settled.retried == 1 and settled.failed == []
+    j = store.get_job(job.id)
+    assert j and (j.done, j.failed, j.rendering) == (1, 0, 0)
+    assert store.job_nodes(job.id) == {"http://a": 1}
+
+
+def test_frame_failed_on_three_nodes_fails_and_job_ends_failed(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, (batch,) = make_job(store, [7], batch_size=5)
+    live = {"a", "b", "c"}
+    for node in ("a", "b", "c"):
+        store.dispatch_batch(batch, node, 1.0)
+        settled = store.settle_batch(batch.id, "failed", {7: f"Error on {node}"}, live, 3, 2.0)
+        if node != "c":
+            (batch,) = settled.requeued
+    assert settled.failed == [7] and settled.requeued == []
+    assert settled.job_state == "failed"
+    assert store.failed_frames(job.id) == [
+        {"frame": 7, "error": "Error on c", "nodes": ["a", "b", "c"]}
+    ]
+
+
+def test_collected_frame_is_not_owned_by_a_requeued_batch(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, (batch,) = make_job(store, [1, 2], batch_size=5)
+    store.dispatch_batch(batch, "a", 1.0)
+    (again,) = store.settle_batch(batch.id, "lost", {}, {"a"}, 3, 2.0).requeued
+    assert not store.collect_frame(job.id, 1, batch.id, None)  # the lost batch lost its claim
+    store.dispatch_batch(again, "b", 3.0)
+    assert store.collect_frame(job.id, 1, again.id, None)
+    assert store.collect_frame(job.id, 2, again.id, None)
+    assert store.settle_batch(again.id, "done", {}, {"b"}, 3, 4.0).job_state == "completed"
+
+
+def test_restart_requeues_in_flight_frames_and_keeps_collected_ones(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = Store(path)
+    job, batches = make_job(store, [1, 2, 3, 4, 5])
+    store.dispatch_batch(batches[0], "a", 1.0)
+    store.set_node_job(batches[0].id, "nj1")
+    store.collect_frame(job.id, 1, batches[0].id, None)
+    store.dispatch_batch(batches[1], "b", 1.0)  # frame 3 written but not recorded yet
+    store.close()
+
+    store = Store(path)
+    queue, orphans = store.recover(lambda job_id: {3})
+    assert orphans == [("a", "nj1")]
+    assert [b.frames for b in queue] == [[2, 4], [5]]
+    j = store.get_job(job.id)
+    assert j and (j.done, j.rendering, j.state) == (2, 0, "running")
+    assert store.done_frames(job.id) == [1, 3]
+
+
+def test_cancel_returns_running_node_jobs(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, batches = make_job(store, [1, 2, 3])
+    store.dispatch_batch(batches[0], "a", 1.0)
+    store.set_node_job(batches[0].id, "nj")
+    assert store.cancel_job(job.id, 2.0) == [("a", "nj")]
+    assert store.cancel_job(job.id, 2.0) == []
+    j = store.get_job(job.id)
+    assert j and j.state == "cancelled"
+    assert store.settle_batch(batches[0].id, "cancelled", {}, {"a"}, 3, 3.0).requeued == []
+
+
+def test_large_job_status_reads_counters(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, batches = make_job(store, list(range(1, 100_001)), batch_size=25)
+    assert len(batches) == 4000
+    j = store.get_job(job.id)
+    assert j and j.total == 100_000 and j.done == 0
