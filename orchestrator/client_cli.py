@@ -14,6 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.client import (
     ClientSettings,
@@ -145,13 +146,12 @@ def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True
     started = time.monotonic()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=40),
         MofNCompleteColumn(),
         TaskProgressColumn(),
-        TextColumn("{task.fields[line]}"),
         console=console,
     )
-    task = progress.add_task(job_id[:12], total=None, line="")
+    task = progress.add_task(f"job {job_id[:12]}", total=None)
     job: dict[str, Any] = {}
     try:
         with Live(Group(progress), console=console, refresh_per_second=4) as live:
@@ -159,13 +159,8 @@ def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True
                 job = client.job(job_id)
                 frames = job.get("frames", {})
                 elapsed = time.monotonic() - started
-                progress.update(
-                    task,
-                    total=frames.get("total"),
-                    completed=frames.get("done", 0),
-                    line=job_summary_line(job, elapsed),
-                )
-                live.update(Group(progress, node_lines(job)))
+                progress.update(task, total=frames.get("total"), completed=frames.get("done", 0))
+                live.update(Group(progress, Text(job_summary_line(job, elapsed)), node_lines(job)))
                 if downloader:
                     downloader.poll(int(frames.get("done", 0)))
                 if job.get("state") in FINAL_STATES:
@@ -177,6 +172,7 @@ def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True
             f"`farm cancel {job_id}` to stop it"
         )
         return EXIT_INTERRUPTED
+    console.print()
     return report_final(job, out_dir if downloader else None, time.monotonic() - started)
 
 
@@ -212,7 +208,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             frames = job.get("frames", {})
             table.add_row(
                 str(job.get("id")),
-                str(job.get("scene", "")),
+                str(job.get("scene_name") or job.get("scene", "")),
                 str(job.get("state")),
                 str(frames.get("done", "")),
                 str(frames.get("failed", "")),
@@ -299,6 +295,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(
             f"farm up: [bold]{cluster.url}[/] with {args.nodes} nodes "
             f"({cluster.threads_per_node()} threads each); logs in {cluster.data_dir / 'logs'}\n"
+            f"dashboard: {cluster.url}/?token={cluster.token}\n"
             f"token saved in {cluster.data_dir / 'token'} (the farm command reads it)\n"
             "render with: farm render scenes/demo.blend --frames 1-24    Ctrl-C stops the farm"
         )

@@ -32,17 +32,25 @@ class Job:
     done: int
     failed: int
     rendering: int
+    # The file name the scene was uploaded as (or its name in the scenes folder).
+    scene_name: str | None = None
+
+
+_JOB_SELECT = (
+    "SELECT jobs.*, scenes.name AS scene_name FROM jobs"
+    " LEFT JOIN scenes ON scenes.sha = jobs.scene_sha"
+)
 
 
 class Queries:
     _db: sqlite3.Connection
 
     def get_job(self, job_id: str) -> Job | None:
-        row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        row = self._db.execute(_JOB_SELECT + " WHERE jobs.id=?", (job_id,)).fetchone()
         return Job(**dict(row)) if row else None
 
     def list_jobs(self, limit: int = 200) -> list[Job]:
-        rows = self._db.execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))
+        rows = self._db.execute(_JOB_SELECT + " ORDER BY jobs.seq DESC LIMIT ?", (limit,))
         return [Job(**dict(r)) for r in rows]
 
     def count_jobs_by_state(self) -> dict[str, int]:

@@ -27,6 +27,7 @@ def job_summary(job: Job, now: float) -> dict[str, Any]:
         "id": job.id,
         "state": job.state,
         "scene": job.scene,
+        "scene_name": job.scene_name or job.scene,
         "frames_spec": job.frames_spec,
         "priority": job.priority,
         "format": job.format,

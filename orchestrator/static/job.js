@@ -160,7 +160,7 @@ export function jobPage(jobId) {
   const cancelButton = document.getElementById("job-cancel");
   cancelButton.addEventListener("click", async () => {
     cancelButton.disabled = true;
-    if (await cancelJob(jobId, job && job.scene ? `${job.scene} (${jobId})` : jobId)) {
+    if (await cancelJob(jobId, job && job.scene ? `${job.scene_name || job.scene} (${jobId})` : jobId)) {
       poll.now();
     }
     cancelButton.disabled = false;
@@ -169,8 +169,8 @@ export function jobPage(jobId) {
   function renderHeader() {
     const counts = frameCounts(job);
     const progress = progressOf(job);
-    setText("job-scene", job.scene ? String(job.scene) : `Job ${jobId}`);
-    document.title = `${percent(progress)} · ${job.scene || jobId} · Render farm`;
+    setText("job-scene", job.scene ? String(job.scene_name || job.scene) : `Job ${jobId}`);
+    document.title = `${percent(progress)} · ${job.scene_name || job.scene || jobId} · Render farm`;
     badge(document.getElementById("job-state"), job.state);
     setBar(document.getElementById("job-bar"), job);
     setText("job-progress", percent(progress));

@@ -64,7 +64,7 @@ export function overviewPage() {
     const cells = row.cells;
     const counts = frameCounts(job);
     const progress = progressOf(job);
-    const scene = job.scene ? String(job.scene) : "(scene)";
+    const scene = job.scene ? String(job.scene_name || job.scene) : "(scene)";
     row.dataset.label = `${scene} (${job.id})`;
     const link = cells[0].firstChild;
     const href = `/jobs/${encodeURIComponent(job.id)}`;

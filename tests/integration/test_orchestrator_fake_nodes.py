@@ -198,6 +198,9 @@ def test_bad_input_gets_a_4xx_that_says_what_is_wrong(tmp_path: Path) -> None:
         assert up.status_code == 201 and up.json()["scene"].startswith("sha256:")
         ok = client.post("/render", json={"scene": up.json()["scene"], "frames": "1-3"})
         assert ok.status_code == 202 and ok.json()["status_url"] == f"/render/{ok.json()['id']}"
+        # Jobs show the name the scene was uploaded as, next to its hash.
+        shown = client.get(f"/render/{ok.json()['id']}").json()
+        assert (shown["scene_name"], shown["scene"]) == ("shot.blend", up.json()["scene"])
         assert client.get("/render/nosuchjob").status_code == 404
         assert client.post("/render", json={"frames": "1"}).status_code == 422
 
