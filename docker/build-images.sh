@@ -168,12 +168,18 @@ PY
 }
 
 build_image() {
-    local name="$1" start=$SECONDS
-    log "building $IMAGE_PREFIX/$name:$IMAGE_TAG (log: $CACHE/build-$name.log)"
+    local name="$1" start=$SECONDS image="$IMAGE_PREFIX/$1:$IMAGE_TAG" before after
+    before="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
+    log "building $image (log: $CACHE/build-$name.log)"
     docker build -f "$ROOT/docker/$name.Dockerfile" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        -t "$IMAGE_PREFIX/$name:$IMAGE_TAG" "$ROOT" >"$CACHE/build-$name.log" 2>&1 \
+        -t "$image" "$ROOT" >"$CACHE/build-$name.log" 2>&1 \
         || { tail -n 30 "$CACHE/build-$name.log" >&2; die "building $name failed"; }
-    log "built $IMAGE_PREFIX/$name:$IMAGE_TAG in $((SECONDS - start)) s"
+    after="$(docker image inspect -f '{{.Id}}' "$image")"
+    # The image this tag replaced would linger as <none>; drop it unless a container uses it.
+    if [ -n "$before" ] && [ "$before" != "$after" ]; then
+        docker rmi "$before" >/dev/null 2>&1 || true
+    fi
+    log "built $image in $((SECONDS - start)) s"
 }
 
 mkdir -p "$CACHE"
