@@ -1,0 +1,68 @@
+# The render node: Debian bookworm's Blender run headless by `render-node`, under tini.
+#   make images        (or: docker build -f docker/render-node.Dockerfile -t blender-farm/render-node .)
+# A newer Blender: --build-arg BASE_IMAGE=<a Debian/Ubuntu image whose `blender` package you want>.
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---- build: a virtualenv with the dependencies, and a wheel of the farm package ----
+# (Identical to the orchestrator's build stage, so the two images share these cached layers.)
+FROM ${BASE_IMAGE} AS build
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+# docker/wheels holds pre-downloaded wheels when build containers cannot reach PyPI
+# (docker/build-images.sh fills it); empty means "use PyPI".
+COPY docker/wheels/ /wheels/
+COPY pyproject.toml README.md /src/
+# Dependencies in their own layer (installed via a stub package), so editing the
+# sources does not reinstall them.
+RUN set -eu; \
+    opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
+    python3 -m venv /opt/farm; \
+    mkdir -p /src/render_node /src/orchestrator; \
+    touch /src/render_node/__init__.py /src/orchestrator/__init__.py; \
+    /opt/farm/bin/pip install $opts /src; \
+    /opt/farm/bin/pip uninstall -y blender-farm; \
+    # setuptools would reuse the stub's build/ (its files look newer than the real ones).
+    rm -rf /src/build /src/*.egg-info /src/render_node /src/orchestrator
+COPY render_node /src/render_node
+COPY orchestrator /src/orchestrator
+# The project itself as a wheel, outside the venv, so the venv layer stays cached.
+RUN set -eu; \
+    opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
+    /opt/farm/bin/pip wheel --no-deps $opts -w /dist /src
+
+# ---- runtime ----
+FROM ${BASE_IMAGE}
+ARG BLENDER_PACKAGE=blender
+ENV DEBIAN_FRONTEND=noninteractive
+# Blender pulls in python3.11 itself; python3 is named for the venv's interpreter link.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 tini ${BLENDER_PACKAGE} \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 10001 --user-group farm \
+ && mkdir -p /var/lib/farm /scenes \
+ && chown farm:farm /var/lib/farm
+COPY --from=build /opt/farm /opt/farm
+COPY docker/healthcheck.py /opt/farm/healthcheck.py
+ENV PATH=/opt/farm/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    FARM_HOST=0.0.0.0 \
+    FARM_PORT=8100 \
+    FARM_DATA_DIR=/var/lib/farm \
+    FARM_SCENES_DIR=/scenes \
+    FARM_BLENDER=/usr/bin/blender
+WORKDIR /home/farm
+EXPOSE 8100
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python3", "/opt/farm/healthcheck.py"]
+# tini is PID 1: it forwards SIGTERM to render-node and reaps any orphaned Blender.
+ENTRYPOINT ["tini", "--"]
+CMD ["render-node", "--host", "0.0.0.0", "--port", "8100"]
+# Last and small: the project itself, so a source edit rebuilds only these layers
+# (every instruction costs a container commit, seconds on some storage drivers).
+COPY --from=build /dist /tmp/dist
+RUN /opt/farm/bin/pip install --disable-pip-version-check --no-cache-dir --no-deps --no-index \
+    /tmp/dist/*.whl \
+ && rm -rf /tmp/dist
+USER farm

@@ -1,0 +1,126 @@
+"""compose.yaml against real containers: 3 nodes share a job, scaling, and mid-job failures.
+
+One stack serves the module (starting one costs ~20 s on 2 cores); each test first waits for
+the 3 healthy nodes it needs, so a test that takes a node away puts it back before it ends.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.farm import (
+    DONE_STATES,
+    ComposeStack,
+    FarmAPI,
+    assert_every_frame_once,
+    batch_frames,
+    host_of,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+
+def test_demo_frames_render_on_all_three_node_containers(stack: ComposeStack, api: FarmAPI) -> None:
+    nodes = api.wait_nodes(3)
+    containers = stack.containers("render-node")
+    assert len(containers) == 3
+    # Nodes registered under their own container IPs, not the service name.
+    assert {host_of(n["url"]) for n in nodes} == {stack.container_ip(c) for c in containers}
+
+    job_id = api.render("demo.blend", "1-12", batch_size=2)  # from the read-only scenes mount
+    job = api.wait_job(job_id)
+
+    assert_every_frame_once(api, job, range(1, 13))
+    workers = {b["node"] for b in job["batches"] if b["state"] in DONE_STATES}
+    assert workers == {n["url"] for n in nodes}, "every node container should get work"
+
+
+def test_dashboard_and_its_static_files_are_in_the_image(api: FarmAPI) -> None:
+    page = api.http.get("/")
+    assert page.status_code == 200, page.text[:200]
+    assert "<html" in page.text.lower()
+    style = api.http.get("/static/style.css")
+    assert style.status_code == 200, "orchestrator/static/* should be packaged into the image"
+
+
+def test_killed_node_container_its_frames_rerender_elsewhere_once(
+    stack: ComposeStack, api: FarmAPI
+) -> None:
+    api.wait_nodes(3)
+    job_id = api.render(api.upload_scene(), "1-18", batch_size=3)
+    victim_batch = api.running_batch(job_id)
+    victim = stack.node_container(victim_batch["node"])
+
+    victim.kill()
+    job = api.wait_job(job_id, timeout=240)
+
+    assert_every_frame_once(api, job, range(1, 19))
+    lost = set(batch_frames(victim_batch))
+    delivered_by = {f["frame"]: f.get("node") for f in api.frames(job_id)}
+    rerendered = {f for f in lost if delivered_by[f] != victim_batch["node"]}
+    assert rerendered, f"frames {sorted(lost)} of the killed node should be re-rendered elsewhere"
+
+    victim.reload()
+    if victim.status != "running":
+        victim.start()
+    api.wait_nodes(3)
+
+
+def test_partitioned_node_frames_requeued_and_node_healthy_after_reconnect(
+    stack: ComposeStack, api: FarmAPI
+) -> None:
+    api.wait_nodes(3)
+    network = stack.client.networks.get(stack.network_name)
+    job_id = api.render(api.upload_scene(), "1-18", batch_size=3)
+    cut_batch = api.running_batch(job_id)
+    cut_url = cut_batch["node"]
+    cut = stack.node_container(cut_url)
+
+    network.disconnect(cut, force=True)
+    try:
+        wait_for(
+            f"{cut_url} to be marked lost",
+            lambda: any(n["url"] == cut_url and n["state"] == "lost" for n in api.nodes()),
+            timeout=30,
+        )
+        job = api.wait_job(job_id, timeout=240)
+    finally:
+        network.connect(cut, aliases=["render-node"])
+
+    assert_every_frame_once(api, job, range(1, 19))
+    delivered_by = {f["frame"]: f.get("node") for f in api.frames(job_id)}
+    requeued = {f for f in batch_frames(cut_batch) if delivered_by[f] != cut_url}
+    assert requeued, "the cut node's unfinished frames should be re-queued on other nodes"
+
+    ip = stack.container_ip(cut)
+    wait_for(
+        f"the reconnected node ({ip}) to be healthy again",
+        lambda: any(host_of(n["url"]) == ip for n in api.healthy_nodes()),
+        timeout=60,
+    )
+
+
+def test_orchestrator_restart_mid_job_resumes_and_completes(
+    stack: ComposeStack, api: FarmAPI
+) -> None:
+    api.wait_nodes(3)
+    job_id = api.render(api.upload_scene(), "1-24", batch_size=2)
+    wait_for("a few frames collected", lambda: api.job(job_id)["frames"]["done"] >= 4, 120)
+
+    (orchestrator,) = stack.containers("orchestrator")
+    orchestrator.restart(timeout=10)
+    wait_for("the orchestrator back up", api.healthy, timeout=60)
+
+    job = api.wait_job(job_id, timeout=240)
+    assert_every_frame_once(api, job, range(1, 25))
+
+
+def test_scale_to_five_gives_five_healthy_nodes(stack: ComposeStack, api: FarmAPI) -> None:
+    stack.up("--scale", "render-node=5")
+
+    nodes = api.wait_nodes(5)
+
+    running = [c for c in stack.containers("render-node") if c.status == "running"]
+    assert len(running) == 5
+    assert {host_of(n["url"]) for n in nodes} == {stack.container_ip(c) for c in running}
