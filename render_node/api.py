@@ -138,14 +138,22 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     store = SceneStore(
         data_dir / "scenes", settings.scenes_dir.resolve(), settings.max_upload_bytes
     )
-    advertise_url = settings.advertise_url or default_advertise_url(
-        settings.host, settings.port, settings.orchestrator
-    )
+    # Without --advertise-url the address is worked out again on every heartbeat: in a Swarm the
+    # orchestrator's name may not resolve yet when the node starts, and a restarted container
+    # can come back with another IP.
+    advertised = {
+        "url": settings.advertise_url
+        or default_advertise_url(settings.host, settings.port, settings.orchestrator)
+    }
     hostname = socket.gethostname()
 
     async def registration() -> dict[str, Any]:
+        if not settings.advertise_url:
+            advertised["url"] = await asyncio.to_thread(
+                default_advertise_url, settings.host, settings.port, settings.orchestrator
+            )
         return {
-            "url": advertise_url,
+            "url": advertised["url"],
             "slots": settings.slots,
             "busy": manager.busy,
             "version": __version__,
@@ -171,7 +179,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                     name="heartbeat",
                 )
             )
-        log.info("render node up: %s, data in %s", advertise_url, data_dir)
+        log.info("render node up: %s, data in %s", advertised["url"], data_dir)
         try:
             yield
         finally:
@@ -213,7 +221,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             "cpu_count": cpu_count(),
             "threads": settings.threads,
             "name": hostname,
-            "url": advertise_url,
+            "url": advertised["url"],
             "jobs": {
                 "queued": states.count(QUEUED),
                 "running": states.count(RUNNING),

@@ -64,3 +64,23 @@ def test_unreachable_orchestrator_does_not_stop_the_node(start_node: StartNode) 
     node = start_node(orchestrator=dead, heartbeat_seconds=0.05)
     time.sleep(0.3)
     assert node.wait(node.submit("1"))["state"] == "completed"
+
+
+def test_detected_address_is_worked_out_again_on_every_heartbeat(
+    start_node: StartNode, monkeypatch: Any
+) -> None:
+    # As in a Swarm: the orchestrator's name does not resolve at first, then it does.
+    answers = iter(["http://5cb22156f986:8100"] * 2)
+    monkeypatch.setattr(
+        "render_node.api.default_advertise_url",
+        lambda host, port, orchestrator: next(answers, "http://10.0.3.7:8100"),
+    )
+    received: list[dict[str, Any]] = []
+    with serve_app(fake_orchestrator(received)) as orchestrator:
+        start_node(orchestrator=orchestrator, heartbeat_seconds=0.05)
+        deadline = time.monotonic() + 5
+        while len(received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    urls = [r["body"]["url"] for r in received]
+    assert urls[0] == "http://5cb22156f986:8100"
+    assert urls[-1] == "http://10.0.3.7:8100"
