@@ -132,6 +132,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         threads=settings.threads,
         environ=dict(os.environ) if environ is None else environ,
         frame_timeout=settings.frame_timeout,
+        allow_freestyle=settings.allow_freestyle,
+        memory_limit_mb=settings.memory_limit_mb,
         log_lines=settings.log_lines,
         version_timeout=settings.version_timeout,
     )

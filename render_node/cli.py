@@ -28,7 +28,18 @@ FLAGS: list[tuple[str, str, type, str]] = [
     ("--orchestrator", "orchestrator", str, "orchestrator URL to register with"),
     ("--advertise-url", "advertise_url", str, "this node's URL as the orchestrator sees it"),
     ("--max-upload-mb", "max_upload_mb", float, "largest scene upload (default 2048)"),
-    ("--frame-timeout", "frame_timeout", float, "kill a frame with no progress for S seconds"),
+    (
+        "--frame-timeout",
+        "frame_timeout",
+        float,
+        "kill Blender after S seconds without output (default 1800)",
+    ),
+    (
+        "--memory-limit-mb",
+        "memory_limit_mb",
+        int,
+        "address-space limit of each Blender process in MB (default none)",
+    ),
     ("--heartbeat-seconds", "heartbeat_seconds", float, "registration interval (default 2)"),
 ]
 
@@ -41,11 +52,21 @@ def parse_settings(argv: list[str] | None = None) -> tuple[NodeSettings, str]:
     )
     for flag, dest, kind, help_text in FLAGS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+    parser.add_argument(
+        "--allow-freestyle",
+        dest="allow_freestyle",
+        action="store_const",
+        const=True,
+        default=None,
+        help="render scenes that enable Freestyle, which runs Python from the .blend "
+        "(FARM_ALLOW_FREESTYLE; default: refused)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--version", action="version", version=f"render-node {__version__}")
     args = parser.parse_args(argv)
+    dests = [dest for _, dest, _, _ in FLAGS] + ["allow_freestyle"]
     given: dict[str, Any] = {
-        dest: getattr(args, dest) for _, dest, _, _ in FLAGS if getattr(args, dest) is not None
+        dest: getattr(args, dest) for dest in dests if getattr(args, dest) is not None
     }
     return NodeSettings(**given), args.log_level
 

@@ -43,7 +43,7 @@ def test_every_flag_falls_back_to_its_farm_env_var(monkeypatch: pytest.MonkeyPat
 def test_defaults_are_safe() -> None:
     settings, _ = parse_settings([])
     assert settings.host == "127.0.0.1" and settings.slots == 1 and settings.threads == 0
-    assert settings.frame_timeout is None and settings.max_upload_mb == 2048
+    assert settings.frame_timeout == 1800 and settings.max_upload_mb == 2048
 
 
 @pytest.mark.parametrize(
