@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, File, Request, UploadFile
+from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -27,7 +27,7 @@ from orchestrator.scenes import resolve_scene, save_upload
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Store
-from render_node.auth import check_bearer
+from render_node.auth import BearerTokenMiddleware
 from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.paths import check_job_id
@@ -101,13 +101,7 @@ def create_app(
             store.close()
             log.info("orchestrator stopped")
 
-    async def require_token(request: Request) -> None:
-        if not is_public_path(request.url.path):  # dashboard shells and static files: no data
-            check_bearer(request, settings.token)
-
-    app = FastAPI(
-        title="Render farm orchestrator", lifespan=lifespan, dependencies=[Depends(require_token)]
-    )
+    app = FastAPI(title="Render farm orchestrator", lifespan=lifespan)
     install_error_handlers(app)
 
     def farm_of(request: Request) -> Farm:
@@ -297,8 +291,14 @@ def create_app(
         return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(dashboard_router(settings.token))
-
+    # Outermost: nothing (not /docs, not a 404, not a body) is read before the token is checked.
+    app.add_middleware(BearerTokenMiddleware, token=settings.token, is_open=is_open_path)
     return app
+
+
+def is_open_path(path: str) -> bool:
+    """/health, and the dashboard's shells and static files (they hold no data)."""
+    return path == "/health" or is_public_path(path)
 
 
 class _Pipe:

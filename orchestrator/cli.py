@@ -10,6 +10,9 @@ import uvicorn
 
 from orchestrator.api import create_app
 from orchestrator.settings import OrchestratorSettings
+from render_node.auth import redact_access_log, warn_if_open
+
+log = logging.getLogger("orchestrator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,13 +48,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
+    warn_if_open(log, settings.host, settings.token, "submit renders and read every frame")
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
     )
+    redact_access_log()  # after Config: it (re)configures uvicorn's loggers
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ import uvicorn
 
 from render_node import __version__
 from render_node.api import create_app
+from render_node.auth import redact_access_log, warn_if_open
 from render_node.settings import NodeSettings
 
 log = logging.getLogger("render_node")
@@ -71,30 +71,16 @@ def parse_settings(argv: list[str] | None = None) -> tuple[NodeSettings, str]:
     return NodeSettings(**given), args.log_level
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(argv: list[str] | None = None) -> None:
     settings, log_level = parse_settings(argv)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not is_loopback(settings.host) and not settings.token:
-        log.warning(
-            "listening on %s without a token: anyone who can reach this port can run Blender "
-            "here; set --token / FARM_TOKEN",
-            settings.host,
-        )
+    warn_if_open(log, settings.host, settings.token, "run Blender on this machine")
     app = create_app(settings)
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:
     # every Blender process group is killed and reaped before the process ends.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -102,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=3,
         log_config=None,
     )
+    redact_access_log()
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ from typing import Any
 import httpx
 import pytest
 
-from render_node.cli import is_loopback, parse_settings
+from render_node.auth import is_loopback
+from render_node.cli import parse_settings
 from render_node.registration import default_advertise_url, heartbeat_loop, local_ip_towards
 
 
