@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,8 +29,9 @@ from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Store
 from render_node.auth import BearerTokenMiddleware
-from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
+from render_node.errors import BadRequest, NotFound, TooManyRequests, install_error_handlers
 from render_node.frames import FrameSpecError, parse_frame_spec
+from render_node.limits import BodyLimitMiddleware, RateLimiter, json_limit
 from render_node.paths import check_job_id
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,18 @@ def create_app(
 ) -> FastAPI:
     """The orchestrator app. `transport` lets tests route node calls to in-process fakes."""
     settings = settings or OrchestratorSettings()
+    upload_limit = (settings.max_upload_mb << 20) + 65536  # multipart framing on top
+    rate_limiter = (
+        RateLimiter(settings.rate_limit, clock=monotonic) if settings.rate_limit else None
+    )
+
+    def body_limit(method: str, path: str) -> tuple[int, str] | None:
+        if method == "POST" and path == "/scenes":
+            return upload_limit, (
+                f"upload is larger than {settings.max_upload_mb} MB, the largest scene this farm "
+                "takes (--max-upload-mb / FARM_MAX_UPLOAD_MB): pack less, or raise the limit"
+            )
+        return json_limit(method, path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,13 +135,8 @@ def create_app(
 
     @app.post("/scenes", status_code=201)
     async def upload_scene(request: Request, file: UploadFile = File(...)) -> dict[str, Any]:
+        # An oversize body never gets here: BodyLimitMiddleware counts it as it streams in.
         farm = farm_of(request)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > (settings.max_upload_mb << 20) + 65536:
-            raise PayloadTooLarge(
-                f"upload of {int(declared) >> 20} MB is larger than {settings.max_upload_mb} MB"
-                " (FARM_MAX_UPLOAD_MB)"
-            )
         sha = await save_upload(
             file, farm.store, settings.uploads_dir, settings.max_upload_mb << 20
         )
@@ -137,6 +146,15 @@ def create_app(
     @app.post("/render", status_code=202)
     async def submit(request: Request, body: RenderRequest) -> dict[str, Any]:
         farm = farm_of(request)
+        if rate_limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            wait = rate_limiter.check(client)
+            if wait > 0:
+                raise TooManyRequests(
+                    f"more than {settings.rate_limit:g} jobs a minute from {client} "
+                    f"(--rate-limit): retry in {math.ceil(wait)} s",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
         fmt = body.format.upper()
         if fmt not in SUFFIXES:
             raise BadRequest(f"format {body.format!r} is not one of {', '.join(SUFFIXES)}")
@@ -148,13 +166,25 @@ def create_app(
         size = body.batch_size or auto_batch_size(
             len(frames), farm.registry.total_slots(), settings.max_batch_size
         )
-        job, batches = await farm.store.run(
-            lambda: farm.store.create_job(
+
+        def create() -> Any:
+            # Counted and created in one go on the store's thread: no race past the limit.
+            if farm.store.count_unfinished_jobs() >= settings.max_queued_jobs:
+                return None
+            return farm.store.create_job(
                 scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
                 now=farm.clock(),
+            )  # fmt: skip
+
+        created = await farm.store.run(create)
+        if created is None:
+            raise TooManyRequests(
+                f"the farm already has {settings.max_queued_jobs} jobs queued or running "
+                "(--max-queued-jobs): wait for some to finish, or cancel some (DELETE /render/ID)",
+                headers={"Retry-After": "30"},
             )
-        )  # fmt: skip
+        job, batches = created
         await farm.scheduler.enqueue(job, batches)
         return {
             "id": job.id,
@@ -291,6 +321,7 @@ def create_app(
         return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(dashboard_router(settings.token))
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     # Outermost: nothing (not /docs, not a 404, not a body) is read before the token is checked.
     app.add_middleware(BearerTokenMiddleware, token=settings.token, is_open=is_open_path)
     return app

@@ -29,6 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--node", action="append", metavar="URL", help="static render node URL (repeatable)"
     )
     p.add_argument("--token", help="bearer token for clients and nodes (FARM_TOKEN)")
+    p.add_argument(
+        "--max-upload-mb", type=int, help="largest scene upload (FARM_MAX_UPLOAD_MB, default 4096)"
+    )
+    p.add_argument(
+        "--max-queued-jobs",
+        type=int,
+        help="jobs queued or running at once (FARM_MAX_QUEUED_JOBS, default 1000)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        help="POST /render per client and minute, 0 = off (FARM_RATE_LIMIT, default 600)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 

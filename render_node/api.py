@@ -23,6 +23,7 @@ from render_node.blender import image_format
 from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
+from render_node.limits import BodyLimitMiddleware, json_limit
 from render_node.paths import check_job_id, check_sha256
 from render_node.registration import default_advertise_url, heartbeat_loop
 from render_node.scenes import SceneStore
@@ -188,8 +189,18 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         version=__version__,
         lifespan=lifespan,
     )
+
+    def body_limit(method: str, path: str) -> tuple[int, str] | None:
+        if method == "PUT" and path.startswith("/scenes/"):
+            return store.max_bytes, (
+                f"upload is larger than this node's limit of "
+                f"{store.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+            )
+        return json_limit(method, path)
+
     install_error_handlers(app)
-    app.add_middleware(BearerTokenMiddleware, token=settings.token)
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(BearerTokenMiddleware, token=settings.token)  # outermost: first
     app.state.manager = manager
     app.state.store = store
     app.state.settings = settings

@@ -76,6 +76,19 @@ class Unavailable(FarmError):
     code = "unavailable"
 
 
+# Codes for errors raised as Starlette's HTTPException (routing, body limits).
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
 def error_body(code: str, detail: str) -> dict[str, Any]:
     return {"error": code, "detail": detail}
 
@@ -83,9 +96,13 @@ def error_body(code: str, detail: str) -> dict[str, Any]:
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            why = (err.get("ctx") or {}).get("error", "invalid JSON")
+            parts.append(f"the body is not valid JSON ({why}): send a JSON object")
+            continue
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
+    return ("; ".join(parts) or "invalid request") + " (the expected shapes are in /docs)"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -101,10 +118,18 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = HTTP_CODES.get(exc.status_code, "http_error")
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such endpoint: {request.method} {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow") or "another method"
+            detail = f"{request.method} is not allowed on {request.url.path}: use {allowed} (/docs)"
+        elif exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = (
+                "the request body could not be parsed: send JSON with Content-Type "
+                "application/json (multipart/form-data with a 'file' field for POST /scenes)"
+            )
         return JSONResponse(
             error_body(code, detail), status_code=exc.status_code, headers=exc.headers
         )
