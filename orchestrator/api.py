@@ -140,7 +140,7 @@ def create_app(
         sha = await save_upload(
             file, farm.store, settings.uploads_dir, settings.max_upload_mb << 20
         )
-        log.info("scene sha256:%s uploaded (%s)", sha, file.filename)
+        log.info("scene sha256:%s uploaded (%r)", sha, file.filename)
         return {"scene": f"sha256:{sha}", "name": file.filename}
 
     @app.post("/render", status_code=202)

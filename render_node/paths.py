@@ -14,13 +14,13 @@ SCENE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]{0,200}\.blend$")
 
 def check_sha256(value: str) -> str:
     value = value.lower().removeprefix("sha256:")
-    if not SHA256_RE.match(value):
+    if not SHA256_RE.fullmatch(value):
         raise BadRequest(f"{value[:80]!r} is not a sha256: give 64 hex digits")
     return value
 
 
 def check_job_id(value: str) -> str:
-    if not JOB_ID_RE.match(value):
+    if not JOB_ID_RE.fullmatch(value):
         raise BadRequest(f"{value[:80]!r} is not a job id: letters, digits, '-' and '_' only")
     return value
 
@@ -36,7 +36,7 @@ def scene_path(scenes_dir: Path, name: str) -> Path:
     if any(part in ("", ".", "..") for part in parts):
         raise BadRequest(f"scene {name[:80]!r} must not contain '..', '.' or empty parts")
     if not all(
-        SCENE_NAME_RE.match(p) or (i < len(parts) - 1 and re.match(r"^[\w. -]+$", p))
+        SCENE_NAME_RE.fullmatch(p) or (i < len(parts) - 1 and re.fullmatch(r"[\w. -]+", p))
         for i, p in enumerate(parts)
     ):
         raise BadRequest(f"scene {name[:80]!r} must be a .blend file name (letters, digits, ._- )")
