@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, File, Request, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from orchestrator import views
@@ -23,24 +23,36 @@ from orchestrator.dashboard import dashboard_router, framemap, is_public_path
 from orchestrator.frames import auto_batch_size
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient
-from orchestrator.registry import Registry
+from orchestrator.registry import BadNodeUrl, Registry, check_node_url
 from orchestrator.scenes import resolve_scene, save_upload
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Store
 from render_node.auth import BearerTokenMiddleware
-from render_node.errors import BadRequest, NotFound, TooManyRequests, install_error_handlers
+from render_node.errors import (
+    BadRequest,
+    NotFound,
+    TooManyRequests,
+    binary_response,
+    document_errors,
+    install_error_handlers,
+)
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.limits import BodyLimitMiddleware, RateLimiter, json_limit
-from render_node.paths import check_job_id
+from render_node.paths import FrameNumber, JobId, check_job_id
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2
 
 
 class RenderRequest(BaseModel):
-    scene: str = Field(min_length=1, max_length=300)
-    frames: str = Field(min_length=1, max_length=10_000)
+    scene: str = Field(
+        min_length=1,
+        max_length=300,
+        description="sha256:<hex> of an upload (POST /scenes), or a .blend under --scenes-dir",
+        examples=["demo.blend"],
+    )
+    frames: str = Field(min_length=1, max_length=10_000, examples=["1-24"])
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
     format: str = "PNG"
     priority: int = Field(default=0, ge=-1000, le=1000)
@@ -48,13 +60,13 @@ class RenderRequest(BaseModel):
 
 
 class NodeRegistration(BaseModel):
-    url: str = Field(min_length=1, max_length=500)
+    url: str = Field(min_length=1, max_length=500, examples=["http://10.0.0.5:8100"])
     slots: int = Field(default=1, ge=1, le=1024)
-    busy: int = Field(default=0, ge=0)
-    version: str | None = None
-    blender_version: str | None = None
-    cpu_count: int | None = None
-    name: str | None = None
+    busy: int = Field(default=0, ge=0, le=1024)
+    version: str | None = Field(default=None, max_length=100)
+    blender_version: str | None = Field(default=None, max_length=100)
+    cpu_count: int | None = Field(default=None, ge=0, le=1_000_000)
+    name: str | None = Field(default=None, max_length=200)
 
 
 @dataclass
@@ -117,6 +129,7 @@ def create_app(
 
     app = FastAPI(title="Render farm orchestrator", lifespan=lifespan)
     install_error_handlers(app)
+    document_errors(app)
 
     def farm_of(request: Request) -> Farm:
         farm: Farm = request.app.state.farm
@@ -218,19 +231,23 @@ def create_app(
         return detail
 
     @app.get("/render/{job_id}")
-    async def job_status(request: Request, job_id: str) -> dict[str, Any]:
+    async def job_status(request: Request, job_id: JobId) -> dict[str, Any]:
         return await detail(farm_of(request), job_id)
 
     @app.delete("/render/{job_id}")
-    async def cancel(request: Request, job_id: str) -> dict[str, Any]:
+    async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
         farm = farm_of(request)
         await get_job_or_404(farm, job_id)
         await farm.scheduler.cancel(job_id)
         job = await get_job_or_404(farm, job_id)
         return views.job_summary(job, farm.clock())
 
-    @app.get("/render/{job_id}/frames/{frame}")
-    async def frame_file(request: Request, job_id: str, frame: int) -> FileResponse:
+    @app.get(
+        "/render/{job_id}/frames/{frame}",
+        response_class=FileResponse,
+        responses={200: binary_response("a collected frame", sorted(set(MEDIA_TYPES.values())))},
+    )
+    async def frame_file(request: Request, job_id: JobId, frame: FrameNumber) -> FileResponse:
         farm = farm_of(request)
         job = await get_job_or_404(farm, job_id)
         state = await farm.store.run(farm.store.frame_state, job_id, frame)
@@ -245,7 +262,7 @@ def create_app(
 
     @app.get("/render/{job_id}/frames")
     async def frame_states(
-        request: Request, job_id: str, state: str | None = None
+        request: Request, job_id: JobId, state: str | None = None
     ) -> dict[str, Any]:
         """Per-frame states (pending|rendering|done|failed), optionally one state only."""
         farm = farm_of(request)
@@ -255,8 +272,12 @@ def create_app(
         frames = await farm.store.run(farm.store.frame_list, job_id, state)
         return {"id": job_id, "frames": frames}
 
-    @app.get("/render/{job_id}/frames.zip")
-    async def frames_zip(request: Request, job_id: str) -> StreamingResponse:
+    @app.get(
+        "/render/{job_id}/frames.zip",
+        response_class=StreamingResponse,
+        responses={200: binary_response("every collected frame", ["application/zip"])},
+    )
+    async def frames_zip(request: Request, job_id: JobId) -> StreamingResponse:
         farm = farm_of(request)
         job = await get_job_or_404(farm, job_id)
         frames = await farm.store.run(farm.store.done_frames, job_id)
@@ -269,15 +290,19 @@ def create_app(
         )
 
     @app.get("/render/{job_id}/framemap")
-    async def frame_map(request: Request, job_id: str) -> dict[str, Any]:
+    async def frame_map(request: Request, job_id: JobId) -> dict[str, Any]:
         """Every frame's state in one compact string (for the dashboard's frame grid)."""
         farm = farm_of(request)
         await get_job_or_404(farm, job_id)
         frames, states = await farm.store.run(farm.store.frame_states, job_id)
         return framemap(frames, states)
 
-    @app.get("/render/{job_id}/video.mp4")
-    async def video(request: Request, job_id: str) -> FileResponse:
+    @app.get(
+        "/render/{job_id}/video.mp4",
+        response_class=FileResponse,
+        responses={200: binary_response("the preview video", ["video/mp4"])},
+    )
+    async def video(request: Request, job_id: JobId) -> FileResponse:
         farm = farm_of(request)
         job = await get_job_or_404(farm, job_id)
         path = video_path(settings.renders_dir, job_id)
@@ -295,8 +320,10 @@ def create_app(
     @app.post("/nodes/register")
     async def register(request: Request, body: NodeRegistration) -> dict[str, Any]:
         farm = farm_of(request)
-        if not body.url.startswith(("http://", "https://")):
-            raise BadRequest(f"node url {body.url!r} must start with http:// or https://")
+        try:
+            check_node_url(body.url)
+        except BadNodeUrl as exc:
+            raise BadRequest(f"{exc}: register the URL this node is reachable at") from None
         known = farm.registry.get(body.url.rstrip("/")) is not None
         node = farm.registry.update(body.url, body.model_dump())
         if not known:
@@ -305,7 +332,7 @@ def create_app(
         await farm.scheduler.on_node_seen()
         return {"ok": True, "heartbeat_seconds": HEARTBEAT_SECONDS}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         farm = farm_of(request)
         m = farm.metrics
