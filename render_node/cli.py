@@ -38,7 +38,8 @@ FLAGS: list[tuple[str, str, type, str]] = [
         "--memory-limit-mb",
         "memory_limit_mb",
         int,
-        "address-space limit of each Blender process in MB (default none)",
+        "address-space (RLIMIT_AS) limit of each Blender in MB; Blender needs ~1 GB of it "
+        "to start (default none; FARM_MEMORY_LIMIT_MB)",
     ),
     ("--heartbeat-seconds", "heartbeat_seconds", float, "registration interval (default 2)"),
 ]

@@ -84,3 +84,14 @@ def test_real_blender_refuses_a_freestyle_scene_unless_allowed(
                           allow_freestyle=True)  # fmt: skip
     job = allowing.wait(allowing.submit("1", scene="freestyle.blend"), timeout=240)
     assert job["state"] == "completed", allowing.client.get(f"/jobs/{job['id']}/log").text
+
+
+@pytest.mark.skipif(BLENDER is None and not os.environ.get("CI"), reason="no Blender installed")
+def test_real_blender_past_its_memory_limit_fails_naming_the_limit(start_node: StartNode) -> None:
+    # Blender 3.4 maps ~600 MB of address space just to start: 650 MB cannot render a frame.
+    assert BLENDER is not None
+    node = start_node(blender=BLENDER, threads=1, memory_limit_mb=650)
+    job = node.wait(node.submit("1"), timeout=120)
+    assert job["state"] == "failed", job
+    error = job["frames"][0]["error"]
+    assert "650 MB (--memory-limit-mb)" in error, node.client.get(f"/jobs/{job['id']}/log").text
