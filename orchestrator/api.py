@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, File, Request, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from orchestrator import views
@@ -22,23 +23,36 @@ from orchestrator.dashboard import dashboard_router, framemap, is_public_path
 from orchestrator.frames import auto_batch_size
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient
-from orchestrator.registry import Registry
+from orchestrator.registry import BadNodeUrl, Registry, check_node_url
 from orchestrator.scenes import resolve_scene, save_upload
 from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Store
-from render_node.auth import check_bearer
-from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
+from render_node.auth import BearerTokenMiddleware
+from render_node.errors import (
+    BadRequest,
+    NotFound,
+    TooManyRequests,
+    binary_response,
+    document_errors,
+    install_error_handlers,
+)
 from render_node.frames import FrameSpecError, parse_frame_spec
-from render_node.paths import check_job_id
+from render_node.limits import BodyLimitMiddleware, RateLimiter, json_limit
+from render_node.paths import FrameNumber, JobId, check_job_id
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2
 
 
 class RenderRequest(BaseModel):
-    scene: str = Field(min_length=1, max_length=300)
-    frames: str = Field(min_length=1, max_length=10_000)
+    scene: str = Field(
+        min_length=1,
+        max_length=300,
+        description="sha256:<hex> of an upload (POST /scenes), or a .blend under --scenes-dir",
+        examples=["demo.blend"],
+    )
+    frames: str = Field(min_length=1, max_length=10_000, examples=["1-24"])
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
     format: str = "PNG"
     priority: int = Field(default=0, ge=-1000, le=1000)
@@ -46,13 +60,13 @@ class RenderRequest(BaseModel):
 
 
 class NodeRegistration(BaseModel):
-    url: str = Field(min_length=1, max_length=500)
+    url: str = Field(min_length=1, max_length=500, examples=["http://10.0.0.5:8100"])
     slots: int = Field(default=1, ge=1, le=1024)
-    busy: int = Field(default=0, ge=0)
-    version: str | None = None
-    blender_version: str | None = None
-    cpu_count: int | None = None
-    name: str | None = None
+    busy: int = Field(default=0, ge=0, le=1024)
+    version: str | None = Field(default=None, max_length=100)
+    blender_version: str | None = Field(default=None, max_length=100)
+    cpu_count: int | None = Field(default=None, ge=0, le=1_000_000)
+    name: str | None = Field(default=None, max_length=200)
 
 
 @dataclass
@@ -74,6 +88,18 @@ def create_app(
 ) -> FastAPI:
     """The orchestrator app. `transport` lets tests route node calls to in-process fakes."""
     settings = settings or OrchestratorSettings()
+    upload_limit = (settings.max_upload_mb << 20) + 65536  # multipart framing on top
+    rate_limiter = (
+        RateLimiter(settings.rate_limit, clock=monotonic) if settings.rate_limit else None
+    )
+
+    def body_limit(method: str, path: str) -> tuple[int, str] | None:
+        if method == "POST" and path == "/scenes":
+            return upload_limit, (
+                f"upload is larger than {settings.max_upload_mb} MB, the largest scene this farm "
+                "takes (--max-upload-mb / FARM_MAX_UPLOAD_MB): pack less, or raise the limit"
+            )
+        return json_limit(method, path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,14 +127,9 @@ def create_app(
             store.close()
             log.info("orchestrator stopped")
 
-    async def require_token(request: Request) -> None:
-        if not is_public_path(request.url.path):  # dashboard shells and static files: no data
-            check_bearer(request, settings.token)
-
-    app = FastAPI(
-        title="Render farm orchestrator", lifespan=lifespan, dependencies=[Depends(require_token)]
-    )
+    app = FastAPI(title="Render farm orchestrator", lifespan=lifespan)
     install_error_handlers(app)
+    document_errors(app)
 
     def farm_of(request: Request) -> Farm:
         farm: Farm = request.app.state.farm
@@ -127,22 +148,26 @@ def create_app(
 
     @app.post("/scenes", status_code=201)
     async def upload_scene(request: Request, file: UploadFile = File(...)) -> dict[str, Any]:
+        # An oversize body never gets here: BodyLimitMiddleware counts it as it streams in.
         farm = farm_of(request)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > (settings.max_upload_mb << 20) + 65536:
-            raise PayloadTooLarge(
-                f"upload of {int(declared) >> 20} MB is larger than {settings.max_upload_mb} MB"
-                " (FARM_MAX_UPLOAD_MB)"
-            )
         sha = await save_upload(
             file, farm.store, settings.uploads_dir, settings.max_upload_mb << 20
         )
-        log.info("scene sha256:%s uploaded (%s)", sha, file.filename)
+        log.info("scene sha256:%s uploaded (%r)", sha, file.filename)
         return {"scene": f"sha256:{sha}", "name": file.filename}
 
     @app.post("/render", status_code=202)
     async def submit(request: Request, body: RenderRequest) -> dict[str, Any]:
         farm = farm_of(request)
+        if rate_limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            wait = rate_limiter.check(client)
+            if wait > 0:
+                raise TooManyRequests(
+                    f"more than {settings.rate_limit:g} jobs a minute from {client} "
+                    f"(--rate-limit): retry in {math.ceil(wait)} s",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
         fmt = body.format.upper()
         if fmt not in SUFFIXES:
             raise BadRequest(f"format {body.format!r} is not one of {', '.join(SUFFIXES)}")
@@ -154,13 +179,25 @@ def create_app(
         size = body.batch_size or auto_batch_size(
             len(frames), farm.registry.total_slots(), settings.max_batch_size
         )
-        job, batches = await farm.store.run(
-            lambda: farm.store.create_job(
+
+        def create() -> Any:
+            # Counted and created in one go on the store's thread: no race past the limit.
+            if farm.store.count_unfinished_jobs() >= settings.max_queued_jobs:
+                return None
+            return farm.store.create_job(
                 scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
                 now=farm.clock(),
+            )  # fmt: skip
+
+        created = await farm.store.run(create)
+        if created is None:
+            raise TooManyRequests(
+                f"the farm already has {settings.max_queued_jobs} jobs queued or running "
+                "(--max-queued-jobs): wait for some to finish, or cancel some (DELETE /render/ID)",
+                headers={"Retry-After": "30"},
             )
-        )  # fmt: skip
+        job, batches = created
         await farm.scheduler.enqueue(job, batches)
         return {
             "id": job.id,
@@ -194,19 +231,23 @@ def create_app(
         return detail
 
     @app.get("/render/{job_id}")
-    async def job_status(request: Request, job_id: str) -> dict[str, Any]:
+    async def job_status(request: Request, job_id: JobId) -> dict[str, Any]:
         return await detail(farm_of(request), job_id)
 
     @app.delete("/render/{job_id}")
-    async def cancel(request: Request, job_id: str) -> dict[str, Any]:
+    async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
         farm = farm_of(request)
         await get_job_or_404(farm, job_id)
         await farm.scheduler.cancel(job_id)
         job = await get_job_or_404(farm, job_id)
         return views.job_summary(job, farm.clock())
 
-    @app.get("/render/{job_id}/frames/{frame}")
-    async def frame_file(request: Request, job_id: str, frame: int) -> FileResponse:
+    @app.get(
+        "/render/{job_id}/frames/{frame}",
+        response_class=FileResponse,
+        responses={200: binary_response("a collected frame", sorted(set(MEDIA_TYPES.values())))},
+    )
+    async def frame_file(request: Request, job_id: JobId, frame: FrameNumber) -> FileResponse:
         farm = farm_of(request)
         job = await get_job_or_404(farm, job_id)
         state = await farm.store.run(farm.store.frame_state, job_id, frame)
@@ -221,7 +262,7 @@ def create_app(
 
     @app.get("/render/{job_id}/frames")
     async def frame_states(
-        request: Request, job_id: str, state: str | None = None
+        request: Request, job_id: JobId, state: str | None = None
     ) -> dict[str, Any]:
         """Per-frame states (pending|rendering|done|failed), optionally one state only."""
         farm = farm_of(request)
@@ -231,8 +272,12 @@ def create_app(
         frames = await farm.store.run(farm.store.frame_list, job_id, state)
         return {"id": job_id, "frames": frames}
 
-    @app.get("/render/{job_id}/frames.zip")
-    async def frames_zip(request: Request, job_id: str) -> StreamingResponse:
+    @app.get(
+        "/render/{job_id}/frames.zip",
+        response_class=StreamingResponse,
+        responses={200: binary_response("every collected frame", ["application/zip"])},
+    )
+    async def frames_zip(request: Request, job_id: JobId) -> StreamingResponse:
         farm = farm_of(request)
         job = await get_job_or_404(farm, job_id)
         frames = await farm.store.run(farm.store.done_frames, job_id)
@@ -245,15 +290,19 @@ def create_app(
         )
 
     @app.get("/render/{job_id}/framemap")
-    async def frame_map(request: Request, job_id: str) -> dict[str, Any]:
+    async def frame_map(request: Request, job_id: JobId) -> dict[str, Any]:
         """Every frame's state in one compact string (for the dashboard's frame grid)."""
         farm = farm_of(request)
         await get_job_or_404(farm, job_id)
         frames, states = await farm.store.run(farm.store.frame_states, job_id)
         return framemap(frames, states)
 
-    @app.get("/render/{job_id}/video.mp4")
-    async def video(request: Request, job_id: str) -> FileResponse:
+    @app.get(
+        "/render/{job_id}/video.mp4",
+        response_class=FileResponse,
+        responses={200: binary_response("the preview video", ["video/mp4"])},
+    )
+    async def video(request: Request, job_id: JobId) -> FileResponse:
         farm = farm_of(request)
         job = await get_job_or_404(farm, job_id)
         path = video_path(settings.renders_dir, job_id)
@@ -271,8 +320,10 @@ def create_app(
     @app.post("/nodes/register")
     async def register(request: Request, body: NodeRegistration) -> dict[str, Any]:
         farm = farm_of(request)
-        if not body.url.startswith(("http://", "https://")):
-            raise BadRequest(f"node url {body.url!r} must start with http:// or https://")
+        try:
+            check_node_url(body.url)
+        except BadNodeUrl as exc:
+            raise BadRequest(f"{exc}: register the URL this node is reachable at") from None
         known = farm.registry.get(body.url.rstrip("/")) is not None
         node = farm.registry.update(body.url, body.model_dump())
         if not known:
@@ -281,7 +332,7 @@ def create_app(
         await farm.scheduler.on_node_seen()
         return {"ok": True, "heartbeat_seconds": HEARTBEAT_SECONDS}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         farm = farm_of(request)
         m = farm.metrics
@@ -297,8 +348,15 @@ def create_app(
         return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(dashboard_router(settings.token))
-
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    # Outermost: nothing (not /docs, not a 404, not a body) is read before the token is checked.
+    app.add_middleware(BearerTokenMiddleware, token=settings.token, is_open=is_open_path)
     return app
+
+
+def is_open_path(path: str) -> bool:
+    """/health, and the dashboard's shells and static files (they hold no data)."""
+    return path == "/health" or is_public_path(path)
 
 
 class _Pipe:

@@ -10,6 +10,9 @@ import uvicorn
 
 from orchestrator.api import create_app
 from orchestrator.settings import OrchestratorSettings
+from render_node.auth import redact_access_log, warn_if_open
+
+log = logging.getLogger("orchestrator")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--node", action="append", metavar="URL", help="static render node URL (repeatable)"
     )
     p.add_argument("--token", help="bearer token for clients and nodes (FARM_TOKEN)")
+    p.add_argument(
+        "--max-upload-mb", type=int, help="largest scene upload (FARM_MAX_UPLOAD_MB, default 4096)"
+    )
+    p.add_argument(
+        "--max-queued-jobs",
+        type=int,
+        help="jobs queued or running at once (FARM_MAX_QUEUED_JOBS, default 1000)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=float,
+        help="POST /render per client and minute, 0 = off (FARM_RATE_LIMIT, default 600)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -45,13 +61,16 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
+    warn_if_open(log, settings.host, settings.token, "submit renders and read every frame")
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
     )
+    redact_access_log()  # after Config: it (re)configures uvicorn's loggers
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

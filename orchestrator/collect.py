@@ -1,8 +1,11 @@
-"""Where collected frames live: data_dir/renders/<job>/frame_00001.png. Pure path rules."""
+"""Where collected frames live: data_dir/renders/<job>/frame_00001.png. Pure path rules; a job
+id only becomes part of a path once `check_job_id` has passed it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from render_node.paths import check_job_id
 
 SUFFIXES = {
     "PNG": ".png",
@@ -36,7 +39,7 @@ def frame_name(frame: int, suffix: str) -> str:
 
 
 def output_path(renders_dir: Path, job_id: str, frame: int, suffix: str) -> Path:
-    return renders_dir / job_id / frame_name(frame, suffix)
+    return renders_dir / check_job_id(job_id) / frame_name(frame, suffix)
 
 
 def part_path(dest: Path, batch_id: str) -> Path:
@@ -46,4 +49,4 @@ def part_path(dest: Path, batch_id: str) -> Path:
 
 def video_path(renders_dir: Path, job_id: str) -> Path:
     """The job's preview video, next to its frames."""
-    return renders_dir / job_id / "video.mp4"
+    return renders_dir / check_job_id(job_id) / "video.mp4"

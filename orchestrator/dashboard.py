@@ -84,7 +84,7 @@ def framemap(frames: Sequence[int], states: Sequence[str]) -> dict[str, Any]:
 
 def is_public_path(path: str) -> bool:
     """True for the dashboard's shells and static files, which need no token (no data)."""
-    return bool(PUBLIC_PATH_RE.match(path))
+    return bool(PUBLIC_PATH_RE.fullmatch(path))
 
 
 def _environment() -> jinja2.Environment:
@@ -126,7 +126,7 @@ def dashboard_router(token: str | None = None) -> APIRouter:
 
     @router.get("/jobs/{job_id}", response_class=HTMLResponse)
     async def job_page(job_id: str) -> HTMLResponse:
-        if not JOB_ID_RE.match(job_id):
+        if not JOB_ID_RE.fullmatch(job_id):
             return page("dashboard_notfound.html", 404, page="notfound", job_id=job_id[:80])
         return page("dashboard_job.html", page="job", job_id=job_id)
 

@@ -53,6 +53,12 @@ class Queries:
         rows = self._db.execute(_JOB_SELECT + " ORDER BY jobs.seq DESC LIMIT ?", (limit,))
         return [Job(**dict(r)) for r in rows]
 
+    def count_unfinished_jobs(self) -> int:
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')"
+        ).fetchone()
+        return int(row[0])
+
     def count_jobs_by_state(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
         return {r[0]: r[1] for r in rows}

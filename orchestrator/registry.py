@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 Clock = Callable[[], float]
 
@@ -32,6 +33,28 @@ class Node:
 
 def normalize_url(url: str) -> str:
     return url.strip().rstrip("/")
+
+
+class BadNodeUrl(ValueError):
+    """A registration URL the orchestrator could not (or must not) call; says why."""
+
+
+def check_node_url(url: str) -> str:
+    """A node's base URL as registered: http(s)://host[:port][/prefix], nothing else."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise BadNodeUrl(f"node url {url[:100]!r} contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise BadNodeUrl(f"node url {url[:100]!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadNodeUrl(f"node url {url[:100]!r} must be http(s)://host:port")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise BadNodeUrl(f"node url {url[:100]!r} must have no user, query or fragment")
+    if port == 0:
+        raise BadNodeUrl(f"node url {url[:100]!r} has port 0")
+    return normalize_url(url)
 
 
 class Registry:

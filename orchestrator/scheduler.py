@@ -26,6 +26,7 @@ from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
 from orchestrator.video import VideoError, encode_video, ffmpeg_available
 from render_node.frames import compact_frames
+from render_node.paths import check_job_id
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Scheduler:
         task.add_done_callback(self._background.discard)
 
     def _on_disk(self, job_id: str) -> set[int]:
-        folder = self.settings.renders_dir / job_id
+        folder = self.settings.renders_dir / check_job_id(job_id)
         frames: set[int] = set()
         if folder.is_dir():
             for name in os.listdir(folder):

@@ -32,8 +32,13 @@ class OrchestratorSettings(BaseSettings):
     request_timeout_seconds: float = 2.0
     # Scene pushes and frame downloads move real bytes.
     transfer_timeout_seconds: float = 120.0
-    max_upload_mb: int = 4096
+    max_upload_mb: int = Field(default=4096, gt=0)
     max_batch_size: int = 25
+    # Jobs queued or running at once; POST /render answers 429 beyond it.
+    max_queued_jobs: int = Field(default=1000, ge=1)
+    # POST /render per client address and minute (a token bucket, bursts of as many); 0: off.
+    # Generous: it stops a runaway script, not a busy studio or the test suites.
+    rate_limit: float = Field(default=600.0, ge=0)
 
     @field_validator("node", mode="before")
     @classmethod

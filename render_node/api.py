@@ -20,10 +20,18 @@ from pydantic import BaseModel, Field
 from render_node import __version__
 from render_node.auth import BearerTokenMiddleware
 from render_node.blender import image_format
-from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
+from render_node.errors import (
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    binary_response,
+    document_errors,
+    install_error_handlers,
+)
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
-from render_node.paths import check_job_id, check_sha256
+from render_node.limits import BodyLimitMiddleware, json_limit
+from render_node.paths import FrameNumber, JobId, Sha256, check_job_id, check_sha256
 from render_node.registration import default_advertise_url, heartbeat_loop
 from render_node.scenes import SceneStore
 from render_node.settings import NodeSettings
@@ -116,6 +124,12 @@ class Health(BaseModel):
     status: str = "ok"
 
 
+def image_types() -> list[str]:
+    from render_node.blender import FORMATS
+
+    return sorted({f.content_type for f in FORMATS.values()})
+
+
 def cpu_count() -> int:
     with contextlib.suppress(AttributeError, OSError):
         return len(os.sched_getaffinity(0))
@@ -132,6 +146,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         threads=settings.threads,
         environ=dict(os.environ) if environ is None else environ,
         frame_timeout=settings.frame_timeout,
+        allow_freestyle=settings.allow_freestyle,
+        memory_limit_mb=settings.memory_limit_mb,
         log_lines=settings.log_lines,
         version_timeout=settings.version_timeout,
     )
@@ -194,8 +210,19 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         version=__version__,
         lifespan=lifespan,
     )
+
+    def body_limit(method: str, path: str) -> tuple[int, str] | None:
+        if method == "PUT" and path.startswith("/scenes/"):
+            return store.max_bytes, (
+                f"upload is larger than this node's limit of "
+                f"{store.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+            )
+        return json_limit(method, path)
+
     install_error_handlers(app)
-    app.add_middleware(BearerTokenMiddleware, token=settings.token)
+    document_errors(app)
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(BearerTokenMiddleware, token=settings.token)  # outermost: first
     app.state.manager = manager
     app.state.store = store
     app.state.settings = settings
@@ -245,11 +272,11 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         return {"jobs": [job.summary() for job in manager.jobs.values()]}
 
     @app.get("/jobs/{job_id}", response_model=JobDetail, response_model_exclude_none=True)
-    async def job_status(job_id: str) -> dict[str, Any]:
+    async def job_status(job_id: JobId) -> dict[str, Any]:
         return find_job(job_id).detail()
 
     @app.delete("/jobs/{job_id}", response_model=JobDeleted)
-    async def delete_job(job_id: str) -> dict[str, Any]:
+    async def delete_job(job_id: JobId) -> dict[str, Any]:
         """Cancel a queued or running job (Blender gone within 2 s); remove a finished one."""
         job = find_job(job_id)
         if job.state not in FINAL:
@@ -258,8 +285,12 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         await manager.remove(job)
         return {"id": job.id, "state": job.state, "removed": True}
 
-    @app.get("/jobs/{job_id}/frames/{frame}")
-    async def frame_image(job_id: str, frame: int) -> FileResponse:
+    @app.get(
+        "/jobs/{job_id}/frames/{frame}",
+        response_class=FileResponse,
+        responses={200: binary_response("the rendered frame", image_types())},
+    )
+    async def frame_image(job_id: JobId, frame: FrameNumber) -> FileResponse:
         job = find_job(job_id)
         record = job.batch.frames.get(frame)
         if record is None:
@@ -270,12 +301,12 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         return FileResponse(path, media_type=job.fmt.content_type, filename=path.name)
 
     @app.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
-    async def job_log(job_id: str) -> PlainTextResponse:
+    async def job_log(job_id: JobId) -> PlainTextResponse:
         job = find_job(job_id)
         return PlainTextResponse("\n".join(job.log_tail) + "\n")
 
     @app.put("/scenes/{sha256}", status_code=201, response_model=SceneStored)
-    async def upload_scene(sha256: str, request: Request) -> SceneStored:
+    async def upload_scene(sha256: Sha256, request: Request) -> SceneStored:
         sha = check_sha256(sha256)
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > store.max_bytes:
@@ -288,7 +319,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         return SceneStored(scene=f"sha256:{sha}", size=size)
 
     @app.head("/scenes/{sha256}")
-    async def has_scene(sha256: str) -> Response:
+    async def has_scene(sha256: Sha256) -> Response:
         if not store.has(check_sha256(sha256)):
             return Response(status_code=404)
         return Response(status_code=200)

@@ -1,8 +1,17 @@
-"""Bearer-token check shared by both services: 401 without a token, 403 with a wrong one."""
+"""Bearer-token check shared by both services: 401 without a token, 403 with a wrong one.
+
+Also what keeps the token out of logs (the dashboard takes it once as `?token=`, which an
+access log would otherwise record) and the start-up warning for an open farm on a network.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
+import logging
+import re
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -13,9 +22,15 @@ from render_node.errors import FarmError, Forbidden, Unauthorized, error_body
 OPEN_PATHS = frozenset({"/health"})
 
 
-def check_bearer(request: Request, token: str | None) -> None:
+def is_open_path(path: str) -> bool:
+    return path in OPEN_PATHS
+
+
+def check_bearer(
+    request: Request, token: str | None, is_open: Callable[[str], bool] = is_open_path
+) -> None:
     """Raise unless the request carries `token`; no-op when no token is configured."""
-    if not token or request.url.path in OPEN_PATHS:
+    if not token or is_open(request.url.path):
         return
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
@@ -24,8 +39,15 @@ def check_bearer(request: Request, token: str | None) -> None:
             "this farm needs a token: send 'Authorization: Bearer <token>' (FARM_TOKEN)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not tokens_match(given.strip(), token):
         raise Forbidden("wrong token: use the FARM_TOKEN the farm was started with")
+
+
+def tokens_match(given: str, token: str) -> bool:
+    """Constant time, and the digests hide the token's length too."""
+    return hmac.compare_digest(
+        hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest()
+    )
 
 
 def auth_headers(token: str | None) -> dict[str, str]:
@@ -38,14 +60,20 @@ class BearerTokenMiddleware:
     A route dependency would miss FastAPI's own /docs and /openapi.json.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        is_open: Callable[[str], bool] = is_open_path,
+    ) -> None:
         self.app = app
         self.token = token
+        self.is_open = is_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.token:
             try:
-                check_bearer(Request(scope), self.token)
+                check_bearer(Request(scope), self.token, self.is_open)
             except FarmError as exc:
                 response = JSONResponse(
                     error_body(exc.code, exc.detail),
@@ -55,3 +83,52 @@ class BearerTokenMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+_SECRET_PARAM = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"]*")
+
+
+def redact(text: str) -> str:
+    """`/?token=abc&x=1` -> `/?token=***&x=1`."""
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record's message and arguments so no token in a query string is logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact_access_log() -> None:
+    """Install `RedactSecrets` on uvicorn's loggers (after uvicorn configured logging)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def warn_if_open(log: logging.Logger, host: str, token: str | None, what: str) -> bool:
+    """Say so when a service without a token listens beyond loopback; True when it did."""
+    if token or is_loopback(host):
+        return False
+    log.warning(
+        "listening on %s without a token: anyone who can reach this port can %s; "
+        "set --token / FARM_TOKEN (or bind 127.0.0.1)",
+        host,
+        what,
+    )
+    return True

@@ -66,6 +66,21 @@ def output_file(output_dir: Path, frame: int, fmt: ImageFormat) -> Path:
     return output_dir / f"{OUTPUT_STEM}{frame:0{OUTPUT_DIGITS}d}{fmt.extension}"
 
 
+# Freestyle runs Python (its style modules) from the .blend even with auto-exec off. This
+# check is our code, not the file's: it runs after the .blend is loaded and before any render
+# argument, and ends Blender with an `Error:` line the node reports for every frame.
+FREESTYLE_EXIT_CODE = 3
+FREESTYLE_CHECK = (
+    "import sys, bpy\n"
+    "_fs = [s.name for s in bpy.data.scenes if s.render.use_freestyle]\n"
+    "if _fs:\n"
+    "    print('Error: Freestyle is enabled in scene ' + ', '.join(map(repr, _fs)) + '; it runs"
+    " Python from the .blend, so this node refuses it: disable Freestyle (Properties > Render >"
+    " Freestyle) or start the node with --allow-freestyle', flush=True)\n"
+    f"    sys.exit({FREESTYLE_EXIT_CODE})\n"
+)
+
+
 def build_command(
     blender: str,
     scene_path: Path,
@@ -73,13 +88,20 @@ def build_command(
     frames: list[int],
     fmt: ImageFormat,
     threads: int,
+    *,
+    allow_freestyle: bool = False,
 ) -> list[str]:
-    """Blender runs its arguments in order: the .blend first, output options, render args last."""
+    """Blender runs its arguments in order: the .blend first, output options, render args last.
+
+    `--disable-autoexec` is applied before any file is loaded, wherever it stands.
+    """
+    check = [] if allow_freestyle else ["--python-expr", FREESTYLE_CHECK]
     return [
         blender,
         "-b",
         str(scene_path),
         "--disable-autoexec",
+        *check,
         "-o",
         output_pattern(output_dir),
         "-F",
@@ -161,6 +183,8 @@ _SAVED = re.compile(
     r"^Saved:\s*(?:'(?P<sq>[^']*)'|\"(?P<dq>[^\"]*)\"|(?P<bare>.+?))(?:\s+Time:.*)?\s*$"
 )
 _ERROR = re.compile(r"^(?:Error|ERROR)(?:\s*\([^)]*\))?\s*:\s*(?P<msg>.+)$")
+# Blender's allocator when malloc fails (e.g. under the node's --memory-limit-mb).
+_MALLOC_NULL = re.compile(r"^(?:Malloc|Calloc|Memoryblock) .*(?:returns null|unable to alloc)")
 # Cycles reports device failures in the status part of a Fra: line.
 _DEVICE_ERROR = re.compile(r"\|\s*(?P<msg>(?:CUDA|OptiX|HIP|Metal|oneAPI) error\b.*)$")
 
@@ -205,6 +229,9 @@ class OutputParser:
         error = _ERROR.match(line)
         if error:
             events.append(self._error(error.group("msg").strip()))
+            return events
+        if _MALLOC_NULL.match(line):
+            events.append(self._error(f"out of memory ({line[:200]})"))
             return events
         if line == "Blender quit":
             self.quit = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 from typing import Any
 
@@ -11,6 +10,7 @@ import uvicorn
 
 from render_node import __version__
 from render_node.api import create_app
+from render_node.auth import redact_access_log, warn_if_open
 from render_node.settings import NodeSettings
 
 log = logging.getLogger("render_node")
@@ -28,7 +28,19 @@ FLAGS: list[tuple[str, str, type, str]] = [
     ("--orchestrator", "orchestrator", str, "orchestrator URL to register with"),
     ("--advertise-url", "advertise_url", str, "this node's URL as the orchestrator sees it"),
     ("--max-upload-mb", "max_upload_mb", float, "largest scene upload (default 2048)"),
-    ("--frame-timeout", "frame_timeout", float, "kill a frame with no progress for S seconds"),
+    (
+        "--frame-timeout",
+        "frame_timeout",
+        float,
+        "kill Blender after S seconds without output (default 1800)",
+    ),
+    (
+        "--memory-limit-mb",
+        "memory_limit_mb",
+        int,
+        "address-space (RLIMIT_AS) limit of each Blender in MB; Blender needs ~1 GB of it "
+        "to start (default none; FARM_MEMORY_LIMIT_MB)",
+    ),
     ("--heartbeat-seconds", "heartbeat_seconds", float, "registration interval (default 2)"),
 ]
 
@@ -41,22 +53,23 @@ def parse_settings(argv: list[str] | None = None) -> tuple[NodeSettings, str]:
     )
     for flag, dest, kind, help_text in FLAGS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=help_text)
+    parser.add_argument(
+        "--allow-freestyle",
+        dest="allow_freestyle",
+        action="store_const",
+        const=True,
+        default=None,
+        help="render scenes that enable Freestyle, which runs Python from the .blend "
+        "(FARM_ALLOW_FREESTYLE; default: refused)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--version", action="version", version=f"render-node {__version__}")
     args = parser.parse_args(argv)
+    dests = [dest for _, dest, _, _ in FLAGS] + ["allow_freestyle"]
     given: dict[str, Any] = {
-        dest: getattr(args, dest) for _, dest, _, _ in FLAGS if getattr(args, dest) is not None
+        dest: getattr(args, dest) for dest in dests if getattr(args, dest) is not None
     }
     return NodeSettings(**given), args.log_level
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,16 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not is_loopback(settings.host) and not settings.token:
-        log.warning(
-            "listening on %s without a token: anyone who can reach this port can run Blender "
-            "here; set --token / FARM_TOKEN",
-            settings.host,
-        )
+    warn_if_open(log, settings.host, settings.token, "run Blender on this machine")
     app = create_app(settings)
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:
     # every Blender process group is killed and reaped before the process ends.
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -81,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         timeout_graceful_shutdown=3,
         log_config=None,
     )
+    redact_access_log()
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from render_node.blender import (
     frames_for_one_command,
 )
 from render_node.processes import kill_leftovers
-from render_node.runner import BlenderRun, blender_env, read_blender_version
+from render_node.runner import BlenderRun, blender_env, job_env, read_blender_version
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,8 @@ class JobManager:
         threads: int,
         environ: Mapping[str, str],
         frame_timeout: float | None = None,
+        allow_freestyle: bool = False,
+        memory_limit_mb: int | None = None,
         log_lines: int = 2000,
         version_timeout: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
@@ -123,6 +125,8 @@ class JobManager:
         self.threads = threads
         self.env = blender_env(environ)
         self.frame_timeout = frame_timeout
+        self.allow_freestyle = allow_freestyle
+        self.memory_limit_mb = memory_limit_mb
         self.log_lines = log_lines
         self.version_timeout = version_timeout
         self.clock = clock
@@ -220,11 +224,20 @@ class JobManager:
         frames after a timed-out one; several when a frame list is too long for one command.
         """
         await asyncio.to_thread(job.output_dir.mkdir, parents=True, exist_ok=True)
+        user_dir = job.dir / "blender-user"
+        await asyncio.to_thread((user_dir / "tmp").mkdir, parents=True, exist_ok=True)
+        env = job_env(self.env, user_dir)
         remaining = job.batch.unfinished()
         while remaining:
             part = frames_for_one_command(remaining)
             command = build_command(
-                self.blender, job.scene_path, job.output_dir, part, job.fmt, self.threads
+                self.blender,
+                job.scene_path,
+                job.output_dir,
+                part,
+                job.fmt,
+                self.threads,
+                allow_freestyle=self.allow_freestyle,
             )
             job.log_tail.append("[node] " + " ".join(command))
             job.run = BlenderRun(
@@ -233,9 +246,10 @@ class JobManager:
                 part,
                 job.output_dir,
                 job.fmt,
-                env=self.env,
+                env=env,
                 log_tail=job.log_tail,
                 frame_timeout=self.frame_timeout,
+                memory_limit_mb=self.memory_limit_mb,
                 pid_file=job.dir / "blender.pid",
                 clock=self.clock,
                 label=f"job {job.id}",

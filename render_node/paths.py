@@ -4,23 +4,49 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
+
+from fastapi import Path as PathParam
 
 from render_node.errors import BadRequest
+from render_node.frames import MAX_FRAME_NUMBER
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SCENE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_. -]{0,200}\.blend$")
 
 
+# Path parameters as the OpenAPI schema describes them. The patterns are documentation (and
+# guide fuzzers to real-looking ids); the check_* functions below are what enforces them, with
+# a 400 that says what is wrong.
+JobId = Annotated[
+    str,
+    PathParam(
+        description="a job id: letters, digits, '-' and '_'",
+        json_schema_extra={"pattern": JOB_ID_RE.pattern},
+    ),
+]
+Sha256 = Annotated[
+    str,
+    PathParam(
+        description="the sha256 of the .blend, 64 hex digits",
+        json_schema_extra={"pattern": SHA256_RE.pattern},
+    ),
+]
+FrameNumber = Annotated[
+    int, PathParam(ge=0, le=MAX_FRAME_NUMBER, description="a frame number of the job")
+]
+
+
 def check_sha256(value: str) -> str:
     value = value.lower().removeprefix("sha256:")
-    if not SHA256_RE.match(value):
+    if not SHA256_RE.fullmatch(value):
         raise BadRequest(f"{value[:80]!r} is not a sha256: give 64 hex digits")
     return value
 
 
 def check_job_id(value: str) -> str:
-    if not JOB_ID_RE.match(value):
+    if not JOB_ID_RE.fullmatch(value):
         raise BadRequest(f"{value[:80]!r} is not a job id: letters, digits, '-' and '_' only")
     return value
 
@@ -36,7 +62,7 @@ def scene_path(scenes_dir: Path, name: str) -> Path:
     if any(part in ("", ".", "..") for part in parts):
         raise BadRequest(f"scene {name[:80]!r} must not contain '..', '.' or empty parts")
     if not all(
-        SCENE_NAME_RE.match(p) or (i < len(parts) - 1 and re.match(r"^[\w. -]+$", p))
+        SCENE_NAME_RE.fullmatch(p) or (i < len(parts) - 1 and re.fullmatch(r"[\w. -]+", p))
         for i, p in enumerate(parts)
     ):
         raise BadRequest(f"scene {name[:80]!r} must be a .blend file name (letters, digits, ._- )")

@@ -8,7 +8,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import resource
 import signal
+import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -37,9 +39,46 @@ _DROP_ENV = ("PYTHONPATH", "PYTHONHOME")
 _FRAME_IN_NAME = re.compile(r"frame_(\d+)\.[^/]*$")
 
 
+# Blender's user resources (startup.blend, preferences, add-ons, user scripts): a fresh,
+# empty folder per job, so nothing a user or an earlier job put there ever runs.
+_USER_DIRS = {
+    "BLENDER_USER_RESOURCES": "",
+    "BLENDER_USER_CONFIG": "config",
+    "BLENDER_USER_SCRIPTS": "scripts",
+    "BLENDER_USER_DATAFILES": "datafiles",
+}
+
+
 def blender_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The node's environment minus what would leak our Python into Blender's."""
-    return {k: v for k, v in environ.items() if k not in _DROP_ENV}
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in _DROP_ENV and not k.startswith(("BLENDER_USER_", "BLENDER_SYSTEM_SCRIPTS"))
+    }
+
+
+def job_env(base: Mapping[str, str], user_dir: Path) -> dict[str, str]:
+    """`base` with Blender's user folders (and temp files) pointed into the job's own folder.
+
+    HOME stays: GPU drivers keep their compiled-kernel caches there.
+    """
+    env = dict(base)
+    for name, sub in _USER_DIRS.items():
+        env[name] = str(user_dir / sub) if sub else str(user_dir)
+    env["TMPDIR"] = str(user_dir / "tmp")
+    return env
+
+
+def memory_limiter(limit_bytes: int | None) -> Callable[[], None] | None:
+    """A preexec_fn that caps the child's address space (RLIMIT_AS); None when unlimited."""
+    if limit_bytes is None:
+        return None
+
+    def apply() -> None:  # runs in the child between fork and exec: keep it tiny
+        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    return apply
 
 
 def verify_output(path: Path, since: float) -> str | None:
@@ -88,6 +127,7 @@ class BlenderRun:
         env: Mapping[str, str],
         log_tail: deque[str],
         frame_timeout: float | None = None,
+        memory_limit_mb: int | None = None,
         pid_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         tick: float = 0.1,
@@ -101,6 +141,7 @@ class BlenderRun:
         self.env = dict(env)
         self.log_tail = log_tail
         self.frame_timeout = frame_timeout
+        self.memory_limit_mb = memory_limit_mb
         self.pid_file = pid_file
         self.clock = clock
         self.tick = tick
@@ -123,9 +164,14 @@ class BlenderRun:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 env=self.env,
+                preexec_fn=memory_limiter(
+                    None if self.memory_limit_mb is None else self.memory_limit_mb << 20
+                ),
             )
-        except OSError as exc:
-            message = f"cannot start Blender ({self.command[0]}): {exc.strerror or exc}"
+        except (OSError, subprocess.SubprocessError) as exc:
+            message = (
+                f"cannot start Blender ({self.command[0]}): {getattr(exc, 'strerror', None) or exc}"
+            )
             log.error("%s %s", self.label, message)
             self._line(f"[node] {message}")
             self._settle(None, message)
@@ -266,7 +312,20 @@ class BlenderRun:
                 when = "while rendering" if record.state == RENDERING else "before rendering"
                 base = f"{exit_text} {when} frame {frame}"
                 error = record.error or self.parser.last_error
-                self.batch.fail(frame, f"{error} ({base})" if error else base, now)
+                message = f"{error} ({base})" if error else base
+                self.batch.fail(frame, message + self._memory_hint(returncode, error), now)
+
+    def _memory_hint(self, returncode: int | None, error: str | None) -> str:
+        """Under a memory limit, a crash or an allocation failure is most likely the limit."""
+        if self.memory_limit_mb is None:
+            return ""
+        crashed = returncode is not None and returncode < 0
+        if not crashed and "memory" not in (error or "").lower():
+            return ""
+        return (
+            f"; this node limits Blender to {self.memory_limit_mb} MB (--memory-limit-mb): "
+            "raise the limit or render on a node with more memory"
+        )
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
         if proc.returncode is None:

@@ -22,7 +22,13 @@ class NodeSettings(BaseSettings):
     orchestrator: str | None = None
     advertise_url: str | None = None
     max_upload_mb: float = Field(2048, gt=0)
-    frame_timeout: float | None = Field(None, gt=0)
+    # A hung Blender must never hold a batch forever (the orchestrator has no batch timeout):
+    # killed after this long without a line of output. Cycles prints a line per sample.
+    frame_timeout: float | None = Field(1800.0, gt=0)
+    # Freestyle runs Python from the .blend even with --disable-autoexec: refused unless set.
+    allow_freestyle: bool = False
+    # Address-space limit (RLIMIT_AS) of each Blender process; None: unlimited.
+    memory_limit_mb: int | None = Field(None, gt=0)
     heartbeat_seconds: float = Field(2.0, gt=0)
     log_lines: int = Field(2000, ge=10)
     version_timeout: float = Field(20.0, gt=0)

@@ -16,16 +16,25 @@ FAKE_BLENDER_BROKEN    frames that print an `Error:` and then save (a broken ima
 FAKE_BLENDER_OLD_SAVED print the unquoted `Saved: /path Time: ...` form of old Blender
 FAKE_BLENDER_LOG       a file to which each rendered frame number is appended (to count renders)
 FAKE_BLENDER_VERSION   the version it reports, default "3.4.1"
+FAKE_BLENDER_FREESTYLE "1": the scene enables Freestyle (scene.render.use_freestyle); every
+                       `--python-expr` runs against a stand-in `bpy` that says so
+FAKE_BLENDER_ALLOCATE_MB  MB to allocate when the first frame starts; past the process's
+                       memory limit it prints Blender's "Malloc returns null" and crashes
+FAKE_BLENDER_ENV_DUMP  a file to which it writes its environment as JSON
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
 import sys
 import time
+import types
 import zlib
+
+PYTHON_EXPRS: list[str] = []
 
 
 def frames_from_args(args: list[str]) -> tuple[str, str, list[int]]:
@@ -65,7 +74,10 @@ def frames_from_args(args: list[str]) -> tuple[str, str, list[int]]:
                 else:
                     frames.append(int(part))
             i += 1
-        elif arg in ("-F", "--render-format", "-t", "--threads", "-E", "--engine", "--python-expr"):
+        elif arg == "--python-expr":
+            PYTHON_EXPRS.append(args[i + 1])
+            i += 1
+        elif arg in ("-F", "--render-format", "-t", "--threads", "-E", "--engine"):
             i += 1
         i += 1
     return scene, output, frames
@@ -105,6 +117,29 @@ def env_frames(name: str) -> set[int]:
     return {int(v) for v in value.split(",") if v.strip()}
 
 
+def run_python_exprs() -> None:
+    """Run `--python-expr` code the way Blender would, against a stand-in `bpy`."""
+    render = types.SimpleNamespace(use_freestyle=os.environ.get("FAKE_BLENDER_FREESTYLE") == "1")
+    scene = types.SimpleNamespace(name="Scene", render=render)
+    bpy = types.ModuleType("bpy")
+    bpy.data = types.SimpleNamespace(scenes=[scene])  # type: ignore[attr-defined]
+    sys.modules["bpy"] = bpy
+    for expr in PYTHON_EXPRS:
+        exec(compile(expr, "<string>", "exec"), {"__name__": "__main__"})
+
+
+def allocate(mb: int) -> bytearray | None:
+    try:
+        block = bytearray(mb << 20)
+    except MemoryError:
+        print(f"Malloc returns null: len={mb << 20} in fake_blender, total 0", flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+        return None
+    for i in range(0, len(block), 4096):  # touch it, as a renderer does
+        block[i] = 1
+    return block
+
+
 def main() -> int:
     args = sys.argv[1:]
     version = os.environ.get("FAKE_BLENDER_VERSION", "3.4.1")
@@ -119,6 +154,12 @@ def main() -> int:
         print("\nBlender quit", flush=True)
         return 0
     print(f"Read blend: {scene}", flush=True)
+    if os.environ.get("FAKE_BLENDER_ENV_DUMP"):
+        with open(os.environ["FAKE_BLENDER_ENV_DUMP"], "w") as fh:
+            json.dump(dict(os.environ), fh)
+    run_python_exprs()
+    allocate_mb = int(os.environ.get("FAKE_BLENDER_ALLOCATE_MB", "0"))
+    held: bytearray | None = None
     time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
     seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
     fail = env_frames("FAKE_BLENDER_FAIL")
@@ -133,6 +174,8 @@ def main() -> int:
         mem = "Fra:{f} Mem:9.17M (Peak 10.30M) | Time:00:00.03 | Mem:0.01M, Peak:0.01M | "
         prefix = mem.format(f=frame) + "Scene, ViewLayer | "
         print(prefix + "Synchronizing object | Cube", flush=True)
+        if allocate_mb and held is None:
+            held = allocate(allocate_mb)
         if frame in crash:
             print("Writing: /tmp/blender.crash.txt", flush=True)
             os.kill(os.getpid(), signal.SIGSEGV)

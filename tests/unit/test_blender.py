@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from render_node.blender import (
+    FREESTYLE_CHECK,
     ErrorLine,
     FrameStarted,
     OutputParser,
@@ -37,6 +38,8 @@ def test_build_command_puts_scene_first_output_next_render_args_last(
         "-b",
         "/s/a.blend",
         "--disable-autoexec",
+        "--python-expr",
+        FREESTYLE_CHECK,
         "-o",
         "/d/out/frame_#####",
         "-F",
@@ -52,6 +55,23 @@ def test_build_command_always_disables_autoexec_and_passes_threads_zero() -> Non
     assert "--disable-autoexec" in cmd
     assert cmd[cmd.index("-t") + 1] == "0"
     assert cmd[cmd.index("-F") + 1] == "OPEN_EXR"
+
+
+def test_build_command_checks_freestyle_after_the_scene_and_before_rendering() -> None:
+    cmd = build_command("blender", Path("a.blend"), Path("o"), [1, 2], PNG, 0)
+    expr = cmd.index("--python-expr")
+    assert cmd.index("a.blend") < expr < cmd.index("-o") < cmd.index("-a")
+    assert "use_freestyle" in cmd[expr + 1] and "--allow-freestyle" in cmd[expr + 1]
+
+
+def test_build_command_with_freestyle_allowed_runs_no_python_of_ours() -> None:
+    cmd = build_command("blender", Path("a.blend"), Path("o"), [1], PNG, 0, allow_freestyle=True)
+    assert "--python-expr" not in cmd
+    assert "--disable-autoexec" in cmd
+
+
+def test_freestyle_check_is_valid_python() -> None:
+    compile(FREESTYLE_CHECK, "<freestyle-check>", "exec")
 
 
 @pytest.mark.parametrize(
@@ -179,6 +199,16 @@ STATUS = (
             ["Error: Cannot read file '/x.blend': No such file or directory"],
             [ErrorLine(None, "Cannot read file '/x.blend': No such file or directory")],
             id="error-outside-a-frame",
+        ),
+        pytest.param(
+            [STATUS.format(f=3), "Malloc returns null: len=2147483648 in imbuf, total 1024"],
+            [
+                FrameStarted(3),
+                ErrorLine(
+                    3, "out of memory (Malloc returns null: len=2147483648 in imbuf, total 1024)"
+                ),
+            ],
+            id="allocator-out-of-memory",
         ),
         pytest.param(
             ["Warning: something", "Read blend: /x.blend", "", "Blender 3.4.1"],

@@ -6,7 +6,8 @@ from typing import Any
 import httpx
 import pytest
 
-from render_node.cli import is_loopback, parse_settings
+from render_node.auth import is_loopback, redact, tokens_match
+from render_node.cli import parse_settings
 from render_node.registration import default_advertise_url, heartbeat_loop, local_ip_towards
 
 
@@ -43,7 +44,7 @@ def test_every_flag_falls_back_to_its_farm_env_var(monkeypatch: pytest.MonkeyPat
 def test_defaults_are_safe() -> None:
     settings, _ = parse_settings([])
     assert settings.host == "127.0.0.1" and settings.slots == 1 and settings.threads == 0
-    assert settings.frame_timeout is None and settings.max_upload_mb == 2048
+    assert settings.frame_timeout == 1800 and settings.max_upload_mb == 2048
 
 
 @pytest.mark.parametrize(
@@ -100,3 +101,18 @@ def test_heartbeat_logs_unreachable_once_then_recovery(caplog: pytest.LogCapture
     assert len(warnings) == 1
     assert any("registered with orchestrator" in r.getMessage() for r in caplog.records)
     assert posted[0]["auth"] == "Bearer t"
+
+
+@pytest.mark.parametrize(
+    ("given", "token", "match"),
+    [("s3cret", "s3cret", True), ("s3cre", "s3cret", False), ("", "s3cret", False),
+     ("s3cret ", "s3cret", False), ("ünï", "ünï", True)],
+)  # fmt: skip
+def test_tokens_match_only_when_equal(given: str, token: str, match: bool) -> None:
+    assert tokens_match(given, token) is match
+
+
+def test_query_string_tokens_are_redacted() -> None:
+    assert redact("GET /?token=abc&x=1 HTTP/1.1") == "GET /?token=***&x=1 HTTP/1.1"
+    assert redact("/jobs?x=1&access_token=abc") == "/jobs?x=1&access_token=***"
+    assert redact("/jobs?tokens=1") == "/jobs?tokens=1"

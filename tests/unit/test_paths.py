@@ -46,3 +46,23 @@ def test_check_job_id_allows_only_safe_characters(value: str, ok: bool) -> None:
     else:
         with pytest.raises(BadRequest):
             check_job_id(value)
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        (check_job_id, "abc\n"),
+        (check_job_id, "abc\r"),
+        (check_sha256, "a" * 64 + "\n"),
+        (check_sha256, "sha256:" + "a" * 64 + "\n"),
+    ],
+)
+def test_ids_with_a_trailing_newline_are_refused(check: object, value: str) -> None:
+    # `$` in a regex also matches before a final newline: the checks must use fullmatch.
+    with pytest.raises(BadRequest):
+        check(value)  # type: ignore[operator]
+
+
+def test_scene_name_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadRequest):
+        scene_path(tmp_path, "demo.blend\n")

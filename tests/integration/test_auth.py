@@ -1,0 +1,140 @@
+"""Tokens on both services: every operation of the OpenAPI schema (and /docs, /openapi.json,
+unknown paths) answers 401 without the token and 403 with a wrong one; /health and the
+dashboard's data-free shells stay open; the token never reaches a log; an open service bound
+beyond loopback says so at start-up."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.api import create_app as create_orchestrator
+from render_node.api import create_app as create_node
+from render_node.settings import NodeSettings
+from tests.integration.farm_procs import FAKE_BLENDER, base_env
+from tests.orch_helpers import fast_settings
+from tests.servers import free_port, run_cli, serve_app
+
+TOKEN = "s3cret-token-value"
+SCENES = Path(__file__).resolve().parents[2] / "scenes"
+
+
+@pytest.fixture(params=["node", "orchestrator"])
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "node":
+        settings = NodeSettings(
+            data_dir=tmp_path / "node", scenes_dir=SCENES, blender=str(FAKE_BLENDER), token=TOKEN
+        )
+        app = create_node(settings)
+    else:
+        app = create_orchestrator(fast_settings(tmp_path, [], token=TOKEN))
+    with serve_app(app) as url:
+        yield url
+
+
+def operations(url: str) -> list[tuple[str, str]]:
+    schema = httpx.get(url + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert schema.status_code == 200
+    ops = []
+    for path, item in schema.json()["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "x" * 64, path).replace("frames/" + "x" * 64, "frames/1")
+        ops += [(method.upper(), concrete) for method in item if method != "parameters"]
+    return ops
+
+
+def test_every_operation_but_health_needs_the_token(service: str) -> None:
+    ops = operations(service)
+    assert len(ops) >= 8
+    extra = [("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/no/such/path")]
+    for method, path in ops + extra:
+        if path == "/health":
+            continue
+        anonymous = httpx.request(method, service + path)
+        assert anonymous.status_code == 401, (method, path, anonymous.text)
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+        if method != "HEAD":
+            assert anonymous.json()["error"] == "unauthorized"
+            assert "Authorization: Bearer" in anonymous.json()["detail"]
+        wrong = httpx.request(method, service + path, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 403, (method, path, wrong.text)
+        basic = httpx.request(method, service + path, headers={"Authorization": f"Basic {TOKEN}"})
+        assert basic.status_code == 401, (method, path)
+    assert httpx.get(service + "/health").status_code == 200
+
+
+def test_a_request_with_the_token_gets_through(service: str) -> None:
+    ok = httpx.get(service + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200
+
+
+def test_the_dashboard_shells_and_static_files_need_no_token(tmp_path: Path) -> None:
+    with serve_app(create_orchestrator(fast_settings(tmp_path, [], token=TOKEN))) as url:
+        for path in ("/", "/jobs/abc", "/static/farm.js"):
+            response = httpx.get(url + path)
+            assert response.status_code == 200, path
+            assert TOKEN not in response.text
+        # Not a prefix match: the API under /jobs-like or /static-like paths stays closed.
+        assert httpx.get(url + "/render").status_code == 401
+        assert httpx.get(url + "/jobs/abc/frames").status_code == 401
+
+
+def orchestrator_argv(tmp_path: Path, port: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "orchestrator", "--port", str(port),
+        "--data-dir", str(tmp_path / "orch"), "--scenes-dir", str(SCENES), *extra,
+    ]  # fmt: skip
+
+
+def node_argv(tmp_path: Path, port: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "render_node", "--port", str(port),
+        "--data-dir", str(tmp_path / "node"), "--scenes-dir", str(SCENES),
+        "--blender", str(FAKE_BLENDER), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [orchestrator_argv, node_argv], ids=["orchestrator", "node"])
+def test_the_token_never_reaches_the_log_even_in_a_query_string(tmp_path: Path, argv) -> None:
+    port = free_port()
+    command = argv(tmp_path, port, "--token", TOKEN, "--log-level", "debug")
+    with run_cli(command, port=port, env=base_env()) as server:
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        httpx.get(f"{server.url}/?token={TOKEN}&x=1")
+        httpx.get(f"{server.url}/health?token={TOKEN}")
+        httpx.get(f"{server.url}/nope?access_token={TOKEN}", headers=headers)
+        httpx.get(f"{server.url}/openapi.json", headers={"Authorization": "Bearer wrong"})
+        httpx.get(f"{server.url}/openapi.json", headers=headers)
+        server.stop()
+        output = server.output()
+    assert "token=***" in output  # the access log is on, and redacted
+    assert TOKEN not in output
+
+
+@pytest.mark.parametrize("argv", [orchestrator_argv, node_argv], ids=["orchestrator", "node"])
+def test_an_open_service_bound_beyond_loopback_warns_at_start(tmp_path: Path, argv) -> None:
+    port = free_port()
+    with run_cli(argv(tmp_path, port, "--host", "0.0.0.0"), port=port, env=base_env()) as server:
+        server.stop()
+        assert "without a token" in server.output()
+    port = free_port()
+    guarded = argv(tmp_path, port, "--host", "0.0.0.0", "--token", TOKEN)
+    with run_cli(guarded, port=port, env=base_env()) as server:
+        server.stop()
+        assert "without a token" not in server.output()
+
+
+@pytest.mark.parametrize("argv", [orchestrator_argv, node_argv], ids=["orchestrator", "node"])
+def test_services_bind_loopback_by_default(tmp_path: Path, argv) -> None:
+    port = free_port()
+    with run_cli(argv(tmp_path, port), port=port, env=base_env()) as server:
+        listening = Path("/proc/net/tcp").read_text()
+        server.stop()
+        assert "without a token" not in server.output()
+    # 0100007F is 127.0.0.1 in /proc/net/tcp's little-endian hex
+    assert f"0100007F:{port:04X}" in listening
+    assert f"00000000:{port:04X}" not in listening
