@@ -11,6 +11,7 @@ import uvicorn
 from orchestrator.api import create_app
 from orchestrator.settings import OrchestratorSettings
 from render_node.auth import redact_access_log, warn_if_open
+from render_node.logs import LOG_FORMATS, configure_logging
 
 log = logging.getLogger("orchestrator")
 
@@ -43,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="POST /render per client and minute, 0 = off (FARM_RATE_LIMIT, default 600)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text for people, json for log collectors (FARM_LOG_FORMAT; default text)",
+    )
     return p
 
 
@@ -58,9 +64,7 @@ def settings_from_args(args: argparse.Namespace) -> OrchestratorSettings:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, settings.log_format)
     warn_if_open(log, settings.host, settings.token, "submit renders and read every frame")
     config = uvicorn.Config(
         create_app(settings),
@@ -68,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
+        log_config=None,
     )
     redact_access_log()  # after Config: it (re)configures uvicorn's loggers
     uvicorn.Server(config).run()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,6 +39,7 @@ class OrchestratorSettings(BaseSettings):
     # POST /render per client address and minute (a token bucket, bursts of as many); 0: off.
     # Generous: it stops a runaway script, not a busy studio or the test suites.
     rate_limit: float = Field(default=600.0, ge=0)
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("node", mode="before")
     @classmethod

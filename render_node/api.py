@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from render_node import __version__
@@ -31,6 +32,7 @@ from render_node.errors import (
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
 from render_node.limits import BodyLimitMiddleware, json_limit
+from render_node.metrics import NodeMetrics
 from render_node.paths import FrameNumber, JobId, Sha256, check_job_id, check_sha256
 from render_node.registration import default_advertise_url, heartbeat_loop
 from render_node.scenes import SceneStore
@@ -150,7 +152,9 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         memory_limit_mb=settings.memory_limit_mb,
         log_lines=settings.log_lines,
         version_timeout=settings.version_timeout,
+        on_finished=lambda job: metrics.record(job.batch),
     )
+    metrics = NodeMetrics(settings.slots, lambda: manager.busy)
     store = SceneStore(
         data_dir / "scenes", settings.scenes_dir.resolve(), settings.max_upload_bytes
     )
@@ -236,6 +240,11 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     @app.get("/health", response_model=Health)
     async def health() -> Health:
         return Health()
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def metrics_text() -> PlainTextResponse:
+        """Prometheus metrics: slots, busy slots, frames rendered/failed, frame seconds."""
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/info", response_model=NodeInfo)
     async def info() -> dict[str, Any]:

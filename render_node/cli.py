@@ -11,6 +11,7 @@ import uvicorn
 from render_node import __version__
 from render_node.api import create_app
 from render_node.auth import redact_access_log, warn_if_open
+from render_node.logs import LOG_FORMATS, configure_logging
 from render_node.settings import NodeSettings
 
 log = logging.getLogger("render_node")
@@ -63,9 +64,16 @@ def parse_settings(argv: list[str] | None = None) -> tuple[NodeSettings, str]:
         "(FARM_ALLOW_FREESTYLE; default: refused)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text for people, json for log collectors (FARM_LOG_FORMAT; default text)",
+    )
     parser.add_argument("--version", action="version", version=f"render-node {__version__}")
     args = parser.parse_args(argv)
-    dests = [dest for _, dest, _, _ in FLAGS] + ["allow_freestyle"]
+    dests = [dest for _, dest, _, _ in FLAGS] + ["allow_freestyle", "log_format"]
     given: dict[str, Any] = {
         dest: getattr(args, dest) for dest in dests if getattr(args, dest) is not None
     }
@@ -74,9 +82,7 @@ def parse_settings(argv: list[str] | None = None) -> tuple[NodeSettings, str]:
 
 def main(argv: list[str] | None = None) -> None:
     settings, log_level = parse_settings(argv)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(log_level, settings.log_format)
     warn_if_open(log, settings.host, settings.token, "run Blender on this machine")
     app = create_app(settings)
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:

@@ -118,8 +118,10 @@ class JobManager:
         version_timeout: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self.jobs_dir = data_dir / "jobs"
+        self.on_finished = on_finished
         self.blender = _resolve_executable(blender)
         self.slots = slots
         self.threads = threads
@@ -282,6 +284,8 @@ class JobManager:
         else:
             job.state = COMPLETED
         log.info("job %s %s%s", job.id, job.state, f": {job.error}" if job.error else "")
+        if self.on_finished is not None:
+            self.on_finished(job)
 
 
 class DataDirInUse(RuntimeError):

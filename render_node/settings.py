@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,7 @@ class NodeSettings(BaseSettings):
     heartbeat_seconds: float = Field(2.0, gt=0)
     log_lines: int = Field(2000, ge=10)
     version_timeout: float = Field(20.0, gt=0)
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def resolved_data_dir(self) -> Path:

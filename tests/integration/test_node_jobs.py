@@ -212,3 +212,14 @@ def test_error_then_saved_of_a_broken_frame_fails_it(start_node: StartNode) -> N
     assert frames[1]["state"] == "failed"
     assert "illegal memory access" in frames[1]["error"]
     assert frames[2]["state"] == "done"
+
+
+def test_metrics_count_rendered_and_failed_frames_and_busy_slots(start_node: StartNode) -> None:
+    node = start_node(env={"FAKE_BLENDER_FAIL": "2"})
+    node.wait(node.submit("1-3"))
+    text = node.client.get("/metrics").text
+    assert "farm_node_frames_rendered_total 2.0" in text
+    assert "farm_node_frames_failed_total 1.0" in text
+    assert "farm_node_slots 1.0" in text
+    assert "farm_node_busy_slots 0.0" in text
+    assert "farm_node_frame_seconds_count 2.0" in text
