@@ -9,10 +9,10 @@ Measured, from the start of POST /render to the job's end:
   the fake farm's CPU likewise, and both as a share of one core, to show which is saturated;
 - peak RSS of the orchestrator (VmHWM from /proc/<pid>/status);
 - GET /render/{id} latency p50/p99/max, sampled every 0.1 s by a thread while the job runs;
-- dispatch, from the batches table of the orchestrator's SQLite after the run (`started` is
-  when a batch is handed to a node, `finished` when it settled): batches/s over the whole job,
-  the opening burst (one batch for every slot at once), the busiest 1-s window, and the idle gap
-  between a batch settling on a node and that node's next dispatch (p50/p99).
+- dispatch as the nodes see it (the fake farm notes when each node receives each batch):
+  batches/s over the whole job, the opening burst (one batch for every slot at once, scene
+  pushes included), the busiest 1-s window, and the re-dispatch gap between a batch settling
+  on the orchestrator (SQLite `batches.finished`) and its node receiving the next (p50/p99).
 """
 
 from __future__ import annotations
@@ -107,13 +107,12 @@ def scale_farm(
         yield orch, fake
 
 
-def dispatch_figures(db_path: Path, nodes: int, slots: int) -> dict[str, Any]:
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    rows = db.execute(
-        "SELECT node, started, finished FROM batches WHERE started IS NOT NULL ORDER BY started"
-    ).fetchall()
-    db.close()
-    starts = [r[1] for r in rows]
+def dispatch_figures(
+    submits: list[tuple[float, int]], db_path: Path, nodes: int, slots: int
+) -> dict[str, Any]:
+    """Dispatch as the nodes saw it (`submits`: when node i received a batch) against when the
+    orchestrator settled each batch (its SQLite `batches.finished`)."""
+    starts = sorted(t for t, _ in submits)
     n = len(starts)
     span = starts[-1] - starts[0] if n > 1 else 0.0
     burst_n = min(n, nodes * slots)
@@ -124,20 +123,26 @@ def dispatch_figures(db_path: Path, nodes: int, slots: int) -> dict[str, Any]:
         while starts[i] - starts[j] >= 1.0:
             j += 1
         peak = max(peak, i - j + 1)
-    gaps: list[float] = []
-    by_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for node, started, finished in rows:
-        by_node[node].append((started, finished))
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    rows = db.execute("SELECT node, started, finished FROM batches WHERE finished IS NOT NULL")
+    settled: dict[int, list[float]] = defaultdict(list)
     busy = 0.0
-    for batches in by_node.values():
-        finishes = sorted(f for _, f in batches if f is not None)
-        for started, _ in batches[slots:]:
-            before = [f for f in finishes if f <= started]
+    for node, started, finished in rows:
+        settled[int(node.rsplit("/", 1)[1])].append(finished)
+        busy += finished - started
+    db.close()
+    # A slot freed when its batch settled; the gap is until that node got its next batch.
+    gaps: list[float] = []
+    received: dict[int, list[float]] = defaultdict(list)
+    for t, i in submits:
+        received[i].append(t)
+    for i, times in received.items():
+        ends = sorted(settled[i])
+        for t in sorted(times)[slots:]:
+            before = [e for e in ends if e <= t]
             if before:
-                gaps.append(started - before[-1])
-        busy += sum((f - s) for s, f in batches if f is not None)
-    first_start = starts[0] if starts else 0.0
-    last_finish = max((r[2] for r in rows if r[2] is not None), default=first_start)
+                gaps.append(t - before[-1])
+    last = max((e for ends in settled.values() for e in ends), default=0.0)
     return {
         "batches": n,
         "batches_per_second_mean": n / span if span else float("nan"),
@@ -146,8 +151,8 @@ def dispatch_figures(db_path: Path, nodes: int, slots: int) -> dict[str, Any]:
         "peak_batches_in_1s": peak,
         "redispatch_gap_p50_ms": percentile(gaps, 50) * 1000,
         "redispatch_gap_p99_ms": percentile(gaps, 99) * 1000,
-        "slot_busy_share": busy / (nodes * slots * (last_finish - first_start))
-        if last_finish > first_start
+        "slot_busy_share": busy / (nodes * slots * (last - starts[0]))
+        if n and last > starts[0]
         else float("nan"),
     }
 
@@ -180,8 +185,10 @@ def scale_run(
             orch_cpu = cpu_seconds(orch_pid) - orch_cpu0
             fake_cpu = cpu_seconds(fake_pid) - fake_cpu0
             rss = peak_rss_mb(orch_pid)
+            submits = [(t, i) for t, i in httpx.get(f"{fake.url}/stats", timeout=30).json()[
+                "submits"]]  # fmt: skip
         db_path = root / "orch" / "farm.sqlite3"
-        dispatch = dispatch_figures(db_path, nodes, slots)
+        dispatch = dispatch_figures(submits, db_path, nodes, slots)
     if status["state"] != "completed":
         raise RuntimeError(f"job ended {status['state']} ({status['frames']})")
     makespan = status["finished"] - start
