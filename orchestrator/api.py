@@ -28,7 +28,7 @@ from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Store
 from render_node.auth import check_bearer
-from render_node.errors import BadRequest, NotFound, install_error_handlers
+from render_node.errors import BadRequest, NotFound, PayloadTooLarge, install_error_handlers
 from render_node.frames import FrameSpecError, parse_frame_spec
 from render_node.paths import check_job_id
 
@@ -128,6 +128,12 @@ def create_app(
     @app.post("/scenes", status_code=201)
     async def upload_scene(request: Request, file: UploadFile = File(...)) -> dict[str, Any]:
         farm = farm_of(request)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > (settings.max_upload_mb << 20) + 65536:
+            raise PayloadTooLarge(
+                f"upload of {int(declared) >> 20} MB is larger than {settings.max_upload_mb} MB"
+                " (FARM_MAX_UPLOAD_MB)"
+            )
         sha = await save_upload(
             file, farm.store, settings.uploads_dir, settings.max_upload_mb << 20
         )
@@ -144,7 +150,7 @@ def create_app(
             frames = parse_frame_spec(body.frames)
         except FrameSpecError as exc:
             raise BadRequest(str(exc)) from exc
-        sha, _ = await farm.store.run(resolve_scene, body.scene, farm.store, settings.scenes_dir)
+        sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
         size = body.batch_size or auto_batch_size(
             len(frames), farm.registry.total_slots(), settings.max_batch_size
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
 FINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled"})
@@ -48,6 +49,23 @@ def effective_bans(banned: Collection[str], live_nodes: Collection[str]) -> set[
     if live and live <= set(banned):
         return set()
     return set(banned)
+
+
+def frame_started(info: Mapping[str, Any]) -> bool:
+    """Whether Blender got to a frame, from the node's per-frame status."""
+    return info.get("state") in ("rendering", "done") or info.get("seconds") is not None
+
+
+def failure_counts(info: Mapping[str, Any], batch_started: bool) -> bool:
+    """Whether a frame the node reports failed counts as an attempt against the frame.
+
+    When Blender crashes on frame 5 of 5-8, the node fails 6-8 too ("before rendering"): those
+    frames are innocent and go back to the queue uncounted, or one poison frame would take its
+    batch-mates down with it after 3 nodes. If no frame of the batch started at all (Blender
+    could not even load the scene), every frame counts, so a broken scene ends instead of
+    looping.
+    """
+    return frame_started(info) or not batch_started
 
 
 def final_job_state(total: int, done: int, failed: int) -> str | None:

@@ -64,23 +64,23 @@ def _hash_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> tuple[str, Path | None]:
-    """Map "sha256:<hex>" or a name under scenes_dir to (sha, path to register or None).
+async def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> str:
+    """Map "sha256:<hex>" or a name under scenes_dir to the scene's sha256.
 
-    Runs on the store thread. Named scenes are hashed and pushed to nodes like uploads, so
-    nodes need no shared folder either way.
+    Named scenes are hashed (off the event loop and off the store thread) and then pushed to
+    nodes like uploads, so nodes need no shared folder either way.
     """
     if scene.startswith("sha256:") or (len(scene) == 64 and not scene.endswith(".blend")):
         sha = check_sha256(scene)
-        if store.scene_path(sha) is None:
+        if await store.run(store.scene_path, sha) is None:
             raise NotFound(f"unknown scene sha256:{sha}: upload it first with POST /scenes")
-        return sha, None
+        return sha
     path = scene_path(scenes_dir, scene)
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         raise NotFound(
             f"unknown scene {scene!r}: not in the scenes folder {scenes_dir};"
             " upload it with POST /scenes"
         )
-    sha, size = _hash_file(path)
-    store.add_scene(sha, path, scene, size, time.time())
-    return sha, path
+    sha, size = await asyncio.to_thread(_hash_file, path)
+    await store.run(store.add_scene, sha, path, scene, size, time.time())
+    return sha

@@ -1,4 +1,4 @@
-"""The scheduler: one worker coroutine per node slot pulls batches, renders, collects frames.
+"""The scheduler: job queues, one worker coroutine per node slot, and what a batch leaves behind.
 
 Dynamic pull keeps every node busy until the queue is empty, so one slow or dead node cannot
 decide the makespan. A batch that ends early (node lost, request failed, frames failed) gives
@@ -16,16 +16,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from orchestrator.collect import output_path, output_suffix, part_path, video_path
+from orchestrator.batchrun import BatchRunner
+from orchestrator.collect import output_suffix, video_path
 from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import (
-    FrameMissing,
-    NodeClient,
-    NodeError,
-    NodeJobGone,
-    NodeRejected,
-)
-from orchestrator.policy import effective_bans, node_may_take, poll_backoff
+from orchestrator.nodeclient import NodeClient, NodeError
+from orchestrator.policy import effective_bans, node_may_take
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
@@ -33,8 +28,6 @@ from orchestrator.video import VideoError, encode_video, ffmpeg_available
 from render_node.frames import compact_frames
 
 log = logging.getLogger(__name__)
-
-NODE_FINAL = frozenset({"completed", "failed", "cancelled"})
 
 
 class Scheduler:
@@ -58,11 +51,13 @@ class Scheduler:
         self._cancelled: set[str] = set()
         self._batch_failures: dict[str, dict[str, int]] = {}
         self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._scene_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._changed = asyncio.Condition()
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self.runner = BatchRunner(
+            settings, store, registry, client, metrics, lambda job_id: job_id in self._cancelled
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -241,17 +236,6 @@ class Scheduler:
                 await self._changed.wait()
         return None
 
-    async def _ensure_scene(self, url: str, job: Job) -> None:
-        lock = self._scene_locks.setdefault((url, job.scene_sha), asyncio.Lock())
-        async with lock:
-            if await self.client.has_scene(url, job.scene_sha):
-                return
-            path = await self.store.run(self.store.scene_path, job.scene_sha)
-            if path is None:
-                raise NodeRejected(f"scene {job.scene_sha} is not on the orchestrator any more")
-            log.info("job %s: pushing scene %s to %s", job.id, job.scene_sha[:12], url)
-            await self.client.put_scene(url, job.scene_sha, path)
-
     async def _run_batch(self, url: str, batch: QueuedBatch) -> bool:
         """Render one batch on one node; False when the node stopped answering."""
         job = await self._remember(batch.job)
@@ -259,30 +243,15 @@ class Scheduler:
         if job is None or node is None or batch.job in self._cancelled:
             return True
         frames_spec = compact_frames(batch.frames)
-        await self.store.run(self.store.dispatch_batch, batch, url, self.clock())
+        if not await self.store.run(self.store.dispatch_batch, batch, url, self.clock()):
+            return True
         node.current_batches.add(batch.id)
         log.info("job %s batch %s frames %s -> %s", job.id, batch.id, frames_spec, url)
-        errors: dict[int, str] = {}
-        collected: set[int] = set()
-        handle: dict[str, str] = {}
-        # The attempt races a watcher: when the node is declared lost, whatever request the
-        # attempt is stuck in (a download from a frozen machine...) is abandoned at once.
-        attempt = asyncio.create_task(self._attempt(url, job, batch, errors, collected, handle))
-        watcher = asyncio.create_task(self._until_lost(url))
         try:
-            await asyncio.wait({attempt, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            outcome = await self.runner.run(url, job, batch)
         finally:
-            watcher.cancel()
-            if not attempt.done():
-                attempt.cancel()
-            await asyncio.gather(attempt, watcher, return_exceptions=True)
             node.current_batches.discard(batch.id)
-        if attempt.cancelled():
-            log.warning("job %s batch %s: node %s lost mid-batch", job.id, batch.id, url)
-            state, answered = "lost", False
-        else:
-            state, answered = attempt.result()
-        node_job = handle.get("node_job")
+        state, errors, collected = outcome.state, outcome.errors, outcome.collected
         if errors:
             failures = self._batch_failures.setdefault(job.id, {})
             failures[url] = failures.get(url, 0) + 1
@@ -310,129 +279,9 @@ class Scheduler:
             log.info("job %s %s", job.id, settled.job_state)
             if job.video:
                 self._spawn(self._make_video(job))
-        if node_job is not None:
-            self._spawn(self._forget_node_job(url, node_job))
-        return answered
-
-    async def _until_lost(self, url: str) -> None:
-        # Loss is a matter of the (injectable) clock passing a deadline: nothing to wait on.
-        while not self.registry.is_lost(url):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-
-    async def _attempt(
-        self,
-        url: str,
-        job: Job,
-        batch: QueuedBatch,
-        errors: dict[int, str],
-        collected: set[int],
-        handle: dict[str, str],
-    ) -> tuple[str, bool]:
-        """Push the scene, submit, follow; returns (batch end state, node still answering)."""
-        try:
-            await self._ensure_scene(url, job)
-            node_job = await self.client.submit(
-                url, f"sha256:{job.scene_sha}", compact_frames(batch.frames), job.format
-            )
-            handle["node_job"] = node_job
-            await self.store.run(self.store.set_node_job, batch.id, node_job)
-            return await self._follow(url, job, batch, node_job, errors, collected), True
-        except NodeJobGone as exc:
-            log.warning("job %s batch %s on %s: %s", job.id, batch.id, url, exc)
-            return "lost", True
-        except NodeRejected as exc:
-            log.warning("job %s batch %s on %s refused: %s", job.id, batch.id, url, exc)
-            errors.update({f: str(exc) for f in batch.frames if f not in collected})
-            return "failed", True
-        except NodeError as exc:
-            log.warning("job %s batch %s on %s: node not answering: %s", job.id, batch.id, url, exc)
-            return "lost", False
-
-    async def _follow(
-        self,
-        url: str,
-        job: Job,
-        batch: QueuedBatch,
-        node_job: str,
-        errors: dict[int, str],
-        collected: set[int],
-    ) -> str:
-        """Poll the node job, collecting frames as they are saved; return the batch's end state."""
-        misses = 0
-        missing: dict[int, int] = {}
-        interval = self.settings.poll_interval
-        seen = 0
-        while True:
-            if job.id in self._cancelled:
-                return "cancelled"
-            try:
-                status = await self.client.status(url, node_job)
-            except NodeJobGone:
-                raise
-            except NodeError:
-                misses += 1
-                if misses >= 3 or self.registry.is_lost(url):
-                    raise
-                await asyncio.sleep(self.settings.poll_interval)
-                continue
-            misses = 0
-            self.registry.seen(url)
-            final = status.get("state") in NODE_FINAL
-            waiting = False
-            for info in status.get("frames", []):
-                frame = int(info["frame"])
-                if frame in collected or frame in errors or frame not in batch.frames:
-                    continue
-                if info.get("state") == "done":
-                    try:
-                        await self._collect(url, job, batch, node_job, frame, info.get("seconds"))
-                        collected.add(frame)
-                    except FrameMissing as exc:
-                        # Done but not served yet: ask again; once the node job is over, a
-                        # few more tries, then the frame counts as failed on this node.
-                        missing[frame] = missing.get(frame, 0) + int(final)
-                        if missing[frame] >= 3:
-                            errors[frame] = str(exc)
-                        else:
-                            waiting = True
-                elif info.get("state") == "failed":
-                    errors[frame] = str(info.get("error") or status.get("error") or "failed")
-            if final and not waiting:
-                if status["state"] == "cancelled":
-                    return "lost"  # cancelled under us (node shutting down): not the frames' fault
-                for frame in batch.frames:
-                    if frame not in collected and frame not in errors:
-                        errors[frame] = str(status.get("error") or f"node job {status['state']}")
-                return "failed" if errors else "done"
-            # Poll fast while frames come in, back off while a long frame renders: 200 slots
-            # polling every 0.3 s would be most of the farm's HTTP traffic, for nothing.
-            progressed = len(collected) + len(errors) > seen
-            seen = len(collected) + len(errors)
-            interval = poll_backoff(interval, progressed, self.settings.poll_interval)
-            await asyncio.sleep(interval)
-
-    async def _collect(
-        self, url: str, job: Job, batch: QueuedBatch, node_job: str, frame: int, seconds: object
-    ) -> None:
-        # The batch owns its frames until it settles; only a cancel takes them away early.
-        if job.id in self._cancelled:
-            return
-        dest = output_path(self.settings.renders_dir, job.id, frame, output_suffix(job.format))
-        if not dest.exists():  # a crash after the rename but before the record: keep that file
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = part_path(dest, batch.id)
-            try:
-                size = await self.client.download(url, node_job, frame, tmp)
-                if size == 0:
-                    raise NodeRejected(f"frame {frame} from {url} is empty")
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
-        secs = float(seconds) if isinstance(seconds, int | float) else None
-        if await self.store.run(self.store.collect_frame, job.id, frame, batch.id, secs):
-            self.metrics.frames_rendered.inc()
-            if secs is not None:
-                self.metrics.frame_seconds.observe(secs)
+        if outcome.node_job is not None:  # collected or abandoned: its files can go
+            self._spawn(self._forget_node_job(url, outcome.node_job))
+        return outcome.answered
 
     async def _make_video(self, job: Job) -> None:
         """The preview video of a finished job, from the frames that were collected."""

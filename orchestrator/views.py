@@ -69,6 +69,8 @@ def job_detail(
             "state": b["state"],
             "attempts": b["attempts"],
             "done": b["done_count"],
+            "started": b["started"],
+            "finished": b["finished"],
         }
         for b in batches
     ]

@@ -64,6 +64,9 @@ class Job:
         record = self.batch.frames.get(frame)
         if record is None or record.state != DONE:
             return None
+        # A frame is served as soon as it is verified, while Blender goes on with the next one.
+        if frame not in self.files and self.run is not None:
+            return self.run.files.get(frame)
         return self.files.get(frame)
 
     def summary(self) -> dict[str, Any]:

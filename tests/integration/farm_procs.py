@@ -68,7 +68,13 @@ class Farm:
         return self.orchestrator
 
     def start_node(
-        self, *, register: bool = True, slots: int = 1, blender: str | None = None, **fake: str
+        self,
+        *,
+        register: bool = True,
+        slots: int = 1,
+        blender: str | None = None,
+        token: str | None = None,
+        **fake: str,
     ) -> CliServer:
         index = len(self.nodes)
         port = free_port()
@@ -84,6 +90,8 @@ class Farm:
         ]  # fmt: skip
         if register:
             argv += ["--orchestrator", self.url, "--advertise-url", f"http://127.0.0.1:{port}"]
+        if token:
+            argv += ["--token", token]
         node = self.stack.enter_context(run_cli(argv, port=port, env=env, cwd=self.root))
         self.nodes.append(node)
         self.logs.append(log)

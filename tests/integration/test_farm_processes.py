@@ -104,6 +104,20 @@ def test_poison_frame_fails_after_three_nodes_and_the_rest_completes(tmp_path: P
         assert f.rendered()[5] == 0  # a failed frame is never "rendered"
 
 
+def test_crash_on_one_frame_fails_only_that_frame(tmp_path: Path) -> None:
+    with farm(tmp_path) as f:
+        f.start_orchestrator()
+        for _ in range(3):
+            f.start_node(CRASH="5")
+        client = f.client()
+        f.wait_nodes(client, 3)
+        job_id = submit(client, frames="1-8", batch_size=4)
+        status = wait_job(client, job_id, timeout=60)
+        assert status["state"] == "failed"
+        assert [x["frame"] for x in status["failed_frames"]] == [5]
+        assert f.outputs(job_id) == frame_files([1, 2, 3, 4, 6, 7, 8])
+
+
 def test_orchestrator_killed_and_restarted_resumes_without_rerendering(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
         first = f.start_orchestrator()
@@ -155,3 +169,16 @@ def test_higher_priority_job_goes_first_once_a_node_registers(tmp_path: Path) ->
         (node,) = client.get("/nodes").json()
         assert node["url"] == f.nodes[0].url and node["frames_rendered"] == 12
         assert node["blender_version"]
+
+
+def test_token_farm_nodes_register_and_render_with_the_token(tmp_path: Path) -> None:
+    with farm(tmp_path) as f:
+        f.start_orchestrator("--token", "s3cret")
+        f.start_node(token="s3cret")
+        client = f.client()
+        assert client.get("/nodes").status_code == 401
+        client.headers["Authorization"] = "Bearer s3cret"
+        f.wait_nodes(client, 1)
+        job_id = submit(client, frames="1-4")
+        assert wait_job(client, job_id, timeout=60)["state"] == "completed"
+        assert f.outputs(job_id) == frame_files([1, 2, 3, 4])

@@ -170,6 +170,18 @@ def test_frame_that_is_not_rendered_yet_is_404(start_node: StartNode) -> None:
     node.client.delete(f"/jobs/{job_id}")
 
 
+def test_a_saved_frame_is_served_while_blender_goes_on_with_the_next(
+    start_node: StartNode,
+) -> None:
+    node = start_node(env={"FAKE_BLENDER_HANG": "2"})
+    job_id = node.submit("1-2")
+    node.wait_frame(job_id, 2, "rendering")
+    response = node.client.get(f"/jobs/{job_id}/frames/1")
+    assert response.status_code == 200
+    assert response.content.startswith(PNG_SIGNATURE)
+    node.client.delete(f"/jobs/{job_id}")
+
+
 def test_log_endpoint_returns_blenders_output(node: Node) -> None:
     job_id = node.submit("1")
     node.wait(job_id)

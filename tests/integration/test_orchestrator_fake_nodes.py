@@ -179,7 +179,7 @@ def test_higher_priority_job_is_dispatched_first(tmp_path: Path) -> None:
 
 def test_bad_input_gets_a_4xx_that_says_what_is_wrong(tmp_path: Path) -> None:
     with (
-        orchestrator_in_thread(fast_settings(tmp_path, [])) as url,
+        orchestrator_in_thread(fast_settings(tmp_path, [], max_upload_mb=1)) as url,
         httpx.Client(base_url=url, timeout=10) as client,
     ):
         bad = client.post("/render", json={"scene": "demo.blend", "frames": "10-1"})
@@ -192,6 +192,8 @@ def test_bad_input_gets_a_4xx_that_says_what_is_wrong(tmp_path: Path) -> None:
         assert text.status_code == 415 and "not a .blend" in text.json()["detail"]
         missing = client.post("/render", json={"scene": "sha256:" + "0" * 64, "frames": "1"})
         assert missing.status_code == 404 and "POST /scenes" in missing.json()["detail"]
+        big = client.post("/scenes", files={"file": ("big.blend", BLEND + b"\0" * (2 << 20))})
+        assert big.status_code == 413 and "larger than 1 MB" in big.json()["detail"]
         up = client.post("/scenes", files={"file": ("shot.blend", BLEND)})
         assert up.status_code == 201 and up.json()["scene"].startswith("sha256:")
         ok = client.post("/render", json={"scene": up.json()["scene"], "frames": "1-3"})

@@ -3,6 +3,7 @@ import pytest
 from orchestrator.policy import (
     effective_bans,
     eta_seconds,
+    failure_counts,
     final_job_state,
     frame_gives_up,
     node_may_take,
@@ -71,3 +72,17 @@ def test_bans_redirect_work_but_never_stall_a_job() -> None:
     assert effective_bans({"a"}, {"a", "b"}) == {"a"}
     assert effective_bans({"a", "b"}, {"a", "b"}) == set()
     assert effective_bans({"a"}, set()) == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("info", "batch_started", "counts"),
+    [
+        ({"frame": 5, "state": "failed", "seconds": 1.2, "error": "crash"}, True, True),
+        ({"frame": 6, "state": "failed", "error": "before rendering"}, True, False),
+        ({"frame": 1, "state": "failed", "error": "Cannot read file"}, False, True),
+    ],
+)
+def test_only_frames_blender_got_to_are_charged_with_a_failure(
+    info: dict[str, object], batch_started: bool, counts: bool
+) -> None:
+    assert failure_counts(info, batch_started) is counts
