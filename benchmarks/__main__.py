@@ -21,8 +21,11 @@ ALL = {
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    p.add_argument("only", nargs="*", choices=[*ALL, []], help="benchmarks to run (default all)")
+    p.add_argument("only", nargs="*", metavar="NAME", help=f"run only these: {', '.join(ALL)}")
     args = p.parse_args(argv)
+    unknown = set(args.only) - set(ALL)
+    if unknown:
+        p.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}: choose from {', '.join(ALL)}")
     for name in args.only or ALL:
         console.rule(f"benchmarks.{name}")
         ALL[name]([])
