@@ -182,6 +182,11 @@ class BatchRunner:
                         errors[frame] = str(info.get("error") or status.get("error") or "failed")
                     else:
                         spared.add(frame)  # Blender died on an earlier frame: requeue as is
+            if not final and len(collected) == len(batch.frames):
+                # Every frame is collected: the batch is done. Blender may still be quitting
+                # (freeing the scene: ~0.3 s, then one more poll to see it); the node job is
+                # deleted right after the batch settles, so the node's slot is free at once.
+                return "done"
             if final and not waiting:
                 if status["state"] == "cancelled":
                     return "lost"  # cancelled under us (node shutting down): not the frames' fault

@@ -7,6 +7,7 @@ and writes never race. Counters on the job row keep status reads O(batches), nev
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import sqlite3
 import threading
@@ -85,12 +86,28 @@ class Store(Queries):
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        # Status reads get their own connection and thread: under WAL they see the last commit
+        # without queueing behind the frame-by-frame writes of hundreds of node workers.
+        reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        reader.row_factory = sqlite3.Row
+        reader.execute("PRAGMA query_only=ON")
+        self._view = copy.copy(self)
+        self._view._db = reader
+        self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store method on the store thread."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """Run `fn(store)` on the reader thread, where `store` reads through its own connection.
+
+        Only for reads: `fn` must not write (the connection is query-only)."""
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn, self._view)
+
     def close(self) -> None:
+        self._read_executor.shutdown(wait=True)
+        self._view._db.close()
         self._executor.shutdown(wait=True)
         self._db.close()
 

@@ -1,0 +1,279 @@
+"""Scale of the orchestrator: one orchestrator process, 100 fake nodes, a 100,000-frame job.
+
+Processes: the real `orchestrator` CLI (defaults, nodes given as static `--node` URLs through
+FARM_NODE); the fake nodes (tests/fake_node.py) all in one other process
+(`python -m benchmarks.fakefarm`), 2 slots each, 1 ms a frame; this process as the client.
+
+Measured, from the start of POST /render to the job's end:
+- orchestrator CPU seconds (utime + stime of its process, /proc/<pid>/stat) per 1,000 frames;
+  the fake farm's CPU likewise, and both as a share of one core, to show which is saturated;
+- peak RSS of the orchestrator (VmHWM from /proc/<pid>/status);
+- GET /render/{id} latency p50/p99/max, sampled every 0.1 s by a thread while the job runs;
+- dispatch as the nodes see it (the fake farm notes when each node receives each batch):
+  batches/s over the whole job, the opening burst (one batch for every slot at once, scene
+  pushes included), the busiest 1-s window, and the re-dispatch gap between a batch settling
+  on the orchestrator (SQLite `batches.finished`) and its node receiving the next (p50/p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.common import (
+    cpu_seconds,
+    median,
+    peak_rss_mb,
+    percentile,
+    table,
+    write_results,
+)
+from benchmarks.procs import FINAL, clean_env, submit
+from tests.orch_helpers import BLEND
+from tests.servers import CliServer, free_port, run_cli
+
+
+@dataclass
+class Sampler:
+    """GET /render/{id} every `every` seconds on its own connection, recording latencies."""
+
+    url: str
+    job_id: str
+    every: float = 0.1
+    latencies: list[float] = field(default_factory=list)
+    last: dict[str, Any] = field(default_factory=dict)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    resp = client.get(f"/render/{self.job_id}")
+                    resp.raise_for_status()
+                    self.last = resp.json()
+                except httpx.HTTPError:
+                    self.errors += 1
+                    continue
+                finally:
+                    self.latencies.append(time.perf_counter() - t0)
+                if self.last.get("state") in FINAL:
+                    return
+                self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@contextlib.contextmanager
+def scale_farm(
+    root: Path, nodes: int, slots: int, seconds: float
+) -> Iterator[tuple[CliServer, CliServer]]:
+    scenes = root / "scenes"
+    scenes.mkdir(parents=True)
+    (scenes / "demo.blend").write_bytes(BLEND)
+    fake_port = free_port()
+    fake_argv = [
+        sys.executable, "-m", "benchmarks.fakefarm", "--port", str(fake_port),
+        "--nodes", str(nodes), "--slots", str(slots), "--seconds", str(seconds),
+    ]  # fmt: skip
+    base = f"http://127.0.0.1:{fake_port}"
+    urls = ",".join(f"{base}/n/{i}" for i in range(nodes))
+    orch_port = free_port()
+    orch_argv = [
+        sys.executable, "-m", "orchestrator", "--port", str(orch_port),
+        "--data-dir", str(root / "orch"), "--scenes-dir", str(scenes), "--log-level", "warning",
+    ]  # fmt: skip
+    cwd = Path(__file__).resolve().parents[1]
+    with (
+        run_cli(fake_argv, port=fake_port, env=clean_env(), cwd=cwd, health_path="/n/0/health",
+                startup_timeout=60) as fake,
+        run_cli(orch_argv, port=orch_port, env=clean_env({"FARM_NODE": urls}), cwd=root,
+                startup_timeout=60) as orch,
+    ):  # fmt: skip
+        yield orch, fake
+
+
+def dispatch_figures(
+    submits: list[tuple[float, int]], db_path: Path, nodes: int, slots: int
+) -> dict[str, Any]:
+    """Dispatch as the nodes saw it (`submits`: when node i received a batch) against when the
+    orchestrator settled each batch (its SQLite `batches.finished`)."""
+    starts = sorted(t for t, _ in submits)
+    n = len(starts)
+    span = starts[-1] - starts[0] if n > 1 else 0.0
+    burst_n = min(n, nodes * slots)
+    burst_span = starts[burst_n - 1] - starts[0] if burst_n > 1 else 0.0
+    peak = 0
+    j = 0
+    for i in range(n):
+        while starts[i] - starts[j] >= 1.0:
+            j += 1
+        peak = max(peak, i - j + 1)
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    rows = db.execute("SELECT node, started, finished FROM batches WHERE finished IS NOT NULL")
+    settled: dict[int, list[float]] = defaultdict(list)
+    busy = 0.0
+    for node, started, finished in rows:
+        settled[int(node.rsplit("/", 1)[1])].append(finished)
+        busy += finished - started
+    db.close()
+    # A slot freed when its batch settled; the gap is until that node got its next batch.
+    gaps: list[float] = []
+    received: dict[int, list[float]] = defaultdict(list)
+    for t, i in submits:
+        received[i].append(t)
+    for i, times in received.items():
+        ends = sorted(settled[i])
+        for t in sorted(times)[slots:]:
+            before = [e for e in ends if e <= t]
+            if before:
+                gaps.append(t - before[-1])
+    last = max((e for ends in settled.values() for e in ends), default=0.0)
+    return {
+        "batches": n,
+        "batches_per_second_mean": n / span if span else float("nan"),
+        "burst_batches": burst_n,
+        "burst_batches_per_second": (burst_n - 1) / burst_span if burst_span else float("nan"),
+        "peak_batches_in_1s": peak,
+        "redispatch_gap_p50_ms": percentile(gaps, 50) * 1000,
+        "redispatch_gap_p99_ms": percentile(gaps, 99) * 1000,
+        "slot_busy_share": busy / (nodes * slots * (last - starts[0]))
+        if n and last > starts[0]
+        else float("nan"),
+    }
+
+
+def scale_run(
+    root: Path, *, frames: int, nodes: int, slots: int = 2, seconds: float = 0.001,
+    timeout: float = 1800,
+) -> dict[str, Any]:  # fmt: skip
+    with scale_farm(root, nodes, slots, seconds) as (orch, fake):
+        with httpx.Client(base_url=orch.url, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while sum(n["state"] != "lost" for n in client.get("/nodes").json()) < nodes:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("fake nodes not all live after 60 s")
+                time.sleep(0.2)
+            orch_pid, fake_pid = orch.process.pid, fake.process.pid
+            orch_cpu0, fake_cpu0 = cpu_seconds(orch_pid), cpu_seconds(fake_pid)
+            rss_before = peak_rss_mb(orch_pid)
+            start = time.time()
+            job = submit(client, "demo.blend", f"1-{frames}")
+            submit_ms = (time.time() - start) * 1000
+            sampler = Sampler(orch.url, job["id"])
+            thread = threading.Thread(target=sampler.run, daemon=True)
+            thread.start()
+            thread.join(timeout)
+            sampler.stop()
+            thread.join(5)
+            wall = time.time() - start
+            status = client.get(f"/render/{job['id']}").json()
+            orch_cpu = cpu_seconds(orch_pid) - orch_cpu0
+            fake_cpu = cpu_seconds(fake_pid) - fake_cpu0
+            rss = peak_rss_mb(orch_pid)
+            submits = [(t, i) for t, i in httpx.get(f"{fake.url}/stats", timeout=30).json()[
+                "submits"]]  # fmt: skip
+        db_path = root / "orch" / "farm.sqlite3"
+        dispatch = dispatch_figures(submits, db_path, nodes, slots)
+    if status["state"] != "completed":
+        raise RuntimeError(f"job ended {status['state']} ({status['frames']})")
+    makespan = status["finished"] - start
+    lat = sampler.latencies
+    return {
+        "frames": frames,
+        "nodes": nodes,
+        "slots_per_node": slots,
+        "seconds_per_frame": seconds,
+        "batch_size": job["batch_size"],
+        "frames_done": status["frames"]["done"],
+        "submit_ms": submit_ms,
+        "makespan_seconds": makespan,
+        "frames_per_second": frames / makespan,
+        "orchestrator_cpu_seconds": orch_cpu,
+        "orchestrator_cpu_per_1000_frames": orch_cpu / frames * 1000,
+        "orchestrator_core_share": orch_cpu / wall,
+        "fakefarm_cpu_seconds": fake_cpu,
+        "fakefarm_core_share": fake_cpu / wall,
+        "peak_rss_mb": rss,
+        "rss_before_job_mb": rss_before,
+        "status_samples": len(lat),
+        "status_errors": sampler.errors,
+        "status_p50_ms": percentile(lat, 50) * 1000,
+        "status_p99_ms": percentile(lat, 99) * 1000,
+        "status_max_ms": max(lat) * 1000 if lat else float("nan"),
+        "status_median_ms": median(lat) * 1000,
+        **dispatch,
+    }
+
+
+ROWS = [
+    ("frames", "frames"),
+    ("nodes x slots", None),
+    ("batch size", "batch_size"),
+    ("makespan s", "makespan_seconds"),
+    ("frames/s", "frames_per_second"),
+    ("batches dispatched/s (mean)", "batches_per_second_mean"),
+    ("opening burst batches/s", "burst_batches_per_second"),
+    ("busiest 1-s window (batches)", "peak_batches_in_1s"),
+    ("re-dispatch gap p50 ms", "redispatch_gap_p50_ms"),
+    ("re-dispatch gap p99 ms", "redispatch_gap_p99_ms"),
+    ("orchestrator CPU s / 1000 frames", "orchestrator_cpu_per_1000_frames"),
+    ("orchestrator share of a core", "orchestrator_core_share"),
+    ("fake farm share of a core", "fakefarm_core_share"),
+    ("peak RSS MB (VmHWM)", "peak_rss_mb"),
+    ("GET /render/{id} p50 ms", "status_p50_ms"),
+    ("GET /render/{id} p99 ms", "status_p99_ms"),
+    ("GET /render/{id} max ms", "status_max_ms"),
+    ("status samples", "status_samples"),
+]
+
+
+def row_value(result: dict[str, Any], key: str | None) -> Any:
+    if key is None:
+        return f"{result['nodes']} x {result['slots_per_node']}"
+    return result[key]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
+    p.add_argument("--frames", type=int, default=100_000)
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--slots", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=0.001, help="fake seconds a frame")
+    p.add_argument("--results-dir", type=Path, default=None)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        result = scale_run(
+            Path(tmp), frames=args.frames, nodes=args.nodes, slots=args.slots,
+            seconds=args.seconds,
+        )  # fmt: skip
+    table(
+        f"scale: {args.frames} frames, {args.nodes} fake nodes in one process",
+        ["measure", "value"],
+        [[label, row_value(result, key)] for label, key in ROWS],
+    )
+    targets = {
+        "status_p99_under_50ms": result["status_p99_ms"] < 50,
+        "rss_under_500mb": result["peak_rss_mb"] < 500,
+        "burst_dispatch_at_least_500_per_s": result["burst_batches_per_second"] >= 500,
+    }
+    write_results("scale", {"result": result, "targets": targets}, args.results_dir)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The benchmark harness on tiny sizes, so it cannot rot: real processes, fake Blender.
+
+Correctness only (every frame collected, every figure file written); never a timing threshold,
+the machines these run on are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import growth, node_loss, overhead, scale, scheduling
+from benchmarks.procs import FAKE_BLENDER
+from tests.orch_helpers import BLEND
+
+
+def read(results: Path, name: str) -> dict:  # type: ignore[type-arg]
+    body: dict = json.loads((results / f"{name}.json").read_text())  # type: ignore[type-arg]
+    assert body["machine"]["nproc"] >= 1 and body["command"]
+    return body
+
+
+def test_overhead_harness_times_bare_and_farm_runs(tmp_path: Path) -> None:
+    scene = tmp_path / "demo.blend"
+    scene.write_bytes(BLEND)
+    overhead.main(
+        ["--runs", "1", "--frames", "3", "--threads", "1", "--blender", str(FAKE_BLENDER),
+         "--scene", str(scene), "--results-dir", str(tmp_path)]
+    )  # fmt: skip
+    body = read(tmp_path, "overhead")
+    (run,) = body["runs"]
+    assert run["bare"] > 0 and run["farm"] > 0 and run["farm_one_batch"] > 0
+
+
+def test_scheduling_harness_runs_dynamic_and_static_split(tmp_path: Path) -> None:
+    scheduling.main(
+        ["--runs", "1", "--static-runs", "1", "--frames", "9", "--results-dir", str(tmp_path)]
+    )
+    body = read(tmp_path, "scheduling")
+    for run in body["dynamic_runs"] + body["static_runs"]:
+        assert run["frames_done"] == 9 and run["frames_rendered_twice"] == 0
+    assert body["static_runs"][0]["batches_per_node"] == [1, 1, 1]
+
+
+def test_node_loss_harness_kills_a_node_and_the_job_still_completes(tmp_path: Path) -> None:
+    node_loss.main(["--runs", "1", "--frames", "30", "--results-dir", str(tmp_path)])
+    body = read(tmp_path, "node_loss")
+    (run,) = body["runs"]
+    assert body["all_frames_collected"] and run["killed_at_seconds"] is not None
+
+
+def test_scale_and_growth_harness_collect_every_frame(tmp_path: Path) -> None:
+    scale.main(["--frames", "300", "--nodes", "3", "--results-dir", str(tmp_path)])
+    result = read(tmp_path, "scale")["result"]
+    assert result["frames_done"] == 300 and result["status_samples"] >= 1
+    assert result["batches"] >= 300 // result["batch_size"]
+    growth.main(
+        ["--frames", "100", "200", "--nodes", "2", "3", "--results-dir", str(tmp_path)]
+    )  # fmt: skip
+    body = read(tmp_path, "growth")
+    assert [r["frames_done"] for r in body["results"]] == [100, 100, 200, 200]
+    assert len(body["ratios"]) == 4
