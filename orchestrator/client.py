@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -115,7 +114,7 @@ class FarmClient:
 
     def jobs(self) -> list[dict[str, Any]]:
         result = self._json("GET", "/render")
-        return list(result["jobs"] if isinstance(result, dict) else result)
+        return list(result)
 
     def frame_states(self, job_id: str, state: str | None = None) -> list[dict[str, Any]]:
         params = {"state": state} if state else None
@@ -128,7 +127,7 @@ class FarmClient:
 
     def nodes(self) -> list[dict[str, Any]]:
         result = self._json("GET", "/nodes")
-        return list(result["nodes"] if isinstance(result, dict) else result)
+        return list(result)
 
     def download_frame(self, job_id: str, frame: int, out_dir: Path) -> Path:
         """Stream one frame into out_dir (atomic rename); returns its path."""
@@ -176,11 +175,3 @@ def _atomic_file(target: Path) -> Iterator[Any]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -84,8 +84,6 @@ def node_lines(job: dict[str, Any]) -> Table:
     for name in names:
         batch = current.get(name, {})
         done = per_node.get(name)
-        if isinstance(done, dict):
-            done = done.get("frames_done", done.get("done", ""))
         table.add_row(
             name, str(batch.get("frames", "-")), str(batch.get("state", "idle")), str(done or 0)
         )

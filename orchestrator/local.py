@@ -138,8 +138,7 @@ class LocalCluster:
             response.raise_for_status()
         except httpx.HTTPError:
             return 0
-        body = response.json()
-        nodes = body["nodes"] if isinstance(body, dict) else body
+        nodes = response.json()
         return sum(1 for n in nodes if n.get("state") in ("healthy", "busy"))
 
     def wait_ready(self, seconds: float) -> None:
