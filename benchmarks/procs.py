@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from benchmarks.common import descendants
+from tests.integration.farm_procs import base_env
 from tests.servers import CliServer, free_port, run_cli
 
 FAKE_BLENDER = Path(__file__).resolve().parents[1] / "tests" / "fake_blender.py"
@@ -26,10 +27,8 @@ FINAL = ("completed", "failed", "cancelled")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FARM_", "FAKE_BLENDER_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
+    """The test farm's environment (no FARM_*/FAKE_BLENDER_* leaking in) plus `extra`."""
+    return {**base_env(), **(extra or {})}
 
 
 @dataclass
