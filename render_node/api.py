@@ -11,9 +11,9 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
@@ -39,6 +39,12 @@ from render_node.scenes import SceneStore
 from render_node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
+
+# GET /jobs/{id}?wait=S&since=V answers as soon as the job's version differs from V (a frame
+# ended, the job ended), or after S seconds: the orchestrator sees a batch end at once.
+MAX_WAIT = 10.0
+WAIT_STEP = 0.05
+WAIT_DOC = "with `since`: answer once the version differs from it, or after this many seconds"
 
 
 class JobRequest(BaseModel):
@@ -87,6 +93,13 @@ class JobSummary(BaseModel):
 class JobDetail(JobSummary):
     frames: list[FrameStatus]
     blender_version: str | None = None
+    version: str = Field(
+        description="changes when the job's state or a frame's end changes; see `since`"
+    )
+    startup_seconds: float | None = Field(
+        default=None,
+        description="seconds from launching Blender to its first frame (scene load, BVH...)",
+    )
 
 
 class JobList(BaseModel):
@@ -281,8 +294,18 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         return {"jobs": [job.summary() for job in manager.jobs.values()]}
 
     @app.get("/jobs/{job_id}", response_model=JobDetail, response_model_exclude_none=True)
-    async def job_status(job_id: JobId) -> dict[str, Any]:
-        return find_job(job_id).detail()
+    async def job_status(
+        job_id: JobId,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description=WAIT_DOC)] = 0,
+        since: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> dict[str, Any]:
+        job = find_job(job_id)
+        deadline = asyncio.get_running_loop().time() + wait
+        while since is not None and job.version() == since and job.state not in FINAL:
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(WAIT_STEP)
+        return job.detail()
 
     @app.delete("/jobs/{job_id}", response_model=JobDeleted)
     async def delete_job(job_id: JobId) -> dict[str, Any]:

@@ -55,6 +55,7 @@ class Job:
     files: dict[int, Path] = field(default_factory=dict)
     run: BlenderRun | None = None
     task: asyncio.Task[None] | None = None
+    launched: float | None = None  # monotonic, when the first Blender of the job was started
 
     @property
     def output_dir(self) -> Path:
@@ -99,7 +100,21 @@ class Job:
             **self.summary(),
             "frames": frames,
             "blender_version": self.blender_version,
+            "startup_seconds": self.startup_seconds(),
+            "version": self.version(),
         }
+
+    def version(self) -> str:
+        """Changes whenever the job's state changes or one of its frames ends."""
+        counts = self.batch.counts()
+        return f"{self.state}/{counts[DONE]}/{counts[FAILED]}"
+
+    def startup_seconds(self) -> float | None:
+        """Blender's start-up for this job: from launching it to its first frame starting."""
+        starts = [r.started for r in self.batch.frames.values() if r.started is not None]
+        if self.launched is None or not starts:
+            return None
+        return round(max(0.0, min(starts) - self.launched), 3)
 
 
 class JobManager:
@@ -242,6 +257,8 @@ class JobManager:
                 allow_freestyle=self.allow_freestyle,
             )
             job.log_tail.append("[node] " + " ".join(command))
+            if job.launched is None:
+                job.launched = self.clock()
             job.run = BlenderRun(
                 command,
                 job.batch,

@@ -223,3 +223,25 @@ def test_metrics_count_rendered_and_failed_frames_and_busy_slots(start_node: Sta
     assert "farm_node_slots 1.0" in text
     assert "farm_node_busy_slots 0.0" in text
     assert "farm_node_frame_seconds_count 2.0" in text
+
+
+def test_status_waits_for_a_change_when_asked_to(start_node: StartNode) -> None:
+    node = start_node(env={"FAKE_BLENDER_SECONDS": "0.4", "FAKE_BLENDER_HANG": "3"})
+    job_id = node.submit("1-3")
+    job = node.job(job_id)
+    start = time.monotonic()
+    changed = node.client.get(f"/jobs/{job_id}", params={"wait": 5, "since": job["version"]})
+    assert changed.status_code == 200
+    assert changed.json()["version"] != job["version"]
+    assert time.monotonic() - start < 4  # answered when frame 1 ended, not after 5 s
+    node.wait(job_id, states=("running",))
+    while frames_by_number(node.job(job_id))[2]["state"] != "done":
+        time.sleep(0.05)
+    hanging = node.job(job_id)  # frame 3 hangs: nothing changes any more
+    start = time.monotonic()
+    same = node.client.get(f"/jobs/{job_id}", params={"wait": 0.5, "since": hanging["version"]})
+    assert same.json()["version"] == hanging["version"]
+    assert time.monotonic() - start >= 0.45
+    bad = node.client.get(f"/jobs/{job_id}", params={"wait": 3600, "since": "x"})
+    assert bad.status_code == 422 and "wait" in bad.text
+    node.client.delete(f"/jobs/{job_id}")
