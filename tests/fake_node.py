@@ -61,24 +61,31 @@ class FakeNode:
     scenes: set[str] = field(default_factory=set)
     scene_puts: int = 0
     jobs: dict[str, FakeJob] = field(default_factory=dict)
+    _slot_lock: asyncio.Semaphore | None = field(default=None, repr=False)
 
     @property
     def busy(self) -> int:
         return sum(1 for j in self.jobs.values() if j.state in ("queued", "running"))
 
     async def _render(self, job: FakeJob) -> None:
-        job.state = "running"
-        await asyncio.sleep(self.startup)
-        for frame in job.frames:
-            job.frame_states[frame] = "rendering"
-            await asyncio.sleep(self.seconds_per_frame)
-            if frame in self.fail_frames:
-                job.frame_states[frame] = "failed"
-                job.errors[frame] = f"Error: CUDA error: Out of memory (frame {frame}, {self.name})"
-            else:
-                job.frame_states[frame] = "done"
-                self.rendered.append(frame)
-        job.state = "failed" if job.errors else "completed"
+        # Like a real node: a job waits, queued, until one of the node's slots is free.
+        if self._slot_lock is None:
+            self._slot_lock = asyncio.Semaphore(self.slots)
+        async with self._slot_lock:
+            job.state = "running"
+            await asyncio.sleep(self.startup)
+            for frame in job.frames:
+                job.frame_states[frame] = "rendering"
+                await asyncio.sleep(self.seconds_per_frame)
+                if frame in self.fail_frames:
+                    job.frame_states[frame] = "failed"
+                    job.errors[frame] = (
+                        f"Error: CUDA error: Out of memory (frame {frame}, {self.name})"
+                    )
+                else:
+                    job.frame_states[frame] = "done"
+                    self.rendered.append(frame)
+            job.state = "failed" if job.errors else "completed"
 
 
 def create_fake_node_app(node: FakeNode) -> FastAPI:
