@@ -193,7 +193,7 @@ def create_app(
             return farm.store.create_job(
                 scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
-                now=farm.clock(),
+                now=farm.clock(), adaptive=body.batch_size is None,
             )  # fmt: skip
 
         created = await farm.store.run(create)

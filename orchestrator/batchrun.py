@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.collect import output_path, output_suffix, part_path
 from orchestrator.metrics import Metrics
@@ -51,6 +52,7 @@ class BatchRunner:
         client: NodeClient,
         metrics: Metrics,
         is_cancelled: Callable[[str], bool],
+        on_status: Callable[[str, QueuedBatch, dict[str, Any]], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -58,6 +60,7 @@ class BatchRunner:
         self.client = client
         self.metrics = metrics
         self.is_cancelled = is_cancelled
+        self.on_status = on_status
         self._scene_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def run(self, url: str, job: Job, batch: QueuedBatch) -> Outcome:
@@ -155,6 +158,8 @@ class BatchRunner:
                 continue
             misses = 0
             self.registry.seen(url)
+            # True from the hook: poll at the base rate (the scheduler is timing the node).
+            eager = self.on_status is not None and self.on_status(url, batch, status)
             final = status.get("state") in NODE_FINAL
             waiting = False
             infos = status.get("frames", [])
@@ -196,7 +201,7 @@ class BatchRunner:
                 return "failed" if errors or spared else "done"
             # Poll fast while frames come in, back off while a long frame renders: 200 slots
             # polling every 0.3 s would be most of the farm's HTTP traffic, for nothing.
-            progressed = len(collected) + len(errors) > seen
+            progressed = len(collected) + len(errors) > seen or eager
             seen = len(collected) + len(errors)
             interval = poll_backoff(interval, progressed, self.settings.poll_interval)
             await asyncio.sleep(interval)

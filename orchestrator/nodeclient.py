@@ -48,6 +48,7 @@ class NodeClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._headers = auth_headers(token)
+        self._request_timeout = request_timeout
         self._short = httpx.Timeout(request_timeout)
         # Connecting stays quick even for transfers: a dead node must not hold a worker.
         self._long = httpx.Timeout(transfer_timeout, connect=request_timeout)
@@ -132,8 +133,17 @@ class NodeClient:
             raise NodeRejected(f"node refused the batch: {resp.status_code} {_detail(resp)}")
         return str(resp.json()["id"])
 
-    async def status(self, node: str, job_id: str) -> dict[str, Any]:
-        resp = await self._request("GET", node, f"/jobs/{job_id}")
+    async def status(
+        self, node: str, job_id: str, *, wait: float = 0.0, since: str | None = None
+    ) -> dict[str, Any]:
+        """The node job's status; with `since` (a version it answered before), the node may
+        hold the answer up to `wait` seconds until something changes."""
+        params: dict[str, str] = {}
+        limits = None
+        if since is not None and wait > 0:
+            params = {"wait": f"{wait:.3f}", "since": since}
+            limits = httpx.Timeout(self._request_timeout + wait, connect=self._request_timeout)
+        resp = await self._request("GET", node, f"/jobs/{job_id}", limits=limits, params=params)
         if resp.status_code == 404:
             raise NodeJobGone(f"{node} no longer knows job {job_id}")
         if resp.status_code != 200:

@@ -32,6 +32,7 @@ class Job:
     done: int
     failed: int
     rendering: int
+    adaptive: int = 0  # 1: batches are cut to each node's speed at dispatch
     # The file name the scene was uploaded as (or its name in the scenes folder).
     scene_name: str | None = None
 

@@ -15,20 +15,79 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import NamedTuple
 
-from orchestrator.batchrun import BatchRunner
+from orchestrator.batchrun import NODE_FINAL, BatchRunner
 from orchestrator.collect import output_suffix, video_path
+from orchestrator.lanes import LaneBook, SpeedBook
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient, NodeError
 from orchestrator.policy import effective_bans, node_may_take
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import Job, QueuedBatch, Store
+from orchestrator.sizing import next_batch_size
+from orchestrator.store import Job, QueuedBatch, Store, new_id
 from orchestrator.video import VideoError, encode_video, ffmpeg_available
 from render_node.frames import compact_frames
 from render_node.paths import check_job_id
 
 log = logging.getLogger(__name__)
+
+# A slot's next batch is sent to its node this long before the current one should end, so the
+# node starts it the moment the slot frees (no round trip, no poll in between).
+PREFETCH_LEAD_SECONDS = 1.0
+Lane = tuple[str, int]  # (node URL, slot)
+
+
+class Cut(NamedTuple):
+    """A batch as taken from the queue: sent as `batch`; the queued batches it `absorbed` and
+    the queued `remainder` cut off it are recorded in the same transaction as its dispatch."""
+
+    batch: QueuedBatch
+    absorbed: list[str]
+    remainder: QueuedBatch | None
+
+
+class JobQueue:
+    """One job's queued batches, in order, with the number of frames they hold."""
+
+    def __init__(self) -> None:
+        self.batches: deque[QueuedBatch] = deque()
+        self.frames = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def add(self, batches: list[QueuedBatch], *, front: bool = False) -> None:
+        if front:
+            self.batches.extendleft(reversed(batches))
+        else:
+            self.batches.extend(batches)
+        self.frames += sum(len(b.frames) for b in batches)
+
+    def take(self, head: QueuedBatch, size: int) -> Cut:
+        """Cut `size` frames starting at `head` (0: `head` as it is). Only batches never tried
+        are joined."""
+        at = self.batches.index(head)
+        del self.batches[at]
+        taken = QueuedBatch(head.id, head.job, list(head.frames), head.avoid, head.attempts)
+        absorbed: list[str] = []
+        fresh = not head.avoid and not head.attempts
+        while fresh and len(taken.frames) < size and at < len(self.batches):
+            after = self.batches[at]
+            if after.avoid or after.attempts:
+                break
+            del self.batches[at]
+            absorbed.append(after.id)
+            taken.frames += after.frames
+        remainder = None
+        if 0 < size < len(taken.frames):
+            rest = taken.frames[size:]
+            taken.frames = taken.frames[:size]
+            remainder = QueuedBatch(new_id(), head.job, rest, head.avoid, head.attempts)
+            self.batches.insert(at, remainder)
+        self.frames -= len(taken.frames)
+        return Cut(taken, absorbed, remainder)
 
 
 class Scheduler:
@@ -47,17 +106,28 @@ class Scheduler:
         self.client = client
         self.metrics = metrics
         self.clock = clock
-        self._queues: dict[str, deque[QueuedBatch]] = {}
+        self._queues: dict[str, JobQueue] = {}
         self._jobs: dict[str, Job] = {}
         self._cancelled: set[str] = set()
         self._batch_failures: dict[str, dict[str, int]] = {}
         self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
+        self.speeds = SpeedBook()
+        self.lanes = LaneBook()
+        self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
+        self._near_end: dict[str, asyncio.Event] = {}
+        self._observed: dict[str, set[int]] = {}  # batch id -> frames whose time was noted
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.runner = BatchRunner(
-            settings, store, registry, client, metrics, lambda job_id: job_id in self._cancelled
+            settings,
+            store,
+            registry,
+            client,
+            metrics,
+            lambda job_id: job_id in self._cancelled,
+            on_status=self._on_status,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -67,7 +137,7 @@ class Scheduler:
         queue, orphans = await self.store.run(self.store.recover, self._on_disk)
         for batch in queue:
             await self._remember(batch.job)
-            self._queues.setdefault(batch.job, deque()).append(batch)
+            self._queues.setdefault(batch.job, JobQueue()).add([batch])
         for job in await self.store.run(self.store.list_jobs, 1_000_000):
             if job.state in ("queued", "running"):
                 await self.store.run(self.store.finish_if_complete, job.id, self.clock())
@@ -115,7 +185,7 @@ class Scheduler:
     # -- jobs ---------------------------------------------------------------------------------
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
         self._jobs[job.id] = job
-        self._queues.setdefault(job.id, deque()).extend(batches)
+        self._queues.setdefault(job.id, JobQueue()).add(batches)
         log.info(
             "job %s queued: %d frames in %d batches (priority %d)",
             job.id, job.total, len(batches), job.priority,
@@ -140,8 +210,8 @@ class Scheduler:
         return sum(len(q) for q in self._queues.values())
 
     async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # -- nodes --------------------------------------------------------------------------------
     async def _monitor_loop(self) -> None:
@@ -187,22 +257,59 @@ class Scheduler:
 
     # -- workers ------------------------------------------------------------------------------
     async def _worker(self, url: str, slot: int) -> None:
-        while not self._stopping:
-            node = self.registry.get(url)
-            if node is None or self.registry.is_lost(url) or slot >= node.slots:
-                return
-            batch = await self._take(url)
-            if batch is None:
-                continue
-            try:
-                ok = await self._run_batch(url, batch)
-            except Exception:
-                log.exception(
-                    "batch %s of job %s on %s: unexpected error", batch.id, batch.job, url
-                )
-                ok = False
-            if not ok:
-                await self._await_answer(url, self.clock())
+        """Keep one slot of a node busy: its batch, and the next one queued on the node before
+        the current one ends (so Blender starts again the moment the slot frees)."""
+        lane = (url, slot)
+        running: list[tuple[asyncio.Task[bool], asyncio.Event]] = []
+        try:
+            while not self._stopping:
+                node = self.registry.get(url)
+                if node is None or self.registry.is_lost(url) or slot >= node.slots:
+                    return
+                for entry in [r for r in running if r[0].done()]:
+                    running.remove(entry)
+                    if not entry[0].result():
+                        await self._await_answer(url, self.clock())
+                changed = self._changed
+                busy = len(running) >= 2 or (running and not running[-1][1].is_set())
+                cut = None if busy else self._take(url, lane, ahead=bool(running))
+                if cut is None:
+                    waits = [asyncio.ensure_future(changed.wait())]
+                    if running:
+                        waits.append(asyncio.ensure_future(running[-1][1].wait()))
+                    try:
+                        await asyncio.wait(
+                            [*waits, *(task for task, _ in running)],
+                            timeout=0.5,
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    finally:
+                        for waiter in waits:
+                            waiter.cancel()
+                    continue
+                near_end = asyncio.Event()
+                self._near_end[cut.batch.id] = near_end
+                running.append((asyncio.create_task(self._run_safely(url, lane, cut)), near_end))
+        finally:
+            if self._stopping:
+                for task, _ in running:
+                    task.cancel()
+            await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
+
+    async def _run_safely(self, url: str, lane: Lane, cut: Cut) -> bool:
+        batch = cut.batch
+        try:
+            return await self._run_batch(url, lane, cut)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("batch %s of job %s on %s: unexpected error", batch.id, batch.job, url)
+            return False
+        finally:
+            self._near_end.pop(batch.id, None)
+            self._observed.pop(batch.id, None)
+            self._lane_of.pop(batch.id, None)
+            self.lanes.remove(lane, batch.id)
 
     async def _await_answer(self, url: str, since: float) -> None:
         """After a failed request, wait until the node answers again (or is lost)."""
@@ -218,7 +325,12 @@ class Scheduler:
         banned = {n for n, count in failures.items() if count >= self.settings.max_attempts}
         return node_may_take(url, batch.avoid, live, effective_bans(banned, live))
 
-    async def _take(self, url: str) -> QueuedBatch | None:
+    def _take(self, url: str, lane: Lane, *, ahead: bool) -> Cut | None:
+        """The next batch for `lane`, cut to its speed when the job allows; None: nothing now.
+
+        `ahead`: the lane is still rendering; only a batch of known size is queued behind.
+        """
+
         def order(job_id: str) -> tuple[int, int]:
             job = self._jobs[job_id]
             return (-job.priority, job.seq)
@@ -226,25 +338,104 @@ class Scheduler:
         live = self.registry.live_urls()
         for job_id in sorted(self._queues, key=order):
             queue = self._queues[job_id]
-            for batch in queue:
-                if self._eligible(url, batch, live):
-                    queue.remove(batch)
-                    if not queue:
-                        del self._queues[job_id]
-                    return batch
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.5), self._changed:
-                await self._changed.wait()
+            job = self._jobs[job_id]
+            if ahead and not job.adaptive:
+                continue
+            head = next((b for b in queue.batches if self._eligible(url, b, live)), None)
+            if head is None:
+                continue
+            size = 0
+            if job.adaptive:
+                blind = ahead and self.speeds.seconds_per_frame(url, job.scene_sha) is None
+                size = 0 if blind else self._size(url, lane, job, queue, live, len(head.frames))
+                if size == 0:
+                    continue  # faster slots will render these first (or: speed not known yet)
+            cut = queue.take(head, size)
+            if not queue:
+                del self._queues[job_id]
+            # Booked at once: the next slot to ask must see this one's new work.
+            self._lane_of[cut.batch.id] = lane
+            spf = self.speeds.seconds_per_frame(url, job.scene_sha)
+            overhead = self.speeds.overhead(url)
+            self.lanes.add(lane, cut.batch.id, len(cut.batch.frames), spf, overhead, self.clock())
+            return cut
         return None
 
-    async def _run_batch(self, url: str, batch: QueuedBatch) -> bool:
+    def _size(
+        self, url: str, lane: Lane, job: Job, queue: JobQueue, live: set[str], blind: int
+    ) -> int:
+        """How many frames `lane` takes from `job` now (see orchestrator/sizing.py)."""
+        now = self.clock()
+        scene = job.scene_sha
+        failures = self._batch_failures.get(job.id, {})
+        others = []
+        for node in self.registry.live():
+            if failures.get(node.url, 0) >= self.settings.max_attempts:
+                continue
+            spf = self.speeds.seconds_per_frame(node.url, scene)
+            overhead = self.speeds.overhead(node.url)
+            for slot in range(node.slots):
+                if (node.url, slot) != lane:
+                    others.append(self.lanes.lane((node.url, slot), spf, overhead, now))
+        me = self.lanes.lane(
+            lane, self.speeds.seconds_per_frame(url, scene), self.speeds.overhead(url), now
+        )
+        return next_batch_size(
+            me, others, queue.frames, now, blind=blind, max_seconds=self.settings.max_batch_seconds
+        )
+
+    def _on_status(self, url: str, batch: QueuedBatch, status: dict[str, object]) -> bool:
+        """A poll of a batch's node job: learn the node's speed, see the batch's end coming.
+
+        True: poll it again soon, as the node's speed is not known yet or the batch waits
+        on the node behind the slot's current one (it starts the moment that one ends).
+        """
+        job = self._jobs.get(batch.job)
+        lane = self._lane_of.get(batch.id)
+        if job is None or lane is None:
+            return False
+        observed = self._observed.setdefault(batch.id, set())
+        infos = status.get("frames")
+        infos = infos if isinstance(infos, list) else []
+        times = []
+        left = 0
+        for info in infos:
+            frame, seconds, state = info.get("frame"), info.get("seconds"), info.get("state")
+            if state in ("pending", "rendering"):
+                left += 1
+            elif state == "done" and isinstance(seconds, int | float) and frame not in observed:
+                observed.add(frame)
+                times.append(float(seconds))
+        if times:
+            self.speeds.observe_frame(url, job.scene_sha, sum(times) / len(times))
+        startup = status.get("startup_seconds")
+        if isinstance(startup, int | float) and -1 not in observed:
+            observed.add(-1)
+            self.speeds.observe_startup(url, float(startup))
+        spf = self.speeds.seconds_per_frame(url, job.scene_sha)
+        state = status.get("state")
+        if state == "running":
+            self.lanes.progress(lane, batch.id, left, spf, self.clock())
+        near_end = self._near_end.get(batch.id)
+        if near_end is not None and (
+            state in NODE_FINAL
+            or (state == "running" and spf is not None and left * spf <= PREFETCH_LEAD_SECONDS)
+        ):
+            near_end.set()
+        return spf is None or state == "queued"
+
+    async def _run_batch(self, url: str, lane: Lane, cut: Cut) -> bool:
         """Render one batch on one node; False when the node stopped answering."""
+        batch = cut.batch
         job = await self._remember(batch.job)
         node = self.registry.get(url)
         if job is None or node is None or batch.job in self._cancelled:
             return True
         frames_spec = compact_frames(batch.frames)
-        if not await self.store.run(self.store.dispatch_batch, batch, url, self.clock()):
+        dispatched = await self.store.run(
+            self.store.dispatch_batch, batch, url, self.clock(), cut.absorbed, cut.remainder
+        )
+        if not dispatched:
             return True
         node.current_batches.add(batch.id)
         log.info("job %s batch %s frames %s -> %s", job.id, batch.id, frames_spec, url)
@@ -267,8 +458,7 @@ class Scheduler:
         for frame in settled.failed:
             log.error("job %s frame %d failed for good: %s", job.id, frame, errors.get(frame))
         if settled.requeued:
-            queue = self._queues.setdefault(job.id, deque())
-            queue.extendleft(reversed(settled.requeued))
+            self._queues.setdefault(job.id, JobQueue()).add(settled.requeued, front=True)
             log.info(
                 "job %s batch %s (%s on %s) ended %s: frames %s back in the queue",
                 job.id, batch.id, frames_spec, url, state,

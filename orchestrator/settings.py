@@ -33,7 +33,11 @@ class OrchestratorSettings(BaseSettings):
     # Scene pushes and frame downloads move real bytes.
     transfer_timeout_seconds: float = 120.0
     max_upload_mb: int = Field(default=4096, gt=0)
+    # Without a batch size in the request: the first batch of each node (before its speed on
+    # the scene is known) is at most this many frames; later ones are cut to the node's
+    # speed, at most `max_batch_seconds` of expected render time each.
     max_batch_size: int = 25
+    max_batch_seconds: float = Field(default=600.0, gt=0)
     # Jobs queued or running at once; POST /render answers 429 beyond it.
     max_queued_jobs: int = Field(default=1000, ge=1)
     # POST /render per client address and minute (a token bucket, bursts of as many); 0: off.

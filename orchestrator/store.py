@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch_size INTEGER NOT NULL, video INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,
     created REAL NOT NULL, started REAL, finished REAL, error TEXT,
     total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    rendering INTEGER NOT NULL DEFAULT 0);
+    rendering INTEGER NOT NULL DEFAULT 0, adaptive INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS frames (
     job TEXT NOT NULL, frame INTEGER NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL,
     batch TEXT, node TEXT, attempts INTEGER NOT NULL DEFAULT 0,
@@ -72,7 +72,7 @@ class Settled:
     job_state: str | None
 
 
-def _new_id() -> str:
+def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
@@ -84,6 +84,7 @@ class Store(Queries):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # Status reads get their own connection and thread: under WAL they see the last commit
@@ -94,6 +95,12 @@ class Store(Queries):
         self._view = copy.copy(self)
         self._view._db = reader
         self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
+
+    def _migrate(self) -> None:
+        """Columns added since the first release, for a data folder made by an older one."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "adaptive" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store method on the store thread."""
@@ -139,16 +146,20 @@ class Store(Queries):
         batch_size: int,
         video: bool,
         now: float,
+        adaptive: bool = False,
     ) -> tuple[Job, list[QueuedBatch]]:
-        job_id = _new_id()
-        batches = [QueuedBatch(_new_id(), job_id, b) for b in split_batches(frames, batch_size)]
+        """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
+        cut them again to fit each node's speed (no batch size was asked for)."""
+        job_id = new_id()
+        batches = [QueuedBatch(new_id(), job_id, b) for b in split_batches(frames, batch_size)]
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
-                " batch_size, video, state, created, total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " batch_size, video, state, created, total, adaptive)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
-                 int(video), "queued", now, len(frames)),
+                 int(video), "queued", now, len(frames), int(adaptive)),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",
@@ -171,9 +182,18 @@ class Store(Queries):
             )
 
     # -- batch lifecycle ----------------------------------------------------------------------
-    def dispatch_batch(self, batch: QueuedBatch, node: str, now: float) -> bool:
+    def dispatch_batch(
+        self,
+        batch: QueuedBatch,
+        node: str,
+        now: float,
+        absorbed: Collection[str] = (),
+        remainder: QueuedBatch | None = None,
+    ) -> bool:
         """The batch goes to `node`: its frames are now rendering there.
 
+        A batch cut to size at dispatch keeps its id with its new frames; the queued batches it
+        `absorbed` are gone, and the frames cut off are queued as `remainder`.
         False (and nothing changes) when the job was cancelled or ended in the meantime.
         """
         with self._tx() as db:
@@ -181,10 +201,15 @@ class Store(Queries):
             if job is None or job["state"] not in UNFINISHED:
                 return False
             db.execute(
-                "UPDATE batches SET state='running', node=?, started=?, attempts=attempts+1"
-                " WHERE id=?",
-                (node, now, batch.id),
+                "UPDATE batches SET state='running', node=?, started=?, attempts=attempts+1,"
+                " frames=? WHERE id=?",
+                (node, now, json.dumps(batch.frames), batch.id),
             )
+            db.executemany(
+                "DELETE FROM batches WHERE id=? AND state='queued'", ((b,) for b in absorbed)
+            )
+            if remainder is not None:
+                self._insert_batches(db, [remainder])
             marks = ",".join("?" * len(batch.frames))
             cur = db.execute(
                 f"UPDATE frames SET state='rendering', batch=?, node=? WHERE job=? AND"
@@ -277,7 +302,7 @@ class Store(Queries):
                 for group in (retry, again):
                     for part in split_batches(group, job["batch_size"]):
                         avoid_nodes = set().union(*(avoid[f] for f in part))
-                        requeued.append(QueuedBatch(_new_id(), b["job"], part, avoid_nodes))
+                        requeued.append(QueuedBatch(new_id(), b["job"], part, avoid_nodes))
                 self._insert_batches(db, requeued)
             job_state = self._maybe_finish(db, b["job"], now)
         return Settled(requeued, failed, len(retry), job_state)
@@ -387,7 +412,7 @@ class Store(Queries):
                     (counts.get("done", 0), counts.get("failed", 0), job_id),
                 )
                 batches = [
-                    QueuedBatch(_new_id(), job_id, part, set().union(*(avoid[f] for f in part)))
+                    QueuedBatch(new_id(), job_id, part, set().union(*(avoid[f] for f in part)))
                     for part in split_batches(todo, j["batch_size"])
                 ]
                 self._insert_batches(db, batches)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import itertools
 import time
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -299,3 +301,68 @@ def test_video_is_encoded_when_asked_for(tmp_path: Path) -> None:
         video = client.get(f"/render/{job_id}/video.mp4")
         assert video.status_code == 200 and video.headers["content-type"] == "video/mp4"
         assert b"ftyp" in video.content[:16]
+
+
+def test_batches_are_cut_to_each_nodes_speed_and_queued_ahead_on_the_node(
+    tmp_path: Path,
+) -> None:
+    """No batch size given: after a first batch of the automatic size, a fast node takes a
+    larger share and a slow one a smaller; each node's next batch is sent before its current
+    one ends; and still every frame is rendered exactly once."""
+    nodes = [
+        FakeNode("fast0", slots=1, startup=0.05, seconds_per_frame=0.02),
+        FakeNode("fast1", slots=1, startup=0.05, seconds_per_frame=0.02),
+        FakeNode("slow", slots=1, startup=0.05, seconds_per_frame=0.08),
+    ]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: len(client.get("/nodes").json()) == 3, what="nodes")
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        created = client.post("/render", json={"scene": "demo.blend", "frames": "1-240"}).json()
+        status = wait_job(client, created["id"])
+    assert status["state"] == "completed", status
+    rendered = Counter(f for n in nodes for f in n.rendered)
+    assert set(rendered) == set(range(1, 241)) and max(rendered.values()) == 1
+    batches = status["batches"]
+    assert sorted(f for b in batches for f in parse_frame_spec(b["frames"])) == list(range(1, 241))
+    sizes = [len(parse_frame_spec(b["frames"])) for b in batches]
+    assert max(sizes) > created["batch_size"]  # joined beyond the first, blind size
+    fast = min(len(nodes[0].rendered), len(nodes[1].rendered))
+    assert len(nodes[2].rendered) < fast / 2  # a quarter of the speed, about a ninth of the work
+    by_node: dict[str, list[dict[str, Any]]] = {}
+    for b in sorted(batches, key=lambda b: b["started"]):
+        by_node.setdefault(b["node"], []).append(b)
+    ahead = [
+        later for mine in by_node.values() for earlier, later in itertools.pairwise(mine)
+        if later["started"] < earlier["finished"]
+    ]  # fmt: skip
+    assert ahead, by_node  # some node got its next batch while rendering the current one
+
+
+def test_a_second_job_of_the_scene_starts_with_the_nodes_speeds_known(tmp_path: Path) -> None:
+    nodes = [
+        FakeNode("fast", slots=1, seconds_per_frame=0.02),
+        FakeNode("slow", slots=1, seconds_per_frame=0.1),
+    ]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 2))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: len(client.get("/nodes").json()) == 2, what="nodes")
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        first = client.post("/render", json={"scene": "demo.blend", "frames": "1-60"}).json()
+        assert wait_job(client, first["id"])["state"] == "completed"
+        for node in nodes:
+            node.rendered.clear()
+        second = client.post("/render", json={"scene": "demo.blend", "frames": "1-60"}).json()
+        status = wait_job(client, second["id"])
+    assert status["state"] == "completed"
+    slow_url = f"{farm}/n/1"
+    slow_batches = [b for b in status["batches"] if b["node"] == slow_url]
+    # sized from the first job: the slow node's share (1/6, 10 frames) in one go
+    assert len(slow_batches) == 1, slow_batches
+    assert 5 <= len(nodes[1].rendered) <= 15, nodes[1].rendered

@@ -1,0 +1,136 @@
+"""What the scheduler knows about its render slots: measured speeds and the work handed out.
+
+In memory, no I/O. Speeds are kept per node and scene (a node's seconds a frame depend on the
+scene), and outlive a job: the next job of the same scene on the same farm starts with every
+node's speed known, so even its first batches are cut to size. A scene not seen yet on a node
+is estimated from the node's speed relative to the farm on the scenes both rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orchestrator.sizing import Lane
+
+# Until a node's start-up is measured: Blender loading a small scene plus the round trips.
+DEFAULT_OVERHEAD = 1.0
+# What a batch costs beyond Blender's own start-up: spawning it, submit and collect round trips.
+ROUND_TRIPS = 0.15
+SMOOTHING = 0.3  # weight of a new measurement in the running averages
+
+
+def _blend(old: float | None, new: float) -> float:
+    return new if old is None else old + SMOOTHING * (new - old)
+
+
+@dataclass
+class SpeedBook:
+    """Seconds a frame per (node, scene) and start-up seconds per node, as measured.
+
+    For a scene a node has not rendered yet, its speed is estimated as its speed relative to
+    the farm (`relative`, learned on every scene) times the scene's cost for a node of
+    relative speed 1 (`base`, learned from whichever nodes rendered it).
+    """
+
+    frame: dict[tuple[str, str], float] = field(default_factory=dict)
+    startup: dict[str, float] = field(default_factory=dict)
+    relative: dict[str, float] = field(default_factory=dict)
+    base: dict[str, float] = field(default_factory=dict)
+
+    def observe_frame(self, node: str, scene: str, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        self.frame[node, scene] = _blend(self.frame.get((node, scene)), seconds)
+        if scene not in self.base:
+            self.base[scene] = seconds / self.relative.get(node, 1.0)
+        self.relative[node] = _blend(self.relative.get(node), seconds / self.base[scene])
+        self.base[scene] = _blend(self.base[scene], seconds / self.relative[node])
+
+    def observe_startup(self, node: str, seconds: float) -> None:
+        if seconds >= 0:
+            self.startup[node] = _blend(self.startup.get(node), seconds)
+
+    def overhead(self, node: str) -> float:
+        measured = self.startup.get(node)
+        return DEFAULT_OVERHEAD if measured is None else measured + ROUND_TRIPS
+
+    def seconds_per_frame(self, node: str, scene: str) -> float | None:
+        """Measured on this scene, else estimated from other scenes (None: unknown)."""
+        known = self.frame.get((node, scene))
+        if known is not None:
+            return known
+        if node in self.relative and scene in self.base:
+            return self.relative[node] * self.base[scene]
+        return None
+
+
+@dataclass
+class _Batch:
+    frames: int
+    seconds_per_frame: float | None
+    overhead: float
+    left: int | None = None  # frames not finished yet, once the node reports it running
+    # When it began on the node: its dispatch to an idle slot, else when first seen running.
+    began: float | None = None
+    polled: float | None = None  # when the node last reported on it
+
+
+@dataclass
+class LaneBook:
+    """Per render slot (node URL, slot index): the batches handed to it, in order."""
+
+    batches: dict[tuple[str, int], dict[str, _Batch]] = field(default_factory=dict)
+
+    def add(
+        self,
+        lane: tuple[str, int],
+        batch: str,
+        frames: int,
+        spf: float | None,
+        overhead: float,
+        now: float,
+    ) -> None:
+        queue = self.batches.setdefault(lane, {})
+        queue[batch] = _Batch(frames, spf, overhead, began=None if queue else now)
+
+    def progress(
+        self, lane: tuple[str, int], batch: str, left: int, spf: float | None, now: float
+    ) -> None:
+        """The node reports the batch running with `left` frames not finished."""
+        entry = self.batches.get(lane, {}).get(batch)
+        if entry is not None:
+            entry.left, entry.polled = left, now
+            entry.seconds_per_frame = spf or entry.seconds_per_frame
+            if entry.began is None:
+                entry.began = now
+
+    def remove(self, lane: tuple[str, int], batch: str) -> None:
+        self.batches.get(lane, {}).pop(batch, None)
+
+    def outstanding(self, lane: tuple[str, int]) -> int:
+        return len(self.batches.get(lane, {}))
+
+    def free_at(self, lane: tuple[str, int], now: float, typical: float | None) -> float:
+        """When the lane's handed-out batches should be done; `typical` stands in for unknown
+        speeds (no estimate at all: one overhead a batch)."""
+        end = now
+        for entry in self.batches.get(lane, {}).values():
+            spf = entry.seconds_per_frame or typical or 0.0
+            if entry.left is not None:
+                end = max(end, now) + entry.left * spf
+            else:
+                end += entry.overhead + entry.frames * spf
+        return end
+
+    def lane(self, key: tuple[str, int], spf: float | None, overhead: float, now: float) -> Lane:
+        at_least = 0.0
+        if spf is None:
+            # No frame had finished at the last report: the first took at least this long.
+            for entry in self.batches.get(key, {}).values():
+                if (
+                    entry.began is not None
+                    and entry.polled is not None
+                    and entry.left == entry.frames
+                ):
+                    at_least = max(at_least, entry.polled - entry.began - overhead)
+        return Lane(spf, overhead, self.free_at(key, now, spf or at_least or None), at_least)

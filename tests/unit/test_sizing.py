@@ -1,0 +1,87 @@
+"""Batch sizing by node speed: the water-filling finish time and what each slot takes."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.sizing import Lane, finish_time, next_batch_size
+
+FAST = 0.2
+SLOW = 0.8
+
+
+def size(me: Lane, others: list[Lane], remaining: int, now: float = 0.0, **kw: float) -> int:
+    options = {"blind": 10, "max_seconds": 600.0} | kw
+    return next_batch_size(me, others, remaining, now, **options)  # type: ignore[arg-type]
+
+
+def test_finish_time_of_one_lane_is_its_start_plus_its_work() -> None:
+    assert finish_time([Lane(0.5, 1.0, 0.0)], 10, now=0.0) == pytest.approx(6.0)
+
+
+def test_finish_time_shares_frames_by_speed() -> None:
+    lanes = [Lane(FAST, 0.0, 0.0), Lane(FAST, 0.0, 0.0), Lane(SLOW, 0.0, 0.0)]
+    # 5 + 5 + 1.25 frames a second
+    assert finish_time(lanes, 90, now=0.0) == pytest.approx(8.0)
+
+
+def test_a_lane_that_frees_after_the_others_finish_takes_no_part() -> None:
+    lanes = [Lane(FAST, 0.0, 0.0), Lane(FAST, 0.0, 100.0)]
+    assert finish_time(lanes, 10, now=0.0) == pytest.approx(2.0)
+
+
+def test_finish_time_needs_a_lane_of_known_speed() -> None:
+    with pytest.raises(ValueError):
+        finish_time([Lane(None, 1.0, 0.0)], 10, now=0.0)
+
+
+def test_unknown_speed_takes_the_blind_size_but_never_more_than_is_left() -> None:
+    assert size(Lane(None, 1.0, 0.0), [], 120) == 10
+    assert size(Lane(None, 1.0, 0.0), [], 3) == 3
+
+
+def test_nothing_left_means_nothing_taken() -> None:
+    assert size(Lane(FAST, 0.0, 0.0), [], 0) == 0
+
+
+def test_known_speeds_split_the_job_in_proportion_in_one_batch_each() -> None:
+    """120 frames on 0.2/0.2/0.8 s nodes: asked in turn, they take 53/54/13 or so."""
+    lanes = [Lane(FAST, 0.5, 0.0), Lane(FAST, 0.5, 0.0), Lane(SLOW, 0.5, 0.0)]
+    remaining = 120
+    taken = []
+    for i, lane in enumerate(lanes):
+        others = [o for j, o in enumerate(lanes) if j != i]
+        n = size(lane, others, remaining)
+        # what the lane now holds: the others see it busy until it is done
+        lanes[i] = Lane(lane.seconds_per_frame, lane.overhead, lane.overhead + n * SPEED[i])
+        remaining -= n
+        taken.append(n)
+    assert sum(taken) == 120
+    assert taken[0] in (53, 54) and taken[1] in (53, 54) and taken[2] in (12, 13, 14)
+
+
+SPEED = (FAST, FAST, SLOW)
+
+
+def test_slow_lane_near_the_end_leaves_the_frames_to_faster_ones() -> None:
+    fast = [Lane(FAST, 0.5, 0.2), Lane(FAST, 0.5, 0.2)]
+    # 4 frames left: the fast lanes, free at 0.2 s, finish them by 1.1 s; the slow lane, busy
+    # until 1.0 s, would only start its first at 1.5 s: it takes none.
+    assert size(Lane(SLOW, 0.5, 1.0), fast, 4) == 0
+    # alone, it takes everything
+    assert size(Lane(SLOW, 0.5, 1.0), [], 4) == 4
+
+
+def test_batch_is_capped_by_expected_seconds() -> None:
+    assert size(Lane(1.0, 0.0, 0.0), [], 10_000, max_seconds=600) == 600
+
+
+def test_unknown_other_lanes_count_at_the_median_known_speed() -> None:
+    me = Lane(FAST, 0.0, 0.0)
+    assert size(me, [Lane(None, 0.0, 0.0)], 100) == size(me, [Lane(FAST, 0.0, 0.0)], 100) == 50
+
+
+def test_an_unknown_lane_that_has_shown_it_is_slow_counts_as_slow() -> None:
+    me = Lane(FAST, 0.0, 0.0)
+    # its first frame has been rendering for 0.8 s: it gets little of the share
+    assert size(me, [Lane(None, 0.0, 0.0, at_least=SLOW)], 100) == 80
