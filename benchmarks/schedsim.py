@@ -1,19 +1,18 @@
 """A discrete-event model of dynamic pull on unequal nodes (not a measurement).
 
-Used in RESULTS.md to say what the scheduling target would take. Each batch costs the node
-`startup + overhead + frames x seconds`; `overhead` (~0.5-0.6 s measured per batch on the
-loaded test machine: fake Blender's Python, spawn, the poll that sees the last frame,
-dispatch) is what prefetching the next batch onto the node would remove (down to the
-~0.13 s Python start). Calibration: the `equal` rule at overhead 0.6 gives 17.8 s, the
-benchmark measured 17.0-17.9 s.
+Used in RESULTS.md to compare batching rules at the measured per-batch cost, and to check the
+scheduler's sizing rule (orchestrator/sizing.py, called here as the scheduler calls it)
+against the benchmark's numbers. Each batch costs the node `startup + frames x seconds`;
+between batches a node waits `gap` (the poll that sees the last frame, dispatch) unless its
+next batch was queued on it ahead of time (prefetch).
 
 Rules:
-- equal: the queue's batches as cut at submission (today's scheduler);
-- cap: near the end (<= 2 batches a slot queued), a node takes at most what it can render
-  before the farm would drain the queue, and none when that is less than one frame
-  (only nodes 1.5x slower than the fastest are capped);
-- speed: a first probe batch per node, then each node takes its share of what is left by its
-  measured speed (GSS-like), at most `big` frames.
+- equal: the queue's batches as cut at submission, taken in turn (the scheduler before
+  batch sizing);
+- sized, cold: `next_batch_size` with speeds learned on the job (a first blind batch each,
+  the speed known one frame and a poll after a node starts), next batch queued on the node
+  `lead` seconds before the current one ends;
+- sized, warm: the same with every speed known from an earlier job.
 
     python -m benchmarks.schedsim
 """
@@ -24,70 +23,71 @@ import heapq
 import math
 
 from benchmarks.common import table
+from orchestrator.sizing import Lane, next_batch_size
 
 SPEEDS = (0.2, 0.2, 0.8)
 
 
-def simulate(
-    rule: str,
-    *,
-    batch: int = 10,
-    overhead: float = 0.6,
-    startup: float = 0.3,
-    frames: int = 120,
+def simulate_equal(
+    *, batch: int = 10, startup: float = 1.0, gap: float = 0.3, frames: int = 120,
     speeds: tuple[float, ...] = SPEEDS,
-    probe: int = 5,
-    big: int = 25,
-) -> float:
-    """The makespan of `frames` under `rule`."""
+) -> float:  # fmt: skip
+    """Makespan of equal batches of `batch` frames pulled by idle nodes."""
     queue = [batch] * (frames // batch) + ([frames % batch] if frames % batch else [])
-    remaining = frames
-    rate = sum(1 / s for s in speeds)
-    fastest = min(speeds)
-    known = [False] * len(speeds)
     events = [(0.0, i) for i in range(len(speeds))]
-    heapq.heapify(events)
     end = 0.0
+    while queue:
+        now, u = heapq.heappop(events)
+        done = now + startup + queue.pop(0) * speeds[u]
+        heapq.heappush(events, (done + gap, u))
+        end = max(end, done)
+    return end
+
+
+def simulate_sized(
+    *, warm: bool, startup: float = 1.0, blind: int = 10, lead: float = 1.0, poll: float = 0.3,
+    frames: int = 120, speeds: tuple[float, ...] = SPEEDS,
+) -> float:  # fmt: skip
+    """Makespan under the scheduler's sizing rule, with prefetch."""
+    n = len(speeds)
+    known_at = [0.0 if warm else math.inf] * n
+    free_at = [0.0] * n
+    events = [(0.0, i) for i in range(n)]
+    remaining, end = frames, 0.0
     while remaining > 0:
         now, u = heapq.heappop(events)
-        if rule == "speed":
-            n = (
-                probe
-                if not known[u]
-                else min(big, max(1, math.floor(remaining / rate / speeds[u])))
-            )
-        else:
-            n = queue[0]
-            slow = speeds[u] > 1.5 * fastest
-            if rule == "cap" and known[u] and slow and len(queue) <= 2 * len(speeds):
-                cap = math.floor(remaining / rate / speeds[u])
-                if cap < 1:
-                    heapq.heappush(events, (now + 0.5, u))
-                    continue
-                n = min(n, cap)
-        n = min(n, remaining)
-        remaining -= n
-        if rule != "speed":
-            if n < queue[0]:
-                queue[0] -= n
-            else:
-                queue.pop(0)
-        known[u] = True
-        done = now + startup + overhead + n * speeds[u]
-        heapq.heappush(events, (done, u))
-        end = max(end, done)
+
+        def lane(i: int, now: float = now) -> Lane:
+            spf = speeds[i] if known_at[i] <= now else None
+            return Lane(spf, startup, max(free_at[i], now))
+
+        others = [lane(i) for i in range(n) if i != u]
+        k = next_batch_size(lane(u), others, remaining, now, blind=blind, max_seconds=600)
+        if k == 0:
+            heapq.heappush(events, (now + 0.5, u))
+            continue
+        remaining -= k
+        start = max(free_at[u], now) + startup
+        free_at[u] = start + k * speeds[u]
+        known_at[u] = min(known_at[u], start + speeds[u] + poll)
+        end = max(end, free_at[u])
+        # the next batch is asked for `lead` before this one ends, once the speed is known
+        heapq.heappush(events, (max(free_at[u] - lead, known_at[u], now + poll), u))
     return end
 
 
 def main() -> None:
     bound = 120 / sum(1 / s for s in SPEEDS)
     rows = []
-    for overhead, label in ((0.6, "measured per-batch cost"), (0.13, "with prefetch")):
-        for rule in ("equal", "cap", "speed"):
-            makespan = simulate(rule, overhead=overhead)
-            rows.append([f"{rule}, {label} ({overhead} s)", makespan, bound / makespan])
-    table("model: 120 frames on 0.2/0.2/0.8 s nodes + 0.3 s start-up", ["rule", "makespan s",
-          "efficiency"], rows)  # fmt: skip
+    for startup, label in ((0.3, "nominal start-up"), (1.0, "measured per-batch cost")):
+        cases = (
+            ("equal batches of 10", simulate_equal(startup=startup)),
+            ("sized, cold (first job)", simulate_sized(warm=False, startup=startup)),
+            ("sized, warm (speeds known)", simulate_sized(warm=True, startup=startup)),
+        )
+        for rule, makespan in cases:
+            rows.append([f"{rule}, {label} ({startup} s)", makespan, bound / makespan])
+    table("model: 120 frames on 0.2/0.2/0.8 s nodes", ["rule", "makespan s", "efficiency"], rows)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def test_scale_and_growth_harness_collect_every_frame(tmp_path: Path) -> None:
     scale.main(["--frames", "300", "--nodes", "3", "--results-dir", str(tmp_path)])
     result = read(tmp_path, "scale")["result"]
     assert result["frames_done"] == 300 and result["status_samples"] >= 1
-    assert result["batches"] >= 300 // result["batch_size"]
+    # every slot took at least its first batch (later ones are cut to the nodes' speed)
+    assert result["batches"] >= result["nodes"] * result["slots_per_node"]
     growth.main(
         ["--frames", "100", "200", "--nodes", "2", "3", "--results-dir", str(tmp_path)]
     )  # fmt: skip
