@@ -93,3 +93,20 @@ def test_large_job_status_reads_counters(tmp_path: Path) -> None:
     assert len(batches) == 4000
     j = store.get_job(job.id)
     assert j and j.total == 100_000 and j.done == 0
+
+
+def test_collect_frames_records_a_poll_in_one_go_and_only_what_the_batch_owns(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, (batch,) = make_job(store, [1, 2, 3, 4], batch_size=5)
+    store.dispatch_batch(batch, "a", 1.0)
+    assert store.collect_frames(job.id, batch.id, [(1, 0.5), (2, None)]) == [1, 2]
+    assert store.collect_frames(job.id, batch.id, [(2, 0.5), (3, 0.25)]) == [3]  # 2: never twice
+    assert store.collect_frames(job.id, "another-batch", [(4, 0.5)]) == []
+    assert store.collect_frames(job.id, batch.id, []) == []
+    j = store.get_job(job.id)
+    assert j and (j.done, j.rendering) == (3, 1)
+    assert store.done_frames(job.id) == [1, 2, 3]
+    (again,) = store.settle_batch(batch.id, "lost", {}, {"a"}, 3, 2.0).requeued
+    assert again.frames == [4]
