@@ -1,4 +1,5 @@
-"""Running one batch on one node: push the scene, submit, follow, collect each frame at once.
+"""Running one batch on one node: push the scene, submit, follow, and on each poll collect the
+frames it found done, in one request (the node's frames.tar) and one store transaction.
 
 The attempt races a watcher: when the registry declares the node lost, whatever request the
 attempt is stuck in (a download from a frozen machine...) is abandoned at once. What happened is
@@ -14,15 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.archive import FrameFiles
 from orchestrator.collect import output_path, output_suffix, part_path
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import (
+    ArchiveUnsupported,
     FrameMissing,
     NodeClient,
     NodeError,
     NodeJobGone,
     NodeRejected,
 )
+from orchestrator.pacing import Pacer
 from orchestrator.policy import failure_counts, frame_started, poll_backoff
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
@@ -43,6 +47,15 @@ class Outcome:
     node_job: str | None = None
 
 
+@dataclass
+class Fetched:
+    """What one collection of a poll's done frames came to."""
+
+    placed: list[int] = field(default_factory=list)  # in place (and recorded if still ours)
+    failed: dict[int, str] = field(default_factory=dict)  # came broken: failed on this node
+    missing: dict[int, str] = field(default_factory=dict)  # not served (yet): asked again
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -53,6 +66,7 @@ class BatchRunner:
         metrics: Metrics,
         is_cancelled: Callable[[str], bool],
         on_status: Callable[[str, QueuedBatch, dict[str, Any]], bool] | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -61,6 +75,7 @@ class BatchRunner:
         self.metrics = metrics
         self.is_cancelled = is_cancelled
         self.on_status = on_status
+        self.pacer = pacer or Pacer()
         self._scene_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def run(self, url: str, job: Job, batch: QueuedBatch) -> Outcome:
@@ -143,18 +158,29 @@ class BatchRunner:
         spared: set[int] = set()
         interval = self.settings.poll_interval
         seen = 0
+        since: str | None = None  # set: the node holds the next answer until the job changes
         while True:
             if self.is_cancelled(job.id):
                 return "cancelled"
             try:
-                status = await self.client.status(url, node_job)
+                asked = asyncio.get_running_loop().time()
+                status = await self.client.status(
+                    url, node_job, wait=self._paced(interval), since=since
+                )
+                if since is not None and status.get("version") == since:
+                    # Not held (a node from before ?wait) and nothing changed: wait here.
+                    await asyncio.sleep(
+                        max(
+                            0.0, self._paced(interval) - (asyncio.get_running_loop().time() - asked)
+                        )
+                    )
             except NodeJobGone:
                 raise
             except NodeError:
                 misses += 1
                 if misses >= 3 or self.registry.is_lost(url):
                     raise
-                await asyncio.sleep(self.settings.poll_interval)
+                await asyncio.sleep(self._paced(self.settings.poll_interval))
                 continue
             misses = 0
             self.registry.seen(url)
@@ -164,6 +190,7 @@ class BatchRunner:
             waiting = False
             infos = status.get("frames", [])
             started_any = any(frame_started(info) for info in infos)
+            ready: dict[int, float | None] = {}
             for info in infos:
                 frame = int(info["frame"])
                 if frame in collected or frame in errors or frame in spared:
@@ -171,22 +198,25 @@ class BatchRunner:
                 if frame not in batch.frames:
                     continue
                 if info.get("state") == "done":
-                    try:
-                        await self._collect(url, job, batch, node_job, frame, info.get("seconds"))
-                        collected.add(frame)
-                    except FrameMissing as exc:
-                        # Done but not served yet: ask again; once the node job is over, a
-                        # few more tries, then the frame counts as failed on this node.
-                        missing[frame] = missing.get(frame, 0) + int(final)
-                        if missing[frame] >= 3:
-                            errors[frame] = str(exc)
-                        else:
-                            waiting = True
+                    seconds = info.get("seconds")
+                    ready[frame] = float(seconds) if isinstance(seconds, int | float) else None
                 elif info.get("state") == "failed":
                     if failure_counts(info, started_any):
                         errors[frame] = str(info.get("error") or status.get("error") or "failed")
                     else:
                         spared.add(frame)  # Blender died on an earlier frame: requeue as is
+            if ready:
+                fetched = await self._collect(url, job, batch, node_job, ready)
+                collected.update(fetched.placed)
+                errors.update(fetched.failed)
+                for frame, why in fetched.missing.items():
+                    # Done but not served yet: ask again; once the node job is over, a few
+                    # more tries, then the frame counts as failed on this node.
+                    missing[frame] = missing.get(frame, 0) + int(final)
+                    if missing[frame] >= 3:
+                        errors[frame] = why
+                    else:
+                        waiting = True
             if not final and len(collected) == len(batch.frames):
                 # Every frame is collected: the batch is done. Blender may still be quitting
                 # (freeing the scene: ~0.3 s, then one more poll to see it); the node job is
@@ -204,27 +234,96 @@ class BatchRunner:
             progressed = len(collected) + len(errors) > seen or eager
             seen = len(collected) + len(errors)
             interval = poll_backoff(interval, progressed, self.settings.poll_interval)
-            await asyncio.sleep(interval)
+            # The last frame of a batch (and the start of one queued behind another) is waited
+            # for on the node, so the batch ends the moment its frame is saved; the others are
+            # polled: a held request per frame would multiply the traffic for fast frames.
+            version = status.get("version")
+            left = sum(1 for info in infos if info.get("state") in ("pending", "rendering"))
+            since = None
+            if (
+                isinstance(version, str)
+                and not waiting
+                and (left <= 1 or status["state"] == "queued")
+            ):
+                since = version
+            else:
+                await asyncio.sleep(self._paced(interval))
+
+    def _paced(self, interval: float) -> float:
+        """The poll interval, stretched while the event loop is overloaded (pacing.py)."""
+        return interval * self.pacer.slowdown
 
     async def _collect(
-        self, url: str, job: Job, batch: QueuedBatch, node_job: str, frame: int, seconds: object
-    ) -> None:
+        self, url: str, job: Job, batch: QueuedBatch, node_job: str, ready: dict[int, float | None]
+    ) -> Fetched:
+        """Fetch the frames `ready` (frame -> render seconds) in one archive and record them in
+        one transaction; frame by frame from a node without archives."""
         # The batch owns its frames until it settles; only a cancel takes them away early.
         if self.is_cancelled(job.id):
-            return
-        dest = output_path(self.settings.renders_dir, job.id, frame, output_suffix(job.format))
-        if not dest.exists():  # a crash after the rename but before the record: keep that file
+            return Fetched()
+        suffix = output_suffix(job.format)
+        renders = self.settings.renders_dir
+        files = FrameFiles(
+            {f: output_path(renders, job.id, f, suffix) for f in ready},
+            lambda dest: part_path(dest, batch.id),
+        )
+        why = f"frame done on {url} but not served"
+        try:
+            if self.client.serves_archives(url):
+                try:
+                    await self.client.download_archive(url, node_job, list(ready), files)
+                except ArchiveUnsupported as exc:
+                    log.info("job %s batch %s: %s; frame by frame", job.id, batch.id, exc)
+                    await self._download_each(url, node_job, files)
+                except FrameMissing as exc:
+                    why = str(exc)
+            else:
+                await self._download_each(url, node_job, files)
+        except NodeError:
+            # What came before the node failed is in place: record it, as if frame by frame.
+            await self._record(job, batch, files.placed, ready)
+            raise
+        finally:
+            files.discard()
+        await self._record(job, batch, files.placed, ready)
+        if files.ignored:
+            log.warning(
+                "job %s batch %s: %s sent unexpected members %s",
+                job.id, batch.id, url, files.ignored[:5],
+            )  # fmt: skip
+        settled = {*files.placed, *files.failed}
+        return Fetched(files.placed, files.failed, {f: why for f in ready if f not in settled})
+
+    async def _download_each(self, url: str, node_job: str, files: FrameFiles) -> None:
+        """The frames of `files`, one request each (nodes from before frames.tar)."""
+        for frame, dest in files.targets.items():
+            if dest.exists():  # a crash after the rename but before the record: keep that file
+                files.placed.append(frame)
+                continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = part_path(dest, batch.id)
+            tmp = files.part(dest)
             try:
                 size = await self.client.download(url, node_job, frame, tmp)
                 if size == 0:
-                    raise NodeRejected(f"frame {frame} from {url} is empty")
+                    files.failed[frame] = f"frame {frame} from {url} is empty"
+                    continue
                 os.replace(tmp, dest)
+                files.placed.append(frame)
+            except FrameMissing:
+                continue
             finally:
                 tmp.unlink(missing_ok=True)
-        secs = float(seconds) if isinstance(seconds, int | float) else None
-        if await self.store.run(self.store.collect_frame, job.id, frame, batch.id, secs):
-            self.metrics.frames_rendered.inc()
+
+    async def _record(
+        self, job: Job, batch: QueuedBatch, frames: list[int], seconds: dict[int, float | None]
+    ) -> None:
+        if not frames:
+            return
+        newly = await self.store.run(
+            self.store.collect_frames, job.id, batch.id, [(f, seconds[f]) for f in frames]
+        )
+        self.metrics.frames_rendered.inc(len(newly))
+        for frame in newly:
+            secs = seconds[frame]
             if secs is not None:
                 self.metrics.frame_seconds.observe(secs)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from orchestrator.archive import ArchiveError, FrameFiles, Piece, TarReader
+from render_node.archive import MAX_ARCHIVE_FRAMES
 from render_node.auth import auth_headers
+from render_node.frames import compact_frames
 
 CHUNK = 1 << 20
+# A node without frames.tar is asked again after this long: it may have been upgraded.
+ARCHIVE_RECHECK_SECONDS = 300.0
 
 
 class NodeError(Exception):
@@ -31,6 +37,10 @@ class NodeJobGone(NodeRejected):
     """The node no longer knows this job (it restarted or cleaned up)."""
 
 
+class ArchiveUnsupported(NodeRejected):
+    """The node has no frames.tar endpoint (a node from before it): fetch frame by frame."""
+
+
 def _detail(resp: httpx.Response) -> str:
     try:
         body = resp.json()
@@ -46,9 +56,12 @@ class NodeClient:
         request_timeout: float,
         transfer_timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._headers = auth_headers(token)
         self._request_timeout = request_timeout
+        self._clock = clock
+        self._no_archive: dict[str, float] = {}  # node -> when it answered frames.tar 404/405
         self._short = httpx.Timeout(request_timeout)
         # Connecting stays quick even for transfers: a dead node must not hold a worker.
         self._long = httpx.Timeout(transfer_timeout, connect=request_timeout)
@@ -172,6 +185,75 @@ class NodeClient:
         except httpx.HTTPError as exc:
             raise NodeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
         return size
+
+    def serves_archives(self, node: str) -> bool:
+        """False for a while after the node turned out not to have frames.tar."""
+        since = self._no_archive.get(node)
+        if since is None:
+            return True
+        if self._clock() - since >= ARCHIVE_RECHECK_SECONDS:
+            del self._no_archive[node]
+            return True
+        return False
+
+    async def download_archive(
+        self, node: str, job_id: str, frames: Sequence[int], files: FrameFiles
+    ) -> None:
+        """Fetch `frames` as frames.tar (several requests past the node's cap) into `files`.
+
+        Members are put in place on a worker thread, a megabyte of them per hop: one hop for a
+        poll's worth of small frames. A frame the archive lacks is simply not placed. Raises
+        FrameMissing when the node says a frame is not done or sends a broken archive (what
+        was placed stays), ArchiveUnsupported when the node has no such endpoint, NodeJobGone
+        when it has no such job.
+        """
+        for start in range(0, len(frames), MAX_ARCHIVE_FRAMES):
+            part = frames[start : start + MAX_ARCHIVE_FRAMES]
+            await self._download_archive(node, job_id, compact_frames(part), files)
+
+    async def _download_archive(self, node: str, job_id: str, spec: str, files: FrameFiles) -> None:
+        url = f"{node}/jobs/{job_id}/frames.tar"
+        reader = TarReader()
+        pending: list[Piece] = []
+        buffered = 0
+        try:
+            async with self._for(node).stream(
+                "GET", url, params={"frames": spec}, headers=self._headers, timeout=self._long
+            ) as resp:
+                if resp.status_code >= 500:
+                    raise NodeError(f"GET {url}: {resp.status_code}")
+                if resp.status_code != 200:
+                    await resp.aread()
+                    await self._archive_refused(node, job_id, url, resp)
+                async for chunk in resp.aiter_bytes(CHUNK):
+                    for piece in reader.feed(chunk):
+                        pending.append(piece)
+                        buffered += len(piece.data)
+                    if buffered >= CHUNK:
+                        await asyncio.to_thread(files.write, pending)
+                        pending, buffered = [], 0
+                reader.close()
+        except httpx.HTTPError as exc:
+            raise NodeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        except ArchiveError as exc:
+            await asyncio.to_thread(files.write, pending)  # the members that came whole
+            raise FrameMissing(f"GET {url}: broken archive: {exc}") from None
+        if pending:
+            await asyncio.to_thread(files.write, pending)
+
+    async def _archive_refused(
+        self, node: str, job_id: str, url: str, resp: httpx.Response
+    ) -> None:
+        """Raise what a non-200 answer to frames.tar means."""
+        code = resp.status_code
+        if code == 404:
+            # Either the job or the endpoint is unknown: the job's own status tells which.
+            await self.status(node, job_id)  # raises NodeJobGone when it is the job
+        if code in (404, 405):
+            self._no_archive[node] = self._clock()
+            raise ArchiveUnsupported(f"GET {url}: {code}: the node has no frames.tar")
+        kind = FrameMissing if code == 409 else NodeRejected
+        raise kind(f"GET {url}: {code} {_detail(resp)}")
 
     async def delete(self, node: str, job_id: str) -> None:
         await self._request("DELETE", node, f"/jobs/{job_id}")

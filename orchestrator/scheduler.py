@@ -22,6 +22,7 @@ from orchestrator.collect import output_suffix, video_path
 from orchestrator.lanes import LaneBook, SpeedBook
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient, NodeError
+from orchestrator.pacing import Pacer
 from orchestrator.policy import effective_bans, node_may_take
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
@@ -113,6 +114,8 @@ class Scheduler:
         self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
         self.speeds = SpeedBook()
+        self.pacer = Pacer()
+        self._pacing: asyncio.Task[None] | None = None
         self.lanes = LaneBook()
         self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
         self._near_end: dict[str, asyncio.Event] = {}
@@ -128,6 +131,7 @@ class Scheduler:
             metrics,
             lambda job_id: job_id in self._cancelled,
             on_status=self._on_status,
+            pacer=self.pacer,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -147,10 +151,15 @@ class Scheduler:
         if queue:
             log.info("restart: %d batches of unfinished jobs back in the queue", len(queue))
         self._monitor = asyncio.create_task(self._monitor_loop(), name="monitor")
+        self._pacing = asyncio.create_task(self.pacer.run(), name="pacer")
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
+        tasks = [
+            t
+            for t in (self._monitor, self._pacing, *self._workers.values(), *self._background)
+            if t
+        ]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -347,7 +356,7 @@ class Scheduler:
             size = 0
             if job.adaptive:
                 blind = ahead and self.speeds.seconds_per_frame(url, job.scene_sha) is None
-                size = 0 if blind else self._size(url, lane, job, queue, live, len(head.frames))
+                size = 0 if blind else self._size(url, lane, job, queue, live, head)
                 if size == 0:
                     continue  # faster slots will render these first (or: speed not known yet)
             cut = queue.take(head, size)
@@ -362,26 +371,33 @@ class Scheduler:
         return None
 
     def _size(
-        self, url: str, lane: Lane, job: Job, queue: JobQueue, live: set[str], blind: int
+        self, url: str, lane: Lane, job: Job, queue: JobQueue, live: set[str], head: QueuedBatch
     ) -> int:
-        """How many frames `lane` takes from `job` now (see orchestrator/sizing.py)."""
+        """How many frames `lane` takes from `job` now (see orchestrator/sizing.py); only slots
+        that may take `head` share the work."""
         now = self.clock()
         scene = job.scene_sha
-        failures = self._batch_failures.get(job.id, {})
         others = []
         for node in self.registry.live():
-            if failures.get(node.url, 0) >= self.settings.max_attempts:
+            if node.url != url and not self._eligible(node.url, head, live):
                 continue
             spf = self.speeds.seconds_per_frame(node.url, scene)
             overhead = self.speeds.overhead(node.url)
-            for slot in range(node.slots):
-                if (node.url, slot) != lane:
-                    others.append(self.lanes.lane((node.url, slot), spf, overhead, now))
+            others += [
+                self.lanes.lane((node.url, i), spf, overhead, now)
+                for i in range(node.slots)
+                if (node.url, i) != lane
+            ]
         me = self.lanes.lane(
             lane, self.speeds.seconds_per_frame(url, scene), self.speeds.overhead(url), now
         )
         return next_batch_size(
-            me, others, queue.frames, now, blind=blind, max_seconds=self.settings.max_batch_seconds
+            me,
+            others,
+            queue.frames,
+            now,
+            blind=len(head.frames),
+            max_seconds=self.settings.max_batch_seconds,
         )
 
     def _on_status(self, url: str, batch: QueuedBatch, status: dict[str, object]) -> bool:

@@ -88,4 +88,12 @@ def next_batch_size(
     start = max(me.free_at, now) + me.overhead
     share = (finish_time(lanes, remaining, now) - start) / spf
     size = min(round(share), remaining)
+    if size <= 0:
+        # Shares of under half a frame round to none for everyone: the slot that would finish
+        # a frame first still takes one, or nobody would.
+        first = min(
+            (max(o.free_at, now) + o.overhead + (o.seconds_per_frame or 0.0) for o in lanes[1:]),
+            default=math.inf,
+        )
+        size = 1 if start + spf <= first else 0
     return max(0, min(size, max(1, math.floor(max_seconds / spf))))

@@ -229,17 +229,32 @@ class Store(Queries):
 
     def collect_frame(self, job_id: str, frame: int, batch_id: str, seconds: float | None) -> bool:
         """Mark a frame collected; False unless this batch still owns it (never done twice)."""
+        return bool(self.collect_frames(job_id, batch_id, [(frame, seconds)]))
+
+    def collect_frames(
+        self, job_id: str, batch_id: str, frames: Iterable[tuple[int, float | None]]
+    ) -> list[int]:
+        """Mark (frame, seconds) pairs collected in one transaction; return the frames newly
+        recorded: those this batch still owns and that were not done yet (never done twice)."""
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE frames SET state='done', seconds=?, error=NULL WHERE job=? AND frame=?"
-                " AND batch=? AND state='rendering'",
-                (seconds, job_id, frame, batch_id),
-            )
-            if cur.rowcount != 1:
-                return False
-            db.execute("UPDATE jobs SET done=done+1, rendering=rendering-1 WHERE id=?", (job_id,))
-            db.execute("UPDATE batches SET done_count=done_count+1 WHERE id=?", (batch_id,))
-            return True
+            newly: list[int] = []
+            for frame, seconds in frames:
+                cur = db.execute(
+                    "UPDATE frames SET state='done', seconds=?, error=NULL WHERE job=? AND frame=?"
+                    " AND batch=? AND state='rendering'",
+                    (seconds, job_id, frame, batch_id),
+                )
+                if cur.rowcount == 1:
+                    newly.append(frame)
+            if newly:
+                db.execute(
+                    "UPDATE jobs SET done=done+?, rendering=rendering-? WHERE id=?",
+                    (len(newly), len(newly), job_id),
+                )
+                db.execute(
+                    "UPDATE batches SET done_count=done_count+? WHERE id=?", (len(newly), batch_id)
+                )
+            return newly
 
     def settle_batch(
         self,
@@ -317,6 +332,13 @@ class Store(Queries):
         if state:
             db.execute(
                 "UPDATE jobs SET state=?, finished=?, rendering=0 WHERE id=?", (state, now, job_id)
+            )
+            # Batches of another slot whose frames are all collected but which have not
+            # settled yet: done now, so a finished job never lists a running batch.
+            db.execute(
+                "UPDATE batches SET state='done', finished=? WHERE job=? AND state='running'"
+                " AND done_count = json_array_length(frames)",
+                (now, job_id),
             )
         return state
 

@@ -14,22 +14,33 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
 from render_node import __version__
+from render_node.archive import (
+    MAX_ARCHIVE_FRAMES,
+    MEDIA_TYPE,
+    archive_size,
+    member_name,
+    stat_members,
+    stream_archive,
+)
 from render_node.auth import BearerTokenMiddleware
+from render_node.batch import DONE
 from render_node.blender import image_format
 from render_node.errors import (
     BadRequest,
+    Conflict,
+    ErrorBody,
     NotFound,
     PayloadTooLarge,
     binary_response,
     document_errors,
     install_error_handlers,
 )
-from render_node.frames import FrameSpecError, parse_frame_spec
+from render_node.frames import FrameSpecError, compact_frames, parse_frame_spec
 from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
 from render_node.limits import BodyLimitMiddleware, json_limit
 from render_node.metrics import NodeMetrics
@@ -331,6 +342,60 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         if path is None or not path.is_file():
             raise NotFound(f"frame {frame} of job {job.id} is not rendered ({record.state})")
         return FileResponse(path, media_type=job.fmt.content_type, filename=path.name)
+
+    @app.get(
+        "/jobs/{job_id}/frames.tar",
+        response_class=StreamingResponse,
+        responses={
+            200: binary_response(
+                "an uncompressed tar of the frames' images, named frame_00003.png...; a done "
+                "frame whose file cannot be read is left out",
+                [MEDIA_TYPE],
+            ),
+            409: {"description": "a frame of the spec is not done (yet)", "model": ErrorBody},
+        },
+    )
+    async def frames_archive(
+        job_id: JobId,
+        frames: str = Query(
+            description=f"frame spec of done frames: '3-7,9'; at most {MAX_ARCHIVE_FRAMES}",
+            examples=["1-3"],
+            max_length=16 * MAX_ARCHIVE_FRAMES,
+        ),
+    ) -> StreamingResponse:
+        """Several finished frames in one answer, streamed: what the orchestrator collects a
+        poll's worth of frames with. 400 for a bad spec, more than the cap or frames that are
+        not the job's; 409 when one is not done."""
+        job = find_job(job_id)
+        try:
+            wanted = parse_frame_spec(frames)
+        except FrameSpecError as exc:
+            raise BadRequest(str(exc)) from None
+        if len(wanted) > MAX_ARCHIVE_FRAMES:
+            raise BadRequest(
+                f"{len(wanted)} frames asked for: at most {MAX_ARCHIVE_FRAMES} per archive, "
+                "ask in parts"
+            )
+        foreign = [f for f in wanted if f not in job.batch.frames]
+        if foreign:
+            raise BadRequest(f"frames {compact_frames(foreign)} are not part of job {job.id}")
+        waiting = [f for f in wanted if job.batch.frames[f].state != DONE]
+        if waiting:
+            raise Conflict(
+                f"frames {compact_frames(waiting)} of job {job.id} are not done: ask for done "
+                f"frames only (GET /jobs/{job.id} has each frame's state)"
+            )
+        files = [(f, job.frame_file(f)) for f in wanted]
+        named = [(member_name(f, path.suffix), path) for f, path in files if path is not None]
+        members = await asyncio.to_thread(stat_members, named)
+        return StreamingResponse(
+            stream_archive(members),
+            media_type=MEDIA_TYPE,
+            headers={
+                "Content-Length": str(archive_size(members)),
+                "Content-Disposition": f'attachment; filename="{job.id}-frames.tar"',
+            },
+        )
 
     @app.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
     async def job_log(job_id: JobId) -> PlainTextResponse:

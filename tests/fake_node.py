@@ -1,8 +1,8 @@
 """A fake render node: the node HTTP API in-process, rendering nothing, with controllable faults.
 
-It speaks the render-node contract of DESIGN.md (POST/GET/DELETE /jobs, frames, scenes, /info,
-/health) and serves small generated PNGs, so the orchestrator can be tested without Blender or
-node processes, and a 100-node farm fits in one process for scale benchmarks:
+It speaks the render-node contract of DESIGN.md (POST/GET/DELETE /jobs, frames, frames.tar,
+scenes, /info, /health) and serves small generated PNGs, so the orchestrator can be tested
+without Blender or node processes, and a 100-node farm fits in one process for scale benchmarks:
 
     nodes = [FakeNode(f"n{i}", slots=2, seconds_per_frame=0.01) for i in range(100)]
     with serve_in_thread(fake_farm_app(nodes)) as base:   # node i is at f"{base}/n/{i}"
@@ -10,8 +10,10 @@ node processes, and a 100-node farm fits in one process for scale benchmarks:
 
 Knobs per node: `slots`, `startup` (seconds per batch), `seconds_per_frame`, `fail_frames`
 (frames reported failed with an `Error:` text), `frozen` (every request hangs, like SIGSTOP),
-`blender_version`, `token` (bearer token required when set). `rendered` lists every frame the
-node rendered, in order, to prove no frame was rendered twice.
+`blender_version`, `token` (bearer token required when set), `archive` (False: no frames.tar,
+like a node from before it), `withhold` (frame -> how many more times a done frame is not
+served: 404 alone, left out of archives). `rendered` lists every frame the node rendered, in
+order, to prove no frame was rendered twice; `archives` counts frames.tar answers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from render_node.archive import END, MAX_ARCHIVE_FRAMES, member_name, padding, tar_header
+from render_node.frames import FrameSpecError, parse_frame_spec
 from tests.fake_blender import png_bytes
 
 
@@ -57,11 +61,22 @@ class FakeNode:
     frozen: bool = False
     blender_version: str = "4.2.0"
     token: str | None = None
+    archive: bool = True
+    withhold: dict[int, int] = field(default_factory=dict)
     rendered: list[int] = field(default_factory=list)
+    archives: int = 0
     scenes: set[str] = field(default_factory=set)
     scene_puts: int = 0
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     _slot_lock: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    def serves(self, frame: int) -> bool:
+        """Whether a done frame is served now (`withhold` hides it a number of times)."""
+        left = self.withhold.get(frame, 0)
+        if left > 0:
+            self.withhold[frame] = left - 1
+            return False
+        return True
 
     @property
     def busy(self) -> int:
@@ -133,8 +148,6 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
 
     @app.post("/jobs", status_code=202)
     async def submit(body: dict[str, Any]) -> Any:
-        from render_node.frames import parse_frame_spec
-
         scene = str(body.get("scene", ""))
         if scene.startswith("sha256:") and scene[7:] not in node.scenes:
             return JSONResponse({"error": "not_found", "detail": f"unknown scene {scene}"}, 404)
@@ -178,9 +191,33 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
     @app.get("/jobs/{job_id}/frames/{frame}")
     async def frame(job_id: str, frame: int) -> Response:
         job = node.jobs.get(job_id)
-        if job is None or job.frame_states.get(frame) != "done":
+        if job is None or job.frame_states.get(frame) != "done" or not node.serves(frame):
             return JSONResponse({"error": "not_found", "detail": "frame not done"}, 404)
         return Response(png_bytes(8, 6, frame), media_type="image/png")
+
+    if node.archive:
+
+        @app.get("/jobs/{job_id}/frames.tar")
+        async def frames_archive(job_id: str, frames: str) -> Response:
+            job = node.jobs.get(job_id)
+            if job is None:
+                return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
+            try:
+                wanted = parse_frame_spec(frames)
+            except FrameSpecError as exc:
+                return JSONResponse({"error": "bad_request", "detail": str(exc)}, 400)
+            if len(wanted) > MAX_ARCHIVE_FRAMES or any(f not in job.frame_states for f in wanted):
+                return JSONResponse({"error": "bad_request", "detail": "frames"}, 400)
+            if any(job.frame_states[f] != "done" for f in wanted):
+                return JSONResponse({"error": "conflict", "detail": "frames not done"}, 409)
+            node.archives += 1
+            parts = []
+            for f in wanted:
+                if node.serves(f):
+                    image = png_bytes(8, 6, f)
+                    parts += [tar_header(member_name(f, ".png"), len(image), 0), image]
+                    parts.append(padding(len(image)))
+            return Response(b"".join([*parts, END]), media_type="application/x-tar")
 
     @app.get("/jobs/{job_id}/log")
     async def job_log(job_id: str) -> Response:

@@ -33,11 +33,10 @@ def test_overhead_harness_times_bare_and_farm_runs(tmp_path: Path) -> None:
 
 
 def test_scheduling_harness_runs_dynamic_and_static_split(tmp_path: Path) -> None:
-    scheduling.main(
-        ["--runs", "1", "--static-runs", "1", "--frames", "9", "--results-dir", str(tmp_path)]
-    )
+    scheduling.main(["--runs", "1", "--static-runs", "1", "--warm-runs", "1", "--frames", "9",
+                     "--results-dir", str(tmp_path)])  # fmt: skip
     body = read(tmp_path, "scheduling")
-    for run in body["dynamic_runs"] + body["static_runs"]:
+    for run in body["dynamic_runs"] + body["static_runs"] + body["warm_runs"]:
         assert run["frames_done"] == 9 and run["frames_rendered_twice"] == 0
     assert body["static_runs"][0]["batches_per_node"] == [1, 1, 1]
 

@@ -366,3 +366,27 @@ def test_a_second_job_of_the_scene_starts_with_the_nodes_speeds_known(tmp_path: 
     # sized from the first job: the slow node's share (1/6, 10 frames) in one go
     assert len(slow_batches) == 1, slow_batches
     assert 5 <= len(nodes[1].rendered) <= 15, nodes[1].rendered
+
+
+def test_a_retried_frame_goes_to_the_node_left_even_when_others_look_faster(
+    tmp_path: Path,
+) -> None:
+    """Batch sizing counts only the slots that may take a batch: frame 3 failed on two nodes
+    must still be tried on the third, not left for the (idle, faster) nodes it failed on."""
+    nodes = [
+        FakeNode(f"n{i}", slots=1, seconds_per_frame=0.01 * (i + 1), fail_frames={3})
+        for i in range(3)
+    ]
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: len(client.get("/nodes").json()) == 3, what="nodes")
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        job = client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()
+        status = wait_job(client, job["id"], timeout=20)
+    assert status["state"] == "failed"
+    assert status["frames"] == {"total": 4, "done": 3, "failed": 1, "rendering": 0}
+    tried = {b["node"] for b in status["batches"] if b["frames"] == "3"}
+    assert len(tried) == 3

@@ -85,3 +85,12 @@ def test_an_unknown_lane_that_has_shown_it_is_slow_counts_as_slow() -> None:
     me = Lane(FAST, 0.0, 0.0)
     # its first frame has been rendering for 0.8 s: it gets little of the share
     assert size(me, [Lane(None, 0.0, 0.0, at_least=SLOW)], 100) == 80
+
+
+def test_a_last_frame_shared_by_equal_slots_is_still_taken() -> None:
+    """One frame, three idle equal slots: a third of a frame each rounds to none; the first to
+    ask takes it."""
+    others = [Lane(FAST, 0.5, 0.0), Lane(FAST, 0.5, 0.0)]
+    assert size(Lane(FAST, 0.5, 0.0), others, 1) == 1
+    # a slot that would finish it later than another leaves it
+    assert size(Lane(FAST, 0.5, 5.0), others, 1) == 0

@@ -93,3 +93,34 @@ def test_large_job_status_reads_counters(tmp_path: Path) -> None:
     assert len(batches) == 4000
     j = store.get_job(job.id)
     assert j and j.total == 100_000 and j.done == 0
+
+
+def test_collect_frames_records_a_poll_in_one_go_and_only_what_the_batch_owns(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, (batch,) = make_job(store, [1, 2, 3, 4], batch_size=5)
+    store.dispatch_batch(batch, "a", 1.0)
+    assert store.collect_frames(job.id, batch.id, [(1, 0.5), (2, None)]) == [1, 2]
+    assert store.collect_frames(job.id, batch.id, [(2, 0.5), (3, 0.25)]) == [3]  # 2: never twice
+    assert store.collect_frames(job.id, "another-batch", [(4, 0.5)]) == []
+    assert store.collect_frames(job.id, batch.id, []) == []
+    j = store.get_job(job.id)
+    assert j and (j.done, j.rendering) == (3, 1)
+    assert store.done_frames(job.id) == [1, 2, 3]
+    (again,) = store.settle_batch(batch.id, "lost", {}, {"a"}, 3, 2.0).requeued
+    assert again.frames == [4]
+
+
+def test_a_finished_job_lists_no_running_batch(tmp_path: Path) -> None:
+    """Two slots collect their last frames; the first to settle ends the job: the other
+    batch, every frame collected but not settled yet, is shown done, not running."""
+    store = Store(tmp_path / "db.sqlite3")
+    job, (first, second) = make_job(store, [1, 2, 3, 4])
+    store.dispatch_batch(first, "http://a", 101.0)
+    store.dispatch_batch(second, "http://b", 101.0)
+    for frame, batch in ((1, first), (2, first), (3, second), (4, second)):
+        assert store.collect_frame(job.id, frame, batch.id, 0.5)
+    settled = store.settle_batch(first.id, "done", {}, {"http://a", "http://b"}, 3, 102.0)
+    assert settled.job_state == "completed"
+    assert [b["state"] for b in store.job_batches(job.id)] == ["done", "done"]

@@ -1,0 +1,203 @@
+"""frames.tar: the node's streamed tar writer and the orchestrator's incremental reader and
+the way its members are put in place (names checked, .part then rename, empty ones failed)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from orchestrator.archive import ArchiveError, FrameFiles, Piece, TarReader, member_frame
+from render_node.archive import (
+    CHUNK,
+    Member,
+    archive_size,
+    member_name,
+    stat_members,
+    stream_archive,
+)
+
+
+def streamed(members: list[Member]) -> bytes:
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in stream_archive(members)])
+
+    return asyncio.run(collect())
+
+
+def frame_files(tmp_path: Path, sizes: dict[int, int]) -> list[Member]:
+    files = []
+    for frame, size in sizes.items():
+        path = tmp_path / "node" / f"render{frame}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(bytes([frame % 251]) * size)
+        files.append((member_name(frame, ".png"), path))
+    return stat_members(files)
+
+
+def read_all(data: bytes, step: int) -> list[Piece]:
+    reader = TarReader()
+    pieces = []
+    for i in range(0, len(data), step):
+        pieces += reader.feed(data[i : i + step])
+    reader.close()
+    return pieces
+
+
+def joined(pieces: list[Piece]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for piece in pieces:
+        assert piece.first == (piece.name not in out)
+        out[piece.name] = out.get(piece.name, b"") + piece.data
+    return out
+
+
+def test_node_archive_is_a_tar_the_standard_library_reads_with_its_promised_length(
+    tmp_path: Path,
+) -> None:
+    members = frame_files(tmp_path, {3: 100, 4: 512, 7: CHUNK + 5, 12: 1})
+    data = streamed(members)
+    assert len(data) == archive_size(members)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        names = tar.getnames()
+        assert names == ["frame_00003.png", "frame_00004.png", "frame_00007.png", "frame_00012.png"]
+        member = tar.extractfile("frame_00007.png")
+        assert member is not None and member.read() == bytes([7]) * (CHUNK + 5)
+
+
+def test_a_frame_file_gone_before_the_archive_is_left_out(tmp_path: Path) -> None:
+    gone = tmp_path / "missing.png"
+    assert stat_members([("frame_00001.png", gone), ("frame_00002.png", tmp_path)]) == []
+
+
+def test_a_file_that_shrinks_while_sent_breaks_the_stream_off(tmp_path: Path) -> None:
+    (member,) = frame_files(tmp_path, {1: 3 * CHUNK})
+    member.path.write_bytes(b"x" * 10)
+    with pytest.raises(OSError, match="changed size"):
+        streamed([member])
+
+
+@pytest.mark.parametrize("step", [1, 100, 511, 512, 513, 4096, 1 << 30])
+def test_reader_gives_every_member_whatever_the_chunking(tmp_path: Path, step: int) -> None:
+    sizes = {1: 0, 2: 1, 3: 511, 4: 512, 5: 513, 6: 3000}
+    if step == 1:
+        sizes = {1: 0, 2: 1, 3: 600}  # byte by byte: keep it quick
+    members = frame_files(tmp_path, sizes)
+    got = joined(read_all(streamed(members), step))
+    assert got == {member_name(f, ".png"): bytes([f]) * size for f, size in sizes.items()}
+
+
+def tar_of(*entries: tarfile.TarInfo | tuple[str, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry)
+            else:
+                name, data = entry
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_reader_skips_folders_links_and_extended_headers() -> None:
+    folder = tarfile.TarInfo("frames")
+    folder.type = tarfile.DIRTYPE
+    link = tarfile.TarInfo("frame_00002.png")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    data = tar_of(folder, link, ("x" * 150 + ".png", b"long name"), ("frame_00001.png", b"ok"))
+    got = joined(read_all(data, 700))
+    # The long name lives in a pax header, which is skipped: its member keeps the plain header's
+    # cut name, which no frame name can be.
+    assert sorted(got.values()) == [b"long name", b"ok"]
+    assert got["frame_00001.png"] == b"ok" and "frame_00002.png" not in got
+
+
+def test_reader_refuses_a_corrupt_header_and_a_truncated_member() -> None:
+    data = bytearray(tar_of(("frame_00001.png", b"a" * 2000)))
+    with pytest.raises(ArchiveError, match="ends inside"):
+        read_all(bytes(data[:1500]), 512)
+    data[148:156] = b"0000000\0"  # a wrong checksum
+    with pytest.raises(ArchiveError, match="bad tar header"):
+        read_all(bytes(data), 512)
+
+
+def test_reader_ignores_what_follows_the_end_marker() -> None:
+    data = tar_of(("frame_00001.png", b"a")) + b"garbage" * 100
+    assert joined(read_all(data, 1000)) == {"frame_00001.png": b"a"}
+
+
+@pytest.mark.parametrize(
+    ("name", "frame"),
+    [
+        ("frame_00003.png", 3),
+        ("frame_1048574.exr", 1048574),
+        ("frame_00003", 3),
+        ("../frame_00003.png", None),
+        ("/tmp/frame_00003.png", None),
+        ("out/frame_00003.png", None),
+        ("frame_00003.png/../../x", None),
+        ("frame_-1.png", None),
+        ("frame_00003.png\x00", None),
+        ("frame_00003..png", None),
+        ("frame_.png", None),
+        ("render_00003.png", None),
+    ],
+)
+def test_member_frame_takes_only_plain_frame_names(name: str, frame: int | None) -> None:
+    assert member_frame(name) == frame
+
+
+def put(tmp_path: Path, frames: list[int], data: bytes, step: int = 512) -> FrameFiles:
+    out = tmp_path / "renders" / "job1"
+    files = FrameFiles(
+        {f: out / f"frame_{f:05d}.png" for f in frames}, lambda p: p.with_name(f".{p.name}.part")
+    )
+    files.write(read_all(data, step))
+    return files
+
+
+def test_members_go_only_to_the_paths_chosen_for_the_frames_asked_for(tmp_path: Path) -> None:
+    data = tar_of(
+        ("../../evil.png", b"evil"),
+        ("/tmp/frame_00001.png", b"evil"),
+        ("frame_00001.png", b"one"),
+        ("frame_00001.png", b"again"),  # a repeat: the first one stands
+        ("frame_00002.png", b""),  # empty: failed
+        ("frame_00099.png", b"not asked for"),
+    )
+    files = put(tmp_path, [1, 2, 3], data)
+    assert files.placed == [1]
+    assert list(files.failed) == [2] and "empty" in files.failed[2]
+    assert files.ignored == [
+        "../../evil.png", "/tmp/frame_00001.png", "frame_00001.png", "frame_00099.png"
+    ]  # fmt: skip
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert found == ["renders/job1/frame_00001.png"]  # no part files, nothing elsewhere
+    assert (tmp_path / "renders/job1/frame_00001.png").read_bytes() == b"one"
+
+
+def test_a_frame_already_in_place_keeps_its_file(tmp_path: Path) -> None:
+    dest = tmp_path / "renders" / "job1" / "frame_00001.png"
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"first")
+    files = put(tmp_path, [1], tar_of(("frame_00001.png", b"second")))
+    assert files.placed == [1] and dest.read_bytes() == b"first"
+
+
+def test_a_member_cut_off_leaves_no_part_file_once_discarded(tmp_path: Path) -> None:
+    data = tar_of(("frame_00001.png", b"a" * 5000), ("frame_00002.png", b"b" * 5000))
+    out = tmp_path / "renders" / "job1"
+    files = FrameFiles(
+        {f: out / f"frame_{f:05d}.png" for f in (1, 2)}, lambda p: p.with_name(f".{p.name}.part")
+    )
+    reader = TarReader()
+    files.write(reader.feed(data[:7000]))
+    assert files.placed == [1] and (out / ".frame_00002.png.part").exists()
+    files.discard()
+    assert sorted(p.name for p in out.iterdir()) == ["frame_00001.png"]
