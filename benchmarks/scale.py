@@ -159,7 +159,7 @@ def dispatch_figures(
 
 def scale_run(
     root: Path, *, frames: int, nodes: int, slots: int = 2, seconds: float = 0.001,
-    timeout: float = 1800,
+    timeout: float = 1800, batch_size: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     with scale_farm(root, nodes, slots, seconds) as (orch, fake):
         with httpx.Client(base_url=orch.url, timeout=30) as client:
@@ -172,7 +172,8 @@ def scale_run(
             orch_cpu0, fake_cpu0 = cpu_seconds(orch_pid), cpu_seconds(fake_pid)
             rss_before = peak_rss_mb(orch_pid)
             start = time.time()
-            job = submit(client, "demo.blend", f"1-{frames}")
+            extra = {"batch_size": batch_size} if batch_size else {}
+            job = submit(client, "demo.blend", f"1-{frames}", **extra)
             submit_ms = (time.time() - start) * 1000
             sampler = Sampler(orch.url, job["id"])
             thread = threading.Thread(target=sampler.run, daemon=True)
@@ -199,6 +200,7 @@ def scale_run(
         "slots_per_node": slots,
         "seconds_per_frame": seconds,
         "batch_size": job["batch_size"],
+        "fixed_batch_size": batch_size,
         "frames_done": status["frames"]["done"],
         "submit_ms": submit_ms,
         "makespan_seconds": makespan,
@@ -254,12 +256,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--nodes", type=int, default=100)
     p.add_argument("--slots", type=int, default=2)
     p.add_argument("--seconds", type=float, default=0.001, help="fake seconds a frame")
+    p.add_argument(
+        "--batch-size", type=int, default=None,
+        help="fixed batch size (default: none, batches cut to the nodes' speed); a small one "
+        "makes the run a dispatch test",
+    )  # fmt: skip
     p.add_argument("--results-dir", type=Path, default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         result = scale_run(
             Path(tmp), frames=args.frames, nodes=args.nodes, slots=args.slots,
-            seconds=args.seconds,
+            seconds=args.seconds, batch_size=args.batch_size,
         )  # fmt: skip
     table(
         f"scale: {args.frames} frames, {args.nodes} fake nodes in one process",
