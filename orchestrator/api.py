@@ -357,8 +357,6 @@ def create_app(
         for state, count in states.items():
             m.nodes.labels(state=state).set(count)
         m.queue_batches.set(farm.scheduler.queued_batches())
-        m.loop_lag.set(farm.scheduler.pacer.lag)
-        m.poll_slowdown.set(farm.scheduler.pacer.slowdown)
         jobs = await farm.store.run(farm.store.count_jobs_by_state)
         for state in ("queued", "running", "completed", "failed", "cancelled"):
             m.jobs.labels(state=state).set(jobs.get(state, 0))

@@ -26,7 +26,6 @@ from orchestrator.nodeclient import (
     NodeJobGone,
     NodeRejected,
 )
-from orchestrator.pacing import Pacer
 from orchestrator.policy import failure_counts, frame_started, poll_backoff
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
@@ -66,7 +65,6 @@ class BatchRunner:
         metrics: Metrics,
         is_cancelled: Callable[[str], bool],
         on_status: Callable[[str, QueuedBatch, dict[str, Any]], bool] | None = None,
-        pacer: Pacer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -75,7 +73,6 @@ class BatchRunner:
         self.metrics = metrics
         self.is_cancelled = is_cancelled
         self.on_status = on_status
-        self.pacer = pacer or Pacer()
         self._scene_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def run(self, url: str, job: Job, batch: QueuedBatch) -> Outcome:
@@ -164,15 +161,11 @@ class BatchRunner:
                 return "cancelled"
             try:
                 asked = asyncio.get_running_loop().time()
-                status = await self.client.status(
-                    url, node_job, wait=self._paced(interval), since=since
-                )
+                status = await self.client.status(url, node_job, wait=interval, since=since)
                 if since is not None and status.get("version") == since:
                     # Not held (a node from before ?wait) and nothing changed: wait here.
                     await asyncio.sleep(
-                        max(
-                            0.0, self._paced(interval) - (asyncio.get_running_loop().time() - asked)
-                        )
+                        max(0.0, interval - (asyncio.get_running_loop().time() - asked))
                     )
             except NodeJobGone:
                 raise
@@ -180,7 +173,7 @@ class BatchRunner:
                 misses += 1
                 if misses >= 3 or self.registry.is_lost(url):
                     raise
-                await asyncio.sleep(self._paced(self.settings.poll_interval))
+                await asyncio.sleep(self.settings.poll_interval)
                 continue
             misses = 0
             self.registry.seen(url)
@@ -247,11 +240,7 @@ class BatchRunner:
             ):
                 since = version
             else:
-                await asyncio.sleep(self._paced(interval))
-
-    def _paced(self, interval: float) -> float:
-        """The poll interval, stretched while the event loop is overloaded (pacing.py)."""
-        return interval * self.pacer.slowdown
+                await asyncio.sleep(interval)
 
     async def _collect(
         self, url: str, job: Job, batch: QueuedBatch, node_job: str, ready: dict[int, float | None]

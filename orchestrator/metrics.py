@@ -27,12 +27,6 @@ class Metrics:
         self.nodes = Gauge("farm_nodes", "Nodes by state", ["state"], registry=r)
         self.queue_batches = Gauge("farm_queue_batches", "Batches waiting for a node", registry=r)
         self.jobs = Gauge("farm_jobs", "Jobs by state", ["state"], registry=r)
-        self.loop_lag = Gauge(
-            "farm_event_loop_lag_seconds", "How late the event loop last woke a task", registry=r
-        )
-        self.poll_slowdown = Gauge(
-            "farm_poll_slowdown", "Factor stretching node polls while the loop lags", registry=r
-        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -22,9 +22,8 @@ from orchestrator.collect import output_suffix, video_path
 from orchestrator.lanes import LaneBook, SpeedBook
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient, NodeError
-from orchestrator.pacing import Pacer
 from orchestrator.policy import effective_bans, node_may_take
-from orchestrator.registry import Registry
+from orchestrator.registry import Node, Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.sizing import next_batch_size
 from orchestrator.store import Job, QueuedBatch, Store, new_id
@@ -114,8 +113,6 @@ class Scheduler:
         self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
         self.speeds = SpeedBook()
-        self.pacer = Pacer()
-        self._pacing: asyncio.Task[None] | None = None
         self.lanes = LaneBook()
         self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
         self._near_end: dict[str, asyncio.Event] = {}
@@ -131,7 +128,6 @@ class Scheduler:
             metrics,
             lambda job_id: job_id in self._cancelled,
             on_status=self._on_status,
-            pacer=self.pacer,
         )
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -151,15 +147,10 @@ class Scheduler:
         if queue:
             log.info("restart: %d batches of unfinished jobs back in the queue", len(queue))
         self._monitor = asyncio.create_task(self._monitor_loop(), name="monitor")
-        self._pacing = asyncio.create_task(self.pacer.run(), name="pacer")
 
     async def stop(self) -> None:
         self._stopping = True
-        tasks = [
-            t
-            for t in (self._monitor, self._pacing, *self._workers.values(), *self._background)
-            if t
-        ]
+        tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -242,9 +233,11 @@ class Scheduler:
 
     async def _probe(self, url: str) -> None:
         node = self.registry.get(url)
-        fresh = self.settings.probe_interval_seconds
+        # A node whose batches are being polled answered recently: no need to ask it again.
+        # A third of the loss timeout still leaves two probes before a silent node is lost.
+        fresh = max(self.settings.probe_interval_seconds, self.settings.node_timeout_seconds / 3)
         if node and node.last_seen is not None and self.registry.clock() - node.last_seen < fresh:
-            return  # a worker's request just got an answer: no need to ask again
+            return
         with contextlib.suppress(NodeError):
             self.registry.update(url, await self.client.info(url))
 
@@ -284,7 +277,7 @@ class Scheduler:
                 cut = None if busy else self._take(url, lane, ahead=bool(running))
                 if cut is None:
                     waits = [asyncio.ensure_future(changed.wait())]
-                    if running:
+                    if running and not running[-1][1].is_set():
                         waits.append(asyncio.ensure_future(running[-1][1].wait()))
                     try:
                         await asyncio.wait(
@@ -329,10 +322,11 @@ class Scheduler:
                 return
             await asyncio.sleep(0.2)
 
-    def _eligible(self, url: str, batch: QueuedBatch, live: set[str]) -> bool:
-        failures = self._batch_failures.get(batch.job, {})
+    def _bans(self, job_id: str, live: set[str]) -> set[str]:
+        """Nodes that get no more batches of the job (they failed too many of them)."""
+        failures = self._batch_failures.get(job_id, {})
         banned = {n for n, count in failures.items() if count >= self.settings.max_attempts}
-        return node_may_take(url, batch.avoid, live, effective_bans(banned, live))
+        return effective_bans(banned, live) if banned else banned
 
     def _take(self, url: str, lane: Lane, *, ahead: bool) -> Cut | None:
         """The next batch for `lane`, cut to its speed when the job allows; None: nothing now.
@@ -344,19 +338,21 @@ class Scheduler:
             job = self._jobs[job_id]
             return (-job.priority, job.seq)
 
-        live = self.registry.live_urls()
+        nodes = self.registry.live()
+        live = {node.url for node in nodes}
         for job_id in sorted(self._queues, key=order):
             queue = self._queues[job_id]
             job = self._jobs[job_id]
             if ahead and not job.adaptive:
                 continue
-            head = next((b for b in queue.batches if self._eligible(url, b, live)), None)
+            bans = self._bans(job_id, live)
+            head = next((b for b in queue.batches if node_may_take(url, b.avoid, live, bans)), None)
             if head is None:
                 continue
             size = 0
             if job.adaptive:
                 blind = ahead and self.speeds.seconds_per_frame(url, job.scene_sha) is None
-                size = 0 if blind else self._size(url, lane, job, queue, live, head)
+                size = 0 if blind else self._size(url, lane, job, queue, nodes, head, bans)
                 if size == 0:
                     continue  # faster slots will render these first (or: speed not known yet)
             cut = queue.take(head, size)
@@ -371,15 +367,23 @@ class Scheduler:
         return None
 
     def _size(
-        self, url: str, lane: Lane, job: Job, queue: JobQueue, live: set[str], head: QueuedBatch
+        self,
+        url: str,
+        lane: Lane,
+        job: Job,
+        queue: JobQueue,
+        nodes: list[Node],
+        head: QueuedBatch,
+        bans: set[str],
     ) -> int:
         """How many frames `lane` takes from `job` now (see orchestrator/sizing.py); only slots
         that may take `head` share the work."""
         now = self.clock()
         scene = job.scene_sha
         others = []
-        for node in self.registry.live():
-            if node.url != url and not self._eligible(node.url, head, live):
+        live = {node.url for node in nodes}
+        for node in nodes:
+            if node.url != url and not node_may_take(node.url, head.avoid, live, bans):
                 continue
             spf = self.speeds.seconds_per_frame(node.url, scene)
             overhead = self.speeds.overhead(node.url)
@@ -398,6 +402,7 @@ class Scheduler:
             now,
             blind=len(head.frames),
             max_seconds=self.settings.max_batch_seconds,
+            max_frames=self.settings.max_sized_batch,
         )
 
     def _on_status(self, url: str, batch: QueuedBatch, status: dict[str, object]) -> bool:

@@ -35,9 +35,10 @@ class OrchestratorSettings(BaseSettings):
     max_upload_mb: int = Field(default=4096, gt=0)
     # Without a batch size in the request: the first batch of each node (before its speed on
     # the scene is known) is at most this many frames; later ones are cut to the node's
-    # speed, at most `max_batch_seconds` of expected render time each.
+    # speed: at most `max_batch_seconds` of expected render time and `max_sized_batch` frames.
     max_batch_size: int = 25
     max_batch_seconds: float = Field(default=600.0, gt=0)
+    max_sized_batch: int = Field(default=100, ge=1, le=10_000)
     # Jobs queued or running at once; POST /render answers 429 beyond it.
     max_queued_jobs: int = Field(default=1000, ge=1)
     # POST /render per client address and minute (a token bucket, bursts of as many); 0: off.

@@ -66,13 +66,15 @@ def next_batch_size(
     *,
     blind: int,
     max_seconds: float,
+    max_frames: int = 100,
 ) -> int:
     """How many of the `remaining` frames the lane `me` takes now (0: none, leave them).
 
     `others` are the farm's other lanes; those of unknown speed count at the median known
     speed, or as slow as they have shown to be at least. `blind` is the size for a lane of
     unknown speed; `max_seconds` bounds a batch's expected render time (one batch is the unit
-    a lost node or a late priority waits for).
+    a lost node or a late priority waits for) and `max_frames` its length (every poll of a
+    batch reads the state of each of its frames).
     """
     if remaining <= 0:
         return 0
@@ -96,4 +98,4 @@ def next_batch_size(
             default=math.inf,
         )
         size = 1 if start + spf <= first else 0
-    return max(0, min(size, max(1, math.floor(max_seconds / spf))))
+    return max(0, min(size, max_frames, max(1, math.floor(max_seconds / spf))))

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from orchestrator.frames import split_batches
 from orchestrator.policy import final_job_state, frame_gives_up
 from orchestrator.queries import Job, Queries
+from render_node.frames import compact_frames
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, job TEXT NOT NULL, seq INTEGER NOT NULL, frames TEXT NOT NULL,
     avoid TEXT NOT NULL DEFAULT '[]', node TEXT, node_job_id TEXT, state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, done_count INTEGER NOT NULL DEFAULT 0,
-    started REAL, finished REAL);
+    started REAL, finished REAL, spec TEXT);
 CREATE INDEX IF NOT EXISTS batches_job ON batches (job, seq);
 CREATE TABLE IF NOT EXISTS scenes (
     sha TEXT PRIMARY KEY, path TEXT NOT NULL, name TEXT, size INTEGER, created REAL);
@@ -101,6 +102,9 @@ class Store(Queries):
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "adaptive" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0")
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(batches)")}
+        if "spec" not in columns:  # NULL: worked out from `frames` when read
+            self._db.execute("ALTER TABLE batches ADD COLUMN spec TEXT")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store method on the store thread."""
@@ -176,9 +180,17 @@ class Store(Queries):
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM batches WHERE job=?", (b.job,)
             ).fetchone()[0]
             db.execute(
-                "INSERT INTO batches (id, job, seq, frames, avoid, state, attempts)"
-                " VALUES (?,?,?,?,?,'queued',?)",
-                (b.id, b.job, seq, json.dumps(b.frames), json.dumps(sorted(b.avoid)), b.attempts),
+                "INSERT INTO batches (id, job, seq, frames, spec, avoid, state, attempts)"
+                " VALUES (?,?,?,?,?,?,'queued',?)",
+                (
+                    b.id,
+                    b.job,
+                    seq,
+                    json.dumps(b.frames),
+                    compact_frames(b.frames),
+                    json.dumps(sorted(b.avoid)),
+                    b.attempts,
+                ),
             )
 
     # -- batch lifecycle ----------------------------------------------------------------------
@@ -202,8 +214,8 @@ class Store(Queries):
                 return False
             db.execute(
                 "UPDATE batches SET state='running', node=?, started=?, attempts=attempts+1,"
-                " frames=? WHERE id=?",
-                (node, now, json.dumps(batch.frames), batch.id),
+                " frames=?, spec=? WHERE id=?",
+                (node, now, json.dumps(batch.frames), compact_frames(batch.frames), batch.id),
             )
             db.executemany(
                 "DELETE FROM batches WHERE id=? AND state='queued'", ((b,) for b in absorbed)

@@ -7,7 +7,6 @@ from typing import Any
 from orchestrator.policy import FINAL_JOB_STATES, eta_seconds
 from orchestrator.registry import Node, Registry
 from orchestrator.store import Job
-from render_node.frames import compact_frames
 
 FAILED_FRAMES_SHOWN = 100
 
@@ -65,7 +64,7 @@ def job_detail(
     detail["batches"] = [
         {
             "id": b["id"],
-            "frames": compact_frames(b["frames"]),
+            "frames": b["frames"],
             "node": b["node"],
             "state": b["state"],
             "attempts": b["attempts"],

@@ -10,6 +10,7 @@ import pytest
 from orchestrator.lanes import DEFAULT_OVERHEAD, ROUND_TRIPS, LaneBook, SpeedBook
 from orchestrator.scheduler import JobQueue
 from orchestrator.store import QueuedBatch, Store
+from render_node.frames import parse_frame_spec
 
 LANE = ("http://a", 0)
 
@@ -112,9 +113,9 @@ def test_dispatch_records_a_cut_batch_in_one_transaction(tmp_path: Path) -> None
     assert store.dispatch_batch(cut.batch, "http://a", 101.0, cut.absorbed, cut.remainder)
     rows = store.job_batches(job.id)
     # every frame in exactly one batch: 1-5 running on a, 6 and 7-9 queued
-    assert sorted(f for r in rows for f in r["frames"]) == list(range(1, 10))
+    assert sorted(f for r in rows for f in parse_frame_spec(r["frames"])) == list(range(1, 10))
     assert [(r["frames"], r["state"]) for r in rows if r["state"] == "running"] == [
-        ([1, 2, 3, 4, 5], "running")
+        ("1-5", "running")
     ]
     j = store.get_job(job.id)
     assert j is not None and j.rendering == 5

@@ -73,7 +73,7 @@ def test_slow_lane_near_the_end_leaves_the_frames_to_faster_ones() -> None:
 
 
 def test_batch_is_capped_by_expected_seconds() -> None:
-    assert size(Lane(1.0, 0.0, 0.0), [], 10_000, max_seconds=600) == 600
+    assert size(Lane(1.0, 0.0, 0.0), [], 10_000, max_seconds=600, max_frames=1000) == 600
 
 
 def test_unknown_other_lanes_count_at_the_median_known_speed() -> None:
@@ -94,3 +94,7 @@ def test_a_last_frame_shared_by_equal_slots_is_still_taken() -> None:
     assert size(Lane(FAST, 0.5, 0.0), others, 1) == 1
     # a slot that would finish it later than another leaves it
     assert size(Lane(FAST, 0.5, 5.0), others, 1) == 0
+
+
+def test_batch_is_capped_in_frames() -> None:
+    assert size(Lane(0.001, 0.0, 0.0), [], 10_000, max_frames=100) == 100
