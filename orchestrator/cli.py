@@ -43,6 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="POST /render per client and minute, 0 = off (FARM_RATE_LIMIT, default 600)",
     )
+    p.add_argument(
+        "--max-batch-seconds",
+        type=float,
+        help="a batch cut to a node's speed holds at most this much expected render time "
+        "(FARM_MAX_BATCH_SECONDS, default 600)",
+    )
+    p.add_argument(
+        "--max-sized-batch",
+        type=int,
+        help="... and at most this many frames (FARM_MAX_SIZED_BATCH, default 100)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--log-format",

@@ -117,6 +117,8 @@ class Scheduler:
         self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
         self._near_end: dict[str, asyncio.Event] = {}
         self._observed: dict[str, set[int]] = {}  # batch id -> frames whose time was noted
+        # Nodes that stopped answering a batch's requests, and since when (registry clock).
+        self._silent: dict[str, float] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -338,6 +340,11 @@ class Scheduler:
             job = self._jobs[job_id]
             return (-job.priority, job.seq)
 
+        node = self.registry.get(url)
+        if url in self._silent and node is not None:
+            if node.last_seen is None or node.last_seen <= self._silent[url]:
+                return None  # not answered since a batch's requests failed
+            del self._silent[url]
         nodes = self.registry.live()
         live = {node.url for node in nodes}
         for job_id in sorted(self._queues, key=order):
@@ -465,6 +472,10 @@ class Scheduler:
         finally:
             node.current_batches.discard(batch.id)
         state, errors, collected = outcome.state, outcome.errors, outcome.collected
+        if not outcome.answered:
+            # Before its frames go back to the queue: this node's slots must not take them
+            # (a worker queueing ahead would), until the node answers again.
+            self._silent[url] = self.registry.clock()
         if errors:
             failures = self._batch_failures.setdefault(job.id, {})
             failures[url] = failures.get(url, 0) + 1
