@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,20 @@ from tests.orch_helpers import (
 
 def node_urls(base: str, count: int) -> list[str]:
     return [f"{base}/n/{i}" for i in range(count)]
+
+
+@contextlib.contextmanager
+def farm_of(tmp_path: Path, nodes: list[FakeNode]) -> Iterator[tuple[str, httpx.Client]]:
+    """The fake nodes served, an orchestrator using them as static nodes, all of them live:
+    (the fake farm's base URL, a client of the orchestrator)."""
+    with (
+        serve_in_thread(fake_farm_app(nodes)) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, len(nodes)))) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        wait_until(lambda: len(client.get("/nodes").json()) == len(nodes), what="nodes")
+        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+        yield farm, client
 
 
 def test_three_nodes_collect_every_frame_of_a_spec_with_steps_and_lists_once(
@@ -314,13 +330,7 @@ def test_batches_are_cut_to_each_nodes_speed_and_queued_ahead_on_the_node(
         FakeNode("fast1", slots=1, startup=0.05, seconds_per_frame=0.02),
         FakeNode("slow", slots=1, startup=0.05, seconds_per_frame=0.08),
     ]
-    with (
-        serve_in_thread(fake_farm_app(nodes)) as farm,
-        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
-        httpx.Client(base_url=url, timeout=10) as client,
-    ):
-        wait_until(lambda: len(client.get("/nodes").json()) == 3, what="nodes")
-        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+    with farm_of(tmp_path, nodes) as (_farm, client):
         created = client.post("/render", json={"scene": "demo.blend", "frames": "1-240"}).json()
         status = wait_job(client, created["id"])
     assert status["state"] == "completed", status
@@ -347,13 +357,7 @@ def test_a_second_job_of_the_scene_starts_with_the_nodes_speeds_known(tmp_path: 
         FakeNode("fast", slots=1, seconds_per_frame=0.02),
         FakeNode("slow", slots=1, seconds_per_frame=0.1),
     ]
-    with (
-        serve_in_thread(fake_farm_app(nodes)) as farm,
-        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 2))) as url,
-        httpx.Client(base_url=url, timeout=10) as client,
-    ):
-        wait_until(lambda: len(client.get("/nodes").json()) == 2, what="nodes")
-        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+    with farm_of(tmp_path, nodes) as (farm, client):
         first = client.post("/render", json={"scene": "demo.blend", "frames": "1-60"}).json()
         assert wait_job(client, first["id"])["state"] == "completed"
         for node in nodes:
@@ -377,13 +381,7 @@ def test_a_retried_frame_goes_to_the_node_left_even_when_others_look_faster(
         FakeNode(f"n{i}", slots=1, seconds_per_frame=0.01 * (i + 1), fail_frames={3})
         for i in range(3)
     ]
-    with (
-        serve_in_thread(fake_farm_app(nodes)) as farm,
-        orchestrator_in_thread(fast_settings(tmp_path, node_urls(farm, 3))) as url,
-        httpx.Client(base_url=url, timeout=10) as client,
-    ):
-        wait_until(lambda: len(client.get("/nodes").json()) == 3, what="nodes")
-        wait_until(lambda: all(n["state"] != "lost" for n in client.get("/nodes").json()))
+    with farm_of(tmp_path, nodes) as (_farm, client):
         job = client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()
         status = wait_job(client, job["id"], timeout=20)
     assert status["state"] == "failed"
