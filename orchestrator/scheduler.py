@@ -13,12 +13,11 @@ import contextlib
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
 
 from orchestrator.batchrun import NODE_FINAL, BatchRunner
 from orchestrator.collect import output_suffix, video_path
+from orchestrator.jobqueue import Cut, JobQueue
 from orchestrator.lanes import LaneBook, SpeedBook
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient, NodeError
@@ -26,7 +25,7 @@ from orchestrator.policy import effective_bans, node_may_take
 from orchestrator.registry import Node, Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.sizing import next_batch_size
-from orchestrator.store import Job, QueuedBatch, Store, new_id
+from orchestrator.store import Job, QueuedBatch, Store
 from orchestrator.video import VideoError, encode_video, ffmpeg_available
 from render_node.frames import compact_frames
 from render_node.paths import check_job_id
@@ -37,57 +36,6 @@ log = logging.getLogger(__name__)
 # node starts it the moment the slot frees (no round trip, no poll in between).
 PREFETCH_LEAD_SECONDS = 1.0
 Lane = tuple[str, int]  # (node URL, slot)
-
-
-class Cut(NamedTuple):
-    """A batch as taken from the queue: sent as `batch`; the queued batches it `absorbed` and
-    the queued `remainder` cut off it are recorded in the same transaction as its dispatch."""
-
-    batch: QueuedBatch
-    absorbed: list[str]
-    remainder: QueuedBatch | None
-
-
-class JobQueue:
-    """One job's queued batches, in order, with the number of frames they hold."""
-
-    def __init__(self) -> None:
-        self.batches: deque[QueuedBatch] = deque()
-        self.frames = 0
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def add(self, batches: list[QueuedBatch], *, front: bool = False) -> None:
-        if front:
-            self.batches.extendleft(reversed(batches))
-        else:
-            self.batches.extend(batches)
-        self.frames += sum(len(b.frames) for b in batches)
-
-    def take(self, head: QueuedBatch, size: int) -> Cut:
-        """Cut `size` frames starting at `head` (0: `head` as it is). Only batches never tried
-        are joined."""
-        at = self.batches.index(head)
-        del self.batches[at]
-        taken = QueuedBatch(head.id, head.job, list(head.frames), head.avoid, head.attempts)
-        absorbed: list[str] = []
-        fresh = not head.avoid and not head.attempts
-        while fresh and len(taken.frames) < size and at < len(self.batches):
-            after = self.batches[at]
-            if after.avoid or after.attempts:
-                break
-            del self.batches[at]
-            absorbed.append(after.id)
-            taken.frames += after.frames
-        remainder = None
-        if 0 < size < len(taken.frames):
-            rest = taken.frames[size:]
-            taken.frames = taken.frames[:size]
-            remainder = QueuedBatch(new_id(), head.job, rest, head.avoid, head.attempts)
-            self.batches.insert(at, remainder)
-        self.frames -= len(taken.frames)
-        return Cut(taken, absorbed, remainder)
 
 
 class Scheduler:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.jobqueue import JobQueue
 from orchestrator.lanes import DEFAULT_OVERHEAD, ROUND_TRIPS, LaneBook, SpeedBook
-from orchestrator.scheduler import JobQueue
 from orchestrator.store import QueuedBatch, Store
 from render_node.frames import parse_frame_spec
 
