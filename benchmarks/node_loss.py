@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra = median([r["extra_seconds"] for r in runs])
     budget = median([r["budget_seconds"] for r in runs])
     figures: dict[str, Any] = {
-        "speeds_seconds_per_frame": list(setup.speeds),
-        "startup_seconds": setup.startup,
-        "frames": setup.frames,
+        **setup.describe(),
         "kill_at_progress": args.at,
         "runs": runs,
         "median_makespan_without_kill": median([r["makespan_without_kill"] for r in runs]),

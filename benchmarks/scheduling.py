@@ -57,6 +57,14 @@ class Setup:
     def bound_with_startup(self) -> float:
         return self.frames / self.rate + self.startup
 
+    def describe(self) -> dict[str, Any]:
+        """The setup as the results JSON records it."""
+        return {
+            "speeds_seconds_per_frame": list(self.speeds),
+            "startup_seconds": self.startup,
+            "frames": self.frames,
+        }
+
     @property
     def static_split(self) -> float:
         share = -(-self.frames // len(self.speeds))
@@ -145,32 +153,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     setup = Setup(frames=args.frames)
     share = -(-setup.frames // len(setup.speeds))
 
-    dynamic: list[dict[str, Any]] = []
-    warm: list[dict[str, Any]] = []
-    static: list[dict[str, Any]] = []
+    # series name -> (number of runs, run_job options); runs of the series alternate
+    series: dict[str, tuple[int, dict[str, Any]]] = {
+        "dynamic": (args.runs, {}),
+        "warm": (args.warm_runs, {"warm": True}),
+        "static": (args.static_runs, {"batch_size": share}),
+    }
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in series}
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp:
-        for i in range(max(args.runs, args.static_runs, args.warm_runs)):
-            if i < args.runs:
-                r = run_job(Path(tmp) / f"dyn{i}", setup)
-                r.pop("status")
-                dynamic.append(r)
-                console.print(f"dynamic run {i + 1}: {r}")
-            if i < args.warm_runs:
-                r = run_job(Path(tmp) / f"warm{i}", setup, warm=True)
-                r.pop("status")
-                warm.append(r)
-                console.print(f"warm run {i + 1}: {r}")
-            if i < args.static_runs:
-                r = run_job(Path(tmp) / f"static{i}", setup, batch_size=share)
-                r.pop("status")
-                static.append(r)
-                console.print(f"static run {i + 1}: {r}")
+        for i in range(max(count for count, _ in series.values())):
+            for name, (count, options) in series.items():
+                if i < count:
+                    r = run_job(Path(tmp) / f"{name}{i}", setup, **options)
+                    r.pop("status")
+                    results[name].append(r)
+                    console.print(f"{name} run {i + 1}: {r}")
+    dynamic, warm, static = results["dynamic"], results["warm"], results["static"]
 
     make = median([r["makespan"] for r in dynamic])
     figures: dict[str, Any] = {
-        "speeds_seconds_per_frame": list(setup.speeds),
-        "startup_seconds": setup.startup,
-        "frames": setup.frames,
+        **setup.describe(),
         "lower_bound_seconds": setup.bound,
         "lower_bound_with_startup_seconds": setup.bound_with_startup,
         "static_split_computed_seconds": setup.static_split,

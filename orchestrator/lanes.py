@@ -107,9 +107,6 @@ class LaneBook:
     def remove(self, lane: tuple[str, int], batch: str) -> None:
         self.batches.get(lane, {}).pop(batch, None)
 
-    def outstanding(self, lane: tuple[str, int]) -> int:
-        return len(self.batches.get(lane, {}))
-
     def free_at(self, lane: tuple[str, int], now: float, typical: float | None) -> float:
         """When the lane's handed-out batches should be done; `typical` stands in for unknown
         speeds (no estimate at all: one overhead a batch)."""

@@ -49,8 +49,8 @@ def test_free_at_adds_queued_batches_to_what_the_running_one_has_left() -> None:
     assert lanes.free_at(LANE, 10.0, 1.0) == pytest.approx(10.0 + 0.5 + 5 + 0.5 + 4)
     lanes.progress(LANE, "b1", 2, 1.0, now=12.0)  # running, 2 frames left
     assert lanes.free_at(LANE, 12.0, 1.0) == pytest.approx(12.0 + 2 + 0.5 + 4)
-    lanes.remove(LANE, "b1")
-    assert lanes.outstanding(LANE) == 1
+    lanes.remove(LANE, "b1")  # only b2 is left, not started yet
+    assert lanes.free_at(LANE, 12.0, 1.0) == pytest.approx(12.0 + 0.5 + 4)
 
 
 def test_a_first_frame_that_takes_long_shows_the_lane_is_slow() -> None:
