@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from orchestrator import views
 from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
 from orchestrator.dashboard import dashboard_router, framemap, is_public_path
+from orchestrator.engine import Engine
 from orchestrator.frames import auto_batch_size
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient
@@ -80,7 +81,8 @@ class Farm:
     settings: OrchestratorSettings
     store: Store
     registry: Registry
-    scheduler: Scheduler
+    scheduler: Scheduler  # lives on `engine`'s loop: reach its queues through engine.call
+    engine: Engine
     metrics: Metrics
     clock: Callable[[], float]
 
@@ -107,6 +109,8 @@ def create_app(
             )
         return json_limit(method, path)
 
+    engine = Engine()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -115,21 +119,42 @@ def create_app(
         store = Store(settings.db_path)
         registry = Registry(settings.node_timeout_seconds, clock=monotonic)
         metrics = Metrics()
-        client = NodeClient(
-            settings.token,
-            settings.request_timeout_seconds,
-            settings.transfer_timeout_seconds,
-            transport=transport,
-        )
-        scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
-        app.state.farm = Farm(settings, store, registry, scheduler, metrics, clock)
-        await scheduler.start()
+
+        async def setup() -> tuple[NodeClient, Scheduler]:
+            # On the engine loop: the node client's pools and the scheduler's tasks live there.
+            client = NodeClient(
+                settings.token,
+                settings.request_timeout_seconds,
+                settings.transfer_timeout_seconds,
+                transport=transport,
+            )
+            scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
+            try:
+                await scheduler.start()
+            except BaseException:
+                await client.aclose()
+                raise
+            return client, scheduler
+
+        try:
+            client, scheduler = await engine.start(setup)
+        except BaseException:
+            await engine.stop()
+            store.close()
+            raise
+
+        async def teardown() -> None:
+            try:
+                await scheduler.stop()
+            finally:
+                await client.aclose()
+
+        app.state.farm = Farm(settings, store, registry, scheduler, engine, metrics, clock)
         log.info("orchestrator up; data in %s", settings.data_dir)
         try:
             yield
         finally:
-            await scheduler.stop()
-            await client.aclose()
+            await engine.stop(teardown)
             store.close()
             log.info("orchestrator stopped")
 
@@ -204,7 +229,7 @@ def create_app(
                 headers={"Retry-After": "30"},
             )
         job, batches = created
-        await farm.scheduler.enqueue(job, batches)
+        await farm.engine.call(farm.scheduler.enqueue, job, batches)
         return {
             "id": job.id,
             "status_url": f"/render/{job.id}",
@@ -223,15 +248,8 @@ def create_app(
     async def detail(farm: Farm, job_id: str) -> dict[str, Any]:
         check_job_id(job_id)
 
-        def read(store: Store) -> tuple[Any, Any, Any, Any] | None:
-            job = store.get_job(job_id)
-            if job is None:
-                return None
-            batches = store.job_batches(job_id)
-            return job, batches, store.job_nodes(job_id), store.failed_frames(job_id)
-
         # One read, on the reader connection: status polls never wait behind frame writes.
-        found = await farm.store.read(read)
+        found = await farm.store.read(lambda store: store.job_view(job_id))
         if found is None:
             raise NotFound(f"no render job {job_id!r}: see GET /render for the list")
         job, batches, nodes, failed = found
@@ -253,7 +271,7 @@ def create_app(
     async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
         farm = farm_of(request)
         await get_job_or_404(farm, job_id)
-        await farm.scheduler.cancel(job_id)
+        await farm.engine.call(farm.scheduler.cancel, job_id)
         job = await get_job_or_404(farm, job_id)
         return views.job_summary(job, farm.clock())
 
@@ -344,7 +362,7 @@ def create_app(
         if not known:
             log.info("node %s registered (%d slots, Blender %s)", node.url, node.slots,
                      node.blender_version)  # fmt: skip
-        await farm.scheduler.on_node_seen()
+        farm.engine.soon(farm.scheduler.on_node_seen)
         return {"ok": True, "heartbeat_seconds": HEARTBEAT_SECONDS}
 
     @app.get("/metrics", response_class=PlainTextResponse)

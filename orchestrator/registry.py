@@ -58,6 +58,9 @@ def check_node_url(url: str) -> str:
 
 
 class Registry:
+    """Updated by the API's thread (registrations) and the engine's (answers): readers take a
+    copy of the node list (`nodes()`, one atomic step), never iterate the dict itself."""
+
     def __init__(self, timeout: float, clock: Clock = time.monotonic) -> None:
         self.timeout = timeout
         self.clock = clock
@@ -110,7 +113,7 @@ class Registry:
         return "healthy"
 
     def live(self) -> list[Node]:
-        return [n for n in self._nodes.values() if not self.is_lost(n.url)]
+        return [n for n in self.nodes() if not self.is_lost(n.url)]
 
     def live_urls(self) -> set[str]:
         return {n.url for n in self.live()}
@@ -119,7 +122,7 @@ class Registry:
         return sum(n.slots for n in self.live())
 
     def static_urls(self) -> list[str]:
-        return [n.url for n in self._nodes.values() if n.static]
+        return [n.url for n in self.nodes() if n.static]
 
     def blender_versions(self) -> set[str]:
         return {n.blender_version for n in self.live() if n.blender_version}

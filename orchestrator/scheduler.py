@@ -140,7 +140,7 @@ class Scheduler:
             "job %s queued: %d frames in %d batches (priority %d)",
             job.id, job.total, len(batches), job.priority,
         )  # fmt: skip
-        await self._notify()
+        self._notify()
 
     async def cancel(self, job_id: str) -> bool:
         node_jobs = await self.store.run(self.store.cancel_job, job_id, self.clock())
@@ -153,13 +153,14 @@ class Scheduler:
             *(self._forget_node_job(node, nj) for node, nj in node_jobs), return_exceptions=True
         )
         log.info("job %s cancelled; node jobs cancelled: %s", job_id, node_jobs)
-        await self._notify()
+        self._notify()
         return True
 
     def queued_batches(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        """Batches waiting, over all jobs (safe to call from the API's thread)."""
+        return sum(len(q) for q in list(self._queues.values()))
 
-    async def _notify(self) -> None:
+    def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -203,9 +204,10 @@ class Scheduler:
                     )
                     self._workers[(node.url, slot)] = task
 
-    async def on_node_seen(self) -> None:
+    def on_node_seen(self) -> None:
+        """A node registered or heartbeated: start workers for new slots, wake idle ones."""
         self._reconcile_workers()
-        await self._notify()
+        self._notify()
 
     # -- workers ------------------------------------------------------------------------------
     async def _worker(self, url: str, slot: int) -> None:
@@ -444,7 +446,7 @@ class Scheduler:
                 job.id, batch.id, frames_spec, url, state,
                 compact_frames(f for b in settled.requeued for f in b.frames),
             )  # fmt: skip
-            await self._notify()
+            self._notify()
         if settled.job_state:
             self._queues.pop(job.id, None)
             log.info("job %s %s", job.id, settled.job_state)

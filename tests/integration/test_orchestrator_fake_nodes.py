@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import threading
 import time
 import zipfile
 from collections import Counter
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.api import create_app
 from orchestrator.video import ffmpeg_available
 from render_node.frames import parse_frame_spec
 from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
@@ -280,6 +282,29 @@ def test_status_of_a_100000_frame_job_stays_fast(tmp_path: Path) -> None:
         assert len(status["batches"]) == 4000  # capped batch size 25
         assert per_call < 0.5, per_call
         assert len(client.get("/render").json()) == 1
+
+
+def test_the_api_answers_while_the_schedulers_loop_is_busy(tmp_path: Path) -> None:
+    """Node traffic runs on the engine's loop, not the server's: a status poll, the job and
+    node lists and a registration are answered while that loop is stuck in one callback."""
+    app = create_app(fast_settings(tmp_path, []))
+    release = threading.Event()
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=url, timeout=5) as client,
+    ):
+        job_id = client.post("/render", json={"scene": "demo.blend", "frames": "1-10"}).json()["id"]
+        app.state.farm.engine.soon(release.wait, 30)  # blocks the engine thread itself
+        try:
+            assert client.get(f"/render/{job_id}").json()["state"] == "queued"
+            assert [j["id"] for j in client.get("/render").json()] == [job_id]
+            node = {"url": "http://127.0.0.1:9/", "slots": 1}
+            assert client.post("/nodes/register", json=node).json()["ok"]
+            assert [n["url"] for n in client.get("/nodes").json()] == ["http://127.0.0.1:9"]
+        finally:
+            release.set()
+        # and what needs the scheduler works again once its loop is free
+        assert client.delete(f"/render/{job_id}").json()["state"] == "cancelled"
 
 
 def test_scene_failing_everywhere_ends_the_job_failed_instead_of_stalling(tmp_path: Path) -> None:

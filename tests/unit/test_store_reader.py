@@ -33,3 +33,41 @@ def test_reader_sees_committed_writes_and_cannot_write(tmp_path: Path) -> None:
             asyncio.run(store.read(write))
     finally:
         store.close()
+
+
+def test_job_view_is_the_job_with_its_batches_nodes_and_failed_frames_in_order(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    try:
+        job, batches = store.create_job(
+            scene="demo.blend", scene_sha="ab" * 32, frames_spec="1-12", frames=list(range(1, 13)),
+            fmt="PNG", priority=0, batch_size=3, video=False, now=100.0,
+        )  # fmt: skip
+        # Dispatched out of order, so insertion order is not the batches' order.
+        store.dispatch_batch(batches[2], "http://b", 101.0)
+        store.dispatch_batch(batches[0], "http://a", 102.0)
+        for frame in (1, 2, 3):
+            assert store.collect_frame(job.id, frame, batches[0].id, 0.5)
+        assert store.collect_frame(job.id, 7, batches[2].id, 0.5)
+        errors = {9: "Error: CUDA out of memory", 8: "Error: no camera"}
+        store.settle_batch(batches[2].id, "failed", errors, {"http://b"}, 1, 103.0)
+
+        view = store.job_view(job.id)
+        assert view is not None
+        seen, batch_rows, nodes, failed = view
+        assert seen == store.get_job(job.id)
+        assert (seen.done, seen.failed) == (4, 2)
+        assert [b["id"] for b in batch_rows] == [b.id for b in batches]
+        assert batch_rows == store.job_batches(job.id)
+        assert [b["frames"] for b in batch_rows] == ["1-3", "4-6", "7-9", "10-12"]
+        assert [b["done_count"] for b in batch_rows] == [3, 0, 1, 0]
+        assert nodes == {"http://a": 3, "http://b": 1} == store.job_nodes(job.id)
+        assert failed == [
+            {"frame": 8, "error": "Error: no camera", "nodes": ["http://b"]},
+            {"frame": 9, "error": "Error: CUDA out of memory", "nodes": ["http://b"]},
+        ]
+        assert failed == store.failed_frames(job.id)
+        assert store.job_view("0" * 12) is None
+    finally:
+        store.close()
