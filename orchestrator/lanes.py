@@ -111,10 +111,15 @@ class LaneBook:
         """When the lane's handed-out batches should be done; `typical` stands in for unknown
         speeds (no estimate at all: one overhead a batch)."""
         end = now
-        for entry in self.batches.get(lane, {}).values():
+        for i, entry in enumerate(self.batches.get(lane, {}).values()):
             spf = entry.seconds_per_frame or typical or 0.0
-            if entry.left is not None:
-                end = max(end, now) + entry.left * spf
+            if entry.left is not None and entry.polled is not None:
+                # Counted from the report, not from now (reports of slow frames are seconds
+                # apart); once a frame had ended, the one rendering then was half done, on
+                # average.
+                partial = 0.5 if 0 < entry.left < entry.frames else 0.0
+                start = entry.polled if i == 0 else max(end, entry.polled)
+                end = max(now, start + (entry.left - partial) * spf)
             else:
                 end += entry.overhead + entry.frames * spf
         return end

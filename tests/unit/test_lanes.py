@@ -47,8 +47,12 @@ def test_free_at_adds_queued_batches_to_what_the_running_one_has_left() -> None:
     lanes.add(LANE, "b1", 5, 1.0, 0.5, now=10.0)
     lanes.add(LANE, "b2", 4, 1.0, 0.5, now=10.0)
     assert lanes.free_at(LANE, 10.0, 1.0) == pytest.approx(10.0 + 0.5 + 5 + 0.5 + 4)
-    lanes.progress(LANE, "b1", 2, 1.0, now=12.0)  # running, 2 frames left
-    assert lanes.free_at(LANE, 12.0, 1.0) == pytest.approx(12.0 + 2 + 0.5 + 4)
+    lanes.progress(LANE, "b1", 2, 1.0, now=12.0)  # running, 2 frames left, one of them begun
+    assert lanes.free_at(LANE, 12.0, 1.0) == pytest.approx(12.0 + 1.5 + 0.5 + 4)
+    # Counted from that report: 1 s later, 1 s less to go.
+    assert lanes.free_at(LANE, 13.0, 1.0) == pytest.approx(12.0 + 1.5 + 0.5 + 4)
+    # Past its estimate and still running: it ends no sooner than now.
+    assert lanes.free_at(LANE, 20.0, 1.0) == pytest.approx(20.0 + 0.5 + 4)
     lanes.remove(LANE, "b1")  # only b2 is left, not started yet
     assert lanes.free_at(LANE, 12.0, 1.0) == pytest.approx(12.0 + 0.5 + 4)
 
