@@ -26,7 +26,7 @@ from orchestrator.nodeclient import (
     NodeJobGone,
     NodeRejected,
 )
-from orchestrator.policy import failure_counts, frame_started, poll_backoff
+from orchestrator.policy import failure_counts, frame_started, poll_backoff, poll_base
 from orchestrator.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Job, QueuedBatch, Store
@@ -74,6 +74,12 @@ class BatchRunner:
         self.is_cancelled = is_cancelled
         self.on_status = on_status
         self._scene_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._following = 0  # batches whose node job is being polled
+
+    def base_interval(self) -> float:
+        return poll_base(
+            self.settings.poll_interval, self._following, self.settings.max_polls_per_second
+        )
 
     async def run(self, url: str, job: Job, batch: QueuedBatch) -> Outcome:
         errors: dict[int, str] = {}
@@ -150,10 +156,25 @@ class BatchRunner:
         collected: set[int],
     ) -> str:
         """Poll the node job, collecting frames as they are saved; return the batch's end state."""
+        self._following += 1
+        try:
+            return await self._poll(url, job, batch, node_job, errors, collected)
+        finally:
+            self._following -= 1
+
+    async def _poll(
+        self,
+        url: str,
+        job: Job,
+        batch: QueuedBatch,
+        node_job: str,
+        errors: dict[int, str],
+        collected: set[int],
+    ) -> str:
         misses = 0
         missing: dict[int, int] = {}
         spared: set[int] = set()
-        interval = self.settings.poll_interval
+        interval = self.base_interval()
         seen = 0
         since: str | None = None  # set: the node holds the next answer until the job changes
         while True:
@@ -226,7 +247,7 @@ class BatchRunner:
             # polling every 0.3 s would be most of the farm's HTTP traffic, for nothing.
             progressed = len(collected) + len(errors) > seen or eager
             seen = len(collected) + len(errors)
-            interval = poll_backoff(interval, progressed, self.settings.poll_interval)
+            interval = poll_backoff(interval, progressed, self.base_interval())
             # The last frame of a batch (and the start of one queued behind another) is waited
             # for on the node, so the batch ends the moment its frame is saved; the others are
             # polled: a held request per frame would multiply the traffic for fast frames.

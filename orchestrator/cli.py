@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="... and at most this many frames (FARM_MAX_SIZED_BATCH, default 100)",
     )
+    p.add_argument(
+        "--max-polls-per-second",
+        type=float,
+        help="status polls of running batches, farm-wide: large farms poll each batch less "
+        "often (FARM_MAX_POLLS_PER_SECOND, default 100)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--log-format",

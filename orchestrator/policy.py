@@ -85,6 +85,12 @@ def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:
 MAX_POLL_SECONDS = 2.0
 
 
+def poll_base(interval: float, polling: int, max_per_second: float) -> float:
+    """The poll interval of a batch that makes progress: `interval`, or longer when the
+    `polling` batches together would poll more than `max_per_second` times a second."""
+    return max(interval, polling / max_per_second)
+
+
 def poll_backoff(interval: float, progressed: bool, base: float) -> float:
     """Next status-poll interval: back to `base` on progress, else 1.5x up to 2 s.
 

@@ -28,6 +28,10 @@ class OrchestratorSettings(BaseSettings):
     # many batches of a job gets no more batches of it.
     max_attempts: int = 3
     poll_interval: float = 0.3
+    # Status polls of running batches, farm-wide, per second: with more batches running than
+    # this many times `poll_interval` (30 at the defaults), each is polled less often. A batch's
+    # last frame is waited for on the node (held request), so this delays only collection.
+    max_polls_per_second: float = Field(default=100.0, gt=0)
     # Short: status calls are tiny, and a frozen node must be noticed quickly.
     request_timeout_seconds: float = 2.0
     # Scene pushes and frame downloads move real bytes.

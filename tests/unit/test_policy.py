@@ -8,6 +8,7 @@ from orchestrator.policy import (
     frame_gives_up,
     node_may_take,
     poll_backoff,
+    poll_base,
 )
 
 
@@ -66,6 +67,14 @@ def test_poll_backoff_slows_down_while_nothing_happens_and_resets_on_progress() 
     assert interval == 2.0
     assert poll_backoff(interval, True, 0.3) == 0.3
     assert poll_backoff(0.3, False, 0.3) == 0.3 * 1.5
+
+
+def test_many_running_batches_share_a_farm_wide_poll_budget() -> None:
+    assert poll_base(0.3, 3, 100.0) == 0.3  # a home lab polls at the base rate
+    assert poll_base(0.3, 30, 100.0) == 0.3
+    assert poll_base(0.3, 200, 100.0) == 2.0  # 200 batches: 100 polls a second in all
+    # and a batch that stops making progress backs off from there, not from the base rate
+    assert poll_backoff(2.0, False, poll_base(0.3, 400, 100.0)) == 4.0
 
 
 def test_bans_redirect_work_but_never_stall_a_job() -> None:
