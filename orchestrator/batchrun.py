@@ -64,7 +64,7 @@ class BatchRunner:
         client: NodeClient,
         metrics: Metrics,
         is_cancelled: Callable[[str], bool],
-        on_status: Callable[[str, QueuedBatch, dict[str, Any]], bool] | None = None,
+        on_status: Callable[[str, QueuedBatch, dict[str, Any]], float | None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -198,8 +198,8 @@ class BatchRunner:
                 continue
             misses = 0
             self.registry.seen(url)
-            # True from the hook: poll at the base rate (the scheduler is timing the node).
-            eager = self.on_status is not None and self.on_status(url, batch, status)
+            # From the hook: the scheduler wants to hear of the batch again within this long.
+            wanted = None if self.on_status is None else self.on_status(url, batch, status)
             final = status.get("state") in NODE_FINAL
             waiting = False
             infos = status.get("frames", [])
@@ -245,9 +245,11 @@ class BatchRunner:
                 return "failed" if errors or spared else "done"
             # Poll fast while frames come in, back off while a long frame renders: 200 slots
             # polling every 0.3 s would be most of the farm's HTTP traffic, for nothing.
-            progressed = len(collected) + len(errors) > seen or eager
+            progressed = len(collected) + len(errors) > seen
             seen = len(collected) + len(errors)
             interval = poll_backoff(interval, progressed, self.base_interval())
+            if wanted is not None:
+                interval = min(interval, max(wanted, self.settings.poll_interval))
             # The last frame of a batch (and the start of one queued behind another) is waited
             # for on the node, so the batch ends the moment its frame is saved; the others are
             # polled: a held request per frame would multiply the traffic for fast frames.

@@ -362,16 +362,18 @@ class Scheduler:
             max_frames=self.settings.max_sized_batch,
         )
 
-    def _on_status(self, url: str, batch: QueuedBatch, status: dict[str, object]) -> bool:
+    def _on_status(self, url: str, batch: QueuedBatch, status: dict[str, object]) -> float | None:
         """A poll of a batch's node job: learn the node's speed, see the batch's end coming.
 
-        True: poll it again soon, as the node's speed is not known yet or the batch waits
-        on the node behind the slot's current one (it starts the moment that one ends).
+        Returns how soon to poll again at the latest (None: as the runner likes): at once
+        while the node's speed is not known or the batch waits on the node behind the slot's
+        current one (it starts the moment that one ends); when the batch should be near its
+        end, so the slot's next batch is queued on the node in time.
         """
         job = self._jobs.get(batch.job)
         lane = self._lane_of.get(batch.id)
         if job is None or lane is None:
-            return False
+            return None
         observed = self._observed.setdefault(batch.id, set())
         infos = status.get("frames")
         infos = infos if isinstance(infos, list) else []
@@ -400,7 +402,11 @@ class Scheduler:
             or (state == "running" and spf is not None and left * spf <= PREFETCH_LEAD_SECONDS)
         ):
             near_end.set()
-        return spf is None or state == "queued"
+        if spf is None or state == "queued":
+            return 0.0
+        if near_end is not None and not near_end.is_set() and state == "running":
+            return left * spf - PREFETCH_LEAD_SECONDS
+        return None
 
     async def _run_batch(self, url: str, lane: Lane, cut: Cut) -> bool:
         """Render one batch on one node; False when the node stopped answering."""
