@@ -134,7 +134,11 @@ class BatchRunner:
             )
             handle["node_job"] = node_job
             await self.store.run(self.store.set_node_job, batch.id, node_job)
-            return await self._follow(url, job, batch, node_job, errors, collected), True
+            self._following += 1  # counted against the farm's poll budget
+            try:
+                return await self._follow(url, job, batch, node_job, errors, collected), True
+            finally:
+                self._following -= 1
         except NodeJobGone as exc:
             log.warning("job %s batch %s on %s: %s", job.id, batch.id, url, exc)
             return "lost", True
@@ -156,21 +160,6 @@ class BatchRunner:
         collected: set[int],
     ) -> str:
         """Poll the node job, collecting frames as they are saved; return the batch's end state."""
-        self._following += 1
-        try:
-            return await self._poll(url, job, batch, node_job, errors, collected)
-        finally:
-            self._following -= 1
-
-    async def _poll(
-        self,
-        url: str,
-        job: Job,
-        batch: QueuedBatch,
-        node_job: str,
-        errors: dict[int, str],
-        collected: set[int],
-    ) -> str:
         misses = 0
         missing: dict[int, int] = {}
         spared: set[int] = set()
