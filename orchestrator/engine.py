@@ -1,10 +1,11 @@
 """The engine: the scheduler and all node traffic on a thread with an event loop of its own.
 
-The HTTP API keeps the server's loop to itself, so `GET /render/{id}` answers in milliseconds
-even while hundreds of slots poll, dispatch and collect (benchmarks/scale.py). The two threads
-share the store (its own threads and connections), the registry (plain data, read whole) and the
-metrics (thread-safe); anything that touches the scheduler's queues runs on the engine loop,
-through `call`.
+The HTTP API keeps the server's loop to itself, so `GET /render/{id}` no longer waits behind
+whole turns of a loop that hundreds of slots keep busy polling, dispatching and collecting
+(benchmarks/scale.py: p99 1,064 -> 237 ms; the GIL still shares one core between them). The
+two threads share the store (its own threads and connections), the registry (plain data, read
+whole) and the metrics (thread-safe); anything that touches the scheduler's queues runs on the
+engine loop, through `call`.
 """
 
 from __future__ import annotations
