@@ -103,8 +103,14 @@ class Store(Queries):
         if "adaptive" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0")
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(batches)")}
-        if "spec" not in columns:  # NULL: worked out from `frames` when read
+        if "spec" not in columns:
             self._db.execute("ALTER TABLE batches ADD COLUMN spec TEXT")
+        # Status reads send `spec` as it is: fill it in for batches written before it existed.
+        old = self._db.execute("SELECT id, frames FROM batches WHERE spec IS NULL").fetchall()
+        self._db.executemany(
+            "UPDATE batches SET spec=? WHERE id=?",
+            ((compact_frames(json.loads(r["frames"])), r["id"]) for r in old),
+        )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store method on the store thread."""

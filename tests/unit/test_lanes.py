@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -139,8 +140,22 @@ def test_a_data_folder_from_before_adaptive_batches_still_opens(tmp_path: Path) 
         "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority, batch_size,"
         " state, created, total) VALUES ('old', 1, 's', 'ab', '1', 'PNG', 0, 1, 'completed', 1, 1)"
     )
+    db.execute(
+        "CREATE TABLE batches (id TEXT PRIMARY KEY, job TEXT NOT NULL, seq INTEGER NOT NULL,"
+        " frames TEXT NOT NULL, avoid TEXT NOT NULL DEFAULT '[]', node TEXT, node_job_id TEXT,"
+        " state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, done_count INTEGER NOT NULL"
+        " DEFAULT 0, started REAL, finished REAL)"
+    )
+    db.execute(
+        "INSERT INTO batches (id, job, seq, frames, state) VALUES ('b1', 'old', 1, '[1,2,3,5]',"
+        " 'done')"
+    )
     db.commit()
     db.close()
     store = Store(tmp_path / "db.sqlite3")
     old = store.get_job("old")
     assert old is not None and old.adaptive == 0
+    # Batches from then get the compact spec that status reads send as it is.
+    view = store.job_view("old")
+    assert view is not None
+    assert [b["frames"] for b in json.loads(view[1])] == ["1-3,5"]

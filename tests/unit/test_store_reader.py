@@ -1,6 +1,7 @@
 """Status reads run on their own connection and thread, and see what the writer committed."""
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -55,13 +56,23 @@ def test_job_view_is_the_job_with_its_batches_nodes_and_failed_frames_in_order(
 
         view = store.job_view(job.id)
         assert view is not None
-        seen, batch_rows, nodes, failed = view
+        seen, batches_json, nodes, failed = view
         assert seen == store.get_job(job.id)
         assert (seen.done, seen.failed) == (4, 2)
+        batch_rows = json.loads(batches_json)
         assert [b["id"] for b in batch_rows] == [b.id for b in batches]
-        assert batch_rows == store.job_batches(job.id)
         assert [b["frames"] for b in batch_rows] == ["1-3", "4-6", "7-9", "10-12"]
-        assert [b["done_count"] for b in batch_rows] == [3, 0, 1, 0]
+        assert [b["done"] for b in batch_rows] == [3, 0, 1, 0]
+        # The API's keys and values, the same as the rows the store reads.
+        rows = store.job_batches(job.id)
+        assert batch_rows == [
+            {"id": r["id"], "frames": r["frames"], "node": r["node"], "state": r["state"],
+             "attempts": r["attempts"], "done": r["done_count"], "started": r["started"],
+             "finished": r["finished"]}
+            for r in rows
+        ]  # fmt: skip
+        assert [b["state"] for b in batch_rows] == ["running", "queued", "failed", "queued"]
+        assert batch_rows[0]["started"] == 102.0 and batch_rows[2]["finished"] == 103.0
         assert nodes == {"http://a": 3, "http://b": 1} == store.job_nodes(job.id)
         assert failed == [
             {"frame": 8, "error": "Error: no camera", "nodes": ["http://b"]},
