@@ -153,6 +153,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of a process and of every live process under it: the orchestrator and
+    its scheduler's process (orchestrator/links.py)."""
+    return sum(cpu_seconds(p) for p in [pid, *descendants(pid)])
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """The sum of each process's VmHWM, for a process and the live ones under it: at least the
+    peak of the whole, and at most the sum of the peaks."""
+    return sum(peak_rss_mb(p) for p in [pid, *descendants(pid)])
+
+
 class Stopwatch:
     def __init__(self) -> None:
         self.start = time.perf_counter()

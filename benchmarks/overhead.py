@@ -24,7 +24,15 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import ROOT, console, cpu_seconds, median, table, write_results
+from benchmarks.common import (
+    ROOT,
+    console,
+    cpu_seconds,
+    median,
+    table,
+    tree_cpu_seconds,
+    write_results,
+)
 from benchmarks.procs import proc_farm, submit, upload, wait_final
 
 SCENE = ROOT / "scenes" / "demo.blend"
@@ -54,14 +62,14 @@ def farm_run(
         node = farm.start_node(scenes_dir, blender=blender, threads=threads)
         with httpx.Client(base_url=farm.url, timeout=30) as client:
             farm.wait_nodes(client, 1)
-            cpu0 = cpu_seconds(orch.process.pid), cpu_seconds(node.process.pid)
+            cpu0 = tree_cpu_seconds(orch.process.pid), cpu_seconds(node.process.pid)
             start = time.time()
             sha = upload(client, scene)
             extra = {"batch_size": batch_size} if batch_size else {}
             job = submit(client, sha, frames, **extra)
             status = wait_final(client, job["id"], timeout=600, every=0.25)
             seen_end = time.time()
-            cpu1 = cpu_seconds(orch.process.pid), cpu_seconds(node.process.pid)
+            cpu1 = tree_cpu_seconds(orch.process.pid), cpu_seconds(node.process.pid)
     if status["state"] != "completed":
         raise RuntimeError(f"farm job ended {status['state']}: {status.get('error')}")
     return {

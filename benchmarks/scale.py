@@ -35,9 +35,10 @@ import httpx
 from benchmarks.common import (
     cpu_seconds,
     median,
-    peak_rss_mb,
     percentile,
     table,
+    tree_cpu_seconds,
+    tree_peak_rss_mb,
     write_results,
 )
 from benchmarks.procs import FINAL, clean_env, submit
@@ -80,7 +81,7 @@ class Sampler:
 
 @contextlib.contextmanager
 def scale_farm(
-    root: Path, nodes: int, slots: int, seconds: float
+    root: Path, nodes: int, slots: int, seconds: float, single_process: bool = False
 ) -> Iterator[tuple[CliServer, CliServer]]:
     scenes = root / "scenes"
     scenes.mkdir(parents=True)
@@ -97,6 +98,8 @@ def scale_farm(
         sys.executable, "-m", "orchestrator", "--port", str(orch_port),
         "--data-dir", str(root / "orch"), "--scenes-dir", str(scenes), "--log-level", "warning",
     ]  # fmt: skip
+    if single_process:
+        orch_argv.append("--single-process")
     cwd = Path(__file__).resolve().parents[1]
     with (
         run_cli(fake_argv, port=fake_port, env=clean_env(), cwd=cwd, health_path="/n/0/health",
@@ -159,9 +162,9 @@ def dispatch_figures(
 
 def scale_run(
     root: Path, *, frames: int, nodes: int, slots: int = 2, seconds: float = 0.001,
-    timeout: float = 1800, batch_size: int | None = None,
+    timeout: float = 1800, batch_size: int | None = None, single_process: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    with scale_farm(root, nodes, slots, seconds) as (orch, fake):
+    with scale_farm(root, nodes, slots, seconds, single_process) as (orch, fake):
         with httpx.Client(base_url=orch.url, timeout=30) as client:
             deadline = time.monotonic() + 60
             while sum(n["state"] != "lost" for n in client.get("/nodes").json()) < nodes:
@@ -169,8 +172,9 @@ def scale_run(
                     raise RuntimeError("fake nodes not all live after 60 s")
                 time.sleep(0.2)
             orch_pid, fake_pid = orch.process.pid, fake.process.pid
-            orch_cpu0, fake_cpu0 = cpu_seconds(orch_pid), cpu_seconds(fake_pid)
-            rss_before = peak_rss_mb(orch_pid)
+            orch_cpu0, fake_cpu0 = tree_cpu_seconds(orch_pid), cpu_seconds(fake_pid)
+            api_cpu0 = cpu_seconds(orch_pid)
+            rss_before = tree_peak_rss_mb(orch_pid)
             start = time.time()
             extra = {"batch_size": batch_size} if batch_size else {}
             job = submit(client, "demo.blend", f"1-{frames}", **extra)
@@ -183,9 +187,10 @@ def scale_run(
             thread.join(5)
             wall = time.time() - start
             status = client.get(f"/render/{job['id']}").json()
-            orch_cpu = cpu_seconds(orch_pid) - orch_cpu0
+            orch_cpu = tree_cpu_seconds(orch_pid) - orch_cpu0
+            api_cpu = cpu_seconds(orch_pid) - api_cpu0
             fake_cpu = cpu_seconds(fake_pid) - fake_cpu0
-            rss = peak_rss_mb(orch_pid)
+            rss = tree_peak_rss_mb(orch_pid)
             submits = [(t, i) for t, i in httpx.get(f"{fake.url}/stats", timeout=30).json()[
                 "submits"]]  # fmt: skip
         db_path = root / "orch" / "farm.sqlite3"
@@ -201,6 +206,7 @@ def scale_run(
         "seconds_per_frame": seconds,
         "batch_size": job["batch_size"],
         "fixed_batch_size": batch_size,
+        "single_process": single_process,
         "frames_done": status["frames"]["done"],
         "submit_ms": submit_ms,
         "makespan_seconds": makespan,
@@ -208,6 +214,9 @@ def scale_run(
         "orchestrator_cpu_seconds": orch_cpu,
         "orchestrator_cpu_per_1000_frames": orch_cpu / frames * 1000,
         "orchestrator_core_share": orch_cpu / wall,
+        # The API's process alone; the rest is the scheduler's (one process with
+        # --single-process, then this is all of it).
+        "api_process_core_share": api_cpu / wall,
         "fakefarm_cpu_seconds": fake_cpu,
         "fakefarm_core_share": fake_cpu / wall,
         "peak_rss_mb": rss,
@@ -235,6 +244,7 @@ ROWS = [
     ("re-dispatch gap p99 ms", "redispatch_gap_p99_ms"),
     ("orchestrator CPU s / 1000 frames", "orchestrator_cpu_per_1000_frames"),
     ("orchestrator share of a core", "orchestrator_core_share"),
+    ("... its API process alone", "api_process_core_share"),
     ("fake farm share of a core", "fakefarm_core_share"),
     ("peak RSS MB (VmHWM)", "peak_rss_mb"),
     ("GET /render/{id} p50 ms", "status_p50_ms"),
@@ -261,12 +271,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="fixed batch size (default: none, batches cut to the nodes' speed); a small one "
         "makes the run a dispatch test",
     )  # fmt: skip
+    p.add_argument(
+        "--single-process", action="store_true",
+        help="the orchestrator's scheduler on a thread of its API's process (as before the split)",
+    )  # fmt: skip
     p.add_argument("--results-dir", type=Path, default=None)
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         result = scale_run(
             Path(tmp), frames=args.frames, nodes=args.nodes, slots=args.slots,
-            seconds=args.seconds, batch_size=args.batch_size,
+            seconds=args.seconds, batch_size=args.batch_size, single_process=args.single_process,
         )  # fmt: skip
     table(
         f"scale: {args.frames} frames, {args.nodes} fake nodes in one process",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import signal
 import time
 import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -25,13 +27,10 @@ from pydantic import BaseModel, Field
 from orchestrator import views
 from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
 from orchestrator.dashboard import dashboard_router, framemap, is_public_path
-from orchestrator.engine import Engine
 from orchestrator.frames import auto_batch_size
-from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import NodeClient
-from orchestrator.registry import BadNodeUrl, Registry, check_node_url
+from orchestrator.links import Link, ProcessLink, ThreadLink
+from orchestrator.registry import BadNodeUrl, check_node_url
 from orchestrator.scenes import resolve_scene, save_upload
-from orchestrator.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store import Store
 from render_node.auth import BearerTokenMiddleware
@@ -79,10 +78,7 @@ class NodeRegistration(BaseModel):
 class Farm:
     settings: OrchestratorSettings
     store: Store
-    registry: Registry
-    scheduler: Scheduler  # lives on `engine`'s loop: reach its queues through engine.call
-    engine: Engine
-    metrics: Metrics
+    link: Link  # the scheduler's side: on a thread of this process, or a process of its own
     clock: Callable[[], float]
 
 
@@ -92,8 +88,16 @@ def create_app(
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
     transport: httpx.AsyncBaseTransport | None = None,
+    engine_process: bool = False,
+    log_level: str = "info",
 ) -> FastAPI:
-    """The orchestrator app. `transport` lets tests route node calls to in-process fakes."""
+    """The orchestrator app. `transport` lets tests route node calls to in-process fakes.
+
+    `engine_process`: run the scheduler in a child process (links.ProcessLink, what the
+    `orchestrator` command does), not on a thread of this one; it takes the real clocks and
+    network, and logs at `log_level`."""
+    if engine_process and transport is not None:
+        raise ValueError("a transport reaches only a scheduler in this process")
     settings = settings or OrchestratorSettings()
     upload_limit = (settings.max_upload_mb << 20) + 65536  # multipart framing on top
     rate_limiter = (
@@ -108,52 +112,40 @@ def create_app(
             )
         return json_limit(method, path)
 
-    engine = Engine()
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.renders_dir.mkdir(parents=True, exist_ok=True)
         settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.db_path)
-        registry = Registry(settings.node_timeout_seconds, clock=monotonic)
-        metrics = Metrics()
+        store = Store(settings.db_path)  # first: a data folder is migrated before the child runs
+        app.state.exit_code = 0
 
-        async def setup() -> tuple[NodeClient, Scheduler]:
-            # On the engine loop: the node client's pools and the scheduler's tasks live there.
-            client = NodeClient(
-                settings.token,
-                settings.request_timeout_seconds,
-                settings.transfer_timeout_seconds,
-                transport=transport,
-            )
-            scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
-            try:
-                await scheduler.start()
-            except BaseException:
-                await client.aclose()
-                raise
-            return client, scheduler
+        def engine_ended(code: int) -> None:
+            # Nothing would be scheduled any more: stop serving, and exit with an error.
+            app.state.exit_code = 1
+            stop_server = getattr(app.state, "stop_server", None)  # set by orchestrator.cli
+            if stop_server is not None:
+                stop_server()
+            else:
+                os.kill(os.getpid(), signal.SIGTERM)
 
+        link: Link
         try:
-            client, scheduler = await engine.start(setup)
+            if engine_process:
+                link = await ProcessLink.start(settings, log_level, engine_ended)
+            else:
+                link = await ThreadLink.start(
+                    settings, store, clock=clock, monotonic=monotonic, transport=transport
+                )
         except BaseException:
-            await engine.stop()
             store.close()
             raise
-
-        async def teardown() -> None:
-            try:
-                await scheduler.stop()
-            finally:
-                await client.aclose()
-
-        app.state.farm = Farm(settings, store, registry, scheduler, engine, metrics, clock)
+        app.state.farm = Farm(settings, store, link, clock)
         log.info("orchestrator up; data in %s", settings.data_dir)
         try:
             yield
         finally:
-            await engine.stop(teardown)
+            await link.aclose()
             store.close()
             log.info("orchestrator stopped")
 
@@ -207,7 +199,7 @@ def create_app(
             raise BadRequest(str(exc)) from exc
         sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
         size = body.batch_size or auto_batch_size(
-            len(frames), farm.registry.total_slots(), settings.max_batch_size
+            len(frames), (await farm.link.facts()).total_slots, settings.max_batch_size
         )
 
         def create() -> Any:
@@ -228,7 +220,7 @@ def create_app(
                 headers={"Retry-After": "30"},
             )
         job, batches = created
-        await farm.engine.call(farm.scheduler.enqueue, job, batches)
+        await farm.link.enqueue(job, batches)
         return {
             "id": job.id,
             "status_url": f"/render/{job.id}",
@@ -253,7 +245,7 @@ def create_app(
         if found is None:
             raise NotFound(f"no render job {job_id!r}: see GET /render for the list")
         job, batches_json, nodes, failed = found
-        versions = {n.url: n.blender_version for n in farm.registry.nodes()}
+        versions = (await farm.link.facts()).blender_versions
         detail = views.job_detail(job, farm.clock(), nodes, failed, versions)
         detail["video_requested"] = bool(job.video)
         detail["video"] = video_path(settings.renders_dir, job_id).is_file()
@@ -267,7 +259,7 @@ def create_app(
     async def cancel(request: Request, job_id: JobId) -> dict[str, Any]:
         farm = farm_of(request)
         await get_job_or_404(farm, job_id)
-        await farm.engine.call(farm.scheduler.cancel, job_id)
+        await farm.link.cancel(job_id)
         job = await get_job_or_404(farm, job_id)
         return views.job_summary(job, farm.clock())
 
@@ -342,9 +334,7 @@ def create_app(
 
     @app.get("/nodes")
     async def list_nodes(request: Request) -> list[dict[str, Any]]:
-        farm = farm_of(request)
-        now = farm.clock()
-        return [views.node_summary(n, farm.registry, now) for n in farm.registry.nodes()]
+        return await farm_of(request).link.nodes()
 
     @app.post("/nodes/register")
     async def register(request: Request, body: NodeRegistration) -> dict[str, Any]:
@@ -353,28 +343,13 @@ def create_app(
             check_node_url(body.url)
         except BadNodeUrl as exc:
             raise BadRequest(f"{exc}: register the URL this node is reachable at") from None
-        known = farm.registry.get(body.url.rstrip("/")) is not None
-        node = farm.registry.update(body.url, body.model_dump())
-        if not known:
-            log.info("node %s registered (%d slots, Blender %s)", node.url, node.slots,
-                     node.blender_version)  # fmt: skip
-        farm.engine.soon(farm.scheduler.on_node_seen)
+        await farm.link.register(body.model_dump())
         return {"ok": True, "heartbeat_seconds": HEARTBEAT_SECONDS}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
-        farm = farm_of(request)
-        m = farm.metrics
-        states = {"healthy": 0, "busy": 0, "lost": 0}
-        for node in farm.registry.nodes():
-            states[farm.registry.state(node)] += 1
-        for state, count in states.items():
-            m.nodes.labels(state=state).set(count)
-        m.queue_batches.set(farm.scheduler.queued_batches())
-        jobs = await farm.store.run(farm.store.count_jobs_by_state)
-        for state in ("queued", "running", "completed", "failed", "cancelled"):
-            m.jobs.labels(state=state).set(jobs.get(state, 0))
-        return Response(m.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        text = await farm_of(request).link.metrics()
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(dashboard_router(settings.token))
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)

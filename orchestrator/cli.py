@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 import uvicorn
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="status polls of running batches, farm-wide: large farms poll each batch less "
         "often (FARM_MAX_POLLS_PER_SECOND, default 100)",
     )
+    p.add_argument(
+        "--single-process",
+        action="store_true",
+        default=None,
+        help="run the scheduler on a thread of this process, not in a child process of its "
+        "own: one PID, but status answers wait on a busy scheduler (FARM_SINGLE_PROCESS)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--log-format",
@@ -83,8 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from_args(args)
     configure_logging(args.log_level, settings.log_format)
     warn_if_open(log, settings.host, settings.token, "submit renders and read every frame")
+    app = create_app(settings, engine_process=not settings.single_process, log_level=args.log_level)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
@@ -92,7 +101,11 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,
     )
     redact_access_log()  # after Config: it (re)configures uvicorn's loggers
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    app.state.stop_server = lambda: setattr(server, "should_exit", True)
+    server.run()
+    # 1: the scheduler's process ended on its own (the lifespan says so in the log).
+    sys.exit(getattr(app.state, "exit_code", 0))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,9 @@ class OrchestratorSettings(BaseSettings):
     # Generous: it stops a runaway script, not a busy studio or the test suites.
     rate_limit: float = Field(default=600.0, ge=0)
     log_format: Literal["text", "json"] = "text"
+    # The `orchestrator` command runs the scheduler in a child process, so that status reads
+    # never wait for its interpreter lock; this keeps both in one process (one PID to watch).
+    single_process: bool = False
 
     @field_validator("node", mode="before")
     @classmethod

@@ -199,6 +199,19 @@ class Store(Queries):
                 ),
             )
 
+    def queued_batches(self, job_id: str) -> list[QueuedBatch]:
+        """A job's batches still waiting for a node, in order."""
+        rows = self._db.execute(
+            "SELECT id, job, frames, avoid, attempts FROM batches WHERE job=? AND state='queued'"
+            " ORDER BY seq",
+            (job_id,),
+        )
+        return [
+            QueuedBatch(r["id"], r["job"], json.loads(r["frames"]), set(json.loads(r["avoid"])),
+                        r["attempts"])
+            for r in rows
+        ]  # fmt: skip
+
     # -- batch lifecycle ----------------------------------------------------------------------
     def dispatch_batch(
         self,

@@ -49,3 +49,5 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
         logger.propagate = True
         logger.disabled = False
         logger.setLevel(logging.NOTSET)
+    # httpx logs every request at INFO: one line per node poll or heartbeat drowns the log.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

@@ -1,0 +1,138 @@
+"""The scheduler's side of the orchestrator, and what the HTTP API asks of it.
+
+`Core` holds the registry, the scheduler and its node client, and the metrics. The API reaches
+it through a link (orchestrator/links.py): in the same process, on a thread of its own
+(`ThreadLink`), or in a process of its own (`ProcessLink`, what the `orchestrator` command
+runs), where the scheduler's work never holds the API's interpreter lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from orchestrator import views
+from orchestrator.metrics import Metrics
+from orchestrator.nodeclient import NodeClient
+from orchestrator.queries import Job
+from orchestrator.registry import Registry
+from orchestrator.scheduler import Scheduler
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.store import QueuedBatch, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the API shows of the nodes without asking the scheduler each time."""
+
+    total_slots: int  # slots of the live nodes
+    blender_versions: dict[str, str | None]  # node URL -> its Blender version
+
+
+class Core:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        scheduler: Scheduler,
+        client: NodeClient,
+        metrics: Metrics,
+        clock: Callable[[], float],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.scheduler = scheduler
+        self.client = client
+        self.metrics = metrics
+        self.clock = clock
+
+    @classmethod
+    async def start(
+        cls,
+        settings: OrchestratorSettings,
+        store: Store,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Core:
+        """Build it and start the scheduler, on the loop that will run them."""
+        registry = Registry(settings.node_timeout_seconds, clock=monotonic)
+        metrics = Metrics()
+        client = NodeClient(
+            settings.token,
+            settings.request_timeout_seconds,
+            settings.transfer_timeout_seconds,
+            transport=transport,
+        )
+        scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
+        try:
+            await scheduler.start()
+        except BaseException:
+            await client.aclose()
+            raise
+        return cls(store, registry, scheduler, client, metrics, clock)
+
+    async def stop(self) -> None:
+        try:
+            await self.scheduler.stop()
+        finally:
+            await self.client.aclose()
+
+    # -- on the scheduler's loop ----------------------------------------------------------------
+    async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
+        await self.scheduler.enqueue(job, batches)
+
+    async def enqueue_stored(self, job_id: str) -> bool:
+        """Queue a job the API wrote to the store; False if there is no such job."""
+        job = await self.store.run(self.store.get_job, job_id)
+        if job is None:
+            return False
+        batches = await self.store.run(self.store.queued_batches, job_id)
+        await self.scheduler.enqueue(job, batches)
+        return True
+
+    async def cancel(self, job_id: str) -> None:
+        await self.scheduler.cancel(job_id)
+
+    async def metrics_text(self) -> bytes:
+        m = self.metrics
+        states = {"healthy": 0, "busy": 0, "lost": 0}
+        for node in self.registry.nodes():
+            states[self.registry.state(node)] += 1
+        for state, count in states.items():
+            m.nodes.labels(state=state).set(count)
+        m.queue_batches.set(self.scheduler.queued_batches())
+        jobs = await self.store.run(self.store.count_jobs_by_state)
+        for state in ("queued", "running", "completed", "failed", "cancelled"):
+            m.jobs.labels(state=state).set(jobs.get(state, 0))
+        return m.render()
+
+    # -- from any thread: the registry is read whole (see Registry) -----------------------------
+    def register(self, info: dict[str, Any]) -> None:
+        """A node's heartbeat (POST /nodes/register). The caller wakes the scheduler
+        (`scheduler.on_node_seen`) on the scheduler's loop."""
+        url = str(info["url"]).rstrip("/")
+        known = self.registry.get(url) is not None
+        node = self.registry.update(url, info)
+        if not known:
+            log.info("node %s registered (%d slots, Blender %s)", node.url, node.slots,
+                     node.blender_version)  # fmt: skip
+
+    def nodes(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [views.node_summary(n, self.registry, now) for n in self.registry.nodes()]
+
+    def facts(self) -> Facts:
+        nodes = self.registry.nodes()
+        return Facts(
+            total_slots=self.registry.total_slots(),
+            blender_versions={n.url: n.blender_version for n in nodes},
+        )

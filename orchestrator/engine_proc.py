@@ -1,0 +1,129 @@
+"""The scheduler's process: `python -m orchestrator.engine_proc SOCKET LOG_LEVEL`.
+
+Started by the orchestrator (orchestrator/links.py, ProcessLink), never by hand. It reads its
+settings as one line of JSON from stdin, runs the scheduler and all node traffic, and answers
+the API process on the Unix socket SOCKET. It stops when its stdin closes: when the API process
+stops or dies. It leaves SIGINT and SIGTERM to the API process, which stops it in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from orchestrator.core import Core
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.store import Store
+from render_node.errors import NotFound
+from render_node.logs import configure_logging
+from render_node.paths import JobId
+
+
+def engine_app(settings: OrchestratorSettings) -> FastAPI:
+    """The child's answers to the API process; the store is shared through SQLite."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings.db_path)
+        try:
+            core = await Core.start(settings, store)
+        except BaseException:
+            store.close()
+            raise
+        app.state.core = core
+        try:
+            yield
+        finally:
+            try:
+                await core.stop()
+            finally:
+                store.close()
+
+    app = FastAPI(title="Render farm scheduler (internal)", lifespan=lifespan)
+
+    def core_of(request: Request) -> Core:
+        core: Core = request.app.state.core
+        return core
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/jobs/{job_id}/enqueue")
+    async def enqueue(request: Request, job_id: JobId) -> dict[str, bool]:
+        if not await core_of(request).enqueue_stored(job_id):
+            raise NotFound(f"no job {job_id} in the store")
+        return {"ok": True}
+
+    @app.post("/jobs/{job_id}/cancel")
+    async def cancel(request: Request, job_id: JobId) -> dict[str, bool]:
+        await core_of(request).cancel(job_id)
+        return {"ok": True}
+
+    @app.post("/nodes/register")
+    async def register(request: Request) -> dict[str, bool]:
+        core = core_of(request)
+        core.register(await request.json())  # checked by the API process
+        core.scheduler.on_node_seen()
+        return {"ok": True}
+
+    @app.get("/nodes")
+    async def nodes(request: Request) -> list[dict[str, Any]]:
+        return core_of(request).nodes()
+
+    @app.get("/facts")
+    async def facts(request: Request) -> dict[str, Any]:
+        f = core_of(request).facts()
+        return {"total_slots": f.total_slots, "blender_versions": f.blender_versions}
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        return Response(await core_of(request).metrics_text(), media_type="text/plain")
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Ctrl-C reaches the whole process group: the API process decides when this one stops.
+        yield
+
+
+def _stop_on_eof(server: uvicorn.Server) -> None:
+    sys.stdin.buffer.read()  # returns when the API process closes the pipe, or dies
+    server.should_exit = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    socket, log_level = argv if argv is not None else sys.argv[1:]
+    settings = OrchestratorSettings(**json.loads(sys.stdin.buffer.readline()))
+    configure_logging(log_level, settings.log_format)
+    config = uvicorn.Config(
+        engine_app(settings),
+        uds=socket,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        log_config=None,
+    )
+    server = _Server(config)
+    threading.Thread(target=_stop_on_eof, args=(server,), daemon=True).start()
+    try:
+        server.run()
+    finally:  # the API process removes it too, unless it was killed
+        shutil.rmtree(Path(socket).parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
