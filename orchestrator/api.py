@@ -18,6 +18,7 @@ import httpx
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import (
     FileResponse,
+    JSONResponse,
     PlainTextResponse,
     Response,
     StreamingResponse,
@@ -27,6 +28,7 @@ from pydantic import BaseModel, Field
 from orchestrator import views
 from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
 from orchestrator.dashboard import dashboard_router, framemap, is_public_path
+from orchestrator.engine import EngineError
 from orchestrator.frames import auto_batch_size
 from orchestrator.links import Link, ProcessLink, ThreadLink
 from orchestrator.registry import BadNodeUrl, check_node_url
@@ -40,6 +42,7 @@ from render_node.errors import (
     TooManyRequests,
     binary_response,
     document_errors,
+    error_body,
     install_error_handlers,
 )
 from render_node.frames import FrameSpecError, parse_frame_spec
@@ -151,6 +154,20 @@ def create_app(
 
     app = FastAPI(title="Render farm orchestrator", lifespan=lifespan)
     install_error_handlers(app)
+
+    @app.exception_handler(EngineError)
+    async def _engine_down(request: Request, exc: EngineError) -> Response:
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body(
+                "unavailable",
+                f"the scheduler is not answering ({exc}): retry; if it goes on, restart the "
+                "orchestrator (unfinished jobs go on where they were)",
+            ),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     document_errors(app)
 
     def farm_of(request: Request) -> Farm:

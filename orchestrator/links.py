@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 START_SECONDS = 60.0  # the child's imports, its store's recovery and the scheduler's start
 STOP_SECONDS = 20.0  # the scheduler gets 15 s to stop (orchestrator/engine.py), then this
 COMMAND_SECONDS = 30.0  # a cancel waits for the nodes to drop their part (2-s requests)
+READ_SECONDS = 5.0  # the node list, its facts, the metrics
 FACTS_SECONDS = 1.0  # how stale the node facts on a status page may be
 
 
@@ -196,7 +197,9 @@ class ProcessLink:
         await self._send("POST", "/nodes/register", json=info)
 
     async def nodes(self) -> list[dict[str, Any]]:
-        nodes: list[dict[str, Any]] = (await self._send("GET", "/nodes")).json()
+        nodes: list[dict[str, Any]] = (
+            await self._send("GET", "/nodes", timeout=READ_SECONDS)
+        ).json()
         return nodes
 
     async def facts(self) -> Facts:
@@ -212,7 +215,7 @@ class ProcessLink:
         return self._facts[1]
 
     async def _fetch_facts(self) -> None:
-        data = (await self._send("GET", "/facts", timeout=5)).json()
+        data = (await self._send("GET", "/facts", timeout=READ_SECONDS)).json()
         self._facts = (time.monotonic(), Facts(data["total_slots"], data["blender_versions"]))
 
     async def _refresh_facts(self) -> None:
@@ -222,7 +225,7 @@ class ProcessLink:
             log.debug("node facts not refreshed: %s", exc)
 
     async def metrics(self) -> bytes:
-        return (await self._send("GET", "/metrics")).content
+        return (await self._send("GET", "/metrics", timeout=READ_SECONDS)).content
 
     async def aclose(self) -> None:
         """Close the child's stdin (it stops its scheduler and exits); kill it after
