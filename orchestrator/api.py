@@ -40,6 +40,7 @@ from render_node.errors import (
     BadRequest,
     NotFound,
     TooManyRequests,
+    Unavailable,
     binary_response,
     document_errors,
     error_body,
@@ -237,7 +238,15 @@ def create_app(
                 headers={"Retry-After": "30"},
             )
         job, batches = created
-        await farm.link.enqueue(job, batches)
+        try:
+            await farm.link.enqueue(job, batches)
+        except EngineError as exc:
+            raise Unavailable(
+                f"job {job.id} is saved, but the scheduler did not confirm it ({exc}): see "
+                f"GET /render/{job.id} before submitting it again; restarting the orchestrator "
+                "queues it for sure",
+                headers={"Retry-After": "5"},
+            ) from None
         return {
             "id": job.id,
             "status_url": f"/render/{job.id}",

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +97,10 @@ def test_farm_up_starts_a_farm_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         text=True,
         start_new_session=True,
     )
+    lines: list[str] = []
+    assert up.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
     try:
         token = None
         deadline = time.monotonic() + 60
@@ -116,13 +121,18 @@ def test_farm_up_starts_a_farm_and_ctrl_c_stops_every_process(tmp_path: Path) ->
                     pass
                 time.sleep(0.2)
             assert len(client.get("/nodes").json()) == 2
+            # Up as `farm up` sees it (nodes registered may not have been counted yet).
+            while time.monotonic() < deadline and not any("farm up: " in x for x in lines):
+                time.sleep(0.1)
             # A hanging Blender on a node: Ctrl-C must still leave nothing behind.
             job = client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()
             while time.monotonic() < deadline and not blender_processes(str(tmp_path)):
                 time.sleep(0.1)
             assert blender_processes(str(tmp_path)), f"no Blender started for {job}"
         os.killpg(up.pid, signal.SIGINT)
-        out, _ = up.communicate(timeout=30)
+        up.wait(30)
+        reader.join(10)
+        out = "".join(lines)
         assert up.returncode == 0, out
         assert "farm up: http://127.0.0.1:" in out
         assert "stopping the farm" in out
