@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -96,7 +97,10 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
-        # Ctrl-C reaches the whole process group: the API process decides when this one stops.
+        # Ctrl-C reaches the whole process group, and systemd or `tini -g` send SIGTERM to every
+        # process: the API process decides when this one stops (it closes the stdin).
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
         yield
 
 

@@ -93,10 +93,13 @@ def test_the_scheduler_process_never_outlives_the_orchestrator(tmp_path: Path) -
         orch = f.start_orchestrator()
         engine = engine_of(orch.process.pid)
         folder = socket_folder(engine)
-        # Stopped in order: the scheduler stops first, and cleans up.
-        orch.process.send_signal(signal.SIGTERM)
+        # SIGTERM to the whole group, as systemd sends it: the orchestrator still stops the
+        # scheduler in order (the child ignores the signal), and it cleans up.
+        os.killpg(orch.process.pid, signal.SIGTERM)
         orch.process.wait(30)
         assert not alive(engine) and not folder.exists()
+        assert "the scheduler process was killed" not in orch.output()
+        assert "orchestrator stopped" in orch.output()
 
         # Killed: the child sees its stdin close, and stops on its own.
         orch = f.start_orchestrator()
