@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS scenes (
 """
 
 UNFINISHED = ("queued", "running")
+WRITE_WAIT_SECONDS = 60.0
 LIVE_BATCH = ("running",)
 
 
@@ -80,7 +81,11 @@ def new_id() -> str:
 class Store(Queries):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # Two processes write (links.ProcessLink: the API's jobs and scenes, the scheduler's the
+        # rest): one waits for the other's transaction, a 100,000-frame job's included.
+        self._db = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=WRITE_WAIT_SECONDS
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -124,3 +124,16 @@ def test_a_finished_job_lists_no_running_batch(tmp_path: Path) -> None:
     settled = store.settle_batch(first.id, "done", {}, {"http://a", "http://b"}, 3, 102.0)
     assert settled.job_state == "completed"
     assert [b["state"] for b in store.job_batches(job.id)] == ["done", "done"]
+
+
+def test_queued_batches_are_what_the_scheduler_would_have_been_handed(tmp_path: Path) -> None:
+    # The scheduler's process queues a job the API's process wrote (links.ProcessLink).
+    store = Store(tmp_path / "db.sqlite3")
+    job, batches = make_job(store, [1, 2, 3, 4, 5, 6])
+    assert store.queued_batches(job.id) == batches
+    store.dispatch_batch(batches[0], "http://a", 101.0)
+    settled = store.settle_batch(batches[0].id, "failed", {2: "Error: boom"}, {"http://a"}, 3, 102)
+    assert store.queued_batches(job.id) == [*batches[1:], *settled.requeued]
+    # Frame 2 failed there, frame 1 was cut short: only frame 2 stays away from http://a.
+    assert {tuple(b.frames): b.avoid for b in settled.requeued} == {(1,): set(), (2,): {"http://a"}}
+    assert store.queued_batches("0" * 12) == []
