@@ -77,6 +77,18 @@ def test_status_and_files_answer_while_the_scheduler_process_is_frozen(tmp_path:
         assert client.get("/nodes").status_code == 200
 
 
+def nice(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19
+
+
+def test_the_scheduler_process_yields_the_cpu_to_the_api(tmp_path: Path) -> None:
+    with farm(tmp_path) as f:
+        orch = f.start_orchestrator()
+        api = orch.process.pid
+        assert nice(engine_of(api)) == min(19, nice(api) + 5)
+
+
 def test_a_killed_scheduler_process_stops_the_orchestrator_with_an_error(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
         orch = f.start_orchestrator()
