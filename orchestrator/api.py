@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from orchestrator import views
 from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
+from orchestrator.core import Core
 from orchestrator.dashboard import dashboard_router, framemap, is_public_path
 from orchestrator.engine import EngineError
 from orchestrator.frames import auto_batch_size
@@ -139,7 +140,9 @@ def create_app(
                 link = await ProcessLink.start(settings, log_level, engine_ended)
             else:
                 link = await ThreadLink.start(
-                    settings, store, clock=clock, monotonic=monotonic, transport=transport
+                    lambda: Core.start(
+                        settings, store, clock=clock, monotonic=monotonic, transport=transport
+                    )
                 )
         except BaseException:
             store.close()

@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from orchestrator.core import Core, Facts
 from orchestrator.engine import Engine, EngineError
 from orchestrator.queries import Job
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import QueuedBatch, Store
+from orchestrator.store import QueuedBatch
 
 log = logging.getLogger(__name__)
 
@@ -59,22 +59,9 @@ class ThreadLink:
         self.core = core
 
     @classmethod
-    async def start(
-        cls,
-        settings: OrchestratorSettings,
-        store: Store,
-        *,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> ThreadLink:
+    async def start(cls, setup: Callable[[], Coroutine[Any, Any, Core]]) -> ThreadLink:
+        """Start the engine thread and `setup()` (a `Core.start(...)`) on its loop."""
         engine = Engine()
-
-        async def setup() -> Core:
-            return await Core.start(
-                settings, store, clock=clock, monotonic=monotonic, transport=transport
-            )
-
         try:
             core = await engine.start(setup)
         except BaseException:
