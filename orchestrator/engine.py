@@ -1,9 +1,11 @@
 """The engine: the scheduler and all node traffic on a thread with an event loop of its own.
 
-The HTTP API keeps the server's loop to itself, so `GET /render/{id}` no longer waits behind
-whole turns of a loop that hundreds of slots keep busy polling, dispatching and collecting
-(benchmarks/scale.py: p99 1,064 -> 237 ms; the GIL still shares one core between them). The
-two threads share the store (its own threads and connections), the registry (plain data, read
+What `links.ThreadLink` runs (the tests, `orchestrator --single-process`); the `orchestrator`
+command runs them in a process of its own instead (`links.ProcessLink`). The HTTP API keeps
+the server's loop to itself, so `GET /render/{id}` does not wait behind whole turns of a loop
+that hundreds of slots keep busy polling, dispatching and collecting (benchmarks/scale.py: p99
+1,064 -> 237 ms; the GIL still shares one core between them, hence the process). The two
+threads share the store (its own threads and connections), the registry (plain data, read
 whole) and the metrics (thread-safe); anything that touches the scheduler's queues runs on the
 engine loop, through `call`.
 """

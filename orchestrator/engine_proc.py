@@ -3,7 +3,8 @@
 Started by the orchestrator (orchestrator/links.py, ProcessLink), never by hand. It reads its
 settings as one line of JSON from stdin, runs the scheduler and all node traffic, and answers
 the API process on the Unix socket SOCKET. It stops when its stdin closes: when the API process
-stops or dies. It leaves SIGINT and SIGTERM to the API process, which stops it in order.
+stops or dies. It leaves SIGINT and SIGTERM to the API process, which stops it in order. It
+asks for no token: the socket's folder is the API process's private temporary folder (0700).
 """
 
 from __future__ import annotations

@@ -82,11 +82,14 @@ def nice(pid: int) -> int:
     return int(stat[stat.rindex(")") + 2 :].split()[16])  # field 19
 
 
-def test_the_scheduler_process_yields_the_cpu_to_the_api(tmp_path: Path) -> None:
+def test_the_scheduler_process_yields_the_cpu_and_keeps_its_socket_private(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
         orch = f.start_orchestrator()
         api = orch.process.pid
-        assert nice(engine_of(api)) == min(19, nice(api) + 5)
+        engine = engine_of(api)
+        assert nice(engine) == min(19, nice(api) + 5)
+        # No token on its socket: no one but the orchestrator's user can open the folder.
+        assert socket_folder(engine).stat().st_mode & 0o777 == 0o700
 
 
 def test_a_killed_scheduler_process_stops_the_orchestrator_with_an_error(tmp_path: Path) -> None:
