@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 
@@ -64,8 +63,8 @@ _NODES_JSON = (
     " WHERE job=:job AND node IS NOT NULL GROUP BY node)"
 )
 _FAILED_JSON = (
-    "SELECT json_group_array(json_object('idx', idx, 'frame', frame, 'error', error,"
-    " 'nodes', json(nodes_failed))) FROM (SELECT idx, frame, error, nodes_failed FROM frames"
+    "SELECT json_group_array(json_object('frame', frame, 'error', error,"
+    " 'nodes', json(nodes_failed))) FROM (SELECT frame, error, nodes_failed FROM frames"
     " WHERE job=:job AND state='failed' ORDER BY idx LIMIT :limit)"
 )
 
@@ -79,9 +78,6 @@ def _batches(text: str) -> list[dict[str, Any]]:
 
 def _failed(text: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(text)
-    rows.sort(key=itemgetter("idx"))
-    for row in rows:
-        del row["idx"]
     return rows
 
 
