@@ -247,9 +247,12 @@ class Store(Queries):
             if remainder is not None:
                 self._insert_batches(db, [remainder])
             marks = ",".join("?" * len(batch.frames))
+            # `+state`: look the frames up by the primary key. Left to itself SQLite picks the
+            # (job, state) index and walks every pending frame of the job: 9 ms a batch at
+            # 100,000 frames, 60 us this way.
             cur = db.execute(
                 f"UPDATE frames SET state='rendering', batch=?, node=? WHERE job=? AND"
-                f" state='pending' AND frame IN ({marks})",
+                f" +state='pending' AND frame IN ({marks})",
                 (batch.id, node, batch.job, *batch.frames),
             )
             db.execute(
@@ -312,10 +315,11 @@ class Store(Queries):
                 "SELECT state, batch_size FROM jobs WHERE id=?", (b["job"],)
             ).fetchone()
             node = b["node"]
+            # By key among the batch's own frames, not a walk of all the job's rendering ones.
             rows = db.execute(
-                "SELECT frame, attempts, nodes_failed FROM frames WHERE job=? AND batch=?"
-                " AND state='rendering' ORDER BY idx",
-                (b["job"], batch_id),
+                "SELECT frame, attempts, nodes_failed FROM frames WHERE job=? AND frame IN"
+                " (SELECT value FROM json_each(?)) AND batch=? AND +state='rendering' ORDER BY idx",
+                (b["job"], b["frames"], batch_id),
             ).fetchall()
             retry: list[int] = []
             again: list[int] = []
