@@ -25,6 +25,7 @@ from orchestrator.nodeclient import (
     NodeError,
     NodeJobGone,
     NodeRejected,
+    SceneMissing,
 )
 from orchestrator.policy import failure_counts, frame_started, poll_backoff, poll_base
 from orchestrator.registry import Registry
@@ -74,6 +75,9 @@ class BatchRunner:
         self.is_cancelled = is_cancelled
         self.on_status = on_status
         self._scene_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # (node, scene sha) the node said it holds: no HEAD before each of its batches. A node
+        # that lost it since answers the submit 404 (SceneMissing), and it is pushed again.
+        self._scenes_held: set[tuple[str, str]] = set()
         self._following = 0  # batches whose node job is being polled
 
     def base_interval(self) -> float:
@@ -102,15 +106,33 @@ class BatchRunner:
         return Outcome(state, answered, errors, collected, handle.get("node_job"))
 
     async def _ensure_scene(self, url: str, job: Job) -> None:
-        lock = self._scene_locks.setdefault((url, job.scene_sha), asyncio.Lock())
+        key = (url, job.scene_sha)
+        if key in self._scenes_held:
+            return
+        lock = self._scene_locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if await self.client.has_scene(url, job.scene_sha):
-                return
-            path = await self.store.run(self.store.scene_path, job.scene_sha)
-            if path is None:
-                raise NodeRejected(f"scene {job.scene_sha} is not on the orchestrator any more")
-            log.info("job %s: pushing scene %s to %s", job.id, job.scene_sha[:12], url)
-            await self.client.put_scene(url, job.scene_sha, path)
+            if key in self._scenes_held:
+                return  # pushed by the node's other slot while this one waited
+            if not await self.client.has_scene(url, job.scene_sha):
+                path = await self.store.run(self.store.scene_path, job.scene_sha)
+                if path is None:
+                    raise NodeRejected(f"scene {job.scene_sha} is not on the orchestrator any more")
+                log.info("job %s: pushing scene %s to %s", job.id, job.scene_sha[:12], url)
+                await self.client.put_scene(url, job.scene_sha, path)
+            self._scenes_held.add(key)
+
+    async def _submit(self, url: str, job: Job, batch: QueuedBatch) -> str:
+        """Send the batch to the node, pushing the scene first if it does not hold it."""
+        await self._ensure_scene(url, job)
+        scene, frames = f"sha256:{job.scene_sha}", compact_frames(batch.frames)
+        try:
+            return await self.client.submit(url, scene, frames, job.format)
+        except SceneMissing as exc:
+            # The node lost it (a restart on a fresh disk, a cleanup): push it and try once more.
+            log.info("job %s batch %s: %s; pushing it again", job.id, batch.id, exc)
+            self._scenes_held.discard((url, job.scene_sha))
+            await self._ensure_scene(url, job)
+            return await self.client.submit(url, scene, frames, job.format)
 
     async def _until_lost(self, url: str) -> None:
         # Loss is a matter of the (injectable) clock passing a deadline: nothing to wait on.
@@ -128,10 +150,7 @@ class BatchRunner:
     ) -> tuple[str, bool]:
         """Push the scene, submit, follow; returns (batch end state, node still answering)."""
         try:
-            await self._ensure_scene(url, job)
-            node_job = await self.client.submit(
-                url, f"sha256:{job.scene_sha}", compact_frames(batch.frames), job.format
-            )
+            node_job = await self._submit(url, job, batch)
             handle["node_job"] = node_job
             await self.store.run(self.store.set_node_job, batch.id, node_job)
             self._following += 1  # counted against the farm's poll budget

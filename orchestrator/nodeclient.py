@@ -33,6 +33,10 @@ class FrameMissing(NodeRejected):
     """The node says a frame is done but does not serve it (yet)."""
 
 
+class SceneMissing(NodeRejected):
+    """The node was sent a batch of an uploaded scene it does not hold (any more)."""
+
+
 class NodeJobGone(NodeRejected):
     """The node no longer knows this job (it restarted or cleaned up)."""
 
@@ -142,6 +146,9 @@ class NodeClient:
     async def submit(self, node: str, scene: str, frames: str, fmt: str) -> str:
         body = {"scene": scene, "frames": frames, "format": fmt}
         resp = await self._request("POST", node, "/jobs", json=body)
+        if resp.status_code == 404 and scene.startswith("sha256:"):
+            # The one 404 of POST /jobs: the scene is not on the node (render_node/scenes.py).
+            raise SceneMissing(f"{node} does not hold scene {scene[:19]}: {_detail(resp)}")
         if resp.status_code >= 300:
             raise NodeRejected(f"node refused the batch: {resp.status_code} {_detail(resp)}")
         return str(resp.json()["id"])

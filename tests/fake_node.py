@@ -67,6 +67,7 @@ class FakeNode:
     archives: int = 0
     scenes: set[str] = field(default_factory=set)
     scene_puts: int = 0
+    scene_heads: int = 0
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     _slot_lock: asyncio.Semaphore | None = field(default=None, repr=False)
 
@@ -133,6 +134,7 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
 
     @app.head("/scenes/{sha}")
     async def head_scene(sha: str) -> Response:
+        node.scene_heads += 1
         return Response(status_code=200 if sha in node.scenes else 404)
 
     @app.put("/scenes/{sha}", status_code=201)

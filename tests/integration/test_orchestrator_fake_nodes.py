@@ -98,6 +98,26 @@ def test_three_nodes_collect_every_frame_of_a_spec_with_steps_and_lists_once(
         assert novideo.status_code == 404 and "not asked for" in novideo.json()["detail"]
 
 
+def test_a_node_is_asked_for_the_scene_once_and_gets_it_again_when_it_lost_it(
+    tmp_path: Path,
+) -> None:
+    node = FakeNode("n0", slots=1, seconds_per_frame=0.02)
+    with farm_of(tmp_path, [node]) as (_, client):
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-40", "batch_size": 2}
+        ).json()["id"]
+        wait_until(lambda: len(node.rendered) >= 6, what="a few batches rendered")
+        # Before the loss: one HEAD and one PUT for all the batches so far, not one per batch.
+        assert (node.scene_heads, node.scene_puts) == (1, 1)
+        node.scenes.clear()  # the node restarted on a fresh disk, say
+        status = wait_job(client, job_id)
+        assert status["state"] == "completed", status
+        assert sorted(node.rendered) == list(range(1, 41))
+        # The next submit was answered 404: the scene was pushed again, and the batch sent.
+        assert node.scene_puts == 2
+        assert node.scene_heads <= 2
+
+
 def test_poison_frame_fails_after_three_nodes_and_the_rest_completes(tmp_path: Path) -> None:
     nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.01, fail_frames={5}) for i in range(3)]
     with (
