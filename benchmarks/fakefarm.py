@@ -4,7 +4,7 @@
 
 Node i answers under http://127.0.0.1:9000/n/{i}; each speaks the render-node API and
 "renders" by sleeping, serving a tiny generated PNG per frame. GET /stats lists when each
-node received each batch, which is when dispatch really happened.
+node received each batch, which is when dispatch really happened, and every request.
 """
 
 from __future__ import annotations
@@ -23,17 +23,23 @@ from tests.fake_node import FakeNode, fake_farm_app
 
 
 class SubmitLog:
-    """ASGI middleware noting when each node received each batch (POST /n/{i}/jobs)."""
+    """ASGI middleware noting when each node received each batch (POST /n/{i}/jobs), and
+    every request a node received: [unix time, node index, method, what] where `what` is the
+    path's first part after the node (jobs, scenes, info, health...)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.submits: list[tuple[float, int]] = []
+        self.requests: list[tuple[float, int, str, str]] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http":
             parts = scope["path"].strip("/").split("/")
-            if len(parts) == 3 and parts[0] == "n" and parts[2] == "jobs":
-                self.submits.append((time.time(), int(parts[1])))
+            if len(parts) >= 3 and parts[0] == "n" and parts[1].isdigit():
+                now, node = time.time(), int(parts[1])
+                self.requests.append((now, node, scope["method"], parts[2]))
+                if len(parts) == 3 and parts[2] == "jobs" and scope["method"] == "POST":
+                    self.submits.append((now, node))
         await self.app(scope, receive, send)
 
 
@@ -42,7 +48,7 @@ def farm_app(nodes: list[FakeNode]) -> SubmitLog:
     log: SubmitLog
 
     async def stats(request: Request) -> JSONResponse:
-        return JSONResponse({"submits": log.submits})
+        return JSONResponse({"submits": log.submits, "requests": log.requests})
 
     inner = fake_farm_app(nodes)
     app = Starlette(routes=[Route("/stats", stats), *inner.routes])
