@@ -11,8 +11,9 @@ Measured, from the start of POST /render to the job's end:
 - GET /render/{id} latency p50/p99/max, sampled every 0.1 s by a thread while the job runs;
 - dispatch as the nodes see it (the fake farm notes when each node receives each batch):
   batches/s over the whole job, the opening burst (one batch for every slot at once, scene
-  pushes included), the busiest 1-s window, and the re-dispatch gap between a batch settling
-  on the orchestrator (SQLite `batches.finished`) and its node receiving the next (p50/p99).
+  pushes included) and the requests the nodes received up to its end, by kind, the busiest
+  1-s window, and the re-dispatch gap between a batch settling on the orchestrator (SQLite
+  `batches.finished`) and its node receiving the next (p50/p99).
 """
 
 from __future__ import annotations
@@ -160,6 +161,22 @@ def dispatch_figures(
     }
 
 
+def burst_requests(
+    requests: list[list[Any]], start: float, submits: list[tuple[float, int]], burst_n: int
+) -> dict[str, int]:
+    """What the nodes were asked from the submit to the burst's last batch, by kind
+    ("POST jobs", "HEAD scenes"...)."""
+    starts = sorted(t for t, _ in submits)
+    if not starts:
+        return {}
+    end = starts[min(burst_n, len(starts)) - 1]
+    kinds: dict[str, int] = defaultdict(int)
+    for t, _, method, what in requests:
+        if start <= t <= end:
+            kinds[f"{method} {what}"] += 1
+    return dict(sorted(kinds.items()))
+
+
 def scale_run(
     root: Path, *, frames: int, nodes: int, slots: int = 2, seconds: float = 0.001,
     timeout: float = 1800, batch_size: int | None = None, single_process: bool = False,
@@ -191,10 +208,13 @@ def scale_run(
             api_cpu = cpu_seconds(orch_pid) - api_cpu0
             fake_cpu = cpu_seconds(fake_pid) - fake_cpu0
             rss = tree_peak_rss_mb(orch_pid)
-            submits = [(t, i) for t, i in httpx.get(f"{fake.url}/stats", timeout=30).json()[
-                "submits"]]  # fmt: skip
+            stats = httpx.get(f"{fake.url}/stats", timeout=30).json()
+            submits = [(t, i) for t, i in stats["submits"]]
         db_path = root / "orch" / "farm.sqlite3"
         dispatch = dispatch_figures(submits, db_path, nodes, slots)
+        dispatch["burst_requests"] = burst_requests(
+            stats["requests"], start, submits, nodes * slots
+        )
     if status["state"] != "completed":
         raise RuntimeError(f"job ended {status['state']} ({status['frames']})")
     makespan = status["finished"] - start
@@ -239,6 +259,7 @@ ROWS = [
     ("frames/s", "frames_per_second"),
     ("batches dispatched/s (mean)", "batches_per_second_mean"),
     ("opening burst batches/s", "burst_batches_per_second"),
+    ("requests to the nodes up to the burst's end", "burst_requests"),
     ("busiest 1-s window (batches)", "peak_batches_in_1s"),
     ("re-dispatch gap p50 ms", "redispatch_gap_p50_ms"),
     ("re-dispatch gap p99 ms", "redispatch_gap_p99_ms"),
@@ -257,7 +278,10 @@ ROWS = [
 def row_value(result: dict[str, Any], key: str | None) -> Any:
     if key is None:
         return f"{result['nodes']} x {result['slots_per_node']}"
-    return result[key]
+    value = result[key]
+    if isinstance(value, dict):
+        return ", ".join(f"{kind} {count}" for kind, count in value.items())
+    return value
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

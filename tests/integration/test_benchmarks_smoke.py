@@ -54,6 +54,9 @@ def test_scale_and_growth_harness_collect_every_frame(tmp_path: Path) -> None:
     assert result["frames_done"] == 300 and result["status_samples"] >= 1
     # every slot took at least its first batch (later ones are cut to the nodes' speed)
     assert result["batches"] >= result["nodes"] * result["slots_per_node"]
+    # The burst's make-up: one scene push per node (HEAD + PUT) and a POST per slot.
+    asked = result["burst_requests"]
+    assert asked["PUT scenes"] == asked["HEAD scenes"] == 3 and asked["POST jobs"] == 6, asked
     growth.main(
         ["--frames", "100", "200", "--nodes", "2", "3", "--results-dir", str(tmp_path)]
     )  # fmt: skip
