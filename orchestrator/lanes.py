@@ -3,12 +3,15 @@
 In memory, no I/O. Speeds are kept per node and scene (a node's seconds a frame depend on the
 scene), and outlive a job: the next job of the same scene on the same farm starts with every
 node's speed known, so even its first batches are cut to size. A scene not seen yet on a node
-is estimated from the node's speed relative to the farm on the scenes both rendered.
+is estimated from the node's speed relative to the farm on the scenes both rendered. The
+scheduler saves the book in the store (`dump` / `SpeedBook.load`), so they outlive a restart.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.sizing import Lane
 
@@ -21,6 +24,13 @@ SMOOTHING = 0.3  # weight of a new measurement in the running averages
 
 def _blend(old: float | None, new: float) -> float:
     return new if old is None else old + SMOOTHING * (new - old)
+
+
+def _seconds(value: object, *, zero: bool = False) -> bool:
+    """A finite number of seconds above 0 (or 0 too)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return False
+    return value >= 0 if zero else value > 0
 
 
 @dataclass
@@ -36,10 +46,44 @@ class SpeedBook:
     startup: dict[str, float] = field(default_factory=dict)
     relative: dict[str, float] = field(default_factory=dict)
     base: dict[str, float] = field(default_factory=dict)
+    changes: int = 0  # measurements taken in: the scheduler saves the book when it moved
+
+    def dump(self) -> dict[str, Any]:
+        """The book as JSON-ready data (`SpeedBook.load` reads it back)."""
+        return {
+            "frame": [[node, scene, s] for (node, scene), s in self.frame.items()],
+            "startup": dict(self.startup),
+            "relative": dict(self.relative),
+            "base": dict(self.base),
+        }
+
+    @classmethod
+    def load(cls, data: Any) -> SpeedBook:
+        """A book from `dump`'s data; whatever is malformed is left out (measured again)."""
+        book = cls()
+        if not isinstance(data, dict):
+            return book
+        for item in data.get("frame") or []:
+            if isinstance(item, list) and len(item) == 3:
+                node, scene, seconds = item
+                if isinstance(node, str) and isinstance(scene, str) and _seconds(seconds):
+                    book.frame[node, scene] = float(seconds)
+        for name in ("startup", "relative", "base"):
+            values = data.get(name)
+            if isinstance(values, dict):
+                getattr(book, name).update(
+                    {
+                        k: float(v)
+                        for k, v in values.items()
+                        if isinstance(k, str) and _seconds(v, zero=name == "startup")
+                    }
+                )
+        return book
 
     def observe_frame(self, node: str, scene: str, seconds: float) -> None:
         if seconds <= 0:
             return
+        self.changes += 1
         self.frame[node, scene] = _blend(self.frame.get((node, scene)), seconds)
         if scene not in self.base:
             self.base[scene] = seconds / self.relative.get(node, 1.0)
@@ -48,6 +92,7 @@ class SpeedBook:
 
     def observe_startup(self, node: str, seconds: float) -> None:
         if seconds >= 0:
+            self.changes += 1
             self.startup[node] = _blend(self.startup.get(node), seconds)
 
     def overhead(self, node: str) -> float:

@@ -61,6 +61,7 @@ class Scheduler:
         self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
         self.speeds = SpeedBook()
+        self._speeds_saved = 0  # SpeedBook.changes when last saved
         self.lanes = LaneBook()
         self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
         self._near_end: dict[str, asyncio.Event] = {}
@@ -84,6 +85,12 @@ class Scheduler:
     async def start(self) -> None:
         for url in self.settings.node:
             self.registry.add_static(url)
+        kept = SpeedBook.load(await self.store.run(self.store.load_learned, "speeds"))
+        if kept.frame:
+            self.speeds = kept
+            nodes = {node for node, _ in kept.frame}
+            log.info("node speeds from before the restart: %d nodes, %d scenes", len(nodes),
+                     len({scene for _, scene in kept.frame}))  # fmt: skip
         queue, orphans = await self.store.run(self.store.recover, self._on_disk)
         for batch in queue:
             await self._remember(batch.job)
@@ -100,6 +107,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._stopping = True
+        with contextlib.suppress(Exception):  # a store that fails now must not block the stop
+            await asyncio.wait_for(self._save_speeds(), timeout=5)
         tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
         for task in tasks:
             task.cancel()
@@ -180,7 +189,17 @@ class Scheduler:
                 log.info("node %s is back", url)
             lost_before = lost
             self._reconcile_workers()
+            await self._save_speeds()
             await asyncio.sleep(self.settings.probe_interval_seconds)
+
+    async def _save_speeds(self) -> None:
+        """Keep the measured speeds in the store when they moved (at most once a probe)."""
+        changes = self.speeds.changes
+        if changes != self._speeds_saved:
+            await self.store.run(
+                self.store.save_learned, "speeds", self.speeds.dump(), self.clock()
+            )
+            self._speeds_saved = changes
 
     async def _probe(self, url: str) -> None:
         node = self.registry.get(url)

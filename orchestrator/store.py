@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE INDEX IF NOT EXISTS batches_job ON batches (job, seq);
 CREATE TABLE IF NOT EXISTS scenes (
     sha TEXT PRIMARY KEY, path TEXT NOT NULL, name TEXT, size INTEGER, created REAL);
+CREATE TABLE IF NOT EXISTS learned (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL, updated REAL NOT NULL);
 """
 
 UNFINISHED = ("queued", "running")
@@ -147,6 +149,24 @@ class Store(Queries):
     def scene_path(self, sha: str) -> Path | None:
         row = self._db.execute("SELECT path FROM scenes WHERE sha=?", (sha,)).fetchone()
         return Path(row["path"]) if row else None
+
+    # -- what the scheduler learned (node speeds) ---------------------------------------------
+    def save_learned(self, name: str, value: Any, now: float) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO learned (name, value, updated) VALUES (?,?,?)",
+                (name, json.dumps(value), now),
+            )
+
+    def load_learned(self, name: str) -> Any:
+        """What `save_learned` kept under `name` (None: nothing, or not readable)."""
+        row = self._db.execute("SELECT value FROM learned WHERE name=?", (name,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return json.loads(row["value"])
+        except ValueError:
+            return None
 
     # -- jobs ---------------------------------------------------------------------------------
     def create_job(

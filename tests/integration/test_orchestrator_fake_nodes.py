@@ -417,6 +417,36 @@ def test_a_second_job_of_the_scene_starts_with_the_nodes_speeds_known(tmp_path: 
     assert 5 <= len(nodes[1].rendered) <= 15, nodes[1].rendered
 
 
+def test_node_speeds_outlive_an_orchestrator_restart(tmp_path: Path) -> None:
+    nodes = [
+        FakeNode("fast", slots=1, seconds_per_frame=0.02),
+        FakeNode("slow", slots=1, seconds_per_frame=0.1),
+    ]
+    with serve_in_thread(fake_farm_app(nodes)) as farm:
+        settings = fast_settings(tmp_path, node_urls(farm, 2))
+        for run in ("before", "after"):
+            with (
+                orchestrator_in_thread(settings) as url,
+                httpx.Client(base_url=url, timeout=10) as client,
+            ):
+                wait_until(
+                    lambda: (
+                        [n["state"] != "lost" for n in client.get("/nodes").json()] == [True, True]
+                    ),
+                    what="nodes",
+                )
+                for node in nodes:
+                    node.rendered.clear()
+                job = client.post("/render", json={"scene": "demo.blend", "frames": "1-60"}).json()
+                status = wait_job(client, job["id"])
+                assert status["state"] == "completed", (run, status)
+    # After the restart the first batches were cut to the speeds measured before it: the slow
+    # node's share (1/6, 10 frames) in one go, as for a second job without a restart.
+    slow_batches = [b for b in status["batches"] if b["node"] == f"{farm}/n/1"]
+    assert len(slow_batches) == 1, slow_batches
+    assert 5 <= len(nodes[1].rendered) <= 15, nodes[1].rendered
+
+
 def test_a_retried_frame_goes_to_the_node_left_even_when_others_look_faster(
     tmp_path: Path,
 ) -> None:

@@ -42,6 +42,36 @@ def test_overhead_is_measured_start_up_plus_round_trips() -> None:
     assert book.overhead("a") == pytest.approx(0.5 + ROUND_TRIPS)
 
 
+def test_the_speed_book_outlives_a_restart_through_the_store(tmp_path: Path) -> None:
+    book = SpeedBook()
+    book.observe_frame("http://a", "s1", 2.0)
+    book.observe_frame("http://b", "s1", 4.0)
+    book.observe_startup("http://a", 0.0)
+    book.observe_startup("http://b", 1.5)
+    assert book.changes == 4
+    Store(tmp_path / "db.sqlite3").save_learned("speeds", book.dump(), 1.0)
+    again = SpeedBook.load(Store(tmp_path / "db.sqlite3").load_learned("speeds"))
+    assert (again.frame, again.startup) == (book.frame, book.startup)
+    assert (again.relative, again.base) == (book.relative, book.base)
+    # Estimates for a scene only one node rendered come out the same.
+    book.observe_frame("http://a", "s2", 1.0)
+    again.observe_frame("http://a", "s2", 1.0)
+    assert again.seconds_per_frame("http://b", "s2") == book.seconds_per_frame("http://b", "s2")
+    assert again.changes == 1  # what was loaded is not a change to save again
+
+
+def test_a_malformed_speed_book_loads_what_it_can() -> None:
+    data = {
+        "frame": [["http://a", "s", 1.5], ["http://b", "s", -1], ["x"], ["http://c", "s", True]],
+        "startup": {"http://a": 0.0, "http://b": float("nan"), "http://c": "slow"},
+        "relative": [1, 2],
+    }
+    book = SpeedBook.load(data)
+    assert book.frame == {("http://a", "s"): 1.5}
+    assert book.startup == {"http://a": 0.0} and book.relative == {}
+    assert SpeedBook.load(None).frame == {} and SpeedBook.load("[]").startup == {}
+
+
 def test_free_at_adds_queued_batches_to_what_the_running_one_has_left() -> None:
     lanes = LaneBook()
     assert lanes.free_at(LANE, 10.0, 1.0) == 10.0  # idle
