@@ -32,6 +32,7 @@ from orchestrator.dashboard import dashboard_router, framemap, is_public_path
 from orchestrator.engine import EngineError
 from orchestrator.frames import auto_batch_size
 from orchestrator.links import Link, ProcessLink, ThreadLink
+from orchestrator.policy import blender_matches
 from orchestrator.registry import BadNodeUrl, check_node_url
 from orchestrator.scenes import resolve_scene, save_upload
 from orchestrator.settings import OrchestratorSettings
@@ -39,6 +40,7 @@ from orchestrator.store import Store
 from render_node.auth import BearerTokenMiddleware
 from render_node.errors import (
     BadRequest,
+    Conflict,
     NotFound,
     TooManyRequests,
     Unavailable,
@@ -67,6 +69,13 @@ class RenderRequest(BaseModel):
     format: str = "PNG"
     priority: int = Field(default=0, ge=-1000, le=1000)
     video: bool = False
+    blender_version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+){0,2}$",
+        description="render only on nodes running this Blender: '4.2' takes 4.2.x nodes, "
+        "'4.2.1' only those (default: any node; GET /render/ID shows the versions used)",
+        examples=["4.2"],
+    )
 
 
 class NodeRegistration(BaseModel):
@@ -77,6 +86,19 @@ class NodeRegistration(BaseModel):
     blender_version: str | None = Field(default=None, max_length=100)
     cpu_count: int | None = Field(default=None, ge=0, le=1_000_000)
     name: str | None = Field(default=None, max_length=200)
+
+
+def check_blender_version(wanted: str, versions: dict[str, str | None]) -> None:
+    """409 when the farm knows nodes but none of them runs the Blender a job asks for (a typo,
+    or the wrong farm); a farm with no nodes yet takes the job, to wait for them."""
+    known = [v for v in versions.values() if v]
+    if not known or any(blender_matches(v, wanted) for v in known):
+        return
+    counts = ", ".join(f"{v} ({known.count(v)})" for v in sorted(set(known)))
+    raise Conflict(
+        f"no node runs Blender {wanted}: the nodes run {counts}. Ask for one of those "
+        "versions, leave blender_version out to use any node, or start nodes with that Blender"
+    )
 
 
 @dataclass
@@ -219,8 +241,11 @@ def create_app(
         except FrameSpecError as exc:
             raise BadRequest(str(exc)) from exc
         sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
+        facts = await farm.link.facts()
+        if body.blender_version:
+            check_blender_version(body.blender_version, facts.blender_versions)
         size = body.batch_size or auto_batch_size(
-            len(frames), (await farm.link.facts()).total_slots, settings.max_batch_size
+            len(frames), facts.total_slots, settings.max_batch_size
         )
 
         def create() -> Any:
@@ -231,6 +256,7 @@ def create_app(
                 scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
                 now=farm.clock(), adaptive=body.batch_size is None,
+                blender_version=body.blender_version,
             )  # fmt: skip
 
         created = await farm.store.run(create)

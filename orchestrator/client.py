@@ -96,6 +96,7 @@ class FarmClient:
         fmt: str | None = None,
         priority: int | None = None,
         video: bool = False,
+        blender_version: str | None = None,
     ) -> str:
         body: dict[str, Any] = {"scene": scene, "frames": frames}
         if batch_size:
@@ -106,6 +107,8 @@ class FarmClient:
             body["priority"] = priority
         if video:
             body["video"] = True
+        if blender_version:
+            body["blender_version"] = blender_version
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

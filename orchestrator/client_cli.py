@@ -131,6 +131,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         fmt=args.format,
         priority=args.priority,
         video=args.video,
+        blender_version=args.blender_version,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
     console.print(f"job [bold]{job_id}[/] submitted: {client.url}/render/{job_id}")
@@ -342,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--format", help="PNG (default), JPEG, OPEN_EXR, TIFF ...")
     render.add_argument("--priority", type=int, help="higher runs first (default 0)")
     render.add_argument("--video", action="store_true", help="also encode a preview mp4")
+    render.add_argument(
+        "--blender-version",
+        help="only nodes running this Blender render the job: 4.2 takes any 4.2.x (default: "
+        "any node; a farm of mixed versions renders the frames with different Blenders)",
+    )
     render.add_argument("--no-wait", action="store_true", help="submit and return")
     render.add_argument("--no-download", action="store_true", help="leave frames on the farm")
     render.set_defaults(func=cmd_render)

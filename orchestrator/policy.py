@@ -23,6 +23,16 @@ def frame_gives_up(
     return attempts >= max_attempts and set(live_nodes) <= set(nodes_failed)
 
 
+def blender_matches(version: str | None, wanted: str | None) -> bool:
+    """Whether a node's Blender `version` is what a job asked for: `wanted` itself or a release
+    of it ("4.2" takes 4.2.0 and 4.2.3, not 4.20). Any node when the job asked for none."""
+    if not wanted:
+        return True
+    if not version:
+        return False  # a node whose version is not known yet takes no pinned job
+    return version == wanted or version.startswith((wanted + ".", wanted + " "))
+
+
 def node_may_take(
     node: str, avoid: Collection[str], live_nodes: Collection[str], banned: Collection[str]
 ) -> bool:

@@ -35,6 +35,7 @@ class Job:
     adaptive: int = 0  # 1: batches are cut to each node's speed at dispatch
     # The file name the scene was uploaded as (or its name in the scenes folder).
     scene_name: str | None = None
+    blender_version: str | None = None  # only nodes running this Blender render the job
 
 
 _JOB_SELECT = (

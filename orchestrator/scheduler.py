@@ -21,7 +21,7 @@ from orchestrator.jobqueue import Cut, JobQueue
 from orchestrator.lanes import LaneBook, SpeedBook
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient, NodeError
-from orchestrator.policy import effective_bans, node_may_take
+from orchestrator.policy import blender_matches, effective_bans, node_may_take
 from orchestrator.registry import Node, Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.sizing import next_batch_size
@@ -293,6 +293,14 @@ class Scheduler:
                 return
             await asyncio.sleep(0.2)
 
+    @staticmethod
+    def _nodes_for(job: Job, nodes: list[Node]) -> list[Node]:
+        """Those of `nodes` that may render `job`: all, or those running the Blender it asked
+        for. Its frames are retried, and fail for good, among these alone."""
+        if not job.blender_version:
+            return nodes
+        return [n for n in nodes if blender_matches(n.blender_version, job.blender_version)]
+
     def _bans(self, job_id: str, live: set[str]) -> set[str]:
         """Nodes that get no more batches of the job (they failed too many of them)."""
         failures = self._batch_failures.get(job_id, {})
@@ -314,13 +322,16 @@ class Scheduler:
             if node.last_seen is None or node.last_seen <= self._silent[url]:
                 return None  # not answered since a batch's requests failed
             del self._silent[url]
-        nodes = self.registry.live()
-        live = {node.url for node in nodes}
+        every = self.registry.live()
         for job_id in sorted(self._queues, key=order):
             queue = self._queues[job_id]
             job = self._jobs[job_id]
             if ahead and not job.adaptive:
                 continue
+            nodes = self._nodes_for(job, every)
+            live = {node.url for node in nodes}
+            if url not in live:
+                continue  # not the Blender the job asked for
             bans = self._bans(job_id, live)
             head = next((b for b in queue.batches if node_may_take(url, b.avoid, live, bans)), None)
             if head is None:
@@ -456,8 +467,8 @@ class Scheduler:
             failures[url] = failures.get(url, 0) + 1
         settled = await self.store.run(
             self.store.settle_batch,
-            batch.id, state, errors, self.registry.live_urls(), self.settings.max_attempts,
-            self.clock(),
+            batch.id, state, errors, {n.url for n in self._nodes_for(job, self.registry.live())},
+            self.settings.max_attempts, self.clock(),
         )  # fmt: skip
         node.frames_rendered += len(collected)
         self.metrics.frames_retried.inc(settled.retried)

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     batch_size INTEGER NOT NULL, video INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,
     created REAL NOT NULL, started REAL, finished REAL, error TEXT,
     total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    rendering INTEGER NOT NULL DEFAULT 0, adaptive INTEGER NOT NULL DEFAULT 0);
+    rendering INTEGER NOT NULL DEFAULT 0, adaptive INTEGER NOT NULL DEFAULT 0,
+    blender_version TEXT);
 CREATE TABLE IF NOT EXISTS frames (
     job TEXT NOT NULL, frame INTEGER NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL,
     batch TEXT, node TEXT, attempts INTEGER NOT NULL DEFAULT 0,
@@ -109,6 +110,8 @@ class Store(Queries):
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "adaptive" not in columns:
             self._db.execute("ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0")
+        if "blender_version" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN blender_version TEXT")
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(batches)")}
         if "spec" not in columns:
             self._db.execute("ALTER TABLE batches ADD COLUMN spec TEXT")
@@ -182,19 +185,21 @@ class Store(Queries):
         video: bool,
         now: float,
         adaptive: bool = False,
+        blender_version: str | None = None,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
-        cut them again to fit each node's speed (no batch size was asked for)."""
+        cut them again to fit each node's speed (no batch size was asked for);
+        `blender_version`: only nodes running that Blender render it (policy.blender_matches)."""
         job_id = new_id()
         batches = [QueuedBatch(new_id(), job_id, b) for b in split_batches(frames, batch_size)]
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
-                " batch_size, video, state, created, total, adaptive)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " batch_size, video, state, created, total, adaptive, blender_version)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
-                 int(video), "queued", now, len(frames), int(adaptive)),
+                 int(video), "queued", now, len(frames), int(adaptive), blender_version),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",

@@ -32,6 +32,7 @@ def job_summary(job: Job, now: float) -> dict[str, Any]:
         "priority": job.priority,
         "format": job.format,
         "batch_size": job.batch_size,
+        "blender_version": job.blender_version,
         "frames": {
             "total": job.total,
             "done": job.done,

@@ -192,7 +192,8 @@ export function jobPage(jobId) {
     const versions = Array.isArray(job.blender_versions) ? job.blender_versions : [];
     const mixed = document.getElementById("job-mixed");
     mixed.hidden = !(job.mixed_blender_versions || versions.length > 1);
-    setText(mixed, `Nodes with different Blender versions rendered this job (${versions.join(", ")}): frames may differ.`);
+    setText(mixed, `Nodes with different Blender versions rendered this job (${versions.join(", ")}): frames may differ. ` +
+      "To render with one, submit with blender_version (farm render --blender-version).");
   }
 
   // ---- frame grid

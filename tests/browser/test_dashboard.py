@@ -379,6 +379,7 @@ def test_a_job_rendered_by_mixed_blender_versions_says_so(
     page.goto(f"{base_url}/jobs/{RUNNING}?token={TOKEN}")
     expect(page.locator("#job-mixed")).to_have_text(
         "Nodes with different Blender versions rendered this job (3.6.5, 4.2.3): frames may differ."
+        " To render with one, submit with blender_version (farm render --blender-version)."
     )
 
 

@@ -118,6 +118,61 @@ def test_a_node_is_asked_for_the_scene_once_and_gets_it_again_when_it_lost_it(
         assert node.scene_heads <= 2
 
 
+def test_a_job_pinned_to_a_blender_version_renders_on_those_nodes_only(tmp_path: Path) -> None:
+    nodes = [
+        FakeNode("new", slots=1, seconds_per_frame=0.01, blender_version="4.2.1"),
+        FakeNode("old", slots=1, seconds_per_frame=0.01, blender_version="3.6.5"),
+    ]
+    with farm_of(tmp_path, nodes) as (_, client):
+        wait_until(lambda: all(n["blender_version"] for n in client.get("/nodes").json()))
+        pinned = client.post(
+            "/render",
+            json={"scene": "demo.blend", "frames": "1-20", "batch_size": 2,
+                  "blender_version": "4.2"},
+        )  # fmt: skip
+        assert pinned.status_code == 202, pinned.text
+        status = wait_job(client, pinned.json()["id"])
+        assert status["state"] == "completed"
+        assert sorted(nodes[0].rendered) == list(range(1, 21)) and nodes[1].rendered == []
+        assert status["blender_version"] == "4.2"
+        assert (status["blender_versions"], status["mixed_blender_versions"]) == (["4.2.1"], False)
+        # A version no node runs is refused with what the farm has.
+        none = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1", "blender_version": "4.3"}
+        )
+        assert none.status_code == 409
+        assert "no node runs Blender 4.3" in none.json()["detail"]
+        assert "3.6.5 (1), 4.2.1 (1)" in none.json()["detail"]
+        bad = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1", "blender_version": "latest"}
+        )
+        assert bad.status_code in (400, 422) and "blender_version" in bad.text
+        # Unpinned, the same farm renders on both.
+        free = client.post("/render", json={"scene": "demo.blend", "frames": "1-20",
+                                            "batch_size": 2}).json()  # fmt: skip
+        assert wait_job(client, free["id"])["mixed_blender_versions"] is True
+
+
+def test_a_pinned_jobs_frame_fails_for_good_on_the_nodes_it_may_use(tmp_path: Path) -> None:
+    # The one 4.2 node fails frame 3: it must not wait forever for the 3.6 node, which may not
+    # render it.
+    nodes = [
+        FakeNode("new", slots=1, seconds_per_frame=0.01, blender_version="4.2.1", fail_frames={3}),
+        FakeNode("old", slots=1, seconds_per_frame=0.01, blender_version="3.6.5"),
+    ]
+    with farm_of(tmp_path, nodes) as (_, client):
+        wait_until(lambda: all(n["blender_version"] for n in client.get("/nodes").json()))
+        job = client.post(
+            "/render",
+            json={"scene": "demo.blend", "frames": "1-6", "batch_size": 2,
+                  "blender_version": "4.2.1"},
+        ).json()  # fmt: skip
+        status = wait_job(client, job["id"])
+    assert status["state"] == "failed" and status["frames"]["failed"] == 1
+    assert status["failed_frames"][0]["frame"] == 3
+    assert nodes[1].rendered == []
+
+
 def test_poison_frame_fails_after_three_nodes_and_the_rest_completes(tmp_path: Path) -> None:
     nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.01, fail_frames={5}) for i in range(3)]
     with (

@@ -184,7 +184,7 @@ def test_a_data_folder_from_before_adaptive_batches_still_opens(tmp_path: Path) 
     db.close()
     store = Store(tmp_path / "db.sqlite3")
     old = store.get_job("old")
-    assert old is not None and old.adaptive == 0
+    assert old is not None and old.adaptive == 0 and old.blender_version is None
     # Batches from then get the compact spec that status reads send as it is.
     view = store.job_view("old")
     assert view is not None

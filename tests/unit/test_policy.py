@@ -1,6 +1,7 @@
 import pytest
 
 from orchestrator.policy import (
+    blender_matches,
     effective_bans,
     eta_seconds,
     failure_counts,
@@ -95,3 +96,25 @@ def test_only_frames_blender_got_to_are_charged_with_a_failure(
     info: dict[str, object], batch_started: bool, counts: bool
 ) -> None:
     assert failure_counts(info, batch_started) is counts
+
+
+@pytest.mark.parametrize(
+    ("version", "wanted", "takes"),
+    [
+        ("4.2.1", None, True),
+        (None, None, True),
+        ("4.2.1", "4.2", True),
+        ("4.2.1", "4.2.1", True),
+        ("4.2", "4.2", True),
+        ("4.2.10", "4.2.1", False),
+        ("4.20.0", "4.2", False),
+        ("3.6.5", "4.2", False),
+        ("4.2.0 LTS", "4.2.0", True),
+        (None, "4.2", False),
+        ("4", "4.2", False),
+    ],
+)
+def test_a_job_pinned_to_a_blender_version_takes_its_releases_only(
+    version: str | None, wanted: str | None, takes: bool
+) -> None:
+    assert blender_matches(version, wanted) is takes
