@@ -45,6 +45,7 @@ class Outcome:
     errors: dict[int, str] = field(default_factory=dict)  # frames that failed on this node
     collected: set[int] = field(default_factory=set)
     node_job: str | None = None
+    refused: str | None = None  # the node renders none of the scene (render_node Job.refused)
 
 
 @dataclass
@@ -103,7 +104,9 @@ class BatchRunner:
             state, answered = "lost", False
         else:
             state, answered = attempt.result()
-        return Outcome(state, answered, errors, collected, handle.get("node_job"))
+        return Outcome(
+            state, answered, errors, collected, handle.get("node_job"), handle.get("refused")
+        )
 
     async def _ensure_scene(self, url: str, job: Job) -> None:
         key = (url, job.scene_sha)
@@ -155,7 +158,9 @@ class BatchRunner:
             await self.store.run(self.store.set_node_job, batch.id, node_job)
             self._following += 1  # counted against the farm's poll budget
             try:
-                return await self._follow(url, job, batch, node_job, errors, collected), True
+                return await self._follow(
+                    url, job, batch, node_job, errors, collected, handle
+                ), True
             finally:
                 self._following -= 1
         except NodeJobGone as exc:
@@ -177,8 +182,10 @@ class BatchRunner:
         node_job: str,
         errors: dict[int, str],
         collected: set[int],
+        handle: dict[str, str],
     ) -> str:
-        """Poll the node job, collecting frames as they are saved; return the batch's end state."""
+        """Poll the node job, collecting frames as they are saved; return the batch's end state
+        (and in `handle["refused"]` why the node refuses the scene, when it does)."""
         misses = 0
         missing: dict[int, int] = {}
         spared: set[int] = set()
@@ -245,6 +252,8 @@ class BatchRunner:
                 # deleted right after the batch settles, so the node's slot is free at once.
                 return "done"
             if final and not waiting:
+                if status.get("refused"):
+                    handle["refused"] = str(status["refused"])
                 if status["state"] == "cancelled":
                     return "lost"  # cancelled under us (node shutting down): not the frames' fault
                 for frame in batch.frames:

@@ -58,6 +58,8 @@ class Scheduler:
         self._jobs: dict[str, Job] = {}
         self._cancelled: set[str] = set()
         self._batch_failures: dict[str, dict[str, int]] = {}
+        # job -> {node: why}: nodes that refuse the job's scene (render_node Job.refused)
+        self._refused: dict[str, dict[str, str]] = {}
         self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
         self.speeds = SpeedBook()
@@ -293,13 +295,16 @@ class Scheduler:
                 return
             await asyncio.sleep(0.2)
 
-    @staticmethod
-    def _nodes_for(job: Job, nodes: list[Node]) -> list[Node]:
-        """Those of `nodes` that may render `job`: all, or those running the Blender it asked
-        for. Its frames are retried, and fail for good, among these alone."""
-        if not job.blender_version:
-            return nodes
-        return [n for n in nodes if blender_matches(n.blender_version, job.blender_version)]
+    def _nodes_for(self, job: Job, nodes: list[Node]) -> list[Node]:
+        """Those of `nodes` that may render `job`: those running the Blender it asked for (any,
+        when it asked for none) that did not refuse its scene. Its frames are retried, and fail
+        for good, among these alone."""
+        refused = self._refused.get(job.id, {})
+        return [
+            n
+            for n in nodes
+            if n.url not in refused and blender_matches(n.blender_version, job.blender_version)
+        ]
 
     def _bans(self, job_id: str, live: set[str]) -> set[str]:
         """Nodes that get no more batches of the job (they failed too many of them)."""
@@ -465,6 +470,13 @@ class Scheduler:
         if errors:
             failures = self._batch_failures.setdefault(job.id, {})
             failures[url] = failures.get(url, 0) + 1
+        if outcome.refused:
+            # Before the frames settle: they are retried among the nodes that did not refuse.
+            refused = self._refused.setdefault(job.id, {})
+            if url not in refused:
+                log.warning("job %s: node %s refuses the scene, and gets no more of the job: %s",
+                            job.id, url, outcome.refused)  # fmt: skip
+            refused[url] = outcome.refused
         settled = await self.store.run(
             self.store.settle_batch,
             batch.id, state, errors, {n.url for n in self._nodes_for(job, self.registry.live())},
@@ -483,14 +495,32 @@ class Scheduler:
                 compact_frames(f for b in settled.requeued for f in b.frames),
             )  # fmt: skip
             self._notify()
-        if settled.job_state:
+        job_state = settled.job_state
+        if outcome.refused and not job_state and not self._nodes_for(job, self.registry.live()):
+            job_state = await self._fail_refused(job)
+        if job_state:
             self._queues.pop(job.id, None)
-            log.info("job %s %s", job.id, settled.job_state)
+            self._refused.pop(job.id, None)
+            log.info("job %s %s", job.id, job_state)
             if job.video:
                 self._spawn(self._make_video(job))
         if outcome.node_job is not None:  # collected or abandoned: its files can go
             self._spawn(self._forget_node_job(url, outcome.node_job))
         return outcome.answered
+
+    async def _fail_refused(self, job: Job) -> str | None:
+        """Every live node refused the job's scene: its frames waiting for a node fail now,
+        with the nodes' reason, rather than each batch trying three of them in turn."""
+        refused = self._refused[job.id]
+        self._queues.pop(job.id, None)
+        count, state = await self.store.run(
+            self.store.fail_waiting_frames, job.id, next(iter(refused.values())), list(refused),
+            self.clock(),
+        )  # fmt: skip
+        self.metrics.frames_failed.inc(count)
+        log.error("job %s: every live node refuses its scene (%s): %d frames failed",
+                  job.id, ", ".join(sorted(refused)), count)  # fmt: skip
+        return state
 
     async def _make_video(self, job: Job) -> None:
         """The preview video of a finished job, from the frames that were collected."""

@@ -407,6 +407,25 @@ class Store(Queries):
             )
         return state
 
+    def fail_waiting_frames(
+        self, job_id: str, error: str, nodes: Collection[str], now: float
+    ) -> tuple[int, str | None]:
+        """Fail for good the job's frames that wait for a node (none will render them: every
+        node refused the scene); their queued batches go. Returns (frames failed, the job's
+        final state if it ended)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE frames SET state='failed', error=?, nodes_failed=?, batch=NULL"
+                " WHERE job=? AND state='pending'",
+                (error, json.dumps(sorted(nodes)), job_id),
+            )
+            db.execute(
+                "UPDATE jobs SET failed=failed+? WHERE id=? AND state IN ('queued','running')",
+                (cur.rowcount, job_id),
+            )
+            db.execute("DELETE FROM batches WHERE job=? AND state='queued'", (job_id,))
+            return cur.rowcount, self._maybe_finish(db, job_id, now)
+
     def finish_if_complete(self, job_id: str, now: float) -> str | None:
         with self._tx() as db:
             return self._maybe_finish(db, job_id, now)

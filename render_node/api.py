@@ -96,6 +96,11 @@ class JobSummary(BaseModel):
     counts: FrameCounts
     progress: float = Field(description="(frames done + sample hint of the current one) / total")
     error: str | None = None
+    refused: str | None = Field(
+        default=None,
+        description="set when this node will render no batch of the scene (Freestyle without "
+        "--allow-freestyle): why, and how to fix it",
+    )
     created: float = Field(description="Unix time")
     started: float | None = None
     finished: float | None = None

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from render_node.batch import DONE, FAILED, Batch
 from render_node.blender import (
+    FREESTYLE_EXIT_CODE,
     ImageFormat,
     build_command,
     frames_for_one_command,
@@ -56,6 +57,9 @@ class Job:
     run: BlenderRun | None = None
     task: asyncio.Task[None] | None = None
     launched: float | None = None  # monotonic, when the first Blender of the job was started
+    # Why this node will not render the scene at all (Freestyle without --allow-freestyle): an
+    # orchestrator sends the job's other batches elsewhere instead of trying them here.
+    refused: str | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -80,7 +84,7 @@ class Job:
             "progress": self.batch.progress(),
             "created": self.created,
         }
-        for key in ("error", "started", "finished"):
+        for key in ("error", "started", "finished", "refused"):
             value = getattr(self, key)
             if value is not None:
                 result[key] = value
@@ -274,9 +278,14 @@ class JobManager:
                 label=f"job {job.id}",
             )
             try:
-                await job.run.run()
+                result = await job.run.run()
             finally:
                 job.files.update(job.run.files)
+            if result.returncode == FREESTYLE_EXIT_CODE and not self.allow_freestyle:
+                # Our own check ended Blender (blender.FREESTYLE_CHECK): so will every batch.
+                failed = [job.batch.frames[f] for f in part if job.batch.frames[f].error]
+                job.refused = failed[0].error if failed else "the scene enables Freestyle"
+                break
             left = job.batch.unfinished()
             if len(left) >= len(remaining):  # nothing decided: never loop on it
                 break

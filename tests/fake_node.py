@@ -9,11 +9,13 @@ without Blender or node processes, and a 100-node farm fits in one process for s
         ...
 
 Knobs per node: `slots`, `startup` (seconds per batch), `seconds_per_frame`, `fail_frames`
-(frames reported failed with an `Error:` text), `frozen` (every request hangs, like SIGSTOP),
-`blender_version`, `token` (bearer token required when set), `archive` (False: no frames.tar,
-like a node from before it), `withhold` (frame -> how many more times a done frame is not
-served: 404 alone, left out of archives). `rendered` lists every frame the node rendered, in
-order, to prove no frame was rendered twice; `archives` counts frames.tar answers.
+(frames reported failed with an `Error:` text), `refuse` (every batch fails with this reason
+as the job's `refused`, like a node refusing a Freestyle scene), `frozen` (every request
+hangs, like SIGSTOP), `blender_version`, `token` (bearer token required when set), `archive`
+(False: no frames.tar, like a node from before it), `withhold` (frame -> how many more times a
+done frame is not served: 404 alone, left out of archives). `rendered` lists every frame the
+node rendered, in order, to prove no frame was rendered twice; `archives` counts frames.tar
+answers; `batches` the jobs submitted.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class FakeJob:
     frame_states: dict[int, str] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    refused: str | None = None
 
 
 @dataclass
@@ -58,6 +61,9 @@ class FakeNode:
     startup: float = 0.0
     seconds_per_frame: float = 0.01
     fail_frames: set[int] = field(default_factory=set)
+    # Like a real node refusing a Freestyle scene: every batch fails at once with this reason.
+    refuse: str | None = None
+    batches: int = 0  # jobs submitted to this node
     frozen: bool = False
     blender_version: str = "4.2.0"
     token: str | None = None
@@ -90,6 +96,12 @@ class FakeNode:
         async with self._slot_lock:
             job.state = "running"
             await asyncio.sleep(self.startup)
+            if self.refuse:
+                for frame in job.frames:
+                    job.frame_states[frame] = "failed"
+                    job.errors[frame] = self.refuse
+                job.refused, job.state = self.refuse, "failed"
+                return
             for frame in job.frames:
                 job.frame_states[frame] = "rendering"
                 await asyncio.sleep(self.seconds_per_frame)
@@ -156,6 +168,7 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
         job = FakeJob(uuid.uuid4().hex[:12], scene, parse_frame_spec(str(body["frames"])))
         job.frame_states = dict.fromkeys(job.frames, "pending")
         node.jobs[job.id] = job
+        node.batches += 1
         job.task = asyncio.create_task(node._render(job))
         return {"id": job.id}
 
@@ -176,6 +189,8 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
         out = {"id": job.id, "state": job.state, "frames": frames, "progress": done / len(frames)}
         if job.errors:
             out["error"] = next(iter(job.errors.values()))
+        if job.refused:
+            out["refused"] = job.refused
         return out
 
     @app.delete("/jobs/{job_id}")

@@ -32,6 +32,8 @@ def test_a_freestyle_scene_fails_every_frame_saying_how_to_allow_it(
         assert "Freestyle" in frame["error"], frame
         assert "--allow-freestyle" in frame["error"], frame
     assert "Freestyle" in job["error"]
+    # Said apart from a failure: the node will render no batch of this scene.
+    assert "--allow-freestyle" in job["refused"]
     assert not list((node.data_dir / "jobs" / job["id"] / "out").glob("frame_*"))
 
 
@@ -39,6 +41,7 @@ def test_a_freestyle_scene_renders_on_a_node_that_allows_it(start_node: StartNod
     node = start_node(allow_freestyle=True, env={"FAKE_BLENDER_FREESTYLE": "1"})
     job = node.wait(node.submit("1-2"))
     assert job["state"] == "completed", job
+    assert "refused" not in job
 
 
 def test_scenes_without_freestyle_pass_the_check(node_env_dump: tuple[StartNode, Path]) -> None:

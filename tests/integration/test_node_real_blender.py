@@ -79,6 +79,7 @@ def test_real_blender_refuses_a_freestyle_scene_unless_allowed(
     assert job["state"] == "failed", job
     error = job["frames"][0]["error"]
     assert "Freestyle" in error and "--allow-freestyle" in error, error
+    assert job["refused"] == error  # real Blender's exit code is our check's
 
     allowing = start_node(blender=BLENDER, threads=1, scenes_dir=freestyle_scene,
                           allow_freestyle=True)  # fmt: skip

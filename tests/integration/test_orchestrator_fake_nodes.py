@@ -173,6 +173,39 @@ def test_a_pinned_jobs_frame_fails_for_good_on_the_nodes_it_may_use(tmp_path: Pa
     assert nodes[1].rendered == []
 
 
+REFUSAL = "Error: Freestyle is enabled in scene 'Scene'; ... start the node with --allow-freestyle"
+
+
+def test_a_scene_every_node_refuses_fails_after_one_batch_a_node(tmp_path: Path) -> None:
+    nodes = [FakeNode(f"n{i}", slots=1, refuse=REFUSAL) for i in range(3)]
+    with farm_of(tmp_path, nodes) as (_, client):
+        job = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-24", "batch_size": 2}
+        ).json()
+        status = wait_job(client, job["id"])
+    assert status["state"] == "failed", status
+    assert status["frames"]["failed"] == 24 and status["frames"]["done"] == 0
+    assert all(f["error"] == REFUSAL for f in status["failed_frames"])
+    assert "--allow-freestyle" in status["error"]
+    # One batch a node, not three tries for each of the 12 batches.
+    assert [n.batches for n in nodes] == [1, 1, 1]
+
+
+def test_a_node_that_refuses_the_scene_leaves_it_to_the_others(tmp_path: Path) -> None:
+    nodes = [
+        FakeNode("strict", slots=1, seconds_per_frame=0.01, refuse=REFUSAL),
+        FakeNode("allows", slots=1, seconds_per_frame=0.01),
+    ]
+    with farm_of(tmp_path, nodes) as (_, client):
+        job = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-24", "batch_size": 2}
+        ).json()
+        status = wait_job(client, job["id"])
+    assert status["state"] == "completed", status
+    assert sorted(nodes[1].rendered) == list(range(1, 25))
+    assert nodes[0].batches == 1
+
+
 def test_poison_frame_fails_after_three_nodes_and_the_rest_completes(tmp_path: Path) -> None:
     nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.01, fail_frames={5}) for i in range(3)]
     with (

@@ -154,3 +154,25 @@ def test_dispatch_finds_its_frames_by_key_not_by_walking_the_pending_ones(tmp_pa
     plan = " ".join(r[3] for r in store._db.execute("EXPLAIN QUERY PLAN " + update))
     assert "frames_state" not in plan and "(job=? AND frame=?)" in plan, plan
     assert store.frame_state(batches[3].job, 76) == "rendering"
+
+
+def test_frames_no_node_will_render_fail_and_the_job_ends_when_its_running_batch_does(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    job, batches = make_job(store, [1, 2, 3, 4, 5, 6])
+    store.dispatch_batch(batches[0], "a", 1.0)
+    count, state = store.fail_waiting_frames(job.id, "Error: refused", ["a", "b"], 2.0)
+    assert (count, state) == (4, None)  # frames 1-2 are still rendering on a
+    assert store.queued_batches(job.id) == []
+    j = store.get_job(job.id)
+    assert j and (j.failed, j.rendering, j.state) == (4, 2, "running")
+    failed = store.failed_frames(job.id)
+    assert [f["frame"] for f in failed] == [3, 4, 5, 6]
+    assert failed[0] == {"frame": 3, "error": "Error: refused", "nodes": ["a", "b"]}
+    # The running batch ends refused too: its frames wait again, and fail the same way.
+    settled = store.settle_batch(batches[0].id, "failed", {1: "Error: refused"}, set(), 3, 3.0)
+    assert [b.frames for b in settled.requeued] == [[1], [2]] and settled.job_state is None
+    assert store.fail_waiting_frames(job.id, "Error: refused", ["a", "b"], 4.0) == (2, "failed")
+    j = store.get_job(job.id)
+    assert j and (j.failed, j.rendering, j.done, j.finished) == (6, 0, 0, 4.0)
