@@ -299,7 +299,10 @@ class Scheduler:
         """Those of `nodes` that may render `job`: those running the Blender it asked for (any,
         when it asked for none) that did not refuse its scene. Its frames are retried, and fail
         for good, among these alone."""
-        refused = self._refused.get(job.id, {})
+        refused = self._refused.get(job.id)
+        if not refused and not job.blender_version:
+            return nodes
+        refused = refused or {}
         return [
             n
             for n in nodes
