@@ -118,18 +118,29 @@ def test_a_node_is_asked_for_the_scene_once_and_gets_it_again_when_it_lost_it(
         assert node.scene_heads <= 2
 
 
-def test_a_job_pinned_to_a_blender_version_renders_on_those_nodes_only(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def two_blender_versions(
+    tmp_path: Path, fail_frames: frozenset[int] = frozenset()
+) -> Iterator[tuple[list[FakeNode], httpx.Client]]:
+    """A 4.2.1 node (failing `fail_frames`) and a 3.6.5 node, both with their version known."""
     nodes = [
-        FakeNode("new", slots=1, seconds_per_frame=0.01, blender_version="4.2.1"),
+        FakeNode("new", slots=1, seconds_per_frame=0.01, blender_version="4.2.1",
+                 fail_frames=set(fail_frames)),
         FakeNode("old", slots=1, seconds_per_frame=0.01, blender_version="3.6.5"),
-    ]
+    ]  # fmt: skip
     with farm_of(tmp_path, nodes) as (_, client):
         wait_until(lambda: all(n["blender_version"] for n in client.get("/nodes").json()))
-        pinned = client.post(
-            "/render",
-            json={"scene": "demo.blend", "frames": "1-20", "batch_size": 2,
-                  "blender_version": "4.2"},
-        )  # fmt: skip
+        yield nodes, client
+
+
+def submit_pinned(client: httpx.Client, frames: str, version: str) -> httpx.Response:
+    body = {"scene": "demo.blend", "frames": frames, "batch_size": 2, "blender_version": version}
+    return client.post("/render", json=body)
+
+
+def test_a_job_pinned_to_a_blender_version_renders_on_those_nodes_only(tmp_path: Path) -> None:
+    with two_blender_versions(tmp_path) as (nodes, client):
+        pinned = submit_pinned(client, "1-20", "4.2")
         assert pinned.status_code == 202, pinned.text
         status = wait_job(client, pinned.json()["id"])
         assert status["state"] == "completed"
@@ -156,17 +167,8 @@ def test_a_job_pinned_to_a_blender_version_renders_on_those_nodes_only(tmp_path:
 def test_a_pinned_jobs_frame_fails_for_good_on_the_nodes_it_may_use(tmp_path: Path) -> None:
     # The one 4.2 node fails frame 3: it must not wait forever for the 3.6 node, which may not
     # render it.
-    nodes = [
-        FakeNode("new", slots=1, seconds_per_frame=0.01, blender_version="4.2.1", fail_frames={3}),
-        FakeNode("old", slots=1, seconds_per_frame=0.01, blender_version="3.6.5"),
-    ]
-    with farm_of(tmp_path, nodes) as (_, client):
-        wait_until(lambda: all(n["blender_version"] for n in client.get("/nodes").json()))
-        job = client.post(
-            "/render",
-            json={"scene": "demo.blend", "frames": "1-6", "batch_size": 2,
-                  "blender_version": "4.2.1"},
-        ).json()  # fmt: skip
+    with two_blender_versions(tmp_path, fail_frames=frozenset({3})) as (nodes, client):
+        job = submit_pinned(client, "1-6", "4.2.1").json()
         status = wait_job(client, job["id"])
     assert status["state"] == "failed" and status["frames"]["failed"] == 1
     assert status["failed_frames"][0]["frame"] == 3
@@ -176,13 +178,16 @@ def test_a_pinned_jobs_frame_fails_for_good_on_the_nodes_it_may_use(tmp_path: Pa
 REFUSAL = "Error: Freestyle is enabled in scene 'Scene'; ... start the node with --allow-freestyle"
 
 
+def render_to_the_end(tmp_path: Path, nodes: list[FakeNode], frames: str) -> dict[str, Any]:
+    """A job of `frames` in batches of 2 on these nodes; its status once it ended."""
+    with farm_of(tmp_path, nodes) as (_, client):
+        body = {"scene": "demo.blend", "frames": frames, "batch_size": 2}
+        return wait_job(client, client.post("/render", json=body).json()["id"])
+
+
 def test_a_scene_every_node_refuses_fails_after_one_batch_a_node(tmp_path: Path) -> None:
     nodes = [FakeNode(f"n{i}", slots=1, refuse=REFUSAL) for i in range(3)]
-    with farm_of(tmp_path, nodes) as (_, client):
-        job = client.post(
-            "/render", json={"scene": "demo.blend", "frames": "1-24", "batch_size": 2}
-        ).json()
-        status = wait_job(client, job["id"])
+    status = render_to_the_end(tmp_path, nodes, "1-24")
     assert status["state"] == "failed", status
     assert status["frames"]["failed"] == 24 and status["frames"]["done"] == 0
     assert all(f["error"] == REFUSAL for f in status["failed_frames"])
@@ -196,11 +201,7 @@ def test_a_node_that_refuses_the_scene_leaves_it_to_the_others(tmp_path: Path) -
         FakeNode("strict", slots=1, seconds_per_frame=0.01, refuse=REFUSAL),
         FakeNode("allows", slots=1, seconds_per_frame=0.01),
     ]
-    with farm_of(tmp_path, nodes) as (_, client):
-        job = client.post(
-            "/render", json={"scene": "demo.blend", "frames": "1-24", "batch_size": 2}
-        ).json()
-        status = wait_job(client, job["id"])
+    status = render_to_the_end(tmp_path, nodes, "1-24")
     assert status["state"] == "completed", status
     assert sorted(nodes[1].rendered) == list(range(1, 25))
     assert nodes[0].batches == 1
