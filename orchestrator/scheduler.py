@@ -109,7 +109,7 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._stopping = True
-        with contextlib.suppress(Exception):  # a store that fails now must not block the stop
+        with contextlib.suppress(TimeoutError):  # a stuck store must not hang the stop
             await asyncio.wait_for(self._save_speeds(), timeout=5)
         tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
         for task in tasks:
@@ -197,11 +197,17 @@ class Scheduler:
     async def _save_speeds(self) -> None:
         """Keep the measured speeds in the store when they moved (at most once a probe)."""
         changes = self.speeds.changes
-        if changes != self._speeds_saved:
+        if changes == self._speeds_saved:
+            return
+        try:
             await self.store.run(
                 self.store.save_learned, "speeds", self.speeds.dump(), self.clock()
             )
-            self._speeds_saved = changes
+        except Exception as exc:
+            # The monitor loop must go on: losing the speeds costs blind batches, no more.
+            log.warning("could not save the node speeds: %s", exc)
+            return
+        self._speeds_saved = changes
 
     async def _probe(self, url: str) -> None:
         node = self.registry.get(url)

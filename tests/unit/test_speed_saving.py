@@ -1,0 +1,47 @@
+"""The scheduler keeps node speeds in the store; a store that fails must not stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from orchestrator.metrics import Metrics
+from orchestrator.nodeclient import NodeClient
+from orchestrator.registry import Registry
+from orchestrator.scheduler import Scheduler
+from orchestrator.store import Store
+from tests.orch_helpers import fast_settings
+
+
+class FailingStore(Store):
+    def save_learned(self, name: str, value: object, now: float) -> None:
+        raise OSError("disk full")
+
+
+def scheduler_on(store: Store, tmp_path: Path) -> Scheduler:
+    settings = fast_settings(tmp_path, [])
+    return Scheduler(settings, store, Registry(2.0), NodeClient(None, 1, 1), Metrics())
+
+
+def test_speeds_are_saved_when_they_moved_and_only_then(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite3")
+    scheduler = scheduler_on(store, tmp_path)
+    scheduler.speeds.observe_frame("http://a", "s", 2.0)
+    asyncio.run(scheduler._save_speeds())
+    assert store.load_learned("speeds")["frame"] == [["http://a", "s", 2.0]]
+    store.save_learned("speeds", {}, 1.0)
+    asyncio.run(scheduler._save_speeds())  # nothing new measured: not written again
+    assert store.load_learned("speeds") == {}
+
+
+def test_a_store_that_cannot_save_the_speeds_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    scheduler = scheduler_on(FailingStore(tmp_path / "db.sqlite3"), tmp_path)
+    scheduler.speeds.observe_startup("http://a", 1.0)
+    with caplog.at_level(logging.WARNING, logger="orchestrator.scheduler"):
+        asyncio.run(scheduler._save_speeds())
+    assert "could not save the node speeds: disk full" in caplog.text
