@@ -20,6 +20,7 @@ DEFAULT_OVERHEAD = 1.0
 # What a batch costs beyond Blender's own start-up: spawning it, submit and collect round trips.
 ROUND_TRIPS = 0.15
 SMOOTHING = 0.3  # weight of a new measurement in the running averages
+SCENES_KEPT = 50  # scenes whose speeds are saved (the most recently rendered)
 
 
 def _blend(old: float | None, new: float) -> float:
@@ -49,12 +50,14 @@ class SpeedBook:
     changes: int = 0  # measurements taken in: the scheduler saves the book when it moved
 
     def dump(self) -> dict[str, Any]:
-        """The book as JSON-ready data (`SpeedBook.load` reads it back)."""
+        """The book as JSON-ready data (`SpeedBook.load` reads it back), for the SCENES_KEPT
+        scenes rendered last: the saved book does not grow with every scene ever rendered."""
+        kept = set(list(self.base)[-SCENES_KEPT:])  # `base` is in the order scenes were seen
         return {
-            "frame": [[node, scene, s] for (node, scene), s in self.frame.items()],
+            "frame": [[n, scene, s] for (n, scene), s in self.frame.items() if scene in kept],
             "startup": dict(self.startup),
             "relative": dict(self.relative),
-            "base": dict(self.base),
+            "base": {scene: s for scene, s in self.base.items() if scene in kept},
         }
 
     @classmethod
@@ -88,7 +91,8 @@ class SpeedBook:
         if scene not in self.base:
             self.base[scene] = seconds / self.relative.get(node, 1.0)
         self.relative[node] = _blend(self.relative.get(node), seconds / self.base[scene])
-        self.base[scene] = _blend(self.base[scene], seconds / self.relative[node])
+        # Popped and put back: the scene goes to the end, `dump` keeps the latest ones.
+        self.base[scene] = _blend(self.base.pop(scene), seconds / self.relative[node])
 
     def observe_startup(self, node: str, seconds: float) -> None:
         if seconds >= 0:

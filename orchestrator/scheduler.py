@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # A slot's next batch is sent to its node this long before the current one should end, so the
 # node starts it the moment the slot frees (no round trip, no poll in between).
 PREFETCH_LEAD_SECONDS = 1.0
+SPEEDS_SAVED_EVERY_SECONDS = 10.0  # at most; and at stop
 Lane = tuple[str, int]  # (node URL, slot)
 
 
@@ -64,6 +65,7 @@ class Scheduler:
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
         self.speeds = SpeedBook()
         self._speeds_saved = 0  # SpeedBook.changes when last saved
+        self._speeds_saved_at = float("-inf")  # time.monotonic() of the last save
         self.lanes = LaneBook()
         self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
         self._near_end: dict[str, asyncio.Event] = {}
@@ -110,7 +112,7 @@ class Scheduler:
     async def stop(self) -> None:
         self._stopping = True
         with contextlib.suppress(TimeoutError):  # a stuck store must not hang the stop
-            await asyncio.wait_for(self._save_speeds(), timeout=5)
+            await asyncio.wait_for(self._save_speeds(force=True), timeout=5)
         tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
         for task in tasks:
             task.cancel()
@@ -194,11 +196,16 @@ class Scheduler:
             await self._save_speeds()
             await asyncio.sleep(self.settings.probe_interval_seconds)
 
-    async def _save_speeds(self) -> None:
-        """Keep the measured speeds in the store when they moved (at most once a probe)."""
+    async def _save_speeds(self, *, force: bool = False) -> None:
+        """Keep the measured speeds in the store when they moved: at most every
+        SPEEDS_SAVED_EVERY_SECONDS (a restart loses what was measured since), or now (`force`)."""
         changes = self.speeds.changes
         if changes == self._speeds_saved:
             return
+        now = time.monotonic()
+        if not force and now - self._speeds_saved_at < SPEEDS_SAVED_EVERY_SECONDS:
+            return
+        self._speeds_saved_at = now
         try:
             await self.store.run(
                 self.store.save_learned, "speeds", self.speeds.dump(), self.clock()

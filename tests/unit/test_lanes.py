@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.jobqueue import JobQueue
-from orchestrator.lanes import DEFAULT_OVERHEAD, ROUND_TRIPS, LaneBook, SpeedBook
+from orchestrator.lanes import (
+    DEFAULT_OVERHEAD,
+    ROUND_TRIPS,
+    SCENES_KEPT,
+    LaneBook,
+    SpeedBook,
+)
 from orchestrator.store import QueuedBatch, Store
 from render_node.frames import parse_frame_spec
 
@@ -58,6 +64,17 @@ def test_the_speed_book_outlives_a_restart_through_the_store(tmp_path: Path) -> 
     again.observe_frame("http://a", "s2", 1.0)
     assert again.seconds_per_frame("http://b", "s2") == book.seconds_per_frame("http://b", "s2")
     assert again.changes == 1  # what was loaded is not a change to save again
+
+
+def test_the_saved_book_keeps_the_scenes_rendered_last() -> None:
+    book = SpeedBook()
+    for i in range(SCENES_KEPT + 5):
+        book.observe_frame("http://a", f"s{i}", 1.0)
+    book.observe_frame("http://a", "s0", 1.0)  # rendered again: among the latest now
+    kept = SpeedBook.load(book.dump())
+    assert len(kept.base) == SCENES_KEPT
+    assert "s0" in kept.base and "s1" not in kept.base and f"s{SCENES_KEPT + 4}" in kept.base
+    assert {scene for _, scene in kept.frame} == set(kept.base)
 
 
 def test_a_malformed_speed_book_loads_what_it_can() -> None:

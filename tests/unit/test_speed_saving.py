@@ -26,15 +26,20 @@ def scheduler_on(store: Store, tmp_path: Path) -> Scheduler:
     return Scheduler(settings, store, Registry(2.0), NodeClient(None, 1, 1), Metrics())
 
 
-def test_speeds_are_saved_when_they_moved_and_only_then(tmp_path: Path) -> None:
+def test_speeds_are_saved_when_they_moved_at_most_every_ten_seconds(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite3")
     scheduler = scheduler_on(store, tmp_path)
     scheduler.speeds.observe_frame("http://a", "s", 2.0)
     asyncio.run(scheduler._save_speeds())
     assert store.load_learned("speeds")["frame"] == [["http://a", "s", 2.0]]
     store.save_learned("speeds", {}, 1.0)
-    asyncio.run(scheduler._save_speeds())  # nothing new measured: not written again
+    asyncio.run(scheduler._save_speeds(force=True))  # nothing new measured: not written again
     assert store.load_learned("speeds") == {}
+    scheduler.speeds.observe_frame("http://b", "s", 4.0)
+    asyncio.run(scheduler._save_speeds())  # moved, but saved less than 10 s ago
+    assert store.load_learned("speeds") == {}
+    asyncio.run(scheduler._save_speeds(force=True))  # as at stop
+    assert len(store.load_learned("speeds")["frame"]) == 2
 
 
 def test_a_store_that_cannot_save_the_speeds_is_logged_not_raised(
