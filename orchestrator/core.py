@@ -71,6 +71,7 @@ class Core:
             settings.request_timeout_seconds,
             settings.transfer_timeout_seconds,
             transport=transport,
+            on_answer=registry.seen,
         )
         scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
         try:

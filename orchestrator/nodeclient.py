@@ -61,8 +61,12 @@ class NodeClient:
         transfer_timeout: float,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self._headers = auth_headers(token)
+        # Called with the node's URL whenever it answers (any status under 500): the registry
+        # counts it as alive, so a node the scheduler talks to is never probed besides.
+        self._on_answer = on_answer
         self._request_timeout = request_timeout
         self._clock = clock
         self._no_archive: dict[str, float] = {}  # node -> when it answered frames.tar 404/405
@@ -109,6 +113,8 @@ class NodeClient:
             raise NodeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 500:
             raise NodeError(f"{method} {url}: {resp.status_code} {_detail(resp)}")
+        if self._on_answer is not None:
+            self._on_answer(node)
         return resp
 
     async def info(self, node: str) -> dict[str, Any]:
