@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.responses import (
     FileResponse,
@@ -114,17 +113,14 @@ def create_app(
     *,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
-    transport: httpx.AsyncBaseTransport | None = None,
     engine_process: bool = False,
     log_level: str = "info",
 ) -> FastAPI:
-    """The orchestrator app. `transport` lets tests route node calls to in-process fakes.
+    """The orchestrator app.
 
     `engine_process`: run the scheduler in a child process (links.ProcessLink, what the
     `orchestrator` command does), not on a thread of this one; it takes the real clocks and
     network, and logs at `log_level`."""
-    if engine_process and transport is not None:
-        raise ValueError("a transport reaches only a scheduler in this process")
     settings = settings or OrchestratorSettings()
     upload_limit = (settings.max_upload_mb << 20) + 65536  # multipart framing on top
     rate_limiter = (
@@ -162,9 +158,7 @@ def create_app(
                 link = await ProcessLink.start(settings, log_level, engine_ended)
             else:
                 link = await ThreadLink.start(
-                    lambda: Core.start(
-                        settings, store, clock=clock, monotonic=monotonic, transport=transport
-                    )
+                    lambda: Core.start(settings, store, clock=clock, monotonic=monotonic)
                 )
         except BaseException:
             store.close()

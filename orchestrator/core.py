@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from orchestrator import views
 from orchestrator.metrics import Metrics
 from orchestrator.nodeclient import NodeClient
@@ -61,7 +59,6 @@ class Core:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> Core:
         """Build it and start the scheduler, on the loop that will run them."""
         registry = Registry(settings.node_timeout_seconds, clock=monotonic)
@@ -70,7 +67,6 @@ class Core:
             settings.token,
             settings.request_timeout_seconds,
             settings.transfer_timeout_seconds,
-            transport=transport,
             on_answer=registry.seen,
         )
         scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
+import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from orchestrator.archive import ArchiveError, FrameFiles, Piece, TarReader
 from render_node.archive import MAX_ARCHIVE_FRAMES
@@ -45,118 +46,138 @@ class ArchiveUnsupported(NodeRejected):
     """The node has no frames.tar endpoint (a node from before it): fetch frame by frame."""
 
 
-def _detail(resp: httpx.Response) -> str:
+@dataclass(frozen=True)
+class Answer:
+    """A node's whole (small) answer: read at once, so its connection goes back to the pool."""
+
+    status: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _detail(answer: Answer) -> str:
     try:
-        body = resp.json()
-        return str(body.get("detail") or body)
+        body = answer.json()
+        return str(body.get("detail") or body) if isinstance(body, dict) else str(body)
     except ValueError:
-        return resp.text[:300]
+        return answer.body[:300].decode("utf-8", "replace")
 
 
 class NodeClient:
+    """Node calls over aiohttp: a render farm's orchestrator spends most of its CPU here, and
+    aiohttp takes a third of httpx's CPU a request (benchmarks/RESULTS.md, sixth round)."""
+
     def __init__(
         self,
         token: str | None,
         request_timeout: float,
         transfer_timeout: float,
-        transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_answer: Callable[[str], None] | None = None,
     ) -> None:
         self._headers = auth_headers(token)
+        self._request_timeout = request_timeout
+        self._clock = clock
         # Called with the node's URL whenever it answers (any status under 500): the registry
         # counts it as alive, so a node the scheduler talks to is never probed besides.
         self._on_answer = on_answer
-        self._request_timeout = request_timeout
-        self._clock = clock
         self._no_archive: dict[str, float] = {}  # node -> when it answered frames.tar 404/405
-        self._short = httpx.Timeout(request_timeout)
-        # Connecting stays quick even for transfers: a dead node must not hold a worker.
-        self._long = httpx.Timeout(transfer_timeout, connect=request_timeout)
-        self._transport = transport
-        # One small connection pool per node: a single pool shared by 100 nodes costs a scan
-        # of every pooled connection on each request (most of the CPU of a large farm).
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        # One TLS context for all of them: each client would otherwise load the CA bundle into
-        # its own (~0.8 MB and ~15 ms a node: 84 MB of a 100-node orchestrator's RSS).
-        self._ssl: ssl.SSLContext | None = None
+        # Per step, not in all: connecting (and waiting for a pooled connection) is quick even
+        # for transfers, so a dead node does not hold a worker; then each read must come soon.
+        self._short = self._timeout(request_timeout)
+        self._long = self._timeout(transfer_timeout)
+        # One small connection pool per node: nodes never queue behind each other's
+        # connections, and a node's pool holds only its own.
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
 
-    def _for(self, node: str) -> httpx.AsyncClient:
-        key = node
-        client = self._clients.get(key)
-        if client is None:
-            if self._ssl is None:
-                self._ssl = httpx.create_ssl_context()
-            client = httpx.AsyncClient(
-                transport=self._transport,
-                verify=self._ssl,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+    def _timeout(self, read: float) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=None, connect=self._request_timeout, sock_connect=self._request_timeout,
+            sock_read=read,
+        )  # fmt: skip
+
+    def _for(self, node: str) -> aiohttp.ClientSession:
+        session = self._sessions.get(node)
+        if session is None:
+            # (ssl=True: aiohttp's one default context, shared; not a CA bundle loaded per node)
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=64, ssl=True),
+                headers=self._headers,
+                cookie_jar=aiohttp.DummyCookieJar(),  # nodes set none; skip the bookkeeping
+                timeout=self._short,
             )
-            self._clients[key] = client
-        return client
+            self._sessions[node] = session
+        return session
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
 
-    async def _request(
-        self, method: str, node: str, path: str, *, limits: httpx.Timeout | None = None, **kw: Any
-    ) -> httpx.Response:
-        url = node + path
-        try:
-            headers = {**self._headers, **kw.pop("headers", {})}
-            resp = await self._for(node).request(
-                method, url, headers=headers, timeout=limits or self._short, **kw
-            )
-        except httpx.HTTPError as exc:
-            raise NodeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        if resp.status_code >= 500:
-            raise NodeError(f"{method} {url}: {resp.status_code} {_detail(resp)}")
+    def _answered(self, node: str, method: str, url: str, status: int, body: bytes) -> Answer:
+        answer = Answer(status, body)
+        if status >= 500:
+            raise NodeError(f"{method} {url}: {status} {_detail(answer)}")
         if self._on_answer is not None:
             self._on_answer(node)
-        return resp
+        return answer
+
+    async def _request(
+        self,
+        method: str,
+        node: str,
+        path: str,
+        *,
+        limits: aiohttp.ClientTimeout | None = None,
+        **kw: Any,
+    ) -> Answer:
+        url = node + path
+        try:
+            async with self._for(node).request(
+                method, url, timeout=limits or self._short, allow_redirects=False, **kw
+            ) as resp:
+                body = await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise NodeError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        return self._answered(node, method, url, resp.status, body)
 
     async def info(self, node: str) -> dict[str, Any]:
         resp = await self._request("GET", node, "/info")
-        if resp.status_code != 200:
-            raise NodeRejected(f"GET {node}/info: {resp.status_code} {_detail(resp)}")
+        if resp.status != 200:
+            raise NodeRejected(f"GET {node}/info: {resp.status} {_detail(resp)}")
         data: dict[str, Any] = resp.json()
         return data
 
     async def has_scene(self, node: str, sha: str) -> bool:
         resp = await self._request("HEAD", node, f"/scenes/{sha}")
-        if resp.status_code not in (200, 404):
-            raise NodeRejected(f"HEAD {node}/scenes/{sha}: {resp.status_code}")
-        return resp.status_code == 200
+        if resp.status not in (200, 404):
+            raise NodeRejected(f"HEAD {node}/scenes/{sha}: {resp.status}")
+        return resp.status == 200
 
     async def put_scene(self, node: str, sha: str, path: Path) -> None:
-        size = (await asyncio.to_thread(path.stat)).st_size
-
-        async def chunks() -> AsyncIterator[bytes]:
-            with path.open("rb") as fh:
-                while chunk := await asyncio.to_thread(fh.read, CHUNK):
-                    yield chunk
-
-        resp = await self._request(
-            "PUT",
-            node,
-            f"/scenes/{sha}",
-            content=chunks(),
-            limits=self._long,
-            headers={"Content-Length": str(size)},
-        )
-        if resp.status_code >= 300:
-            raise NodeRejected(f"PUT {node}/scenes/{sha}: {resp.status_code} {_detail(resp)}")
+        # A file body: aiohttp sends its size as Content-Length and reads it on a worker
+        # thread, a chunk at a time.
+        fh = await asyncio.to_thread(path.open, "rb")
+        try:
+            resp = await self._request(
+                "PUT", node, f"/scenes/{sha}", data=fh, limits=self._long,
+                headers={"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
+        finally:
+            await asyncio.to_thread(fh.close)
+        if resp.status >= 300:
+            raise NodeRejected(f"PUT {node}/scenes/{sha}: {resp.status} {_detail(resp)}")
 
     async def submit(self, node: str, scene: str, frames: str, fmt: str) -> str:
         body = {"scene": scene, "frames": frames, "format": fmt}
         resp = await self._request("POST", node, "/jobs", json=body)
-        if resp.status_code == 404 and scene.startswith("sha256:"):
+        if resp.status == 404 and scene.startswith("sha256:"):
             # The one 404 of POST /jobs: the scene is not on the node (render_node/scenes.py).
             raise SceneMissing(f"{node} does not hold scene {scene[:19]}: {_detail(resp)}")
-        if resp.status_code >= 300:
-            raise NodeRejected(f"node refused the batch: {resp.status_code} {_detail(resp)}")
+        if resp.status >= 300:
+            raise NodeRejected(f"node refused the batch: {resp.status} {_detail(resp)}")
         return str(resp.json()["id"])
 
     async def status(
@@ -168,12 +189,12 @@ class NodeClient:
         limits = None
         if since is not None and wait > 0:
             params = {"wait": f"{wait:.3f}", "since": since}
-            limits = httpx.Timeout(self._request_timeout + wait, connect=self._request_timeout)
+            limits = self._timeout(self._request_timeout + wait)
         resp = await self._request("GET", node, f"/jobs/{job_id}", limits=limits, params=params)
-        if resp.status_code == 404:
+        if resp.status == 404:
             raise NodeJobGone(f"{node} no longer knows job {job_id}")
-        if resp.status_code != 200:
-            raise NodeRejected(f"GET {node}/jobs/{job_id}: {resp.status_code} {_detail(resp)}")
+        if resp.status != 200:
+            raise NodeRejected(f"GET {node}/jobs/{job_id}: {resp.status} {_detail(resp)}")
         data: dict[str, Any] = resp.json()
         return data
 
@@ -182,20 +203,16 @@ class NodeClient:
         url = f"{node}/jobs/{job_id}/frames/{frame}"
         size = 0
         try:
-            async with self._for(node).stream(
-                "GET", url, headers=self._headers, timeout=self._long
-            ) as resp:
-                if resp.status_code >= 500:
-                    raise NodeError(f"GET {url}: {resp.status_code}")
-                if resp.status_code != 200:
-                    await resp.aread()
-                    kind = FrameMissing if resp.status_code == 404 else NodeRejected
-                    raise kind(f"GET {url}: {resp.status_code} {_detail(resp)}")
+            async with self._for(node).get(url, timeout=self._long, allow_redirects=False) as resp:
+                if resp.status != 200:
+                    answer = self._answered(node, "GET", url, resp.status, await resp.read())
+                    kind = FrameMissing if resp.status == 404 else NodeRejected
+                    raise kind(f"GET {url}: {resp.status} {_detail(answer)}")
                 with dest.open("wb") as fh:
-                    async for chunk in resp.aiter_bytes(CHUNK):
+                    async for chunk in resp.content.iter_chunked(CHUNK):
                         await asyncio.to_thread(fh.write, chunk)
                         size += len(chunk)
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise NodeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
         return size
 
@@ -230,15 +247,13 @@ class NodeClient:
         pending: list[Piece] = []
         buffered = 0
         try:
-            async with self._for(node).stream(
-                "GET", url, params={"frames": spec}, headers=self._headers, timeout=self._long
+            async with self._for(node).get(
+                url, params={"frames": spec}, timeout=self._long, allow_redirects=False
             ) as resp:
-                if resp.status_code >= 500:
-                    raise NodeError(f"GET {url}: {resp.status_code}")
-                if resp.status_code != 200:
-                    await resp.aread()
-                    await self._archive_refused(node, job_id, url, resp)
-                async for chunk in resp.aiter_bytes(CHUNK):
+                if resp.status != 200:
+                    answer = self._answered(node, "GET", url, resp.status, await resp.read())
+                    await self._archive_refused(node, job_id, url, answer)
+                async for chunk in resp.content.iter_chunked(CHUNK):
                     for piece in reader.feed(chunk):
                         pending.append(piece)
                         buffered += len(piece.data)
@@ -246,7 +261,7 @@ class NodeClient:
                         await asyncio.to_thread(files.write, pending)
                         pending, buffered = [], 0
                 reader.close()
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise NodeError(f"GET {url}: {type(exc).__name__}: {exc}") from exc
         except ArchiveError as exc:
             await asyncio.to_thread(files.write, pending)  # the members that came whole
@@ -254,11 +269,9 @@ class NodeClient:
         if pending:
             await asyncio.to_thread(files.write, pending)
 
-    async def _archive_refused(
-        self, node: str, job_id: str, url: str, resp: httpx.Response
-    ) -> None:
+    async def _archive_refused(self, node: str, job_id: str, url: str, resp: Answer) -> None:
         """Raise what a non-200 answer to frames.tar means."""
-        code = resp.status_code
+        code = resp.status
         if code == 404:
             # Either the job or the endpoint is unknown: the job's own status tells which.
             await self.status(node, job_id)  # raises NodeJobGone when it is the job
