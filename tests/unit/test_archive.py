@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.archive import ArchiveError, FrameFiles, Piece, TarReader, member_frame
+from orchestrator.archive import (
+    ArchiveError,
+    FrameFiles,
+    Piece,
+    TarReader,
+    member_frame,
+    read_header,
+)
 from render_node.archive import (
     CHUNK,
     Member,
@@ -201,3 +208,73 @@ def test_a_member_cut_off_leaves_no_part_file_once_discarded(tmp_path: Path) -> 
     assert files.placed == [1] and (out / ".frame_00002.png.part").exists()
     files.discard()
     assert sorted(p.name for p in out.iterdir()) == ["frame_00001.png"]
+
+
+def _info(
+    name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = ""
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, size, link
+    return info
+
+
+def _with_checksum(block: bytearray, signed: bool = False) -> bytes:
+    block[148:156] = b" " * 8
+    total = sum(b - 256 if signed and b > 127 else b for b in block)
+    block[148:156] = b"%06o\0 " % total
+    return bytes(block)
+
+
+HEADERS = {
+    "gnu file": _info("frame_00001.png", size=1234).tobuf(tarfile.GNU_FORMAT),
+    "ustar file": _info("frame_00002.exr", size=7).tobuf(tarfile.USTAR_FORMAT),
+    "ustar name with a prefix": _info("renders/" * 15 + "frame_00003.png", size=5).tobuf(
+        tarfile.USTAR_FORMAT
+    )[:512],
+    "empty file": _info("frame_00004.png").tobuf(tarfile.GNU_FORMAT),
+    "size past 8 GiB (base-256)": _info("big.exr", size=10 << 30).tobuf(tarfile.GNU_FORMAT),
+    "folder": _info("frames", tarfile.DIRTYPE).tobuf(tarfile.GNU_FORMAT),
+    "symlink": _info("frame_00005.png", tarfile.SYMTYPE, link="/etc/passwd").tobuf(
+        tarfile.GNU_FORMAT
+    ),
+    "hard link": _info("frame_00006.png", tarfile.LNKTYPE, link="frame_00001.png").tobuf(
+        tarfile.GNU_FORMAT
+    ),
+    "gnu long name header": _info("x" * 150 + ".png", size=3).tobuf(tarfile.GNU_FORMAT)[:512],
+    "pax header": _info("y" * 150 + ".png", size=3).tobuf(tarfile.PAX_FORMAT)[:512],
+    "non-ASCII name": _info("kadr_ü_00001.png", size=9).tobuf(tarfile.GNU_FORMAT),
+    "signed checksum": _with_checksum(
+        bytearray(_info("kadr_ü_00002.png", size=9).tobuf(tarfile.GNU_FORMAT)), signed=True
+    ),
+    "old folder: a file whose name ends with /": _with_checksum(
+        bytearray(_info("frames/", tarfile.AREGTYPE).tobuf(tarfile.GNU_FORMAT))
+    ),
+}
+
+
+@pytest.mark.parametrize("block", HEADERS.values(), ids=HEADERS.keys())
+def test_read_header_reads_what_tarfile_reads(block: bytes) -> None:
+    expected = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    got = read_header(block)
+    assert (got.name, got.size, got.regular) == (expected.name, expected.size, expected.isreg())
+
+
+def _broken(what: str) -> bytes:
+    block = bytearray(_info("frame_00001.png", size=10).tobuf(tarfile.GNU_FORMAT))
+    if what == "checksum":
+        block[0] ^= 1
+        return bytes(block)
+    if what == "size":
+        block[124:136] = b"0000000001x\0"
+    if what == "negative size":
+        block[124:136] = b"\xff" * 12
+    return _with_checksum(block)
+
+
+@pytest.mark.parametrize(
+    ("what", "message"),
+    [("checksum", "bad checksum"), ("size", "number field"), ("negative size", "size -1")],
+)
+def test_read_header_refuses_a_broken_header(what: str, message: str) -> None:
+    with pytest.raises(ArchiveError, match=message):
+        read_header(_broken(what))
