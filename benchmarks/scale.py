@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sqlite3
 import sys
 import tempfile
@@ -35,6 +36,7 @@ import httpx
 
 from benchmarks.common import (
     cpu_seconds,
+    descendants,
     median,
     percentile,
     table,
@@ -81,6 +83,38 @@ class Sampler:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+@dataclass
+class CpuTrace:
+    """CPU seconds of each process every `every` seconds, for the first `seconds` of a job:
+    which one is saturated during the opening burst (/proc counts in 10-ms ticks)."""
+
+    pids: dict[str, int]
+    every: float = 0.01
+    seconds: float = 15.0
+    rows: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        end = time.time() + self.seconds
+        while not self._stop.is_set() and time.time() < end:
+            with contextlib.suppress(OSError):
+                self.rows.append((time.time(), {k: cpu_seconds(p) for k, p in self.pids.items()}))
+            self._stop.wait(self.every)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shares(self, start: float, end: float) -> dict[str, float]:
+        """Each process's share of a core between `start` and `end` (the nearest samples
+        outside the window; empty when the trace does not cover it)."""
+        before = [r for r in self.rows if r[0] <= start]
+        after = [r for r in self.rows if r[0] >= end]
+        if not before or not after:
+            return {}
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return {k: round((c1[k] - c0[k]) / (t1 - t0), 2) for k in self.pids if t1 > t0}
 
 
 @contextlib.contextmanager
@@ -164,20 +198,24 @@ def dispatch_figures(
     }
 
 
-def burst_requests(
-    requests: list[list[Any]], start: float, submits: list[tuple[float, int]], burst_n: int
-) -> dict[str, int]:
-    """What the nodes were asked from the submit to the burst's last batch, by kind
-    ("POST jobs", "HEAD scenes"...)."""
-    starts = sorted(t for t, _ in submits)
-    if not starts:
-        return {}
-    end = starts[min(burst_n, len(starts)) - 1]
+def requests_by_kind(requests: list[list[Any]], start: float, end: float) -> dict[str, int]:
+    """What the nodes were asked between `start` and `end`, by kind ("POST jobs", "HEAD
+    scenes"...)."""
     kinds: dict[str, int] = defaultdict(int)
     for t, _, method, what in requests:
         if start <= t <= end:
             kinds[f"{method} {what}"] += 1
     return dict(sorted(kinds.items()))
+
+
+def burst_requests(
+    requests: list[list[Any]], start: float, submits: list[tuple[float, int]], burst_n: int
+) -> dict[str, int]:
+    """What the nodes were asked from the submit to the burst's last batch, by kind."""
+    starts = sorted(t for t, _ in submits)
+    if not starts:
+        return {}
+    return requests_by_kind(requests, start, starts[min(burst_n, len(starts)) - 1])
 
 
 def scale_run(
@@ -192,6 +230,13 @@ def scale_run(
                     raise RuntimeError("fake nodes not all live after 60 s")
                 time.sleep(0.2)
             orch_pid, fake_pid = orch.process.pid, fake.process.pid
+            engine = descendants(orch_pid)  # the scheduler's process (none: --single-process)
+            trace = CpuTrace(
+                {"api": orch_pid, "fakefarm": fake_pid, "benchmark": os.getpid()}
+                | ({"scheduler": engine[0]} if engine else {})
+            )
+            tracer = threading.Thread(target=trace.run, daemon=True)
+            tracer.start()
             orch_cpu0, fake_cpu0 = tree_cpu_seconds(orch_pid), cpu_seconds(fake_pid)
             api_cpu0 = cpu_seconds(orch_pid)
             rss_before = tree_peak_rss_mb(orch_pid)
@@ -204,6 +249,7 @@ def scale_run(
             thread.start()
             thread.join(timeout)
             sampler.stop()
+            trace.stop()
             thread.join(5)
             wall = time.time() - start
             status = client.get(f"/render/{job['id']}").json()
@@ -218,6 +264,14 @@ def scale_run(
         dispatch["burst_requests"] = burst_requests(
             stats["requests"], start, submits, nodes * slots
         )
+        # Who was busy while the burst went out: a process near 1.0 is what held it back.
+        firsts = sorted(t for t, _ in submits)[: nodes * slots]
+        dispatch["burst_core_shares"] = trace.shares(firsts[0], firsts[-1]) if firsts else {}
+        # Over the whole job, per batch: what a batch costs in requests, probes included.
+        asked = requests_by_kind(stats["requests"], start, status.get("finished") or time.time())
+        dispatch["requests_per_batch"] = {
+            kind: round(count / max(1, dispatch["batches"]), 2) for kind, count in asked.items()
+        }
     if status["state"] != "completed":
         raise RuntimeError(f"job ended {status['state']} ({status['frames']})")
     makespan = status["finished"] - start
@@ -266,6 +320,8 @@ ROWS = [
     ("batches dispatched/s (mean)", "batches_per_second_mean"),
     ("opening burst batches/s", "burst_batches_per_second"),
     ("requests to the nodes up to the burst's end", "burst_requests"),
+    ("share of a core during the burst", "burst_core_shares"),
+    ("requests to the nodes per batch, whole job", "requests_per_batch"),
     ("busiest 1-s window (batches)", "peak_batches_in_1s"),
     ("re-dispatch gap p50 ms", "redispatch_gap_p50_ms"),
     ("re-dispatch gap p99 ms", "redispatch_gap_p99_ms"),
