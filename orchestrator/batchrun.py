@@ -23,6 +23,7 @@ from orchestrator.nodeclient import (
     FrameMissing,
     NodeClient,
     NodeError,
+    NodeJob,
     NodeJobGone,
     NodeRejected,
     SceneMissing,
@@ -124,7 +125,7 @@ class BatchRunner:
                 await self.client.put_scene(url, job.scene_sha, path)
             self._scenes_held.add(key)
 
-    async def _submit(self, url: str, job: Job, batch: QueuedBatch) -> str:
+    async def _submit(self, url: str, job: Job, batch: QueuedBatch) -> NodeJob:
         """Send the batch to the node, pushing the scene first if it does not hold it."""
         await self._ensure_scene(url, job)
         scene, frames = f"sha256:{job.scene_sha}", compact_frames(batch.frames)
@@ -153,13 +154,13 @@ class BatchRunner:
     ) -> tuple[str, bool]:
         """Push the scene, submit, follow; returns (batch end state, node still answering)."""
         try:
-            node_job = await self._submit(url, job, batch)
-            handle["node_job"] = node_job
-            await self.store.run(self.store.set_node_job, batch.id, node_job)
+            taken = await self._submit(url, job, batch)
+            handle["node_job"] = taken.id
+            await self.store.run(self.store.set_node_job, batch.id, taken.id)
             self._following += 1  # counted against the farm's poll budget
             try:
                 return await self._follow(
-                    url, job, batch, node_job, errors, collected, handle
+                    url, job, batch, taken, errors, collected, handle
                 ), True
             finally:
                 self._following -= 1
@@ -179,19 +180,22 @@ class BatchRunner:
         url: str,
         job: Job,
         batch: QueuedBatch,
-        node_job: str,
+        taken: NodeJob,
         errors: dict[int, str],
         collected: set[int],
         handle: dict[str, str],
     ) -> str:
         """Poll the node job, collecting frames as they are saved; return the batch's end state
         (and in `handle["refused"]` why the node refuses the scene, when it does)."""
+        node_job = taken.id
         misses = 0
         missing: dict[int, int] = {}
         spared: set[int] = set()
         interval = self.base_interval()
         seen = 0
-        since: str | None = None  # set: the node holds the next answer until the job changes
+        # Set: the node holds the next answer until the job changes. The first poll waits so
+        # from the version the node gave at submit: a job just started has nothing to tell.
+        since: str | None = taken.version
         while True:
             if self.is_cancelled(job.id):
                 return "cancelled"

@@ -47,6 +47,15 @@ class ArchiveUnsupported(NodeRejected):
 
 
 @dataclass(frozen=True)
+class NodeJob:
+    """A batch as the node took it: its job id there and, from nodes that send it, the job's
+    status version then (the first poll can wait on the node for a change)."""
+
+    id: str
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class Answer:
     """A node's whole (small) answer: read at once, so its connection goes back to the pool."""
 
@@ -170,7 +179,7 @@ class NodeClient:
         if resp.status >= 300:
             raise NodeRejected(f"PUT {node}/scenes/{sha}: {resp.status} {_detail(resp)}")
 
-    async def submit(self, node: str, scene: str, frames: str, fmt: str) -> str:
+    async def submit(self, node: str, scene: str, frames: str, fmt: str) -> NodeJob:
         body = {"scene": scene, "frames": frames, "format": fmt}
         resp = await self._request("POST", node, "/jobs", json=body)
         if resp.status == 404 and scene.startswith("sha256:"):
@@ -178,7 +187,9 @@ class NodeClient:
             raise SceneMissing(f"{node} does not hold scene {scene[:19]}: {_detail(resp)}")
         if resp.status >= 300:
             raise NodeRejected(f"node refused the batch: {resp.status} {_detail(resp)}")
-        return str(resp.json()["id"])
+        created = resp.json()
+        version = created.get("version")
+        return NodeJob(str(created["id"]), version if isinstance(version, str) else None)
 
     async def status(
         self, node: str, job_id: str, *, wait: float = 0.0, since: str | None = None

@@ -71,6 +71,10 @@ class JobCreated(BaseModel):
     id: str
     state: str
     status_url: str
+    version: str = Field(
+        description="the job's status version now: GET /jobs/{id}?since=<it>&wait=S answers "
+        "once the job has changed (a frame ended, the job ended or started)"
+    )
 
 
 class FrameStatus(BaseModel):
@@ -303,7 +307,9 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         fmt = image_format(body.format)
         path = store.resolve(body.scene)
         job = manager.submit(body.scene, path, frames, fmt)
-        return JobCreated(id=job.id, state=job.state, status_url=f"/jobs/{job.id}")
+        return JobCreated(
+            id=job.id, state=job.state, status_url=f"/jobs/{job.id}", version=job.version()
+        )
 
     @app.get("/jobs", response_model=JobList, response_model_exclude_none=True)
     async def list_jobs() -> dict[str, Any]:

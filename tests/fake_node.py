@@ -12,10 +12,11 @@ Knobs per node: `slots`, `startup` (seconds per batch), `seconds_per_frame`, `fa
 (frames reported failed with an `Error:` text), `refuse` (every batch fails with this reason
 as the job's `refused`, like a node refusing a Freestyle scene), `frozen` (every request
 hangs, like SIGSTOP), `blender_version`, `token` (bearer token required when set), `archive`
-(False: no frames.tar, like a node from before it), `withhold` (frame -> how many more times a
-done frame is not served: 404 alone, left out of archives). `rendered` lists every frame the
-node rendered, in order, to prove no frame was rendered twice; `archives` counts frames.tar
-answers; `batches` the jobs submitted.
+(False: no frames.tar, like a node from before it), `holds` (False: no status versions, so no
+held polls, like a node from before them), `withhold` (frame -> how many more times a done
+frame is not served: 404 alone, left out of archives). `rendered` lists every frame the node
+rendered, in order, to prove no frame was rendered twice; `polls` every status request (job,
+`since`); `archives` counts frames.tar answers; `batches` the jobs submitted.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class FakeJob:
     task: asyncio.Task[None] | None = None
     refused: str | None = None
 
+    def version(self) -> str:
+        """As a real node's: changes when the job's state changes or one of its frames ends."""
+        ended = [s for s in self.frame_states.values() if s in ("done", "failed")]
+        return f"{self.state}/{ended.count('done')}/{ended.count('failed')}"
+
 
 @dataclass
 class FakeNode:
@@ -70,6 +76,9 @@ class FakeNode:
     token: str | None = None
     archive: bool = True
     withhold: dict[int, int] = field(default_factory=dict)
+    # False: like a node from before held polls (no status version, every answer at once).
+    holds: bool = True
+    polls: list[tuple[str, str | None]] = field(default_factory=list)  # (job, since) each poll
     rendered: list[int] = field(default_factory=list)
     archives: int = 0
     scenes: set[str] = field(default_factory=set)
@@ -185,13 +194,24 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
         node.jobs[job.id] = job
         node.batches += 1
         job.task = asyncio.create_task(node._render(job))
-        return {"id": job.id}
+        if not node.holds:
+            return {"id": job.id}
+        return {"id": job.id, "state": job.state, "version": job.version()}
 
     @app.get("/jobs/{job_id}")
-    async def status(job_id: str) -> Any:
+    async def status(job_id: str, wait: float = 0.0, since: str | None = None) -> Any:
         job = node.jobs.get(job_id)
         if job is None:
             return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
+        node.polls.append((job_id, since))
+        # Held like a real node's answer: until the job changes, or `wait` seconds.
+        deadline = time.monotonic() + min(wait, 10.0)
+        while node.holds and since is not None and job.version() == since:
+            if time.monotonic() >= deadline:
+                break
+            if job.state in ("completed", "failed", "cancelled"):
+                break
+            await asyncio.sleep(0.02)
         frames = []
         for f in job.frames:
             item: dict[str, Any] = {"frame": f, "state": job.frame_states[f]}
@@ -201,7 +221,14 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
                 item["seconds"] = node.seconds_per_frame
             frames.append(item)
         done = sum(1 for f in frames if f["state"] in ("done", "failed"))
-        out = {"id": job.id, "state": job.state, "frames": frames, "progress": done / len(frames)}
+        out = {
+            "id": job.id,
+            "state": job.state,
+            "frames": frames,
+            "progress": done / len(frames),
+        }
+        if node.holds:
+            out["version"] = job.version()
         if job.errors:
             out["error"] = next(iter(job.errors.values()))
         if job.refused:

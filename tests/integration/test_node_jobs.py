@@ -225,6 +225,19 @@ def test_metrics_count_rendered_and_failed_frames_and_busy_slots(start_node: Sta
     assert "farm_node_frame_seconds_count 2.0" in text
 
 
+def test_the_submit_answer_gives_the_version_to_wait_on(start_node: StartNode) -> None:
+    node = start_node(env={"FAKE_BLENDER_SECONDS": "0.4"})
+    created = node.client.post("/jobs", json={"scene": "demo.blend", "frames": "1-2"}).json()
+    assert created["version"] in ("queued/0/0", "running/0/0"), created
+    start = time.monotonic()
+    changed = node.client.get(
+        f"/jobs/{created['id']}", params={"wait": 5, "since": created["version"]}
+    ).json()
+    assert changed["version"] != created["version"]
+    assert time.monotonic() - start < 4  # answered at the change, not after 5 s
+    node.wait(created["id"])
+
+
 def test_status_waits_for_a_change_when_asked_to(start_node: StartNode) -> None:
     node = start_node(env={"FAKE_BLENDER_SECONDS": "0.4", "FAKE_BLENDER_HANG": "3"})
     job_id = node.submit("1-3")

@@ -96,14 +96,14 @@ def test_client_tells_a_missing_endpoint_from_a_missing_job(tmp_path: Path) -> N
                 with pytest.raises(NodeJobGone):
                     await client.download_archive(url, "nosuchjob", [1], files)
             old_url, new_url = f"{farm}/n/0", f"{farm}/n/1"
-            job = await client.submit(old_url, "demo.blend", "1", "PNG")
+            job = (await client.submit(old_url, "demo.blend", "1", "PNG")).id
             await asyncio.sleep(0.1)
             with pytest.raises(ArchiveUnsupported):
                 await client.download_archive(old_url, job, [1], files)
             assert not client.serves_archives(old_url) and client.serves_archives(new_url)
             now[0] += ARCHIVE_RECHECK_SECONDS
             assert client.serves_archives(old_url)  # asked again later: it may be upgraded
-            job = await client.submit(new_url, "demo.blend", "1", "PNG")
+            job = (await client.submit(new_url, "demo.blend", "1", "PNG")).id
             await asyncio.sleep(0.1)
             await client.download_archive(new_url, job, [1], files)
             assert files.placed == [1] and (tmp_path / "frame_00001.png").stat().st_size > 0

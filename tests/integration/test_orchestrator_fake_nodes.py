@@ -118,6 +118,36 @@ def test_a_node_is_asked_for_the_scene_once_and_gets_it_again_when_it_lost_it(
         assert node.scene_heads <= 2
 
 
+def test_the_first_poll_of_a_batch_waits_on_the_node_for_a_change(tmp_path: Path) -> None:
+    node = FakeNode("n0", slots=1, startup=0.2, seconds_per_frame=0.05)
+    with farm_of(tmp_path, [node]) as (_, client):
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-12", "batch_size": 4}
+        ).json()["id"]
+        assert wait_job(client, job_id)["state"] == "completed"
+    first: dict[str, str | None] = {}
+    for node_job, since in node.polls:
+        first.setdefault(node_job, since)
+    assert len(first) == 3  # one node job a batch
+    # Held from the version the node gave at submit, not asked at once.
+    assert all(since in ("queued/0/0", "running/0/0") for since in first.values()), first
+
+
+def test_a_node_without_held_polls_is_polled_at_intervals_and_finishes_the_job(
+    tmp_path: Path,
+) -> None:
+    node = FakeNode("n0", slots=1, seconds_per_frame=0.2, holds=False)
+    with farm_of(tmp_path, [node]) as (_, client):
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-5", "batch_size": 5}
+        ).json()["id"]
+        status = wait_job(client, job_id)
+    assert status["state"] == "completed" and sorted(node.rendered) == [1, 2, 3, 4, 5]
+    assert {since for _, since in node.polls} == {None}
+    # About 1 s of frames polled every 0.05 s at most (fast_settings): no busy loop.
+    assert 2 <= len(node.polls) <= 30, node.polls
+
+
 @contextlib.contextmanager
 def two_blender_versions(
     tmp_path: Path, fail_frames: frozenset[int] = frozenset()
