@@ -9,6 +9,7 @@ returned as an `Outcome`; deciding what goes back to the queue is the scheduler'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -35,6 +36,9 @@ from orchestrator.store import Job, QueuedBatch, Store
 from render_node.frames import compact_frames
 
 log = logging.getLogger(__name__)
+
+# How long a collection waits at most while batches are on their way to idle slots.
+FEED_FIRST_SECONDS = 0.25
 
 NODE_FINAL = frozenset({"completed", "failed", "cancelled"})
 
@@ -81,6 +85,23 @@ class BatchRunner:
         # that lost it since answers the submit 404 (SceneMissing), and it is pushed again.
         self._scenes_held: set[tuple[str, str]] = set()
         self._following = 0  # batches whose node job is being polled
+        # Batches on their way to an idle slot (taken, not yet on the node): see feed_started.
+        self._feeding: set[str] = set()
+        self._fed = asyncio.Event()
+        self._fed.set()
+
+    def feed_started(self, batch_id: str) -> None:
+        """An idle slot waits for this batch: collections wait for it to reach its node (at
+        most FEED_FIRST_SECONDS). Collecting can wait, an idle node cannot: at the start of a
+        job the first batches go out before the frames of the fastest ones are fetched."""
+        self._feeding.add(batch_id)
+        self._fed.clear()
+
+    def feed_done(self, batch_id: str) -> None:
+        """The batch is on its node, or will never be (idempotent)."""
+        self._feeding.discard(batch_id)
+        if not self._feeding:
+            self._fed.set()
 
     def base_interval(self) -> float:
         return poll_base(
@@ -154,14 +175,15 @@ class BatchRunner:
     ) -> tuple[str, bool]:
         """Push the scene, submit, follow; returns (batch end state, node still answering)."""
         try:
-            taken = await self._submit(url, job, batch)
+            try:
+                taken = await self._submit(url, job, batch)
+            finally:
+                self.feed_done(batch.id)
             handle["node_job"] = taken.id
             await self.store.run(self.store.set_node_job, batch.id, taken.id)
             self._following += 1  # counted against the farm's poll budget
             try:
-                return await self._follow(
-                    url, job, batch, taken, errors, collected, handle
-                ), True
+                return await self._follow(url, job, batch, taken, errors, collected, handle), True
             finally:
                 self._following -= 1
         except NodeJobGone as exc:
@@ -294,6 +316,9 @@ class BatchRunner:
         # The batch owns its frames until it settles; only a cancel takes them away early.
         if self.is_cancelled(job.id):
             return Fetched()
+        if not self._fed.is_set():
+            with contextlib.suppress(TimeoutError):  # a long scene push holds nobody long
+                await asyncio.wait_for(self._fed.wait(), FEED_FIRST_SECONDS)
         suffix = output_suffix(job.format)
         renders = self.settings.renders_dir
         files = FrameFiles(

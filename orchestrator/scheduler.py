@@ -277,15 +277,20 @@ class Scheduler:
                     continue
                 near_end = asyncio.Event()
                 self._near_end[cut.batch.id] = near_end
-                running.append((asyncio.create_task(self._run_safely(url, lane, cut)), near_end))
+                # A slot with nothing to render waits for this batch: collection waits too.
+                idle = not running
+                task = asyncio.create_task(self._run_safely(url, lane, cut, idle=idle))
+                running.append((task, near_end))
         finally:
             if self._stopping:
                 for task, _ in running:
                     task.cancel()
             await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
 
-    async def _run_safely(self, url: str, lane: Lane, cut: Cut) -> bool:
+    async def _run_safely(self, url: str, lane: Lane, cut: Cut, *, idle: bool = False) -> bool:
         batch = cut.batch
+        if idle:
+            self.runner.feed_started(batch.id)
         try:
             return await self._run_batch(url, lane, cut)
         except asyncio.CancelledError:
@@ -294,6 +299,7 @@ class Scheduler:
             log.exception("batch %s of job %s on %s: unexpected error", batch.id, batch.job, url)
             return False
         finally:
+            self.runner.feed_done(batch.id)
             self._near_end.pop(batch.id, None)
             self._observed.pop(batch.id, None)
             self._lane_of.pop(batch.id, None)

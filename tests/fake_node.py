@@ -13,10 +13,12 @@ Knobs per node: `slots`, `startup` (seconds per batch), `seconds_per_frame`, `fa
 as the job's `refused`, like a node refusing a Freestyle scene), `frozen` (every request
 hangs, like SIGSTOP), `blender_version`, `token` (bearer token required when set), `archive`
 (False: no frames.tar, like a node from before it), `holds` (False: no status versions, so no
-held polls, like a node from before them), `withhold` (frame -> how many more times a done
-frame is not served: 404 alone, left out of archives). `rendered` lists every frame the node
+held polls, like a node from before them), `scene_check_seconds` (HEAD /scenes answers that
+late), `withhold` (frame -> how many more times a done frame is not served: 404 alone, left
+out of archives). `rendered` lists every frame the node
 rendered, in order, to prove no frame was rendered twice; `polls` every status request (job,
-`since`); `archives` counts frames.tar answers; `batches` the jobs submitted.
+`since`); `requests` every request (monotonic time, "METHOD /path"); `archives` counts
+frames.tar answers; `batches` the jobs submitted.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ class FakeNode:
     withhold: dict[int, int] = field(default_factory=dict)
     # False: like a node from before held polls (no status version, every answer at once).
     holds: bool = True
+    scene_check_seconds: float = 0.0  # HEAD /scenes answers after this long (a slow disk)
     polls: list[tuple[str, str | None]] = field(default_factory=list)  # (job, since) each poll
+    requests: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, "GET /info")
     rendered: list[int] = field(default_factory=list)
     archives: int = 0
     scenes: set[str] = field(default_factory=set)
@@ -136,10 +140,11 @@ class _Faults:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            path = scope["path"].removeprefix(scope.get("root_path", ""))
+            self.node.requests.append((time.monotonic(), f"{scope['method']} {path}"))
             while self.node.frozen:  # noqa: ASYNC110 - flipped from the test thread, like SIGSTOP
                 await asyncio.sleep(0.05)
             token = self.node.token
-            path = scope["path"].removeprefix(scope.get("root_path", ""))
             if token and path != "/health":
                 given = dict(scope["headers"]).get(b"authorization", b"")
                 if given != f"Bearer {token}".encode():
@@ -170,6 +175,7 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
 
     @app.head("/scenes/{sha}")
     async def head_scene(sha: str) -> Response:
+        await asyncio.sleep(node.scene_check_seconds)
         node.scene_heads += 1
         return Response(status_code=200 if sha in node.scenes else 404)
 

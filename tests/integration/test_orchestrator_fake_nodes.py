@@ -133,6 +133,25 @@ def test_the_first_poll_of_a_batch_waits_on_the_node_for_a_change(tmp_path: Path
     assert all(since in ("queued/0/0", "running/0/0") for since in first.values()), first
 
 
+def test_every_idle_node_gets_its_first_batch_before_frames_are_fetched(tmp_path: Path) -> None:
+    # Instant frames: the first batches are done while the last node's is still on its way.
+    nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.0) for i in range(6)]
+    nodes[-1].scene_check_seconds = 0.15  # under batchrun.FEED_FIRST_SECONDS
+    with farm_of(tmp_path, nodes) as (_, client):
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-24", "batch_size": 2}
+        ).json()["id"]
+        assert wait_job(client, job_id)["state"] == "completed"
+
+    def first(node: FakeNode, method: str, end: str) -> float:
+        asked = [t for t, r in node.requests if r.startswith(method) and r.endswith(end)]
+        return min(asked, default=float("inf"))
+
+    last_fed = max(first(n, "POST", "/jobs") for n in nodes)
+    first_fetch = min(first(n, "GET", "/frames.tar") for n in nodes)
+    assert last_fed < first_fetch < float("inf")
+
+
 def test_a_node_without_held_polls_is_polled_at_intervals_and_finishes_the_job(
     tmp_path: Path,
 ) -> None:
