@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -24,25 +23,15 @@ from starlette.routing import Route
 from tests.fake_node import FakeNode, fake_farm_app
 
 
-class SubmitLog:
-    """ASGI middleware noting when each node received each batch (POST /n/{i}/jobs), and
-    every request a node received: [unix time, node index, method, what] where `what` is the
-    path's first part after the node (jobs, scenes, info, health...)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.submits: list[tuple[float, int]] = []
-        self.requests: list[tuple[float, int, str, str]] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            parts = scope["path"].strip("/").split("/")
-            if len(parts) >= 3 and parts[0] == "n" and parts[1].isdigit():
-                now, node = time.time(), int(parts[1])
-                self.requests.append((now, node, scope["method"], parts[2]))
-                if len(parts) == 3 and parts[2] == "jobs" and scope["method"] == "POST":
-                    self.submits.append((now, node))
-        await self.app(scope, receive, send)
+def requests_seen(nodes: list[FakeNode]) -> list[tuple[float, int, str, str]]:
+    """Every request the nodes received (their own logs), in order: [unix time, node index,
+    method, what], `what` the path's first part after the node (jobs, scenes, info...)."""
+    seen = []
+    for i, node in enumerate(nodes):
+        for t, asked in node.requests:
+            method, path = asked.split(" ", 1)
+            seen.append((t, i, method, path.strip("/").split("/", 1)[0]))
+    return sorted(seen)
 
 
 # One call of every endpoint a node has, none of which changes what the node holds.
@@ -75,20 +64,21 @@ async def warm_up(app: Any, nodes: list[FakeNode]) -> None:
                 await client.request(method, f"/n/{i}{path}", content=content, json=data)
     for node in nodes:
         node.scene_heads = 0
+        node.requests.clear()
 
 
-def farm_app(nodes: list[FakeNode]) -> SubmitLog:
-    """The fake nodes, plus GET /stats: every batch submit as [unix time, node index]."""
-    log: SubmitLog
+def farm_app(nodes: list[FakeNode]) -> Starlette:
+    """The fake nodes, plus GET /stats: every request the nodes received (requests_seen), and
+    every batch submit among them as [unix time, node index]: when dispatch really happened."""
 
     async def stats(request: Request) -> JSONResponse:
-        return JSONResponse({"submits": log.submits, "requests": log.requests})
+        seen = requests_seen(nodes)
+        submits = [(t, i) for t, i, method, what in seen if (method, what) == ("POST", "jobs")]
+        return JSONResponse({"submits": submits, "requests": seen})
 
     inner = fake_farm_app(nodes)
     asyncio.run(warm_up(inner, nodes))
-    app = Starlette(routes=[Route("/stats", stats), *inner.routes])
-    log = SubmitLog(app)
-    return log
+    return Starlette(routes=[Route("/stats", stats), *inner.routes])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ held polls, like a node from before them), `scene_check_seconds` (HEAD /scenes a
 late), `withhold` (frame -> how many more times a done frame is not served: 404 alone, left
 out of archives). `rendered` lists every frame the node
 rendered, in order, to prove no frame was rendered twice; `polls` every status request (job,
-`since`); `requests` every request (monotonic time, "METHOD /path"); `archives` counts
+`since`); `requests` every request (unix time, "METHOD /path"); `archives` counts
 frames.tar answers; `batches` the jobs submitted.
 """
 
@@ -82,7 +82,7 @@ class FakeNode:
     holds: bool = True
     scene_check_seconds: float = 0.0  # HEAD /scenes answers after this long (a slow disk)
     polls: list[tuple[str, str | None]] = field(default_factory=list)  # (job, since) each poll
-    requests: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, "GET /info")
+    requests: list[tuple[float, str]] = field(default_factory=list)  # (unix time, "GET /info")
     rendered: list[int] = field(default_factory=list)
     archives: int = 0
     scenes: set[str] = field(default_factory=set)
@@ -141,7 +141,7 @@ class _Faults:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"].removeprefix(scope.get("root_path", ""))
-            self.node.requests.append((time.monotonic(), f"{scope['method']} {path}"))
+            self.node.requests.append((time.time(), f"{scope['method']} {path}"))
             while self.node.frozen:  # noqa: ASYNC110 - flipped from the test thread, like SIGSTOP
                 await asyncio.sleep(0.05)
             token = self.node.token
