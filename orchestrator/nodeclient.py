@@ -129,9 +129,12 @@ class NodeClient:
         answer = Answer(status, body)
         if status >= 500:
             raise NodeError(f"{method} {url}: {status} {_detail(answer)}")
+        self._alive(node)
+        return answer
+
+    def _alive(self, node: str) -> None:
         if self._on_answer is not None:
             self._on_answer(node)
-        return answer
 
     async def _request(
         self,
@@ -219,6 +222,7 @@ class NodeClient:
                     answer = self._answered(node, "GET", url, resp.status, await resp.read())
                     kind = FrameMissing if resp.status == 404 else NodeRejected
                     raise kind(f"GET {url}: {resp.status} {_detail(answer)}")
+                self._alive(node)
                 with dest.open("wb") as fh:
                     async for chunk in resp.content.iter_chunked(CHUNK):
                         await asyncio.to_thread(fh.write, chunk)
@@ -264,6 +268,7 @@ class NodeClient:
                 if resp.status != 200:
                     answer = self._answered(node, "GET", url, resp.status, await resp.read())
                     await self._archive_refused(node, job_id, url, answer)
+                self._alive(node)
                 async for chunk in resp.content.iter_chunked(CHUNK):
                     for piece in reader.feed(chunk):
                         pending.append(piece)

@@ -112,3 +112,31 @@ def test_client_tells_a_missing_endpoint_from_a_missing_job(tmp_path: Path) -> N
 
     with serve_in_thread(fake_farm_app([old, new])) as farm:
         asyncio.run(scenario(farm))
+
+
+def test_every_answer_of_a_node_counts_as_a_sign_of_life(tmp_path: Path) -> None:
+    node = FakeNode("n0", seconds_per_frame=0.0)
+    heard: list[str] = []
+
+    async def scenario(url: str) -> None:
+        client = NodeClient(None, 2.0, 5.0, on_answer=heard.append)
+        try:
+            job = (await client.submit(url, "demo.blend", "1-2", "PNG")).id
+            assert heard == [url]
+            await asyncio.sleep(0.1)
+            # Frames stream in answers read piece by piece: those count as well.
+            heard.clear()
+            files = FrameFiles(
+                {f: tmp_path / f"frame_{f:05d}.png" for f in (1, 2)},
+                lambda p: p.with_suffix(".part"),
+            )
+            await client.download_archive(url, job, [1, 2], files)
+            assert files.placed == [1, 2] and heard == [url]
+            heard.clear()
+            assert await client.download(url, job, 1, tmp_path / "again.png") > 0
+            assert heard == [url]
+        finally:
+            await client.aclose()
+
+    with serve_in_thread(fake_farm_app([node])) as farm:
+        asyncio.run(scenario(f"{farm}/n/0"))
