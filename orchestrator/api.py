@@ -85,6 +85,9 @@ class NodeRegistration(BaseModel):
     blender_version: str | None = Field(default=None, max_length=100)
     cpu_count: int | None = Field(default=None, ge=0, le=1_000_000)
     name: str | None = Field(default=None, max_length=200)
+    instance: str | None = Field(
+        default=None, max_length=100, description="the node process, new at every start"
+    )
 
 
 def check_blender_version(wanted: str, versions: dict[str, str | None]) -> None:

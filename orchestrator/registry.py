@@ -3,6 +3,12 @@
 A node is addressed by its own registered URL, never by a load-balanced service name. Liveness
 is "answered or heartbeated within `timeout` seconds" on an injectable clock, so loss detection
 is tested without sleeping. A lost node that answers again is simply healthy again.
+
+A registering node says which process it is (`instance`, new at every start). When the same
+process registers under another URL (in a Swarm the first heartbeat can go out under the
+container's hostname, before the orchestrator's name resolves and the node knows its IP), the
+old entry is `moved`: it takes no new batches, finishes those it has, and is then forgotten,
+so one node never shows, or is fed, twice.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ class Node:
     last_seen: float | None = None
     current_batches: set[str] = field(default_factory=set)
     frames_rendered: int = 0
+    instance: str | None = None
+    moved_to: str | None = None
 
 
 def normalize_url(url: str) -> str:
@@ -85,8 +93,22 @@ class Registry:
                 setattr(node, key, info[key])
         if info.get("name"):
             node.name = str(info["name"])
+        if info.get("instance"):
+            node.instance = str(info["instance"])
+            node.moved_to = None
+            for other in self.nodes():
+                if other is not node and not other.static and other.instance == node.instance:
+                    other.moved_to = url
         node.last_seen = self.clock()
         return node
+
+    def forget_moved(self) -> list[Node]:
+        """Drop the entries whose node now registers under another URL and that have no batch
+        left to finish there; returns them. Called by the scheduler, which owns the batches."""
+        gone = [n for n in self.nodes() if n.moved_to and not n.current_batches]
+        for node in gone:
+            self._nodes.pop(node.url, None)
+        return gone
 
     def seen(self, url: str) -> None:
         node = self._nodes.get(url)
@@ -103,6 +125,8 @@ class Registry:
         node = self._nodes.get(url)
         if node is None or node.last_seen is None:
             return True
+        if node.moved_to and not node.current_batches:
+            return True
         return self.clock() - node.last_seen > self.timeout
 
     def state(self, node: Node) -> str:
@@ -113,7 +137,8 @@ class Registry:
         return "healthy"
 
     def live(self) -> list[Node]:
-        return [n for n in self.nodes() if not self.is_lost(n.url)]
+        """The nodes that take batches: answering, and not moved to another URL."""
+        return [n for n in self.nodes() if not n.moved_to and not self.is_lost(n.url)]
 
     def live_urls(self) -> set[str]:
         return {n.url for n in self.live()}

@@ -184,7 +184,11 @@ class Scheduler:
             await asyncio.gather(
                 *(self._probe(url) for url in self.registry.static_urls()), return_exceptions=True
             )
-            lost = {n.url for n in self.registry.nodes()} - self.registry.live_urls()
+            for moved in self.registry.forget_moved():
+                log.info("node %s registers as %s now; the old address is forgotten",
+                         moved.url, moved.moved_to)  # fmt: skip
+            lost = {n.url for n in self.registry.nodes() if not n.moved_to}
+            lost -= self.registry.live_urls()
             for url in lost - lost_before:
                 node = self.registry.get(url)
                 batches = sorted(node.current_batches) if node else []
@@ -252,7 +256,13 @@ class Scheduler:
         try:
             while not self._stopping:
                 node = self.registry.get(url)
-                if node is None or self.registry.is_lost(url) or slot >= node.slots:
+                # A node moved to another URL takes no more here; what runs is awaited below.
+                if (
+                    node is None
+                    or node.moved_to
+                    or slot >= node.slots
+                    or self.registry.is_lost(url)
+                ):
                     return
                 for entry in [r for r in running if r[0].done()]:
                     running.remove(entry)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -199,6 +200,9 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         or default_advertise_url(settings.host, settings.port, settings.orchestrator)
     }
     hostname = socket.gethostname()
+    # Which process this is: the orchestrator keeps one entry per node even when its address
+    # changes between heartbeats (see orchestrator/registry.py).
+    instance = secrets.token_hex(8)
 
     async def registration() -> dict[str, Any]:
         if not settings.advertise_url:
@@ -213,6 +217,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             "blender_version": await manager.blender_version(),
             "cpu_count": cpu_count(),
             "name": hostname,
+            "instance": instance,
         }
 
     @asynccontextmanager

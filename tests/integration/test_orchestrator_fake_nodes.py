@@ -355,6 +355,34 @@ def test_higher_priority_job_is_dispatched_first(tmp_path: Path) -> None:
         assert node.rendered == [*range(101, 111), *range(1, 11)]
 
 
+def test_a_node_that_registers_again_under_another_url_is_listed_and_fed_once(
+    tmp_path: Path,
+) -> None:
+    # As in a Swarm: the first heartbeat names the container's hostname (unreachable here),
+    # the next ones its IP. The same process (`instance`) must not count as two nodes.
+    node = FakeNode("solo", slots=1, seconds_per_frame=0.01)
+    with (
+        serve_in_thread(fake_farm_app([node])) as farm,
+        orchestrator_in_thread(fast_settings(tmp_path, [])) as url,
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        info = {"slots": 1, "busy": 0, "blender_version": "4.2.0", "version": "fake",
+                "cpu_count": 2, "name": "solo", "instance": "0f3a9c"}  # fmt: skip
+        first = client.post("/nodes/register", json={**info, "url": "http://127.0.0.1:9"})
+        assert first.status_code == 200
+        job_id = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1-10", "batch_size": 2}
+        ).json()["id"]
+        with heartbeat(url, {**info, "url": f"{farm}/n/0"}, every=0.1):
+            status = wait_job(client, job_id)
+            wait_until(lambda: len(client.get("/nodes").json()) == 1, what="one node listed")
+            (listed,) = client.get("/nodes").json()
+        assert status["state"] == "completed", status
+        assert listed["url"] == f"{farm}/n/0" and listed["state"] != "lost"
+        assert listed["frames_rendered"] == 10
+        assert sorted(node.rendered) == list(range(1, 11))
+
+
 def test_bad_input_gets_a_4xx_that_says_what_is_wrong(tmp_path: Path) -> None:
     with (
         orchestrator_in_thread(fast_settings(tmp_path, [], max_upload_mb=1)) as url,
