@@ -125,13 +125,11 @@ class Registry:
         node = self._nodes.get(url)
         if node is None or node.last_seen is None:
             return True
-        if node.moved_to and not node.current_batches:
-            return True
         return self.clock() - node.last_seen > self.timeout
 
     def state(self, node: Node) -> str:
-        if self.is_lost(node.url):
-            return "lost"
+        if self.is_lost(node.url) or (node.moved_to and not node.current_batches):
+            return "lost"  # a moved entry with nothing left to finish: forgotten next
         if len(node.current_batches) >= node.slots or node.busy >= node.slots:
             return "busy"
         return "healthy"

@@ -187,14 +187,14 @@ class Scheduler:
             for moved in self.registry.forget_moved():
                 log.info("node %s registers as %s now; the old address is forgotten",
                          moved.url, moved.moved_to)  # fmt: skip
-            lost = {n.url for n in self.registry.nodes() if not n.moved_to}
-            lost -= self.registry.live_urls()
+            lost = {n.url for n in self.registry.nodes() if self.registry.is_lost(n.url)}
             for url in lost - lost_before:
                 node = self.registry.get(url)
                 batches = sorted(node.current_batches) if node else []
                 log.warning("node %s lost (no answer); its batches %s go back", url, batches)
             for url in lost_before - lost:
-                log.info("node %s is back", url)
+                if self.registry.get(url) is not None:  # not forgotten (moved)
+                    log.info("node %s is back", url)
             lost_before = lost
             self._reconcile_workers()
             await self._save_speeds()

@@ -53,10 +53,11 @@ def test_a_node_registering_under_a_new_url_is_listed_once_after_its_batches() -
     assert reg.live_urls() == {new.url, other.url}
     assert reg.total_slots() == 2
     assert not reg.is_lost(old.url)  # its batch is still polled there
+    assert reg.state(old) == "busy"
     assert reg.forget_moved() == []
 
     old.current_batches.clear()
-    assert reg.is_lost(old.url)
+    assert reg.state(old) == "lost"
     assert reg.forget_moved() == [old]
     assert [n.url for n in reg.nodes()] == [other.url, new.url]
 
