@@ -42,7 +42,7 @@ test: system-deps $(STAMP) lint
 	$(BIN)/pytest -ra
 
 demo: system-deps $(STAMP)
-	$(BIN)/python -m orchestrator.demo
+	$(BIN)/python -m orchestrator.client.demo
 
 bench: system-deps $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks.common import console, median, table, write_results
 from benchmarks.procs import ProcFarm
 from benchmarks.scheduling import FRAMES, Setup, run_job
-from render_node.frames import parse_frame_spec
+from farm_common.frames import parse_frame_spec
 
 
 class Killer:

@@ -23,7 +23,7 @@ import heapq
 import math
 
 from benchmarks.common import table
-from orchestrator.sizing import Lane, next_batch_size
+from orchestrator.scheduling.sizing import Lane, next_batch_size
 
 SPEEDS = (0.2, 0.2, 0.8)
 

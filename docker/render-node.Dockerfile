@@ -19,12 +19,13 @@ COPY pyproject.toml README.md /src/
 RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
     python3 -m venv /opt/farm; \
-    mkdir -p /src/render_node /src/orchestrator; \
-    touch /src/render_node/__init__.py /src/orchestrator/__init__.py; \
+    mkdir -p /src/farm_common /src/render_node /src/orchestrator; \
+    touch /src/farm_common/__init__.py /src/render_node/__init__.py /src/orchestrator/__init__.py; \
     /opt/farm/bin/pip install $opts /src; \
     /opt/farm/bin/pip uninstall -y blender-farm; \
     # setuptools would reuse the stub's build/ (its files look newer than the real ones).
-    rm -rf /src/build /src/*.egg-info /src/render_node /src/orchestrator
+    rm -rf /src/build /src/*.egg-info /src/farm_common /src/render_node /src/orchestrator
+COPY farm_common /src/farm_common
 COPY render_node /src/render_node
 COPY orchestrator /src/orchestrator
 # The project itself as a wheel, outside the venv, so the venv layer stays cached.

@@ -9,10 +9,10 @@ from typing import Any
 
 import uvicorn
 
-from orchestrator.api import create_app
+from farm_common.auth import redact_access_log, warn_if_open
+from farm_common.logs import LOG_FORMATS, configure_logging
+from orchestrator.api.app import create_app
 from orchestrator.settings import OrchestratorSettings
-from render_node.auth import redact_access_log, warn_if_open
-from render_node.logs import LOG_FORMATS, configure_logging
 
 log = logging.getLogger("orchestrator")
 

@@ -17,21 +17,9 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
 
-from render_node import __version__
-from render_node.archive import (
-    MAX_ARCHIVE_FRAMES,
-    MEDIA_TYPE,
-    archive_size,
-    member_name,
-    stat_members,
-    stream_archive,
-)
-from render_node.auth import BearerTokenMiddleware
-from render_node.batch import DONE
-from render_node.blender import image_format
-from render_node.errors import (
+from farm_common.auth import BearerTokenMiddleware
+from farm_common.errors import (
     BadRequest,
     Conflict,
     ErrorBody,
@@ -41,128 +29,41 @@ from render_node.errors import (
     document_errors,
     install_error_handlers,
 )
-from render_node.frames import FrameSpecError, compact_frames, parse_frame_spec
-from render_node.jobs import FINAL, QUEUED, RUNNING, Job, JobManager
-from render_node.limits import BodyLimitMiddleware, json_limit
+from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
+from farm_common.limits import BodyLimitMiddleware, json_limit
+from farm_common.paths import FrameNumber, JobId, Sha256, check_job_id, check_sha256
+from farm_common.protocol import (
+    ARCHIVE_MEDIA_TYPE,
+    FORMATS,
+    MAX_ARCHIVE_FRAMES,
+    MAX_WAIT_SECONDS,
+    FrameState,
+    Health,
+    JobCreated,
+    JobDeleted,
+    JobDetail,
+    JobList,
+    JobRequest,
+    JobState,
+    NodeInfo,
+    SceneStored,
+    frame_name,
+    image_format,
+)
+from render_node import __version__
+from render_node.archive import archive_size, stat_members, stream_archive
+from render_node.jobs import FINAL, Job, JobManager
 from render_node.metrics import NodeMetrics
-from render_node.paths import FrameNumber, JobId, Sha256, check_job_id, check_sha256
 from render_node.registration import default_advertise_url, heartbeat_loop
 from render_node.scenes import SceneStore
 from render_node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
 
-# GET /jobs/{id}?wait=S&since=V answers as soon as the job's version differs from V (a frame
-# ended, the job ended), or after S seconds: the orchestrator sees a batch end at once.
-MAX_WAIT = 10.0
-WAIT_STEP = 0.05
 WAIT_DOC = "with `since`: answer once the version differs from it, or after this many seconds"
 
 
-class JobRequest(BaseModel):
-    scene: str = Field(
-        description="a .blend name under the node's scenes folder, or sha256:<hex> of an upload",
-        examples=["demo.blend"],
-    )
-    frames: str = Field(description="frame spec: '1-24', '1-100x5', '1,3,7'", examples=["1-3"])
-    format: str = Field("PNG", description="Blender image format (-F)", examples=["PNG"])
-
-
-class JobCreated(BaseModel):
-    id: str
-    state: str
-    status_url: str
-    version: str = Field(
-        description="the job's status version now: GET /jobs/{id}?since=<it>&wait=S answers "
-        "once the job has changed (a frame ended, the job ended or started)"
-    )
-
-
-class FrameStatus(BaseModel):
-    frame: int
-    state: str = Field(description="pending | rendering | done | failed")
-    seconds: float | None = Field(None, description="render time of a finished frame")
-    error: str | None = Field(None, description="why a failed frame failed")
-
-
-class FrameCounts(BaseModel):
-    total: int
-    pending: int
-    rendering: int
-    done: int
-    failed: int
-
-
-class JobSummary(BaseModel):
-    id: str
-    state: str = Field(description="queued | running | completed | failed | cancelled")
-    scene: str
-    format: str
-    counts: FrameCounts
-    progress: float = Field(description="(frames done + sample hint of the current one) / total")
-    error: str | None = None
-    refused: str | None = Field(
-        default=None,
-        description="set when this node will render no batch of the scene (Freestyle without "
-        "--allow-freestyle): why, and how to fix it",
-    )
-    created: float = Field(description="Unix time")
-    started: float | None = None
-    finished: float | None = None
-
-
-class JobDetail(JobSummary):
-    frames: list[FrameStatus]
-    blender_version: str | None = None
-    version: str = Field(
-        description="changes when the job's state or a frame's end changes; see `since`"
-    )
-    startup_seconds: float | None = Field(
-        default=None,
-        description="seconds from launching Blender to its first frame (scene load, BVH...)",
-    )
-
-
-class JobList(BaseModel):
-    jobs: list[JobSummary]
-
-
-class JobDeleted(BaseModel):
-    id: str
-    state: str
-    removed: bool = Field(description="true when a finished job's files were deleted")
-
-
-class JobCounts(BaseModel):
-    queued: int
-    running: int
-    finished: int
-
-
-class NodeInfo(BaseModel):
-    version: str
-    blender_version: str | None
-    slots: int
-    busy: int
-    cpu_count: int
-    threads: int
-    name: str
-    url: str
-    jobs: JobCounts
-
-
-class SceneStored(BaseModel):
-    scene: str
-    size: int
-
-
-class Health(BaseModel):
-    status: str = "ok"
-
-
 def image_types() -> list[str]:
-    from render_node.blender import FORMATS
-
     return sorted({f.content_type for f in FORMATS.values()})
 
 
@@ -297,8 +198,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             "name": hostname,
             "url": advertised["url"],
             "jobs": {
-                "queued": states.count(QUEUED),
-                "running": states.count(RUNNING),
+                "queued": states.count(JobState.QUEUED),
+                "running": states.count(JobState.RUNNING),
                 "finished": sum(1 for s in states if s in FINAL),
             },
         }
@@ -323,15 +224,14 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     @app.get("/jobs/{job_id}", response_model=JobDetail, response_model_exclude_none=True)
     async def job_status(
         job_id: JobId,
-        wait: Annotated[float, Query(ge=0, le=MAX_WAIT, description=WAIT_DOC)] = 0,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description=WAIT_DOC)] = 0,
         since: Annotated[str | None, Query(max_length=100)] = None,
     ) -> dict[str, Any]:
         job = find_job(job_id)
-        deadline = asyncio.get_running_loop().time() + wait
-        while since is not None and job.version() == since and job.state not in FINAL:
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(WAIT_STEP)
+        if since is not None and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await job.wait_for_change(since)
         return job.detail()
 
     @app.delete("/jobs/{job_id}", response_model=JobDeleted)
@@ -366,7 +266,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             200: binary_response(
                 "an uncompressed tar of the frames' images, named frame_00003.png...; a done "
                 "frame whose file cannot be read is left out",
-                [MEDIA_TYPE],
+                [ARCHIVE_MEDIA_TYPE],
             ),
             409: {"description": "a frame of the spec is not done (yet)", "model": ErrorBody},
         },
@@ -395,18 +295,18 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         foreign = [f for f in wanted if f not in job.batch.frames]
         if foreign:
             raise BadRequest(f"frames {compact_frames(foreign)} are not part of job {job.id}")
-        waiting = [f for f in wanted if job.batch.frames[f].state != DONE]
+        waiting = [f for f in wanted if job.batch.frames[f].state != FrameState.DONE]
         if waiting:
             raise Conflict(
                 f"frames {compact_frames(waiting)} of job {job.id} are not done: ask for done "
                 f"frames only (GET /jobs/{job.id} has each frame's state)"
             )
         files = [(f, job.frame_file(f)) for f in wanted]
-        named = [(member_name(f, path.suffix), path) for f, path in files if path is not None]
+        named = [(frame_name(f, path.suffix), path) for f, path in files if path is not None]
         members = await asyncio.to_thread(stat_members, named)
         return StreamingResponse(
             stream_archive(members),
-            media_type=MEDIA_TYPE,
+            media_type=ARCHIVE_MEDIA_TYPE,
             headers={
                 "Content-Length": str(archive_size(members)),
                 "Content-Disposition": f'attachment; filename="{job.id}-frames.tar"',

@@ -17,10 +17,6 @@ from typing import BinaryIO
 BLOCK = 512
 END = b"\0" * (2 * BLOCK)  # end-of-archive marker: two zero blocks
 CHUNK = 1 << 20
-# At most this many frames per archive: bounds one request's work and its URL (a spec of 500
-# scattered 7-digit frames is 4 KB; servers refuse request lines much past 8-16 KB).
-MAX_ARCHIVE_FRAMES = 500
-MEDIA_TYPE = "application/x-tar"
 
 
 @dataclass(frozen=True)
@@ -29,11 +25,6 @@ class Member:
     path: Path
     size: int
     mtime: float
-
-
-def member_name(frame: int, suffix: str) -> str:
-    """`frame_00003.png`: the name a frame has in the archive (and on the orchestrator)."""
-    return f"frame_{frame:05d}{suffix}"
 
 
 def tar_header(name: str, size: int, mtime: float) -> bytes:

@@ -5,15 +5,23 @@ The runner feeds it what Blender says and what it found on disk; this module dec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-PENDING, RENDERING, DONE, FAILED = "pending", "rendering", "done", "failed"
+from farm_common.protocol import FrameState
+
+PENDING, RENDERING, DONE, FAILED = (
+    FrameState.PENDING,
+    FrameState.RENDERING,
+    FrameState.DONE,
+    FrameState.FAILED,
+)
 
 
 @dataclass
 class FrameRecord:
     frame: int
-    state: str = PENDING
+    state: FrameState = PENDING
     started: float | None = None  # monotonic
     seconds: float | None = None
     error: str | None = None
@@ -25,9 +33,11 @@ class FrameRecord:
 
 
 class Batch:
-    def __init__(self, frames: list[int]) -> None:
+    def __init__(self, frames: list[int], on_end: Callable[[], None] | None = None) -> None:
         self.order = list(frames)
         self.frames = {f: FrameRecord(f) for f in frames}
+        # Called whenever a frame ends (done or failed): what a long poll waits for.
+        self.on_end = on_end
 
     def get(self, frame: int | None) -> FrameRecord | None:
         return self.frames.get(frame) if frame is not None else None
@@ -80,6 +90,7 @@ class Batch:
         record.error = None
         if record.started is not None:
             record.seconds = round(now - record.started, 3)
+        self._ended()
 
     def fail(self, frame: int, message: str, now: float) -> None:
         record = self.frames[frame]
@@ -88,8 +99,13 @@ class Batch:
         record.fraction = 0.0
         if record.started is not None:
             record.seconds = round(now - record.started, 3)
+        self._ended()
 
-    def counts(self) -> dict[str, int]:
+    def _ended(self) -> None:
+        if self.on_end is not None:
+            self.on_end()
+
+    def counts(self) -> dict[FrameState, int]:
         result = {PENDING: 0, RENDERING: 0, DONE: 0, FAILED: 0}
         for record in self.frames.values():
             result[record.state] += 1

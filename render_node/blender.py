@@ -6,64 +6,21 @@ line, into events (frame started, sample progress, saved, error, quit).
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from render_node.errors import BadRequest
-from render_node.frames import blender_frame_args
-
-OUTPUT_STEM = "frame_"
-OUTPUT_DIGITS = 5
-
-
-@dataclass(frozen=True)
-class ImageFormat:
-    name: str  # Blender's -F value
-    extension: str
-    content_type: str
-
-
-FORMATS: dict[str, ImageFormat] = {
-    f.name: f
-    for f in (
-        ImageFormat("PNG", ".png", "image/png"),
-        ImageFormat("JPEG", ".jpg", "image/jpeg"),
-        ImageFormat("JPEG2000", ".jp2", "image/jp2"),
-        ImageFormat("BMP", ".bmp", "image/bmp"),
-        ImageFormat("TIFF", ".tif", "image/tiff"),
-        ImageFormat("OPEN_EXR", ".exr", "image/x-exr"),
-        ImageFormat("OPEN_EXR_MULTILAYER", ".exr", "image/x-exr"),
-        ImageFormat("HDR", ".hdr", "image/vnd.radiance"),
-        ImageFormat("TARGA", ".tga", "image/x-tga"),
-        ImageFormat("TARGA_RAW", ".tga", "image/x-tga"),
-        ImageFormat("WEBP", ".webp", "image/webp"),
-        ImageFormat("CINEON", ".cin", "image/cineon"),
-        ImageFormat("DPX", ".dpx", "image/x-dpx"),
-        ImageFormat("IRIS", ".rgb", "image/x-rgb"),
-    )
-}
-_ALIASES = {"JPG": "JPEG", "EXR": "OPEN_EXR", "TIF": "TIFF", "TGA": "TARGA"}
-
-
-def image_format(name: str) -> ImageFormat:
-    """The format for a user-given name (case-insensitive, a few aliases); 400 if unknown."""
-    key = name.strip().upper()
-    key = _ALIASES.get(key, key)
-    try:
-        return FORMATS[key]
-    except KeyError:
-        known = ", ".join(FORMATS)
-        raise BadRequest(f"unknown image format {name[:40]!r}: use one of {known}") from None
+from farm_common.protocol import ImageFormat, frame_name, frame_pattern
 
 
 def output_pattern(output_dir: Path) -> str:
-    return str(output_dir / (OUTPUT_STEM + "#" * OUTPUT_DIGITS))
+    return str(output_dir / frame_pattern())
 
 
 def output_file(output_dir: Path, frame: int, fmt: ImageFormat) -> Path:
     """Where Blender writes `frame` for the pattern `output_pattern(output_dir)`."""
-    return output_dir / f"{OUTPUT_STEM}{frame:0{OUTPUT_DIGITS}d}{fmt.extension}"
+    return output_dir / frame_name(frame, fmt.extension)
 
 
 # Freestyle runs Python (its style modules) from the .blend even with auto-exec off. This
@@ -110,6 +67,21 @@ def build_command(
         str(threads),
         *blender_frame_args(frames),
     ]
+
+
+def blender_frame_args(frames: list[int]) -> list[str]:
+    """The render arguments for a batch: `-s A -e B -j S -a` for an even run, else `-f a,b,c`.
+
+    These arguments must come last on Blender's command line (it runs arguments in order).
+    """
+    if not frames:
+        raise ValueError("no frames to render")
+    if len(frames) == 1:
+        return ["-f", str(frames[0])]
+    step = frames[1] - frames[0]
+    if step > 0 and all(b - a == step for a, b in itertools.pairwise(frames)):
+        return ["-s", str(frames[0]), "-e", str(frames[-1]), "-j", str(step), "-a"]
+    return ["-f", ",".join(str(f) for f in frames)]
 
 
 # Linux caps one argument at 128 KiB; a long `-f a,b,c,...` list is split across runs.

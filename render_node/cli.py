@@ -8,10 +8,10 @@ from typing import Any
 
 import uvicorn
 
+from farm_common.auth import redact_access_log, warn_if_open
+from farm_common.logs import LOG_FORMATS, configure_logging
 from render_node import __version__
 from render_node.api import create_app
-from render_node.auth import redact_access_log, warn_if_open
-from render_node.logs import LOG_FORMATS, configure_logging
 from render_node.settings import NodeSettings
 
 log = logging.getLogger("render_node")

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from render_node.batch import DONE, FAILED, Batch
+from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobState
+from render_node.batch import Batch
 from render_node.blender import (
     FREESTYLE_EXIT_CODE,
     ImageFormat,
@@ -28,14 +29,7 @@ from render_node.runner import BlenderRun, blender_env, job_env, read_blender_ve
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, COMPLETED, FAILED_JOB, CANCELLED = (
-    "queued",
-    "running",
-    "completed",
-    "failed",
-    "cancelled",
-)
-FINAL = frozenset({COMPLETED, FAILED_JOB, CANCELLED})
+FINAL = FINAL_JOB_STATES
 
 
 @dataclass
@@ -49,7 +43,7 @@ class Job:
     log_tail: deque[str]
     created: float
     blender_version: str | None = None
-    state: str = QUEUED
+    state: JobState = JobState.QUEUED
     started: float | None = None
     finished: float | None = None
     error: str | None = None
@@ -60,6 +54,19 @@ class Job:
     # Why this node will not render the scene at all (Freestyle without --allow-freestyle): an
     # orchestrator sends the job's other batches elsewhere instead of trying them here.
     refused: str | None = None
+    # Set and replaced whenever `version()` may have changed: long polls wait on it.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def touch(self) -> None:
+        """Wake every long poll of this job (its state changed or a frame ended)."""
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
+    async def wait_for_change(self, since: str) -> None:
+        """Return once `version()` differs from `since` or the job has ended (the caller
+        bounds the wait with `asyncio.timeout`)."""
+        while self.version() == since and self.state not in FINAL:
+            await self.changed.wait()
 
     @property
     def output_dir(self) -> Path:
@@ -67,7 +74,7 @@ class Job:
 
     def frame_file(self, frame: int) -> Path | None:
         record = self.batch.frames.get(frame)
-        if record is None or record.state != DONE:
+        if record is None or record.state != FrameState.DONE:
             return None
         # A frame is served as soon as it is verified, while Blender goes on with the next one.
         if frame not in self.files and self.run is not None:
@@ -97,7 +104,7 @@ class Job:
             item: dict[str, Any] = {"frame": f, "state": record.state}
             if record.seconds is not None:
                 item["seconds"] = record.seconds
-            if record.error is not None and record.state == FAILED:
+            if record.error is not None and record.state == FrameState.FAILED:
                 item["error"] = record.error
             frames.append(item)
         return {
@@ -111,7 +118,7 @@ class Job:
     def version(self) -> str:
         """Changes whenever the job's state changes or one of its frames ends."""
         counts = self.batch.counts()
-        return f"{self.state}/{counts[DONE]}/{counts[FAILED]}"
+        return f"{self.state}/{counts[FrameState.DONE]}/{counts[FrameState.FAILED]}"
 
     def startup_seconds(self) -> float | None:
         """Blender's start-up for this job: from launching it to its first frame starting."""
@@ -179,7 +186,7 @@ class JobManager:
 
     @property
     def busy(self) -> int:
-        return sum(1 for job in self.jobs.values() if job.state == RUNNING)
+        return sum(1 for job in self.jobs.values() if job.state == JobState.RUNNING)
 
     async def blender_version(self) -> str | None:
         """`blender --version`, cached once it answered."""
@@ -192,17 +199,19 @@ class JobManager:
 
     def submit(self, scene: str, scene_path: Path, frames: list[int], fmt: ImageFormat) -> Job:
         job_id = secrets.token_hex(8)
+        batch = Batch(frames)
         job = Job(
             id=job_id,
             scene=scene,
             scene_path=scene_path,
             fmt=fmt,
             dir=self.jobs_dir / job_id,
-            batch=Batch(frames),
+            batch=batch,
             log_tail=deque(maxlen=self.log_lines),
             created=self.wall(),
             blender_version=self._version,
         )
+        batch.on_end = job.touch
         self.jobs[job_id] = job
         job.task = asyncio.create_task(self._execute(job), name=f"job-{job_id}")
         log.info("job %s queued: %s frames %d..%d", job_id, scene, frames[0], frames[-1])
@@ -224,8 +233,9 @@ class JobManager:
     async def _execute(self, job: Job) -> None:
         try:
             async with self._slots:
-                job.state = RUNNING
+                job.state = JobState.RUNNING
                 job.started = self.wall()
+                job.touch()
                 job.blender_version = await self.blender_version()
                 log.info("job %s running", job.id)
                 await self._render(job)
@@ -297,19 +307,20 @@ class JobManager:
             job.batch.fail(frame, "cancelled" if cancelled else "not rendered", now)
         job.run = None
         job.finished = self.wall()
-        failed = [r for r in job.batch.frames.values() if r.state == FAILED]
+        failed = [r for r in job.batch.frames.values() if r.state == FrameState.FAILED]
         if cancelled:
-            job.state, job.error = CANCELLED, "cancelled"
+            job.state, job.error = JobState.CANCELLED, "cancelled"
         elif failed:
             first = failed[0]
-            job.state = FAILED_JOB
+            job.state = JobState.FAILED
             job.error = (
                 f"{len(failed)} of {len(job.batch.order)} frames failed; "
                 f"frame {first.frame}: {first.error}"
             )
         else:
-            job.state = COMPLETED
+            job.state = JobState.COMPLETED
         log.info("job %s %s%s", job.id, job.state, f": {job.error}" if job.error else "")
+        job.touch()
         if self.on_finished is not None:
             self.on_finished(job)
 

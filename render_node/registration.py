@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from render_node.auth import auth_headers
+from farm_common.auth import auth_headers
 
 log = logging.getLogger(__name__)
 

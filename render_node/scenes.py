@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-from render_node.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
-from render_node.paths import check_sha256, scene_path
+from farm_common.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
+from farm_common.paths import check_sha256, scene_path
 
 log = logging.getLogger(__name__)
 

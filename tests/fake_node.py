@@ -41,8 +41,9 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from render_node.archive import END, MAX_ARCHIVE_FRAMES, member_name, padding, tar_header
-from render_node.frames import FrameSpecError, parse_frame_spec
+from farm_common.frames import FrameSpecError, parse_frame_spec
+from farm_common.protocol import MAX_ARCHIVE_FRAMES, frame_name
+from render_node.archive import END, padding, tar_header
 from tests.fake_blender import png_bytes
 
 
@@ -280,7 +281,7 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
             for f in wanted:
                 if node.serves(f):
                     image = png_bytes(8, 6, f)
-                    parts += [tar_header(member_name(f, ".png"), len(image), 0), image]
+                    parts += [tar_header(frame_name(f, ".png"), len(image), 0), image]
                     parts.append(padding(len(image)))
             return Response(b"".join([*parts, END]), media_type="application/x-tar")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from orchestrator.api import create_app
+from orchestrator.api.app import create_app
 from orchestrator.settings import OrchestratorSettings
 from tests.fake_node import serve_in_thread
 

@@ -23,9 +23,9 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse
 
-from orchestrator.dashboard import dashboard_router, framemap, is_public_path
-from render_node.auth import check_bearer
-from render_node.errors import FarmError, NotFound, error_body, install_error_handlers
+from farm_common.auth import check_bearer
+from farm_common.errors import FarmError, NotFound, error_body, install_error_handlers
+from orchestrator.dashboard.pages import dashboard_router, framemap, is_public_path
 
 NODES = {
     "http://10.0.0.11:8100": "render-01",

@@ -20,7 +20,7 @@ import docker
 import httpx
 from docker.models.containers import Container
 
-from render_node.frames import parse_frame_spec
+from farm_common.frames import parse_frame_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"

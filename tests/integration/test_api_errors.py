@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from orchestrator.api import create_app as create_orchestrator
+from farm_common.errors import install_error_handlers
+from orchestrator.api.app import create_app as create_orchestrator
 from render_node.api import create_app as create_node
-from render_node.errors import install_error_handlers
 from render_node.settings import NodeSettings
 from tests.integration.conftest import FAKE_BLENDER, SCENES
 from tests.orch_helpers import fast_settings

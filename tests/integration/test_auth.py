@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.api import create_app as create_orchestrator
+from orchestrator.api.app import create_app as create_orchestrator
 from render_node.api import create_app as create_node
 from render_node.settings import NodeSettings
 from tests.integration.farm_procs import FAKE_BLENDER, base_env

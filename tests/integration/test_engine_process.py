@@ -30,7 +30,7 @@ def children(pid: int) -> list[int]:
 def engine_of(pid: int) -> int:
     """The scheduler process under the orchestrator `pid`."""
     for child in children(pid):
-        if b"orchestrator.engine_proc" in Path(f"/proc/{child}/cmdline").read_bytes():
+        if b"orchestrator.runtime.process" in Path(f"/proc/{child}/cmdline").read_bytes():
             return child
     raise AssertionError(f"no scheduler process under {pid}")
 
@@ -45,7 +45,7 @@ def alive(pid: int) -> bool:
 
 def socket_folder(engine: int) -> Path:
     argv = Path(f"/proc/{engine}/cmdline").read_bytes().split(b"\0")
-    return Path(argv[argv.index(b"orchestrator.engine_proc") + 1].decode()).parent
+    return Path(argv[argv.index(b"orchestrator.runtime.process") + 1].decode()).parent
 
 
 def test_status_and_files_answer_while_the_scheduler_process_is_frozen(tmp_path: Path) -> None:

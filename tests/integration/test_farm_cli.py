@@ -16,7 +16,7 @@ from tests.integration.farm_procs import FAKE_BLENDER, base_env, blender_process
 from tests.orch_helpers import BLEND
 from tests.servers import free_port
 
-FARM = [sys.executable, "-m", "orchestrator.client_cli"]
+FARM = [sys.executable, "-m", "orchestrator.client.cli"]
 
 
 def run_farm(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from render_node.frames import parse_frame_spec
+from farm_common.frames import parse_frame_spec
 from tests.orch_helpers import wait_job, wait_until
 
 try:

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from orchestrator.api import create_app as create_orchestrator
+from orchestrator.api.app import create_app as create_orchestrator
 from orchestrator.settings import OrchestratorSettings
 from render_node.api import create_app as create_node
 from render_node.settings import NodeSettings

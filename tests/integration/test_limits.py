@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from orchestrator.api import create_app
+from orchestrator.api.app import create_app
 from tests.integration.conftest import StartNode
 from tests.orch_helpers import BLEND, fast_settings
 from tests.servers import serve_app

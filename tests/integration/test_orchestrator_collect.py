@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.archive import FrameFiles
-from orchestrator.nodeclient import (
+from orchestrator.nodes.archive import FrameFiles
+from orchestrator.nodes.client import (
     ARCHIVE_RECHECK_SECONDS,
     ArchiveUnsupported,
     NodeClient,

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.api import create_app
+from farm_common.frames import parse_frame_spec
+from orchestrator.api.app import create_app
 from orchestrator.video import ffmpeg_available
-from render_node.frames import parse_frame_spec
 from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
 from tests.orch_helpers import (
     BLEND,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.archive import (
+from farm_common.protocol import frame_name
+from orchestrator.nodes.archive import (
     ArchiveError,
     FrameFiles,
     Piece,
@@ -22,7 +23,6 @@ from render_node.archive import (
     CHUNK,
     Member,
     archive_size,
-    member_name,
     stat_members,
     stream_archive,
 )
@@ -41,7 +41,7 @@ def frame_files(tmp_path: Path, sizes: dict[int, int]) -> list[Member]:
         path = tmp_path / "node" / f"render{frame}.png"
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(bytes([frame % 251]) * size)
-        files.append((member_name(frame, ".png"), path))
+        files.append((frame_name(frame, ".png"), path))
     return stat_members(files)
 
 
@@ -94,7 +94,7 @@ def test_reader_gives_every_member_whatever_the_chunking(tmp_path: Path, step: i
         sizes = {1: 0, 2: 1, 3: 600}  # byte by byte: keep it quick
     members = frame_files(tmp_path, sizes)
     got = joined(read_all(streamed(members), step))
-    assert got == {member_name(f, ".png"): bytes([f]) * size for f, size in sizes.items()}
+    assert got == {frame_name(f, ".png"): bytes([f]) * size for f, size in sizes.items()}
 
 
 def tar_of(*entries: tarfile.TarInfo | tuple[str, bytes], fmt: int = tarfile.PAX_FORMAT) -> bytes:

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.frames import auto_batch_size, split_batches
+from orchestrator.scheduling.batching import auto_batch_size, split_batches
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestrator.frames import auto_batch_size
+from orchestrator.scheduling.batching import auto_batch_size
 
 
 @pytest.mark.parametrize(

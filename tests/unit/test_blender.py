@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from farm_common.errors import BadRequest
+from farm_common.protocol import image_format
 from render_node.blender import (
     FREESTYLE_CHECK,
     ErrorLine,
@@ -11,11 +13,9 @@ from render_node.blender import (
     Saved,
     build_command,
     frames_for_one_command,
-    image_format,
     output_file,
     parse_version,
 )
-from render_node.errors import BadRequest
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "blender-3.4-cycles-2frames.txt"
 PNG = image_format("PNG")

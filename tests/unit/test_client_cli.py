@@ -3,8 +3,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.client import _frame_file_name
-from orchestrator.client_cli import (
+from orchestrator.client.api import _frame_file_name
+from orchestrator.client.cli import (
     EXIT_ERROR,
     EXIT_FAILED_FRAMES,
     EXIT_OK,
@@ -14,7 +14,7 @@ from orchestrator.client_cli import (
     job_summary_line,
     report_final,
 )
-from orchestrator.local import LocalCluster
+from orchestrator.client.local import LocalCluster
 
 
 @pytest.mark.parametrize(

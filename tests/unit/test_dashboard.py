@@ -10,7 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from orchestrator.dashboard import (
+from farm_common.errors import install_error_handlers
+from orchestrator.dashboard.pages import (
     STATIC_DIR,
     STATIC_FILES,
     dashboard_router,
@@ -18,7 +19,6 @@ from orchestrator.dashboard import (
     is_public_path,
     mount_dashboard,
 )
-from render_node.errors import install_error_handlers
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from orchestrator.engine import Engine, EngineError
+from orchestrator.runtime.thread import Engine, EngineError
 
 
 def test_calls_run_on_the_engine_thread_and_return_their_result() -> None:

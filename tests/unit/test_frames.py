@@ -2,12 +2,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from render_node.frames import (
+from farm_common.frames import (
     FrameSpecError,
-    blender_frame_args,
     compact_frames,
     parse_frame_spec,
 )
+from render_node.blender import blender_frame_args
 
 
 @pytest.mark.parametrize(

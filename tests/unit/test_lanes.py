@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.jobqueue import JobQueue
-from orchestrator.lanes import (
+from farm_common.frames import parse_frame_spec
+from orchestrator.scheduling.lanes import (
     DEFAULT_OVERHEAD,
     ROUND_TRIPS,
     SCENES_KEPT,
     LaneBook,
     SpeedBook,
 )
-from orchestrator.store import QueuedBatch, Store
-from render_node.frames import parse_frame_spec
+from orchestrator.scheduling.queue import JobQueue
+from orchestrator.store.db import QueuedBatch, Store
 
 LANE = ("http://a", 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from render_node.limits import RateLimiter, size_text
+from farm_common.limits import RateLimiter, size_text
 
 
 class Clock:

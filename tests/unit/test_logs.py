@@ -3,11 +3,13 @@ import logging
 
 import pytest
 
-from render_node.logs import JsonFormatter, configure_logging
+from farm_common.logs import JsonFormatter, configure_logging
 
 
 def record(msg: str, *args: object, **extra: object) -> logging.LogRecord:
-    rec = logging.LogRecord("orchestrator.scheduler", logging.WARNING, __file__, 1, msg, args, None)
+    rec = logging.LogRecord(
+        "orchestrator.scheduling.scheduler", logging.WARNING, __file__, 1, msg, args, None
+    )
     for key, value in extra.items():
         setattr(rec, key, value)
     return rec
@@ -21,7 +23,7 @@ def test_json_lines_carry_the_message_and_the_job_node_frames_fields() -> None:
     entry = json.loads(line)
     assert entry["message"] == "job j1 batch b1 -> http://n1"
     assert (entry["job"], entry["node"], entry["frames"]) == ("j1", "http://n1", "1-8")
-    assert entry["level"] == "warning" and entry["logger"] == "orchestrator.scheduler"
+    assert entry["level"] == "warning" and entry["logger"] == "orchestrator.scheduling.scheduler"
     assert entry["ts"].endswith("Z")
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import httpx
 import pytest
 
-from render_node.auth import is_loopback, redact, tokens_match
+from farm_common.auth import is_loopback, redact, tokens_match
 from render_node.cli import parse_settings
 from render_node.registration import default_advertise_url, heartbeat_loop, local_ip_towards
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from render_node.errors import BadRequest
-from render_node.paths import check_job_id, check_sha256, scene_path
+from farm_common.errors import BadRequest
+from farm_common.paths import check_job_id, check_sha256, scene_path
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.policy import (
+from orchestrator.scheduling.policy import (
     blender_matches,
     effective_bans,
     eta_seconds,

@@ -1,4 +1,4 @@
-from orchestrator.registry import Registry
+from orchestrator.scheduling.registry import Registry
 
 
 class FakeClock:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from farm_common.protocol import image_format
 from render_node.batch import Batch
-from render_node.blender import build_command, image_format
+from render_node.blender import build_command
 from render_node.runner import BlenderRun, blender_env, describe_exit, verify_output
 
 FAKE_BLENDER = Path(__file__).resolve().parents[1] / "fake_blender.py"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from render_node.errors import BadRequest, FarmError, NotFound, PayloadTooLarge, UnsupportedMedia
+from farm_common.errors import BadRequest, FarmError, NotFound, PayloadTooLarge, UnsupportedMedia
 from render_node.scenes import SceneStore, looks_like_blend
 
 BLEND = b"BLENDER-v304" + b"\x00" * 5000

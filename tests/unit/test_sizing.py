@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.sizing import Lane, finish_time, next_batch_size
+from orchestrator.scheduling.sizing import Lane, finish_time, next_batch_size
 
 FAST = 0.2
 SLOW = 0.8

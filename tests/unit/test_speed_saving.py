@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import NodeClient
-from orchestrator.registry import Registry
-from orchestrator.scheduler import Scheduler
-from orchestrator.store import Store
+from orchestrator.nodes.client import NodeClient
+from orchestrator.scheduling.registry import Registry
+from orchestrator.scheduling.scheduler import Scheduler
+from orchestrator.store.db import Store
 from tests.orch_helpers import fast_settings
 
 
@@ -47,6 +47,6 @@ def test_a_store_that_cannot_save_the_speeds_is_logged_not_raised(
 ) -> None:
     scheduler = scheduler_on(FailingStore(tmp_path / "db.sqlite3"), tmp_path)
     scheduler.speeds.observe_startup("http://a", 1.0)
-    with caplog.at_level(logging.WARNING, logger="orchestrator.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="orchestrator.scheduling.scheduler"):
         asyncio.run(scheduler._save_speeds())
     assert "could not save the node speeds: disk full" in caplog.text

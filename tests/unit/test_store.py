@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from orchestrator.store import Store
+from orchestrator.store.db import Store
 
 
 def make_job(store: Store, frames: list[int], batch_size: int = 2):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.store import Store
+from orchestrator.store.db import Store
 
 
 def test_reader_sees_committed_writes_and_cannot_write(tmp_path: Path) -> None:

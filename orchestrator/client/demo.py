@@ -13,15 +13,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator.client import FarmClient, FarmClientError
-from orchestrator.client_cli import follow
-from orchestrator.local import LocalCluster
+from orchestrator.client.api import FarmClient, FarmClientError
+from orchestrator.client.cli import follow
+from orchestrator.client.local import LocalCluster
 
 console = Console()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.demo")
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.client.demo")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--frames", default="1-24")
     parser.add_argument("--scene", default="scenes/demo.blend")

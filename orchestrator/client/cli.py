@@ -16,13 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.client import (
+from orchestrator.client.api import (
     ClientSettings,
     FarmClient,
     FarmClientError,
     resolve_token,
 )
-from orchestrator.local import LocalCluster
+from orchestrator.client.local import LocalCluster
 
 console = Console()
 err_console = Console(stderr=True)

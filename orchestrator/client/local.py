@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.client import LOCAL_TOKEN_FILE
-from render_node.auth import auth_headers
+from farm_common.auth import auth_headers
+from orchestrator.client.api import LOCAL_TOKEN_FILE
 
 log = logging.getLogger(__name__)
 

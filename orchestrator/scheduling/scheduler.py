@@ -15,20 +15,20 @@ import os
 import time
 from collections.abc import Callable
 
-from orchestrator.batchrun import NODE_FINAL, BatchRunner
-from orchestrator.collect import output_suffix, video_path
-from orchestrator.jobqueue import Cut, JobQueue
-from orchestrator.lanes import LaneBook, SpeedBook
+from farm_common.frames import compact_frames
+from farm_common.paths import check_job_id
 from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import NodeClient, NodeError
-from orchestrator.policy import blender_matches, effective_bans, node_may_take
-from orchestrator.registry import Node, Registry
+from orchestrator.nodes.client import NodeClient, NodeError
+from orchestrator.renders import output_suffix, video_path
+from orchestrator.scheduling.batch_runner import NODE_FINAL, BatchRunner
+from orchestrator.scheduling.lanes import LaneBook, SpeedBook
+from orchestrator.scheduling.policy import blender_matches, effective_bans, node_may_take
+from orchestrator.scheduling.queue import Cut, JobQueue
+from orchestrator.scheduling.registry import Node, Registry
+from orchestrator.scheduling.sizing import next_batch_size
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.sizing import next_batch_size
-from orchestrator.store import Job, QueuedBatch, Store
+from orchestrator.store.db import Job, QueuedBatch, Store
 from orchestrator.video import VideoError, encode_video, ffmpeg_available
-from render_node.frames import compact_frames
-from render_node.paths import check_job_id
 
 log = logging.getLogger(__name__)
 

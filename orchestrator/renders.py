@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from render_node.paths import check_job_id
+from farm_common.paths import check_job_id
 
 SUFFIXES = {
     "PNG": ".png",

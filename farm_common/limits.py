@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from render_node.errors import error_body
+from farm_common.errors import error_body
 
 MIB = 1 << 20
 JSON_LIMIT = MIB  # every body but a scene upload

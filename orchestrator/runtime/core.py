@@ -14,14 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import views
 from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import NodeClient
-from orchestrator.queries import Job
-from orchestrator.registry import Registry
-from orchestrator.scheduler import Scheduler
+from orchestrator.nodes.client import NodeClient
+from orchestrator.scheduling.registry import Registry, node_view
+from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import QueuedBatch, Store
+from orchestrator.store.db import QueuedBatch, Store
+from orchestrator.store.queries import Job
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ class Core:
 
     def nodes(self) -> list[dict[str, Any]]:
         now = self.clock()
-        return [views.node_summary(n, self.registry, now) for n in self.registry.nodes()]
+        return [node_view(n, self.registry, now) for n in self.registry.nodes()]
 
     def facts(self) -> Facts:
         nodes = self.registry.nodes()

@@ -1,13 +1,12 @@
-"""JSON views of jobs and nodes, shared by the API and the dashboard page."""
+"""JSON views of jobs, shared by the API and the dashboard page."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from orchestrator.policy import FINAL_JOB_STATES, eta_seconds
-from orchestrator.registry import Node, Registry
-from orchestrator.store import Job
+from orchestrator.scheduling.policy import FINAL_JOB_STATES, eta_seconds
+from orchestrator.store.db import Job
 
 FAILED_FRAMES_SHOWN = 100
 
@@ -81,23 +80,3 @@ def job_detail_body(detail: dict[str, Any], batches_json: str) -> bytes:
     decoding them and encoding them again took longer than reading them."""
     head = json.dumps(detail, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return f'{head[:-1]},"batches":{batches_json}}}'.encode()
-
-
-def node_summary(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]:
-    ago = None if node.last_seen is None else max(0.0, registry.clock() - node.last_seen)
-    return {
-        "url": node.url,
-        "name": node.name,
-        "state": registry.state(node),
-        "slots": node.slots,
-        "busy": max(node.busy, len(node.current_batches)),
-        "current_batch": sorted(node.current_batches)[0] if node.current_batches else None,
-        "current_batches": sorted(node.current_batches),
-        "frames_rendered": node.frames_rendered,
-        "last_seen": None if ago is None else round(wall_now - ago, 3),
-        "last_seen_seconds_ago": None if ago is None else round(ago, 1),
-        "blender_version": node.blender_version,
-        "version": node.version,
-        "cpu_count": node.cpu_count,
-        "static": node.static,
-    }

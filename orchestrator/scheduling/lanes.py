@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.sizing import Lane
+from orchestrator.scheduling.sizing import Lane
 
 # Until a node's start-up is measured: Blender loading a small scene plus the round trips.
 DEFAULT_OVERHEAD = 1.0

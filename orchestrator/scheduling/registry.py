@@ -149,3 +149,24 @@ class Registry:
 
     def blender_versions(self) -> set[str]:
         return {n.blender_version for n in self.live() if n.blender_version}
+
+
+def node_view(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]:
+    """A node as `GET /nodes` and the dashboard show it."""
+    ago = None if node.last_seen is None else max(0.0, registry.clock() - node.last_seen)
+    return {
+        "url": node.url,
+        "name": node.name,
+        "state": registry.state(node),
+        "slots": node.slots,
+        "busy": max(node.busy, len(node.current_batches)),
+        "current_batch": sorted(node.current_batches)[0] if node.current_batches else None,
+        "current_batches": sorted(node.current_batches),
+        "frames_rendered": node.frames_rendered,
+        "last_seen": None if ago is None else round(wall_now - ago, 3),
+        "last_seen_seconds_ago": None if ago is None else round(ago, 1),
+        "blender_version": node.blender_version,
+        "version": node.version,
+        "cpu_count": node.cpu_count,
+        "static": node.static,
+    }

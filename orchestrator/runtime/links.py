@@ -2,7 +2,7 @@
 
 `ThreadLink`: the core runs on the engine thread of this process (orchestrator/engine.py);
 tests use it, and it is what `--single-process` runs. `ProcessLink`: the core runs in a child
-process (`python -m orchestrator.engine_proc`) that answers on a Unix socket. The `orchestrator`
+process (`python -m orchestrator.runtime.process`) that answers on a Unix socket. The `orchestrator`
 command runs this one: under load the scheduler keeps a core busy, and in one process every
 status request waited for its interpreter lock (benchmarks/scale, 100 nodes: p99 96 ms in one
 process, see benchmarks/RESULTS.md).
@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 import httpx
 
-from orchestrator.core import Core, Facts
-from orchestrator.engine import Engine, EngineError
-from orchestrator.queries import Job
+from orchestrator.runtime.core import Core, Facts
+from orchestrator.runtime.thread import Engine, EngineError
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import QueuedBatch
+from orchestrator.store.db import QueuedBatch
+from orchestrator.store.queries import Job
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class ProcessLink:
         # Not in the data folder: a Unix socket's path has at most 107 bytes.
         folder = Path(tempfile.mkdtemp(prefix="farm-engine-"))
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "orchestrator.engine_proc", str(folder / "engine.sock"),
+            sys.executable, "-m", "orchestrator.runtime.process", str(folder / "engine.sock"),
             log_level, stdin=asyncio.subprocess.PIPE,
         )  # fmt: skip
         link = cls(process, folder, on_exit)

@@ -24,20 +24,8 @@ from fastapi.responses import (
 )
 from pydantic import BaseModel, Field
 
-from orchestrator import views
-from orchestrator.collect import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
-from orchestrator.core import Core
-from orchestrator.dashboard import dashboard_router, framemap, is_public_path
-from orchestrator.engine import EngineError
-from orchestrator.frames import auto_batch_size
-from orchestrator.links import Link, ProcessLink, ThreadLink
-from orchestrator.policy import blender_matches
-from orchestrator.registry import BadNodeUrl, check_node_url
-from orchestrator.scenes import resolve_scene, save_upload
-from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import Store
-from render_node.auth import BearerTokenMiddleware
-from render_node.errors import (
+from farm_common.auth import BearerTokenMiddleware
+from farm_common.errors import (
     BadRequest,
     Conflict,
     NotFound,
@@ -48,9 +36,21 @@ from render_node.errors import (
     error_body,
     install_error_handlers,
 )
-from render_node.frames import FrameSpecError, parse_frame_spec
-from render_node.limits import BodyLimitMiddleware, RateLimiter, json_limit
-from render_node.paths import FrameNumber, JobId, check_job_id
+from farm_common.frames import FrameSpecError, parse_frame_spec
+from farm_common.limits import BodyLimitMiddleware, RateLimiter, json_limit
+from farm_common.paths import FrameNumber, JobId, check_job_id
+from orchestrator.api import views
+from orchestrator.dashboard.pages import dashboard_router, framemap, is_public_path
+from orchestrator.renders import MEDIA_TYPES, SUFFIXES, output_path, output_suffix, video_path
+from orchestrator.runtime.core import Core
+from orchestrator.runtime.links import Link, ProcessLink, ThreadLink
+from orchestrator.runtime.thread import EngineError
+from orchestrator.scheduling.batching import auto_batch_size
+from orchestrator.scheduling.policy import blender_matches
+from orchestrator.scheduling.registry import BadNodeUrl, check_node_url
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.store.db import Store
+from orchestrator.store.scenes import resolve_scene, save_upload
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-from orchestrator.store import QueuedBatch, new_id
+from orchestrator.store.db import QueuedBatch, new_id
 
 
 class Cut(NamedTuple):

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.archive import FrameFiles
-from orchestrator.collect import output_path, output_suffix, part_path
+from farm_common.frames import compact_frames
 from orchestrator.metrics import Metrics
-from orchestrator.nodeclient import (
+from orchestrator.nodes.archive import FrameFiles
+from orchestrator.nodes.client import (
     ArchiveUnsupported,
     FrameMissing,
     NodeClient,
@@ -29,11 +29,11 @@ from orchestrator.nodeclient import (
     NodeRejected,
     SceneMissing,
 )
-from orchestrator.policy import failure_counts, frame_started, poll_backoff, poll_base
-from orchestrator.registry import Registry
+from orchestrator.renders import output_path, output_suffix, part_path
+from orchestrator.scheduling.policy import failure_counts, frame_started, poll_backoff, poll_base
+from orchestrator.scheduling.registry import Registry
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import Job, QueuedBatch, Store
-from render_node.frames import compact_frames
+from orchestrator.store.db import Job, QueuedBatch, Store
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ Pure functions shared by the node and the orchestrator; no I/O.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable
 
@@ -96,18 +95,3 @@ def compact_frames(frames: Iterable[int]) -> str:
         parts.append(str(start))
         i += 1
     return ",".join(parts)
-
-
-def blender_frame_args(frames: list[int]) -> list[str]:
-    """The render arguments for a batch: `-s A -e B -j S -a` for an even run, else `-f a,b,c`.
-
-    These arguments must come last on Blender's command line (it runs arguments in order).
-    """
-    if not frames:
-        raise ValueError("no frames to render")
-    if len(frames) == 1:
-        return ["-f", str(frames[0])]
-    step = frames[1] - frames[0]
-    if step > 0 and all(b - a == step for a, b in itertools.pairwise(frames)):
-        return ["-s", str(frames[0]), "-e", str(frames[-1]), "-j", str(step), "-a"]
-    return ["-f", ",".join(str(f) for f in frames)]

@@ -19,10 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orchestrator.frames import split_batches
-from orchestrator.policy import final_job_state, frame_gives_up
-from orchestrator.queries import Job, Queries
-from render_node.frames import compact_frames
+from farm_common.frames import compact_frames
+from orchestrator.scheduling.batching import split_batches
+from orchestrator.scheduling.policy import final_job_state, frame_gives_up
+from orchestrator.store.queries import Job, Queries
 
 T = TypeVar("T")
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import aiohttp
 
-from orchestrator.archive import ArchiveError, FrameFiles, Piece, TarReader
-from render_node.archive import MAX_ARCHIVE_FRAMES
-from render_node.auth import auth_headers
-from render_node.frames import compact_frames
+from farm_common.auth import auth_headers
+from farm_common.frames import compact_frames
+from farm_common.protocol import MAX_ARCHIVE_FRAMES
+from orchestrator.nodes.archive import ArchiveError, FrameFiles, Piece, TarReader
 
 CHUNK = 1 << 20
 # A node without frames.tar is asked again after this long: it may have been upgraded.

@@ -1,4 +1,4 @@
-"""The scheduler's process: `python -m orchestrator.engine_proc SOCKET LOG_LEVEL`.
+"""The scheduler's process: `python -m orchestrator.runtime.process SOCKET LOG_LEVEL`.
 
 Started by the orchestrator (orchestrator/links.py, ProcessLink), never by hand. It reads its
 settings as one line of JSON from stdin, runs the scheduler and all node traffic, and answers
@@ -24,12 +24,12 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from orchestrator.core import Core
+from farm_common.errors import NotFound
+from farm_common.logs import configure_logging
+from farm_common.paths import JobId
+from orchestrator.runtime.core import Core
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store import Store
-from render_node.errors import NotFound
-from render_node.logs import configure_logging
-from render_node.paths import JobId
+from orchestrator.store.db import Store
 
 # When the machine is short of CPU, the API's answers (status, the dashboard) go first and the
 # scheduler's polls and collection wait (benchmarks/scale, 100 nodes x 1-ms frames: status p99

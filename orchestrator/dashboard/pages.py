@@ -20,8 +20,8 @@ import jinja2
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 
+from farm_common.errors import NotFound
 from orchestrator import __version__
-from render_node.errors import NotFound
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"

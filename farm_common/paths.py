@@ -8,8 +8,8 @@ from typing import Annotated
 
 from fastapi import Path as PathParam
 
-from render_node.errors import BadRequest
-from render_node.frames import MAX_FRAME_NUMBER
+from farm_common.errors import BadRequest
+from farm_common.frames import MAX_FRAME_NUMBER
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from orchestrator.store import Store
-from render_node.errors import NotFound, PayloadTooLarge, UnsupportedMedia
-from render_node.paths import check_sha256, scene_path
+from farm_common.errors import NotFound, PayloadTooLarge, UnsupportedMedia
+from farm_common.paths import check_sha256, scene_path
+from orchestrator.store.db import Store
 
 CHUNK = 1 << 20
 # Plain .blend files start with "BLENDER"; Blender also saves them gzip- or zstd-compressed.

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from render_node.auth import auth_headers
+from farm_common.auth import auth_headers
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Where `farm up` keeps the token it generated, so local commands find it without typing.

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from render_node.errors import FarmError, Forbidden, Unauthorized, error_body
+from farm_common.errors import FarmError, Forbidden, Unauthorized, error_body
 
 OPEN_PATHS = frozenset({"/health"})
 

@@ -1,0 +1,264 @@
+"""The wire between orchestrator and render node: one definition of every word that crosses it.
+
+The node's API answers with these models, the orchestrator's node client reads answers into
+them, and the test fake serves them; a test holds the fake against the node's OpenAPI schema.
+States are enums (a `StrEnum` member equals its string, so SQL and JSON see plain text).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from farm_common.errors import BadRequest
+
+
+class JobState(StrEnum):
+    """A render job's state: the node's job for a batch, and the orchestrator's job alike."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+
+
+class FrameState(StrEnum):
+    PENDING = "pending"
+    RENDERING = "rendering"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BatchState(StrEnum):
+    """An orchestrator batch: waiting, on a node, or how its run on a node ended."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    LOST = "lost"  # the node stopped answering or forgot the job: frames go back, uncounted
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # running when the orchestrator stopped
+
+
+# --- image formats ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    name: str  # Blender's -F value
+    extension: str
+    content_type: str
+
+
+FORMATS: dict[str, ImageFormat] = {
+    f.name: f
+    for f in (
+        ImageFormat("PNG", ".png", "image/png"),
+        ImageFormat("JPEG", ".jpg", "image/jpeg"),
+        ImageFormat("JPEG2000", ".jp2", "image/jp2"),
+        ImageFormat("BMP", ".bmp", "image/bmp"),
+        ImageFormat("TIFF", ".tif", "image/tiff"),
+        ImageFormat("OPEN_EXR", ".exr", "image/x-exr"),
+        ImageFormat("OPEN_EXR_MULTILAYER", ".exr", "image/x-exr"),
+        ImageFormat("HDR", ".hdr", "image/vnd.radiance"),
+        ImageFormat("TARGA", ".tga", "image/x-tga"),
+        ImageFormat("TARGA_RAW", ".tga", "image/x-tga"),
+        ImageFormat("WEBP", ".webp", "image/webp"),
+        ImageFormat("CINEON", ".cin", "image/cineon"),
+        ImageFormat("DPX", ".dpx", "image/x-dpx"),
+        ImageFormat("IRIS", ".rgb", "image/x-rgb"),
+    )
+}
+FORMAT_ALIASES = {"JPG": "JPEG", "EXR": "OPEN_EXR", "TIF": "TIFF", "TGA": "TARGA"}
+CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
+
+
+def image_format(name: str) -> ImageFormat:
+    """The format for a user-given name (case-insensitive, a few aliases); 400 if unknown."""
+    key = name.strip().upper()
+    key = FORMAT_ALIASES.get(key, key)
+    try:
+        return FORMATS[key]
+    except KeyError:
+        known = ", ".join(FORMATS)
+        raise BadRequest(f"unknown image format {name[:40]!r}: use one of {known}") from None
+
+
+# --- frame files -----------------------------------------------------------------------------
+
+FRAME_STEM = "frame_"
+FRAME_DIGITS = 5
+_FRAME_FILE = re.compile(rf"^{FRAME_STEM}(\d{{{FRAME_DIGITS},}})(\.[A-Za-z0-9]{{1,8}})$")
+
+
+def frame_name(frame: int, suffix: str) -> str:
+    """`frame_00003.png`: a frame's file name on the node, in frames.tar and when collected."""
+    return f"{FRAME_STEM}{frame:0{FRAME_DIGITS}d}{suffix}"
+
+
+def frame_pattern() -> str:
+    """The name Blender's `-o` is given: it fills the #s with the frame number."""
+    return FRAME_STEM + "#" * FRAME_DIGITS
+
+
+def parse_frame_name(name: str) -> tuple[int, str] | None:
+    """`frame_00003.png` -> (3, ".png"); None for any other name."""
+    match = _FRAME_FILE.match(name)
+    if match is None:
+        return None
+    return int(match.group(1)), match.group(2)
+
+
+# --- frames.tar and long polls ---------------------------------------------------------------
+
+# At most this many frames per archive: bounds one request's work and its URL (a spec of 500
+# scattered 7-digit frames is 4 KB; servers refuse request lines much past 8-16 KB).
+MAX_ARCHIVE_FRAMES = 500
+ARCHIVE_MEDIA_TYPE = "application/x-tar"
+# GET /jobs/{id}?wait=S&since=V answers as soon as the job's version differs from V, or after
+# S seconds (at most this many).
+MAX_WAIT_SECONDS = 10.0
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+class Request(BaseModel):
+    """A request body: an unknown field is refused (422 naming it), never silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobRequest(Request):
+    scene: str = Field(
+        max_length=300,
+        description="a .blend name under the node's scenes folder, or sha256:<hex> of an upload",
+        examples=["demo.blend"],
+    )
+    frames: str = Field(
+        max_length=10_000, description="frame spec: '1-24', '1-100x5', '1,3,7'", examples=["1-3"]
+    )
+    format: str = Field("PNG", max_length=40, description="Blender image format (-F)")
+
+
+class JobCreated(BaseModel):
+    id: str
+    state: JobState
+    status_url: str
+    version: str = Field(
+        description="the job's status version now: GET /jobs/{id}?since=<it>&wait=S answers "
+        "once the job has changed (a frame ended, the job ended or started)"
+    )
+
+
+class FrameStatus(BaseModel):
+    frame: int
+    state: FrameState
+    seconds: float | None = Field(None, description="render time of a finished frame")
+    error: str | None = Field(None, description="why a failed frame failed")
+
+
+class FrameCounts(BaseModel):
+    total: int
+    pending: int
+    rendering: int
+    done: int
+    failed: int
+
+
+class JobSummary(BaseModel):
+    id: str
+    state: JobState
+    scene: str
+    format: str
+    counts: FrameCounts
+    progress: float = Field(description="(frames done + sample hint of the current one) / total")
+    error: str | None = None
+    refused: str | None = Field(
+        default=None,
+        description="set when this node will render no batch of the scene (Freestyle without "
+        "--allow-freestyle): why, and how to fix it",
+    )
+    created: float = Field(description="Unix time")
+    started: float | None = None
+    finished: float | None = None
+
+
+class JobDetail(JobSummary):
+    frames: list[FrameStatus]
+    blender_version: str | None = None
+    version: str = Field(
+        description="changes when the job's state or a frame's end changes; see `since`"
+    )
+    startup_seconds: float | None = Field(
+        default=None,
+        description="seconds from launching Blender to its first frame (scene load, BVH...)",
+    )
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+
+
+class JobDeleted(BaseModel):
+    id: str
+    state: JobState
+    removed: bool = Field(description="true when a finished job's files were deleted")
+
+
+class JobCounts(BaseModel):
+    queued: int
+    running: int
+    finished: int
+
+
+class NodeInfo(BaseModel):
+    version: str
+    blender_version: str | None
+    slots: int
+    busy: int
+    cpu_count: int
+    threads: int
+    name: str
+    url: str
+    jobs: JobCounts
+
+
+class SceneStored(BaseModel):
+    scene: str
+    size: int
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class NodeRegistration(Request):
+    """A node's heartbeat: who it is and where it is reached (its own URL, never a service's)."""
+
+    url: str = Field(min_length=1, max_length=500, examples=["http://10.0.0.5:8100"])
+    slots: int = Field(default=1, ge=1, le=1024)
+    busy: int = Field(default=0, ge=0, le=1024)
+    version: str | None = Field(default=None, max_length=100)
+    blender_version: str | None = Field(default=None, max_length=100)
+    cpu_count: int | None = Field(default=None, ge=0, le=1_000_000)
+    name: str | None = Field(default=None, max_length=200)
+    instance: str | None = Field(
+        default=None, max_length=100, description="the node process, new at every start"
+    )
+
+
+class Registered(BaseModel):
+    ok: bool = True
+    heartbeat_seconds: float = Field(
+        description="how often the node must heartbeat: the orchestrator declares a node lost "
+        "after a few of these intervals without one"
+    )

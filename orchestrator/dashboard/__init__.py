@@ -1,0 +1,1 @@
+"""The web dashboard: HTML shells, their static JS/CSS and the frame map the grid polls."""

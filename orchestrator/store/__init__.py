@@ -1,0 +1,1 @@
+"""Persistence: SQLite (jobs, batches, frames, scenes) with numbered migrations, and scene files."""
