@@ -79,6 +79,7 @@ FORMATS: dict[str, ImageFormat] = {
 }
 FORMAT_ALIASES = {"JPG": "JPEG", "EXR": "OPEN_EXR", "TIF": "TIFF", "TGA": "TARGA"}
 CONTENT_TYPES = {f.extension: f.content_type for f in FORMATS.values()}
+EXTENSIONS = {f.content_type: f.extension for f in reversed(FORMATS.values())}  # first wins
 
 
 def image_format(name: str) -> ImageFormat:
@@ -107,6 +108,11 @@ def frame_name(frame: int, suffix: str) -> str:
 def frame_pattern() -> str:
     """The name Blender's `-o` is given: it fills the #s with the frame number."""
     return FRAME_STEM + "#" * FRAME_DIGITS
+
+
+def frame_printf_pattern(suffix: str) -> str:
+    """`frame_%05d.png`: the file names of a job's frames as ffmpeg's image2 reads them."""
+    return f"{FRAME_STEM}%0{FRAME_DIGITS}d{suffix}"
 
 
 def parse_frame_name(name: str) -> tuple[int, str] | None:

@@ -6,36 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from farm_common.paths import check_job_id
-
-SUFFIXES = {
-    "PNG": ".png",
-    "JPEG": ".jpg",
-    "OPEN_EXR": ".exr",
-    "OPEN_EXR_MULTILAYER": ".exr",
-    "EXR": ".exr",
-    "TIFF": ".tif",
-    "BMP": ".bmp",
-    "TARGA": ".tga",
-    "WEBP": ".webp",
-}
-
-MEDIA_TYPES = {
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".exr": "image/x-exr",
-    ".tif": "image/tiff",
-    ".bmp": "image/bmp",
-    ".tga": "image/x-tga",
-    ".webp": "image/webp",
-}
+from farm_common.protocol import frame_name, image_format
 
 
 def output_suffix(fmt: str) -> str:
-    return SUFFIXES.get(fmt.upper(), ".png")
-
-
-def frame_name(frame: int, suffix: str) -> str:
-    return f"frame_{frame:05d}{suffix}"
+    """The file suffix of a job's frames, from its image format ("OPEN_EXR" -> ".exr")."""
+    return image_format(fmt).extension
 
 
 def output_path(renders_dir: Path, job_id: str, frame: int, suffix: str) -> Path:

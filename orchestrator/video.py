@@ -1,6 +1,6 @@
 """Preview video: the ffmpeg command line for a job's frames (pure) and the process that runs it.
 
-Frames live as `frame_%05d.png` in a job's renders folder. A contiguous run is read by the
+Frames live as `frame_00001.png` in a job's renders folder. A contiguous run is read by the
 image2 demuxer with `-start_number`; any other set (steps, lists, frames that failed) goes through
 an ffconcat list, so the video holds exactly the frames asked for, in order, one per 1/fps.
 """
@@ -18,10 +18,10 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from farm_common.protocol import frame_name, frame_printf_pattern
+
 log = logging.getLogger(__name__)
 
-FRAME_STEM = "frame_%05d"
-FRAME_PATTERN = FRAME_STEM + ".png"
 DEFAULT_FPS = 24
 DEFAULT_TIMEOUT = 600.0
 # libx264 with yuv420p needs even width and height; renders are often odd (e.g. 1080x607).
@@ -35,7 +35,7 @@ class VideoError(RuntimeError):
 
 def frame_file(frames_dir: Path, frame: int, suffix: str = ".png") -> Path:
     """Where the orchestrator keeps a collected frame: `frame_00042.png` (5+ digits)."""
-    return frames_dir / (FRAME_STEM % frame + suffix)
+    return frames_dir / frame_name(frame, suffix)
 
 
 def is_contiguous(frames: Sequence[int]) -> bool:
@@ -83,7 +83,7 @@ def ffmpeg_command(
             "-start_number",
             str(frames[0]),
             "-i",
-            str(frames_dir / (FRAME_STEM + suffix)),
+            str(frames_dir / frame_printf_pattern(suffix)),
             "-frames:v",
             str(len(frames)),
         ]

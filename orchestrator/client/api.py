@@ -13,6 +13,7 @@ import httpx
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from farm_common.auth import auth_headers
+from farm_common.protocol import EXTENSIONS, frame_name
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Where `farm up` keeps the token it generated, so local commands find it without typing.
@@ -157,14 +158,8 @@ def _frame_file_name(response: httpx.Response, frame: int) -> str:
         name = os.path.basename(name)
         if name and not name.startswith("."):
             return name
-    ext = {
-        "image/png": ".png",
-        "image/jpeg": ".jpg",
-        "image/x-exr": ".exr",
-        "image/tiff": ".tif",
-        "image/bmp": ".bmp",
-    }.get(response.headers.get("content-type", "").split(";")[0], ".png")
-    return f"frame_{frame:05d}{ext}"
+    content_type = response.headers.get("content-type", "").split(";")[0].strip()
+    return frame_name(frame, EXTENSIONS.get(content_type, ".png"))
 
 
 @contextmanager

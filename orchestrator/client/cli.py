@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressC
 from rich.table import Table
 from rich.text import Text
 
+from farm_common.protocol import FINAL_JOB_STATES, BatchState
 from orchestrator.client.api import (
     ClientSettings,
     FarmClient,
@@ -27,8 +28,7 @@ from orchestrator.client.local import LocalCluster
 console = Console()
 err_console = Console(stderr=True)
 
-FINAL_STATES = {"completed", "failed", "cancelled"}
-ACTIVE_BATCH_STATES = {"running", "rendering", "dispatched", "assigned"}
+FINAL_STATES = FINAL_JOB_STATES
 
 EXIT_OK, EXIT_FAILED_FRAMES, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -53,7 +53,7 @@ def busy_nodes(job: dict[str, Any]) -> list[str]:
         {
             str(b.get("node"))
             for b in job.get("batches", [])
-            if b.get("node") and b.get("state") in ACTIVE_BATCH_STATES
+            if b.get("node") and b.get("state") == BatchState.RUNNING
         }
     )
 
@@ -78,7 +78,7 @@ def node_lines(job: dict[str, Any]) -> Table:
     per_node = job.get("nodes") or {}
     current: dict[str, dict[str, Any]] = {}
     for batch in job.get("batches", []):
-        if batch.get("node") and batch.get("state") in ACTIVE_BATCH_STATES:
+        if batch.get("node") and batch.get("state") == BatchState.RUNNING:
             current[str(batch["node"])] = batch
     names = sorted(set(per_node) | set(current))
     for name in names:

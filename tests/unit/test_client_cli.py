@@ -32,7 +32,8 @@ def test_busy_nodes_counts_distinct_nodes_with_running_batches() -> None:
             {"node": "http://a", "state": "running"},
             {"node": "http://b", "state": "done"},
             {"node": None, "state": "queued"},
-            {"node": "http://c", "state": "rendering"},
+            {"node": "http://c", "state": "running"},
+            {"node": "http://d", "state": "lost"},
         ]
     }
     assert busy_nodes(job) == ["http://a", "http://c"]
