@@ -1,0 +1,46 @@
+"""What the routers depend on: the farm's state (made by the app's lifespan) and job lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from farm_common.errors import NotFound
+from farm_common.paths import JobId, check_job_id
+from orchestrator.runtime.links import Link
+from orchestrator.settings import OrchestratorSettings
+from orchestrator.store.db import Job, Store
+
+
+@dataclass
+class Farm:
+    settings: OrchestratorSettings
+    store: Store
+    link: Link  # the scheduler's side: on a thread of this process, or a process of its own
+    clock: Callable[[], float]
+
+
+def get_farm(request: Request) -> Farm:
+    farm: Farm = request.app.state.farm
+    return farm
+
+
+FarmDep = Annotated[Farm, Depends(get_farm)]
+
+
+def no_such_job(job_id: str) -> NotFound:
+    return NotFound(f"no render job {job_id!r}: see GET /render for the list")
+
+
+async def get_job(farm: FarmDep, job_id: JobId) -> Job:
+    check_job_id(job_id)
+    job = await farm.store.run(farm.store.get_job, job_id)
+    if job is None:
+        raise no_such_job(job_id)
+    return job
+
+
+JobDep = Annotated[Job, Depends(get_job)]

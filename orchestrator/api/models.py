@@ -1,0 +1,144 @@
+"""The orchestrator's HTTP shapes: request bodies (unknown fields refused) and answers.
+
+What nodes send and receive is in farm_common.protocol; these are what clients see.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from farm_common.protocol import BatchState, FrameState, JobState, Request
+
+
+class RenderRequest(Request):
+    scene: str = Field(
+        min_length=1,
+        max_length=300,
+        description="sha256:<hex> of an upload (POST /scenes), or a .blend under --scenes-dir",
+        examples=["demo.blend"],
+    )
+    frames: str = Field(min_length=1, max_length=10_000, examples=["1-24"])
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
+    format: str = Field(
+        default="PNG",
+        max_length=40,
+        description="Blender image format: PNG, JPEG (JPG), OPEN_EXR (EXR), TIFF, HDR, ...",
+    )
+    priority: int = Field(default=0, ge=-1000, le=1000)
+    video: bool = False
+    blender_version: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+){0,2}$",
+        description="render only on nodes running this Blender: '4.2' takes 4.2.x nodes, "
+        "'4.2.1' only those (default: any node; GET /render/ID shows the versions used)",
+        examples=["4.2"],
+    )
+
+
+class RenderCreated(BaseModel):
+    id: str
+    status_url: str
+    state: JobState
+    frames: int = Field(description="how many frames the job renders")
+    batch_size: int
+
+
+class SceneUploaded(BaseModel):
+    scene: str = Field(description="sha256:<hex>: what POST /render takes as `scene`")
+    name: str | None = None
+
+
+class FrameTotals(BaseModel):
+    total: int
+    done: int
+    failed: int
+    rendering: int
+
+
+class RenderSummary(BaseModel):
+    id: str
+    state: JobState
+    scene: str
+    scene_name: str
+    frames_spec: str
+    priority: int
+    format: str
+    batch_size: int
+    blender_version: str | None
+    frames: FrameTotals
+    progress: float
+    created: float
+    started: float | None
+    finished: float | None
+    elapsed_seconds: float | None
+    status_url: str
+    eta_seconds: float | None = None
+
+
+class FailedFrame(BaseModel):
+    frame: int
+    error: str | None
+    nodes: list[str]
+
+
+class BatchView(BaseModel):
+    id: str
+    frames: str = Field(description="the batch's frames as a spec: '1-8'")
+    node: str | None
+    state: BatchState
+    attempts: int
+    done: int
+    started: float | None
+    finished: float | None
+
+
+class RenderDetail(RenderSummary):
+    nodes: dict[str, int] = Field(description="frames collected per node URL")
+    failed_frames: list[FailedFrame] = Field(description="the first 100 failed frames")
+    blender_versions: list[str]
+    mixed_blender_versions: bool
+    error: str | None = None
+    video_requested: bool
+    video: bool
+    video_url: str | None = None
+    batches: list[BatchView]
+
+
+class FrameEntry(BaseModel):
+    frame: int
+    state: FrameState
+    attempts: int | None = None
+    seconds: float | None = None
+    node: str | None = None
+    error: str | None = None
+
+
+class FrameList(BaseModel):
+    id: str
+    frames: list[FrameEntry]
+
+
+class FrameMap(BaseModel):
+    first: int = Field(description="the first frame; the others follow it (by `step`)")
+    states: str = Field(
+        description="one character a frame: p pending, r rendering, d done, f failed"
+    )
+    step: int | None = Field(default=None, description="when frames run first, first+step, ...")
+    frames: list[int] | None = Field(default=None, description="when they follow no step")
+
+
+class NodeView(BaseModel):
+    url: str
+    name: str | None
+    state: str = Field(description="healthy | busy | lost")
+    slots: int
+    busy: int
+    current_batch: str | None
+    current_batches: list[str]
+    frames_rendered: int
+    last_seen: float | None
+    last_seen_seconds_ago: float | None
+    blender_version: str | None
+    version: str | None
+    cpu_count: int | None
+    static: bool

@@ -1,0 +1,249 @@
+"""/render: submit a job, follow it, cancel it, and fetch its frames."""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from farm_common.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+    binary_response,
+)
+from farm_common.frames import FrameSpecError, parse_frame_spec
+from farm_common.limits import RateLimiter
+from farm_common.paths import FrameNumber, JobId, check_job_id
+from farm_common.protocol import CONTENT_TYPES, FrameState, image_format
+from orchestrator.api import views
+from orchestrator.api.deps import FarmDep, JobDep, get_job, no_such_job
+from orchestrator.api.models import (
+    FrameList,
+    FrameMap,
+    RenderCreated,
+    RenderDetail,
+    RenderRequest,
+    RenderSummary,
+)
+from orchestrator.dashboard.pages import framemap
+from orchestrator.renders import output_path, output_suffix, video_path
+from orchestrator.runtime.thread import EngineError
+from orchestrator.scheduling.batching import auto_batch_size
+from orchestrator.scheduling.policy import blender_matches
+from orchestrator.store.scenes import resolve_scene
+
+JOBS_LISTED = 200
+
+
+def check_blender_version(wanted: str, versions: dict[str, str | None]) -> None:
+    """409 when the farm knows nodes but none of them runs the Blender a job asks for (a typo,
+    or the wrong farm); a farm with no nodes yet takes the job, to wait for them."""
+    known = [v for v in versions.values() if v]
+    if not known or any(blender_matches(v, wanted) for v in known):
+        return
+    counts = ", ".join(f"{v} ({known.count(v)})" for v in sorted(set(known)))
+    raise Conflict(
+        f"no node runs Blender {wanted}: the nodes run {counts}. Ask for one of those "
+        "versions, leave blender_version out to use any node, or start nodes with that Blender"
+    )
+
+
+def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
+    router = APIRouter(prefix="/render")
+
+    @router.post("", status_code=202, response_model=RenderCreated)
+    async def submit(request: Request, farm: FarmDep, body: RenderRequest) -> RenderCreated:
+        settings = farm.settings
+        if rate_limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            wait = rate_limiter.check(client)
+            if wait > 0:
+                raise TooManyRequests(
+                    f"more than {settings.rate_limit:g} jobs a minute from {client} "
+                    f"(--rate-limit): retry in {math.ceil(wait)} s",
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+        fmt = image_format(body.format).name
+        try:
+            frames = parse_frame_spec(body.frames)
+        except FrameSpecError as exc:
+            raise BadRequest(str(exc)) from exc
+        sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
+        facts = await farm.link.facts()
+        if body.blender_version:
+            check_blender_version(body.blender_version, facts.blender_versions)
+        size = body.batch_size or auto_batch_size(
+            len(frames), facts.total_slots, settings.max_batch_size
+        )
+
+        def create() -> Any:
+            # Counted and created in one go on the store's thread: no race past the limit.
+            if farm.store.count_unfinished_jobs() >= settings.max_queued_jobs:
+                return None
+            return farm.store.create_job(
+                scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
+                fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
+                now=farm.clock(), adaptive=body.batch_size is None,
+                blender_version=body.blender_version,
+            )  # fmt: skip
+
+        created = await farm.store.run(create)
+        if created is None:
+            raise TooManyRequests(
+                f"the farm already has {settings.max_queued_jobs} jobs queued or running "
+                "(--max-queued-jobs): wait for some to finish, or cancel some (DELETE /render/ID)",
+                headers={"Retry-After": "30"},
+            )
+        job, batches = created
+        try:
+            await farm.link.enqueue(job, batches)
+        except EngineError as exc:
+            raise Unavailable(
+                f"job {job.id} is saved, but the scheduler did not confirm it ({exc}): see "
+                f"GET /render/{job.id} before submitting it again; restarting the orchestrator "
+                "queues it for sure",
+                headers={"Retry-After": "5"},
+            ) from None
+        return RenderCreated(
+            id=job.id,
+            status_url=f"/render/{job.id}",
+            state=job.state,
+            frames=len(frames),
+            batch_size=size,
+        )
+
+    @router.get("", response_model=list[RenderSummary])
+    async def list_jobs(farm: FarmDep) -> list[dict[str, Any]]:
+        jobs = await farm.store.run(farm.store.list_jobs, JOBS_LISTED)
+        now = farm.clock()
+        return [views.job_summary(j, now) for j in jobs]
+
+    @router.get("/{job_id}", responses={200: {"model": RenderDetail}})
+    async def job_status(farm: FarmDep, job_id: JobId) -> Response:
+        check_job_id(job_id)
+        # One read, on the reader connection: status polls never wait behind frame writes.
+        found = await farm.store.read(lambda store: store.job_view(job_id))
+        if found is None:
+            raise no_such_job(job_id)
+        job, batches_json, nodes, failed = found
+        versions = (await farm.link.facts()).blender_versions
+        detail = views.job_detail(job, farm.clock(), nodes, failed, versions)
+        renders = farm.settings.renders_dir
+        detail["video_requested"] = bool(job.video)
+        detail["video"] = video_path(renders, job_id).is_file()
+        if detail["video"]:
+            detail["video_url"] = f"/render/{job_id}/video.mp4"
+        # Built here, not through the response model: validating and encoding every batch of
+        # a 100,000-frame job again costs most of the request (benchmarks/scale.py). A test
+        # holds this body against RenderDetail.
+        return Response(views.job_detail_body(detail, batches_json), media_type="application/json")
+
+    @router.delete("/{job_id}", response_model=RenderSummary)
+    async def cancel(farm: FarmDep, job: JobDep) -> dict[str, Any]:
+        await farm.link.cancel(job.id)
+        after = await farm.store.run(farm.store.get_job, job.id)
+        return views.job_summary(after or job, farm.clock())
+
+    @router.get(
+        "/{job_id}/frames/{frame}",
+        response_class=FileResponse,
+        responses={200: binary_response("a collected frame", sorted(set(CONTENT_TYPES.values())))},
+    )
+    async def frame_file(farm: FarmDep, job_id: JobId, frame: FrameNumber) -> FileResponse:
+        # Looked up here, not as a dependency: a bad frame number is a 422 whatever the job.
+        job = await get_job(farm, job_id)
+        state = await farm.store.run(farm.store.frame_state, job.id, frame)
+        if state is None:
+            raise NotFound(f"frame {frame} is not part of job {job.id} ({job.frames_spec})")
+        suffix = output_suffix(job.format)
+        path = output_path(farm.settings.renders_dir, job.id, frame, suffix)
+        if state != FrameState.DONE or not path.is_file():
+            raise NotFound(f"frame {frame} of job {job.id} is not collected yet (it is {state})")
+        media_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        return FileResponse(path, media_type=media_type, filename=path.name)
+
+    @router.get("/{job_id}/frames", response_model=FrameList, response_model_exclude_none=True)
+    async def frame_states(farm: FarmDep, job: JobDep, state: str | None = None) -> FrameList:
+        """Per-frame states (pending|rendering|done|failed), optionally one state only."""
+        if state is not None and state not in set(FrameState):
+            raise BadRequest(f"state {state!r}: use {', '.join(FrameState)}")
+        frames = await farm.store.run(farm.store.frame_list, job.id, state)
+        return FrameList.model_validate({"id": job.id, "frames": frames})
+
+    @router.get(
+        "/{job_id}/frames.zip",
+        response_class=StreamingResponse,
+        responses={200: binary_response("every collected frame", ["application/zip"])},
+    )
+    async def frames_zip(farm: FarmDep, job: JobDep) -> StreamingResponse:
+        frames = await farm.store.run(farm.store.done_frames, job.id)
+        suffix = output_suffix(job.format)
+        paths = [output_path(farm.settings.renders_dir, job.id, f, suffix) for f in frames]
+        return StreamingResponse(
+            _zip_stream(paths),
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{job.id}-frames.zip"'},
+        )
+
+    @router.get("/{job_id}/framemap", response_model=FrameMap, response_model_exclude_none=True)
+    async def frame_map(farm: FarmDep, job: JobDep) -> dict[str, Any]:
+        """Every frame's state in one compact string (for the dashboard's frame grid)."""
+        frames, states = await farm.store.run(farm.store.frame_states, job.id)
+        return framemap(frames, states)
+
+    @router.get(
+        "/{job_id}/video.mp4",
+        response_class=FileResponse,
+        responses={200: binary_response("the preview video", ["video/mp4"])},
+    )
+    async def video(farm: FarmDep, job: JobDep) -> FileResponse:
+        path = video_path(farm.settings.renders_dir, job.id)
+        if not path.is_file():
+            why = 'it was not asked for ("video": true)' if not job.video else "it is not ready"
+            raise NotFound(f"no preview video for job {job.id}: {why}")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job.id}.mp4")
+
+    return router
+
+
+class _Pipe:
+    """A write-only file for ZipFile that hands out what was written (zip streams unseekable)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.pos = 0
+
+    def write(self, data: bytes) -> int:
+        self.chunks.append(bytes(data))
+        self.pos += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = b"".join(self.chunks)
+        self.chunks.clear()
+        return data
+
+
+def _zip_stream(paths: list[Path]) -> Iterator[bytes]:
+    # Sync generator: Starlette runs it in a thread, so file reads stay off the event loop.
+    pipe = _Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_STORED) as zf:  # type: ignore[call-overload]
+        for path in paths:
+            if path.is_file():
+                zf.write(path, path.name)
+                yield pipe.take()
+    yield pipe.take()
