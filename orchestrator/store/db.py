@@ -22,36 +22,10 @@ from typing import Any, TypeVar
 from farm_common.frames import compact_frames
 from orchestrator.scheduling.batching import split_batches
 from orchestrator.scheduling.policy import final_job_state, frame_gives_up
+from orchestrator.store.migrations import migrate
 from orchestrator.store.queries import Job, Queries
 
 T = TypeVar("T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, scene TEXT NOT NULL, scene_sha TEXT NOT NULL,
-    frames_spec TEXT NOT NULL, format TEXT NOT NULL, priority INTEGER NOT NULL,
-    batch_size INTEGER NOT NULL, video INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL,
-    created REAL NOT NULL, started REAL, finished REAL, error TEXT,
-    total INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    rendering INTEGER NOT NULL DEFAULT 0, adaptive INTEGER NOT NULL DEFAULT 0,
-    blender_version TEXT);
-CREATE TABLE IF NOT EXISTS frames (
-    job TEXT NOT NULL, frame INTEGER NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL,
-    batch TEXT, node TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    nodes_failed TEXT NOT NULL DEFAULT '[]', error TEXT, seconds REAL,
-    PRIMARY KEY (job, frame));
-CREATE INDEX IF NOT EXISTS frames_state ON frames (job, state);
-CREATE TABLE IF NOT EXISTS batches (
-    id TEXT PRIMARY KEY, job TEXT NOT NULL, seq INTEGER NOT NULL, frames TEXT NOT NULL,
-    avoid TEXT NOT NULL DEFAULT '[]', node TEXT, node_job_id TEXT, state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0, done_count INTEGER NOT NULL DEFAULT 0,
-    started REAL, finished REAL, spec TEXT);
-CREATE INDEX IF NOT EXISTS batches_job ON batches (job, seq);
-CREATE TABLE IF NOT EXISTS scenes (
-    sha TEXT PRIMARY KEY, path TEXT NOT NULL, name TEXT, size INTEGER, created REAL);
-CREATE TABLE IF NOT EXISTS learned (
-    name TEXT PRIMARY KEY, value TEXT NOT NULL, updated REAL NOT NULL);
-"""
 
 UNFINISHED = ("queued", "running")
 WRITE_WAIT_SECONDS = 60.0
@@ -92,8 +66,7 @@ class Store(Queries):
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._migrate()
+        migrate(self._db)
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # Status reads get their own connection and thread: under WAL they see the last commit
@@ -104,23 +77,6 @@ class Store(Queries):
         self._view = copy.copy(self)
         self._view._db = reader
         self._read_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
-
-    def _migrate(self) -> None:
-        """Columns added since the first release, for a data folder made by an older one."""
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
-        if "adaptive" not in columns:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0")
-        if "blender_version" not in columns:
-            self._db.execute("ALTER TABLE jobs ADD COLUMN blender_version TEXT")
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(batches)")}
-        if "spec" not in columns:
-            self._db.execute("ALTER TABLE batches ADD COLUMN spec TEXT")
-        # Status reads send `spec` as it is: fill it in for batches written before it existed.
-        old = self._db.execute("SELECT id, frames FROM batches WHERE spec IS NULL").fetchall()
-        self._db.executemany(
-            "UPDATE batches SET spec=? WHERE id=?",
-            ((compact_frames(json.loads(r["frames"])), r["id"]) for r in old),
-        )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store method on the store thread."""
