@@ -20,9 +20,9 @@ from orchestrator.api import nodes, scenes, system
 from orchestrator.api.deps import Farm
 from orchestrator.api.render_jobs import render_router
 from orchestrator.dashboard.pages import dashboard_router, is_public_path
-from orchestrator.runtime.core import Core
+from orchestrator.runtime.backend import Backend
 from orchestrator.runtime.links import Link, ProcessLink, ThreadLink
-from orchestrator.runtime.thread import EngineError
+from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Store
 
@@ -81,7 +81,7 @@ def create_app(
                 link = await ProcessLink.start(settings, log_level, engine_ended)
             else:
                 link = await ThreadLink.start(
-                    lambda: Core.start(settings, store, clock=clock, monotonic=monotonic)
+                    lambda: Backend.start(settings, store, clock=clock, monotonic=monotonic)
                 )
         except BaseException:
             store.close()
@@ -98,8 +98,8 @@ def create_app(
     app = FastAPI(title="Render farm orchestrator", lifespan=lifespan)
     install_error_handlers(app)
 
-    @app.exception_handler(EngineError)
-    async def _engine_down(request: Request, exc: EngineError) -> Response:
+    @app.exception_handler(BackendUnavailable)
+    async def _engine_down(request: Request, exc: BackendUnavailable) -> Response:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
         return JSONResponse(
             error_body(

@@ -35,7 +35,7 @@ from orchestrator.api.models import (
 )
 from orchestrator.dashboard.pages import framemap
 from orchestrator.renders import output_path, output_suffix, video_path
-from orchestrator.runtime.thread import EngineError
+from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.scheduling.batching import auto_batch_size
 from orchestrator.scheduling.policy import blender_matches
 from orchestrator.store.scenes import resolve_scene
@@ -105,7 +105,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         job, batches = created
         try:
             await farm.link.enqueue(job, batches)
-        except EngineError as exc:
+        except BackendUnavailable as exc:
             raise Unavailable(
                 f"job {job.id} is saved, but the scheduler did not confirm it ({exc}): see "
                 f"GET /render/{job.id} before submitting it again; restarting the orchestrator "

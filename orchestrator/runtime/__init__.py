@@ -1,1 +1,1 @@
-"""How the API process and the scheduler's side (`Core`) run and talk: a thread or a process."""
+"""How the API process and the scheduler's side (`Backend`) run and talk: a thread or a process."""

@@ -1,7 +1,7 @@
-"""How the HTTP API reaches the scheduler's side (`Core`): a thread, or a process of its own.
+"""How the HTTP API reaches the scheduler's side (`Backend`): a thread, or a process of its own.
 
-`ThreadLink`: the core runs on the engine thread of this process (orchestrator/engine.py);
-tests use it, and it is what `--single-process` runs. `ProcessLink`: the core runs in a child
+`ThreadLink`: the backend runs on a loop thread of this process (runtime/loop_thread.py);
+tests use it, and it is what `--single-process` runs. `ProcessLink`: the backend runs in a child
 process (`python -m orchestrator.runtime.process`) that answers on a Unix socket. The `orchestrator`
 command runs this one: under load the scheduler keeps a core busy, and in one process every
 status request waited for its interpreter lock (benchmarks/scale, 100 nodes: p99 96 ms in one
@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from orchestrator.runtime.core import Core, Facts
-from orchestrator.runtime.thread import Engine, EngineError
+from orchestrator.runtime.backend import Backend, Facts
+from orchestrator.runtime.loop_thread import BackendUnavailable, LoopThread
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import QueuedBatch
 from orchestrator.store.queries import Job
@@ -35,7 +35,9 @@ from orchestrator.store.queries import Job
 log = logging.getLogger(__name__)
 
 START_SECONDS = 60.0  # the child's imports, its store's recovery and the scheduler's start
-STOP_SECONDS = 20.0  # the scheduler gets 15 s to stop (orchestrator/engine.py), then this
+STOP_SECONDS = (
+    20.0  # the scheduler gets 15 s to stop (orchestrator/runtime/loop_thread.py), then this
+)
 COMMAND_SECONDS = 30.0  # a cancel waits for the nodes to drop their part (2-s requests)
 READ_SECONDS = 5.0  # the node list, its facts, the metrics
 FACTS_SECONDS = 1.0  # how stale the node facts on a status page may be
@@ -52,48 +54,48 @@ class Link(Protocol):
 
 
 class ThreadLink:
-    """The core on this process's engine thread: registry reads need no hop (see Registry)."""
+    """The backend on a loop thread of this process: registry reads need no hop (see Registry)."""
 
-    def __init__(self, engine: Engine, core: Core) -> None:
-        self.engine = engine
-        self.core = core
+    def __init__(self, loop: LoopThread, backend: Backend) -> None:
+        self.loop = loop
+        self.backend = backend
 
     @classmethod
-    async def start(cls, setup: Callable[[], Coroutine[Any, Any, Core]]) -> ThreadLink:
-        """Start the engine thread and `setup()` (a `Core.start(...)`) on its loop."""
-        engine = Engine()
+    async def start(cls, setup: Callable[[], Coroutine[Any, Any, Backend]]) -> ThreadLink:
+        """Start the loop thread and `setup()` (a `Backend.start(...)`) on its loop."""
+        loop = LoopThread()
         try:
-            core = await engine.start(setup)
+            backend = await loop.start(setup)
         except BaseException:
-            await engine.stop()
+            await loop.stop()
             raise
-        return cls(engine, core)
+        return cls(loop, backend)
 
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
-        await self.engine.call(self.core.enqueue, job, batches)
+        await self.loop.call(self.backend.enqueue, job, batches)
 
     async def cancel(self, job_id: str) -> None:
-        await self.engine.call(self.core.cancel, job_id)
+        await self.loop.call(self.backend.cancel, job_id)
 
     async def register(self, info: dict[str, Any]) -> None:
-        self.core.register(info)
-        self.engine.soon(self.core.scheduler.on_node_seen)
+        self.backend.register(info)
+        self.loop.soon(self.backend.scheduler.on_node_seen)
 
     async def nodes(self) -> list[dict[str, Any]]:
-        return self.core.nodes()
+        return self.backend.nodes()
 
     async def facts(self) -> Facts:
-        return self.core.facts()
+        return self.backend.facts()
 
     async def metrics(self) -> bytes:
-        return await self.core.metrics_text()
+        return await self.backend.metrics_text()
 
     async def aclose(self) -> None:
-        await self.engine.stop(self.core.stop)
+        await self.loop.stop(self.backend.stop)
 
 
 class ProcessLink:
-    """The core in a child process, asked over a Unix socket (orchestrator/engine_proc.py)."""
+    """The backend in a child process, asked over a Unix socket (runtime/process.py)."""
 
     def __init__(
         self,
@@ -142,7 +144,7 @@ class ProcessLink:
         deadline = time.monotonic() + START_SECONDS
         while True:
             if self.process.returncode is not None:
-                raise EngineError(
+                raise BackendUnavailable(
                     f"the scheduler process exited with code {self.process.returncode} as it "
                     "started: its error is in the log above"
                 )
@@ -150,7 +152,9 @@ class ProcessLink:
                 if (await self._client.get("/health", timeout=2)).status_code == 200:
                     return
             if time.monotonic() > deadline:
-                raise EngineError(f"the scheduler process did not start in {START_SECONDS:.0f} s")
+                raise BackendUnavailable(
+                    f"the scheduler process did not start in {START_SECONDS:.0f} s"
+                )
             await asyncio.sleep(0.05)
 
     async def _watch_exit(self) -> None:
@@ -168,9 +172,11 @@ class ProcessLink:
         try:
             resp = await self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise EngineError(f"the scheduler process did not answer: {exc!r}") from exc
+            raise BackendUnavailable(f"the scheduler process did not answer: {exc!r}") from exc
         if resp.status_code != 200:
-            raise EngineError(f"the scheduler process answered {resp.status_code}: {resp.text}")
+            raise BackendUnavailable(
+                f"the scheduler process answered {resp.status_code}: {resp.text}"
+            )
         return resp
 
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
@@ -208,7 +214,7 @@ class ProcessLink:
     async def _refresh_facts(self) -> None:
         try:
             await self._fetch_facts()
-        except EngineError as exc:  # the last facts stay; the watch reports a dead child
+        except BackendUnavailable as exc:  # the last facts stay; the watch reports a dead child
             log.debug("node facts not refreshed: %s", exc)
 
     async def metrics(self) -> bytes:

@@ -1,6 +1,6 @@
 """The scheduler's process: `python -m orchestrator.runtime.process SOCKET LOG_LEVEL`.
 
-Started by the orchestrator (orchestrator/links.py, ProcessLink), never by hand. It reads its
+Started by the orchestrator (runtime/links.py, ProcessLink), never by hand. It reads its
 settings as one line of JSON from stdin, runs the scheduler and all node traffic, and answers
 the API process on the Unix socket SOCKET. It stops when its stdin closes: when the API process
 stops or dies. It leaves SIGINT and SIGTERM to the API process, which stops it in order. It
@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request, Response
 from farm_common.errors import NotFound
 from farm_common.logs import configure_logging
 from farm_common.paths import JobId
-from orchestrator.runtime.core import Core
+from orchestrator.runtime.backend import Backend
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Store
 
@@ -45,7 +45,7 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(settings.db_path)
         try:
-            core = await Core.start(settings, store)
+            core = await Backend.start(settings, store)
         except BaseException:
             store.close()
             raise
@@ -60,8 +60,8 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
 
     app = FastAPI(title="Render farm scheduler (internal)", lifespan=lifespan)
 
-    def core_of(request: Request) -> Core:
-        core: Core = request.app.state.core
+    def core_of(request: Request) -> Backend:
+        core: Backend = request.app.state.core
         return core
 
     @app.get("/health")

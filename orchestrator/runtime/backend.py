@@ -1,7 +1,7 @@
 """The scheduler's side of the orchestrator, and what the HTTP API asks of it.
 
-`Core` holds the registry, the scheduler and its node client, and the metrics. The API reaches
-it through a link (orchestrator/links.py): in the same process, on a thread of its own
+`Backend` holds the registry, the scheduler and its node client, and the metrics. The API reaches
+it through a link (orchestrator/runtime/links.py): in the same process, on a thread of its own
 (`ThreadLink`), or in a process of its own (`ProcessLink`, what the `orchestrator` command
 runs), where the scheduler's work never holds the API's interpreter lock.
 """
@@ -33,7 +33,7 @@ class Facts:
     blender_versions: dict[str, str | None]  # node URL -> its Blender version
 
 
-class Core:
+class Backend:
     def __init__(
         self,
         store: Store,
@@ -58,7 +58,7 @@ class Core:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-    ) -> Core:
+    ) -> Backend:
         """Build it and start the scheduler, on the loop that will run them."""
         registry = Registry(settings.node_timeout_seconds, clock=monotonic)
         metrics = Metrics()

@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
-from orchestrator.runtime.thread import Engine, EngineError
+from orchestrator.runtime.loop_thread import BackendUnavailable, LoopThread
 
 
 def test_calls_run_on_the_engine_thread_and_return_their_result() -> None:
     async def main() -> None:
-        engine = Engine(name="test-engine")
+        engine = LoopThread(name="test-engine")
 
         async def where(x: int) -> tuple[str, int]:
             await asyncio.sleep(0)
@@ -37,7 +37,7 @@ def test_calls_run_on_the_engine_thread_and_return_their_result() -> None:
 
 def test_a_failing_setup_is_raised_by_start() -> None:
     async def main() -> None:
-        engine = Engine()
+        engine = LoopThread()
 
         async def setup() -> None:
             raise OSError("database is locked")
@@ -51,7 +51,7 @@ def test_a_failing_setup_is_raised_by_start() -> None:
 
 def test_stop_runs_teardown_there_and_ends_the_thread() -> None:
     async def main() -> None:
-        engine = Engine(name="stopping-engine")
+        engine = LoopThread(name="stopping-engine")
         started: list[asyncio.Task[None]] = []
 
         async def forever() -> None:
@@ -70,7 +70,7 @@ def test_stop_runs_teardown_there_and_ends_the_thread() -> None:
         assert torn_down == ["stopping-engine"]
         assert started[0].cancelled()  # what was left running went with the loop
         assert not any(t.name == "stopping-engine" for t in threading.enumerate())
-        with pytest.raises(EngineError):
+        with pytest.raises(BackendUnavailable):
             await engine.call(teardown)
 
     asyncio.run(main())
@@ -78,7 +78,7 @@ def test_stop_runs_teardown_there_and_ends_the_thread() -> None:
 
 def test_a_teardown_that_hangs_does_not_hang_stop() -> None:
     async def main() -> None:
-        engine = Engine(name="hanging-engine")
+        engine = LoopThread(name="hanging-engine")
 
         async def setup() -> None:
             return None

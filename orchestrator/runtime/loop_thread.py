@@ -1,4 +1,4 @@
-"""The engine: the scheduler and all node traffic on a thread with an event loop of its own.
+"""A loop thread: the scheduler and all node traffic on a thread with an event loop of its own.
 
 What `links.ThreadLink` runs (the tests, `orchestrator --single-process`); the `orchestrator`
 command runs them in a process of its own instead (`links.ProcessLink`). The HTTP API keeps
@@ -7,7 +7,7 @@ that hundreds of slots keep busy polling, dispatching and collecting (benchmarks
 1,064 -> 237 ms; the GIL still shares one core between them, hence the process). The two
 threads share the store (its own threads and connections), the registry (plain data, read
 whole) and the metrics (thread-safe); anything that touches the scheduler's queues runs on the
-engine loop, through `call`.
+loop thread, through `call`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ T = TypeVar("T")
 STOP_SECONDS = 15.0
 
 
-class EngineError(RuntimeError):
-    """The engine is not running (not started yet, stopped, or its loop died)."""
+class BackendUnavailable(RuntimeError):
+    """The backend is not running (not started yet, stopped, or its loop died)."""
 
 
-class Engine:
+class LoopThread:
     def __init__(self, name: str = "farm-engine") -> None:
         self._name = name
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -60,7 +60,7 @@ class Engine:
     async def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Await `fn(*args)` run on the engine loop, from another loop."""
         if self._loop is None or self._loop.is_closed():
-            raise EngineError("the scheduler is not running")
+            raise BackendUnavailable("the scheduler is not running")
         future = asyncio.run_coroutine_threadsafe(fn(*args), self._loop)
         return await asyncio.wrap_future(future)
 
@@ -82,7 +82,7 @@ class Engine:
         try:
             if teardown is not None and not loop.is_closed():
                 await asyncio.wait_for(self.call(teardown), within)
-        except (TimeoutError, EngineError):
+        except (TimeoutError, BackendUnavailable):
             log.warning("the scheduler did not stop within %.0f s", within)
         finally:
             if not loop.is_closed():
