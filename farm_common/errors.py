@@ -102,7 +102,7 @@ _ERROR_DESCRIPTIONS = {
     401: "no 'Authorization: Bearer <token>' on a farm that has a token",
     403: "a wrong token",
     404: "no such job, frame, scene or endpoint",
-    413: "body larger than the limit (--max-upload-mb for scenes, 1 MB for JSON)",
+    413: "body larger than the limit (--max-upload-mb for uploads, 1 MB for JSON)",
     415: "not a .blend file",
     422: "the body or a parameter does not match the schema",
     429: "too many requests or too many queued jobs (see Retry-After)",
@@ -163,7 +163,9 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return ("; ".join(parts) or "invalid request") + " (the expected shapes are in /docs)"
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, *, upload_hint: str | None = None) -> None:
+    """`upload_hint`: how to send a file upload, for the service that takes one (said when a
+    body cannot be parsed)."""
     @app.exception_handler(FarmError)
     async def _farm_error(request: Request, exc: FarmError) -> JSONResponse:
         return JSONResponse(
@@ -191,16 +193,16 @@ def install_error_handlers(app: FastAPI) -> None:
             allowed = (exc.headers or {}).get("Allow") or "another method"
             detail = f"{request.method} is not allowed on {request.url.path}: use {allowed} (/docs)"
         elif exc.status_code == 400 and detail == "There was an error parsing the body":
-            detail = (
-                "the request body could not be parsed: send JSON with Content-Type "
-                "application/json (multipart/form-data with a 'file' field for POST /scenes)"
+            detail = "the request body could not be parsed: send JSON with Content-Type " + (
+                f"application/json ({upload_hint})" if upload_hint else "application/json"
             )
-        elif exc.status_code == 400 and "multipart" in request.headers.get("content-type", ""):
+        elif (
+            exc.status_code == 400
+            and upload_hint
+            and "multipart" in request.headers.get("content-type", "")
+        ):
             # Starlette's multipart parser says what broke, not what to send instead.
-            detail = (
-                f"{detail.rstrip('.')}: send the scene as multipart/form-data with a 'file' "
-                "field (curl -F file=@scene.blend)"
-            )
+            detail = f"{detail.rstrip('.')}: {upload_hint}"
         return JSONResponse(
             error_body(code, detail), status_code=exc.status_code, headers=exc.headers
         )

@@ -96,7 +96,11 @@ def create_app(
             log.info("orchestrator stopped")
 
     app = FastAPI(title="Render farm orchestrator", lifespan=lifespan)
-    install_error_handlers(app)
+    install_error_handlers(
+        app,
+        upload_hint="send the scene as multipart/form-data with a 'file' field to POST /scenes "
+        "(curl -F file=@scene.blend)",
+    )
 
     @app.exception_handler(BackendUnavailable)
     async def _engine_down(request: Request, exc: BackendUnavailable) -> Response:
