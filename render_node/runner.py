@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import resource
 import signal
 import subprocess
@@ -17,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from farm_common.protocol import FrameState, parse_frame_name
 from render_node.batch import RENDERING, Batch, Watchdog
 from render_node.blender import (
     ErrorLine,
@@ -36,7 +36,6 @@ KILL_GRACE = 1.5  # SIGTERM, then SIGKILL after this many seconds: gone well wit
 # Some filesystems keep coarse mtimes; a fresh, emptied output folder is the real guarantee.
 MTIME_SLACK = 0.05
 _DROP_ENV = ("PYTHONPATH", "PYTHONHOME")
-_FRAME_IN_NAME = re.compile(r"frame_(\d+)\.[^/]*$")
 
 
 # Blender's user resources (startup.blend, preferences, add-ons, user scripts): a fresh,
@@ -256,14 +255,14 @@ class BlenderRun:
     def _saved(self, event: Saved, now: float) -> None:
         frame = event.frame
         if frame is None:
-            match = _FRAME_IN_NAME.search(event.path)
-            frame = int(match.group(1)) if match else None
+            named = parse_frame_name(Path(event.path).name)
+            frame = named[0] if named else None
         if frame is None or frame not in self.batch.frames:
             return
         path = self._frame_path(frame, event.path)
         problem = verify_output(path, self._since)
         self.batch.saved(frame, now, problem)
-        if self.batch.frames[frame].state == "done":
+        if self.batch.frames[frame].state == FrameState.DONE:
             self.files[frame] = path
             log.info("%s frame %d done (%s s)", self.label, frame, self.batch.frames[frame].seconds)
         else:

@@ -21,6 +21,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
 
 from farm_common.errors import NotFound
+from farm_common.protocol import FrameState
 from orchestrator import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -41,15 +42,11 @@ PUBLIC_PATH_RE = re.compile(r"^/(|jobs/[^/]+|static/[^/]+)$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # One character per frame in the frame map; what the grid (static/canvas.js) colours.
-FRAME_STATE_CHARS = {
-    "pending": "p",
-    "queued": "p",
-    "rendering": "r",
-    "running": "r",
-    "done": "d",
-    "collected": "d",
-    "failed": "f",
-    "cancelled": "c",
+FRAME_STATE_CHARS: dict[str, str] = {
+    FrameState.PENDING: "p",
+    FrameState.RENDERING: "r",
+    FrameState.DONE: "d",
+    FrameState.FAILED: "f",
 }
 
 
@@ -57,7 +54,7 @@ def framemap(frames: Sequence[int], states: Sequence[str]) -> dict[str, Any]:
     """The compact state of every frame of a job, for `GET /render/{id}/framemap`.
 
     `{"first": n, "states": "ddrrpp..f"}`, one char per frame in job order (p pending,
-    r rendering, d done, f failed, c cancelled). Frame numbers are implied when they run
+    r rendering, d done, f failed). Frame numbers are implied when they run
     `first, first+1, ...`; a regular step adds `"step"`; any other order lists `"frames"`.
     A 100,000-frame job is ~100 KB instead of a list of objects.
     """
@@ -66,7 +63,7 @@ def framemap(frames: Sequence[int], states: Sequence[str]) -> dict[str, Any]:
     chars = []
     for state in states:
         char = FRAME_STATE_CHARS.get(state)
-        if char is None and len(state) == 1 and state in "prdfc":
+        if char is None and len(state) == 1 and state in "prdf":
             char = state
         if char is None:
             raise ValueError(f"unknown frame state {state!r}")

@@ -30,8 +30,6 @@ from orchestrator.dashboard.pages import (
         ([1, 3, 5, 7], ["d", "r", "p", "f"], {"first": 1, "step": 2, "states": "drpf"}),
         ([1, 3, 7], ["d", "d", "d"], {"first": 1, "frames": [1, 3, 7], "states": "ddd"}),
         ([10, 5, 1], ["p", "p", "p"], {"first": 10, "frames": [10, 5, 1], "states": "ppp"}),
-        ([1, 2], ["queued", "running"], {"first": 1, "states": "pr"}),
-        ([1, 2], ["collected", "cancelled"], {"first": 1, "states": "dc"}),
         ([], [], {"first": 0, "states": ""}),
     ],
 )
@@ -46,7 +44,7 @@ def test_framemap_of_a_100000_frame_job_is_one_short_string() -> None:
     assert len(result["states"]) == 100_000
 
 
-@pytest.mark.parametrize("state", ["exploded", "", "pr", "D"])
+@pytest.mark.parametrize("state", ["exploded", "", "pr", "D", "queued", "collected", "c"])
 def test_framemap_refuses_unknown_states(state: str) -> None:
     with pytest.raises(ValueError, match="unknown frame state"):
         framemap([1], [state])
