@@ -480,7 +480,7 @@ def test_the_api_answers_while_the_schedulers_loop_is_busy(tmp_path: Path) -> No
         httpx.Client(base_url=url, timeout=5) as client,
     ):
         job_id = client.post("/render", json={"scene": "demo.blend", "frames": "1-10"}).json()["id"]
-        app.state.farm.link.engine.soon(release.wait, 30)  # blocks the engine thread itself
+        app.state.farm.link.loop.soon(release.wait, 30)  # blocks the loop thread itself
         try:
             assert client.get(f"/render/{job_id}").json()["state"] == "queued"
             assert [j["id"] for j in client.get("/render").json()] == [job_id]
