@@ -102,7 +102,7 @@ _FRAME_FILE = re.compile(rf"^{FRAME_STEM}(\d{{{FRAME_DIGITS},}})(\.[A-Za-z0-9]{{
 
 def frame_name(frame: int, suffix: str) -> str:
     """`frame_00003.png`: a frame's file name on the node, in frames.tar and when collected."""
-    return f"{FRAME_STEM}{frame:0{FRAME_DIGITS}d}{suffix}"
+    return f"frame_{frame:05d}{suffix}"  # FRAME_STEM, FRAME_DIGITS
 
 
 def frame_pattern() -> str:
@@ -111,7 +111,7 @@ def frame_pattern() -> str:
 
 
 def frame_printf_pattern(suffix: str) -> str:
-    """`frame_%05d.png`: the file names of a job's frames as ffmpeg's image2 reads them."""
+    """The file names of a job's frames as a printf pattern, as ffmpeg's image2 reads them."""
     return f"{FRAME_STEM}%0{FRAME_DIGITS}d{suffix}"
 
 

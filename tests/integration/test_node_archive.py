@@ -7,6 +7,7 @@ import tarfile
 
 import httpx
 
+from farm_common.protocol import frame_name
 from tests.integration.conftest import Node, StartNode
 
 
@@ -34,7 +35,7 @@ def test_archive_holds_the_asked_frames_as_the_single_frame_endpoint_serves_them
     assert list(got) == ["frame_00002.png", "frame_00003.png", "frame_00005.png"]
     for frame in (2, 3, 5):
         single = node.client.get(f"/jobs/{job_id}/frames/{frame}")
-        assert got[f"frame_{frame:05d}.png"] == single.content
+        assert got[frame_name(frame, ".png")] == single.content
 
 
 def test_archive_refuses_bad_specs_foreign_frames_and_unknown_jobs(node: Node) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from farm_common.protocol import frame_printf_pattern
 from orchestrator.video import (
     VideoError,
     concat_list,
@@ -39,7 +40,7 @@ def test_is_contiguous(frames: list[int], expected: bool) -> None:
 
 def test_contiguous_frames_read_the_numbered_files_from_the_first_frame() -> None:
     cmd = ffmpeg_command(FRAMES, list(range(101, 151)), OUT)
-    assert value_after(cmd, "-i") == "/farm/renders/job1/frame_%05d.png"
+    assert value_after(cmd, "-i") == "/farm/renders/job1/" + frame_printf_pattern(".png")
     assert value_after(cmd, "-start_number") == "101"
     assert value_after(cmd, "-frames:v") == "50"
     assert value_after(cmd, "-framerate") == "24"
@@ -109,7 +110,7 @@ def test_concat_list_quotes_paths_with_single_quotes() -> None:
 
 def test_other_image_formats_keep_the_frame_naming() -> None:
     cmd = ffmpeg_command(FRAMES, [1, 2], OUT, suffix=".jpg")
-    assert value_after(cmd, "-i") == "/farm/renders/job1/frame_%05d.jpg"
+    assert value_after(cmd, "-i") == "/farm/renders/job1/" + frame_printf_pattern(".jpg")
     assert "frame_00003.jpg" in concat_list(FRAMES, [3], suffix=".jpg")
 
 
