@@ -52,7 +52,7 @@ from farm_common.protocol import (
 )
 from render_node import __version__
 from render_node.archive import archive_size, stat_members, stream_archive
-from render_node.jobs import FINAL, Job, JobManager
+from render_node.jobs import FINAL, BlenderOptions, Job, JobManager
 from render_node.metrics import NodeMetrics
 from render_node.registration import default_advertise_url, heartbeat_loop
 from render_node.scenes import SceneStore
@@ -80,13 +80,15 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         data_dir=data_dir,
         blender=settings.blender,
         slots=settings.slots,
-        threads=settings.threads,
         environ=dict(os.environ) if environ is None else environ,
-        frame_timeout=settings.frame_timeout,
-        allow_freestyle=settings.allow_freestyle,
-        memory_limit_mb=settings.memory_limit_mb,
-        log_lines=settings.log_lines,
-        version_timeout=settings.version_timeout,
+        options=BlenderOptions(
+            threads=settings.threads,
+            frame_timeout=settings.frame_timeout,
+            allow_freestyle=settings.allow_freestyle,
+            memory_limit_mb=settings.memory_limit_mb,
+            log_lines=settings.log_lines,
+            version_timeout=settings.version_timeout,
+        ),
         on_finished=lambda job: metrics.record(job.batch),
     )
     metrics = NodeMetrics(settings.slots, lambda: manager.busy)

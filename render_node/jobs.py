@@ -128,6 +128,18 @@ class Job:
         return round(max(0.0, min(starts) - self.launched), 3)
 
 
+@dataclass(frozen=True)
+class BlenderOptions:
+    """How this node runs each Blender: the same for every job."""
+
+    threads: int = 0  # 0: all cores
+    frame_timeout: float | None = None  # killed after this long without a line of output
+    allow_freestyle: bool = False  # Freestyle runs Python from the .blend: refused unless set
+    memory_limit_mb: int | None = None  # RLIMIT_AS of each Blender
+    log_lines: int = 2000  # of Blender's output kept per job
+    version_timeout: float = 20.0  # for `blender --version`
+
+
 class JobManager:
     def __init__(
         self,
@@ -135,30 +147,17 @@ class JobManager:
         data_dir: Path,
         blender: str,
         slots: int,
-        threads: int,
         environ: Mapping[str, str],
-        frame_timeout: float | None = None,
-        allow_freestyle: bool = False,
-        memory_limit_mb: int | None = None,
-        log_lines: int = 2000,
-        version_timeout: float = 20.0,
+        options: BlenderOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self.jobs_dir = data_dir / "jobs"
-        self.on_finished = on_finished
         self.blender = _resolve_executable(blender)
-        self.slots = slots
-        self.threads = threads
         self.env = blender_env(environ)
-        self.frame_timeout = frame_timeout
-        self.allow_freestyle = allow_freestyle
-        self.memory_limit_mb = memory_limit_mb
-        self.log_lines = log_lines
-        self.version_timeout = version_timeout
-        self.clock = clock
-        self.wall = wall
+        self.options = options or BlenderOptions()
+        self.clock, self.wall, self.on_finished = clock, wall, on_finished
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(slots)
         self._version: str | None = None
@@ -193,7 +192,7 @@ class JobManager:
         async with self._version_lock:
             if self._version is None:
                 self._version = await read_blender_version(
-                    self.blender, self.env, limit=self.version_timeout
+                    self.blender, self.env, limit=self.options.version_timeout
                 )
             return self._version
 
@@ -207,7 +206,7 @@ class JobManager:
             fmt=fmt,
             dir=self.jobs_dir / job_id,
             batch=batch,
-            log_tail=deque(maxlen=self.log_lines),
+            log_tail=deque(maxlen=self.options.log_lines),
             created=self.wall(),
             blender_version=self._version,
         )
@@ -267,8 +266,8 @@ class JobManager:
                 job.output_dir,
                 part,
                 job.fmt,
-                self.threads,
-                allow_freestyle=self.allow_freestyle,
+                self.options.threads,
+                allow_freestyle=self.options.allow_freestyle,
             )
             job.log_tail.append("[node] " + " ".join(command))
             if job.launched is None:
@@ -281,8 +280,8 @@ class JobManager:
                 job.fmt,
                 env=env,
                 log_tail=job.log_tail,
-                frame_timeout=self.frame_timeout,
-                memory_limit_mb=self.memory_limit_mb,
+                frame_timeout=self.options.frame_timeout,
+                memory_limit_mb=self.options.memory_limit_mb,
                 pid_file=job.dir / "blender.pid",
                 clock=self.clock,
                 label=f"job {job.id}",
@@ -291,7 +290,7 @@ class JobManager:
                 result = await job.run.run()
             finally:
                 job.files.update(job.run.files)
-            if result.returncode == FREESTYLE_EXIT_CODE and not self.allow_freestyle:
+            if result.returncode == FREESTYLE_EXIT_CODE and not self.options.allow_freestyle:
                 # Our own check ended Blender (blender.FREESTYLE_CHECK): so will every batch.
                 failed = [job.batch.frames[f] for f in part if job.batch.frames[f].error]
                 job.refused = failed[0].error if failed else "the scene enables Freestyle"

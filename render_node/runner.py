@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from farm_common.protocol import FrameState, parse_frame_name
@@ -112,45 +112,33 @@ class RunResult:
     cancelled: bool = False
 
 
+@dataclass
 class BlenderRun:
     """Runs `command` for `frames` (a subset of `batch`) and records what happens in `batch`."""
 
-    def __init__(
-        self,
-        command: list[str],
-        batch: Batch,
-        frames: list[int],
-        output_dir: Path,
-        fmt: ImageFormat,
-        *,
-        env: Mapping[str, str],
-        log_tail: deque[str],
-        frame_timeout: float | None = None,
-        memory_limit_mb: int | None = None,
-        pid_file: Path | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        tick: float = 0.1,
-        label: str = "",
-    ) -> None:
-        self.command = command
-        self.batch = batch
-        self.frames = frames
-        self.output_dir = output_dir
-        self.fmt = fmt
-        self.env = dict(env)
-        self.log_tail = log_tail
-        self.frame_timeout = frame_timeout
-        self.memory_limit_mb = memory_limit_mb
-        self.pid_file = pid_file
-        self.clock = clock
-        self.tick = tick
-        self.label = label
-        self.files: dict[int, Path] = {}
-        self.parser = OutputParser()
-        self.proc: asyncio.subprocess.Process | None = None
-        self.cancelled = False
-        self.timed_out = False
-        self._since = 0.0
+    command: list[str]
+    batch: Batch
+    frames: list[int]
+    output_dir: Path
+    fmt: ImageFormat
+    _: KW_ONLY
+    env: Mapping[str, str]
+    log_tail: deque[str]
+    frame_timeout: float | None = None
+    memory_limit_mb: int | None = None
+    pid_file: Path | None = None
+    clock: Callable[[], float] = time.monotonic
+    tick: float = 0.1
+    label: str = ""
+    files: dict[int, Path] = field(default_factory=dict, init=False)
+    parser: OutputParser = field(default_factory=OutputParser, init=False)
+    proc: asyncio.subprocess.Process | None = field(default=None, init=False)
+    cancelled: bool = field(default=False, init=False)
+    timed_out: bool = field(default=False, init=False)
+    _since: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.env = dict(self.env)  # a copy: the caller's mapping may change under the run
 
     async def run(self) -> RunResult:
         self._since = time.time() - MTIME_SLACK
