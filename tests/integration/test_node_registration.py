@@ -73,7 +73,7 @@ def test_detected_address_is_worked_out_again_on_every_heartbeat(
     # As in a Swarm: the orchestrator's name does not resolve at first, then it does.
     answers = iter(["http://5cb22156f986:8100"] * 2)
     monkeypatch.setattr(
-        "render_node.api.default_advertise_url",
+        "render_node.api.app.default_advertise_url",
         lambda host, port, orchestrator: next(answers, "http://10.0.3.7:8100"),
     )
     received: list[dict[str, Any]] = []

@@ -1,0 +1,130 @@
+"""The render node's app: `create_app(settings)`; the lifespan owns the job manager (and with it
+every Blender process) and the heartbeat to the orchestrator."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from farm_common.auth import BearerTokenMiddleware
+from farm_common.errors import document_errors, install_error_handlers
+from farm_common.limits import BodyLimitMiddleware, json_limit
+from farm_common.protocol import NodeRegistration
+from render_node import __version__
+from render_node.api import jobs, scenes, system
+from render_node.api.deps import Node, cpu_count
+from render_node.jobs import BlenderOptions, JobManager
+from render_node.metrics import NodeMetrics
+from render_node.registration import default_advertise_url, heartbeat_loop
+from render_node.scenes import SceneStore
+from render_node.settings import NodeSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None) -> FastAPI:
+    """`environ` is the environment Blender runs with (default: the node's own)."""
+    data_dir = settings.resolved_data_dir.resolve()
+    manager = JobManager(
+        data_dir=data_dir,
+        blender=settings.blender,
+        slots=settings.slots,
+        environ=dict(os.environ) if environ is None else environ,
+        options=BlenderOptions(
+            threads=settings.threads,
+            frame_timeout=settings.frame_timeout,
+            allow_freestyle=settings.allow_freestyle,
+            memory_limit_mb=settings.memory_limit_mb,
+            log_lines=settings.log_lines,
+            version_timeout=settings.version_timeout,
+        ),
+        on_finished=lambda job: metrics.record(job.batch),
+    )
+    metrics = NodeMetrics(settings.slots, lambda: manager.busy)
+    store = SceneStore(
+        data_dir / "scenes", settings.scenes_dir.resolve(), settings.max_upload_bytes
+    )
+    node = Node(
+        settings,
+        manager,
+        store,
+        metrics,
+        url=settings.advertise_url
+        or default_advertise_url(settings.host, settings.port, settings.orchestrator),
+    )
+
+    async def registration() -> dict[str, Any]:
+        # Without --advertise-url the address is worked out again on every heartbeat: in a
+        # Swarm the orchestrator's name may not resolve yet when the node starts, and a
+        # restarted container can come back with another IP.
+        if not settings.advertise_url:
+            node.url = await asyncio.to_thread(
+                default_advertise_url, settings.host, settings.port, settings.orchestrator
+            )
+        return NodeRegistration(
+            url=node.url,
+            slots=settings.slots,
+            busy=manager.busy,
+            version=__version__,
+            blender_version=await manager.blender_version(),
+            cpu_count=cpu_count(),
+            name=node.name,
+            instance=node.instance,
+        ).model_dump()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await manager.start()
+        await asyncio.to_thread(store.remove_partial_uploads)
+        background = [asyncio.create_task(manager.blender_version(), name="blender-version")]
+        if settings.orchestrator:
+            background.append(
+                asyncio.create_task(
+                    heartbeat_loop(
+                        settings.orchestrator,
+                        registration,
+                        token=settings.token,
+                        interval=settings.heartbeat_seconds,
+                    ),
+                    name="heartbeat",
+                )
+            )
+        log.info("render node up: %s, data in %s", node.url, data_dir)
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await manager.shutdown()
+            log.info("render node stopped: no Blender left running")
+
+    app = FastAPI(title="Blender farm render node", version=__version__, lifespan=lifespan)
+
+    def body_limit(method: str, path: str) -> tuple[int, str] | None:
+        if method == "PUT" and path.startswith("/scenes/"):
+            return store.max_bytes, (
+                f"upload is larger than this node's limit of "
+                f"{store.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+            )
+        return json_limit(method, path)
+
+    install_error_handlers(app)
+    document_errors(app)
+    app.include_router(system.router)
+    app.include_router(jobs.router)
+    app.include_router(scenes.router)
+    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(BearerTokenMiddleware, token=settings.token)  # outermost: first
+    app.state.node = node
+    # Tests reach the node's parts by these names.
+    app.state.manager = manager
+    app.state.store = store
+    app.state.settings = settings
+    return app
