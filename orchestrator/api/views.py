@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.scheduling.policy import FINAL_JOB_STATES, eta_seconds
+from farm_common.protocol import FINAL_JOB_STATES
+from orchestrator.scheduling.policy import eta_seconds
 from orchestrator.store.db import Job
 
 FAILED_FRAMES_SHOWN = 100

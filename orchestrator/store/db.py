@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from farm_common.frames import compact_frames
+from farm_common.protocol import FrameState, JobState
 from orchestrator.scheduling.batching import split_batches
 from orchestrator.scheduling.policy import final_job_state, frame_gives_up
 from orchestrator.store.migrations import migrate
@@ -27,9 +28,8 @@ from orchestrator.store.queries import Job, Queries
 
 T = TypeVar("T")
 
-UNFINISHED = ("queued", "running")
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING)
 WRITE_WAIT_SECONDS = 60.0
-LIVE_BATCH = ("running",)
 
 
 @dataclass
@@ -155,7 +155,7 @@ class Store(Queries):
                 " batch_size, video, state, created, total, adaptive, blender_version)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
-                 int(video), "queued", now, len(frames), int(adaptive), blender_version),
+                 int(video), JobState.QUEUED, now, len(frames), int(adaptive), blender_version),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",
@@ -313,7 +313,7 @@ class Store(Queries):
                     nodes_failed.add(node)
                     attempts = r["attempts"] + 1
                     gives_up = frame_gives_up(nodes_failed, attempts, live_nodes, max_attempts)
-                    new_state = "failed" if gives_up else "pending"
+                    new_state = FrameState.FAILED if gives_up else FrameState.PENDING
                     db.execute(
                         "UPDATE frames SET state=?, attempts=?, nodes_failed=?, error=?,"
                         " batch=NULL WHERE job=? AND frame=?",
