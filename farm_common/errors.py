@@ -166,6 +166,7 @@ def _validation_detail(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI, *, upload_hint: str | None = None) -> None:
     """`upload_hint`: how to send a file upload, for the service that takes one (said when a
     body cannot be parsed)."""
+
     @app.exception_handler(FarmError)
     async def _farm_error(request: Request, exc: FarmError) -> JSONResponse:
         return JSONResponse(

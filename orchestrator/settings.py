@@ -1,4 +1,8 @@
-"""The orchestrator's one configuration object: every CLI flag and FARM_* variable lands here."""
+"""The orchestrator's one configuration object: every CLI flag and FARM_* variable lands here.
+
+Each field is also an `orchestrator` flag (farm_common.settings_cli): its description is the
+flag's help, so say there what the setting does and why.
+"""
 
 from __future__ import annotations
 
@@ -12,46 +16,96 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class OrchestratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    data_dir: Path = Path("./.farm/orchestrator")
-    scenes_dir: Path = Path("./scenes")
-    # Static node URLs (dev mode); FARM_NODE takes a comma-separated list.
-    node: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    token: str | None = None
-    # A node is lost after this long without a heartbeat or an answer. Nodes heartbeat every
-    # 2 s and the monitor runs every second, so loss is detected well within 10 s.
-    node_timeout_seconds: float = 6.0
-    # How often static nodes are probed (GET /info) and lost nodes are looked for.
-    probe_interval_seconds: float = 1.0
-    # A frame failed on this many different nodes is failed for good; a node that fails this
-    # many batches of a job gets no more batches of it.
-    max_attempts: int = 3
-    poll_interval: float = 0.3
-    # Status polls of running batches, farm-wide, per second: with more batches running than
-    # this many times `poll_interval` (30 at the defaults), each is polled less often. A batch's
-    # last frame is waited for on the node (held request), so this delays only collection.
-    max_polls_per_second: float = Field(default=100.0, gt=0)
-    # Short: status calls are tiny, and a frozen node must be noticed quickly.
-    request_timeout_seconds: float = 2.0
-    # Scene pushes and frame downloads move real bytes.
-    transfer_timeout_seconds: float = 120.0
-    max_upload_mb: int = Field(default=4096, gt=0)
-    # Without a batch size in the request: the first batch of each node (before its speed on
-    # the scene is known) is at most this many frames; later ones are cut to the node's
-    # speed: at most `max_batch_seconds` of expected render time and `max_sized_batch` frames.
-    max_batch_size: int = 25
-    max_batch_seconds: float = Field(default=600.0, gt=0)
-    max_sized_batch: int = Field(default=100, ge=1, le=10_000)
-    # Jobs queued or running at once; POST /render answers 429 beyond it.
-    max_queued_jobs: int = Field(default=1000, ge=1)
-    # POST /render per client address and minute (a token bucket, bursts of as many); 0: off.
-    # Generous: it stops a runaway script, not a busy studio or the test suites.
-    rate_limit: float = Field(default=600.0, ge=0)
-    log_format: Literal["text", "json"] = "text"
-    # The `orchestrator` command runs the scheduler in a child process, so that status reads
-    # never wait for its interpreter lock; this keeps both in one process (one PID to watch).
-    single_process: bool = False
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=0, le=65535, description="port to listen on")
+    data_dir: Path = Field(
+        default=Path("./.farm/orchestrator"), description="SQLite database and collected frames"
+    )
+    scenes_dir: Path = Field(default=Path("./scenes"), description="folder of named scenes")
+    node: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="static render node URL (dev mode), repeatable; in FARM_NODE, comma-separated",
+        json_schema_extra={"metavar": "URL"},
+    )
+    token: str | None = Field(default=None, description="bearer token for clients and nodes")
+    node_timeout_seconds: float = Field(
+        default=6.0,
+        gt=0,
+        description="a node is lost after this long without a heartbeat or an answer; nodes "
+        "heartbeat every 2 s and the monitor runs every second, so loss is detected well "
+        "within 10 s",
+    )
+    probe_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="how often static nodes are probed (GET /info) and lost nodes looked for",
+    )
+    max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="a frame failed on this many different nodes is failed for good; a node "
+        "that fails this many batches of a job gets no more batches of it",
+    )
+    poll_interval: float = Field(
+        default=0.3, gt=0, description="seconds between status polls of a running batch"
+    )
+    max_polls_per_second: float = Field(
+        default=100.0,
+        gt=0,
+        description="status polls of running batches, farm-wide: with more batches running "
+        "than this times --poll-interval (30 at the defaults) each is polled less often; a "
+        "batch's last frame is waited for on the node, so this delays only collection",
+    )
+    request_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="timeout of status calls to nodes: short, as they are tiny and a frozen "
+        "node must be noticed quickly",
+    )
+    transfer_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="timeout of scene pushes and frame downloads (real bytes)"
+    )
+    max_upload_mb: int = Field(default=4096, gt=0, description="largest scene upload, in MB")
+    max_batch_size: int = Field(
+        default=25,
+        ge=1,
+        description="without a batch size in the request: most frames in a node's first batch "
+        "of a job, before its speed on the scene is known",
+    )
+    max_batch_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="a batch cut to a node's speed (all but its first of a job) holds at "
+        "most this much expected render time",
+    )
+    max_sized_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="... and at most this many frames",
+    )
+    max_queued_jobs: int = Field(
+        default=1000,
+        ge=1,
+        description="jobs queued or running at once; POST /render answers 429 beyond",
+    )
+    rate_limit: float = Field(
+        default=600.0,
+        ge=0,
+        description="POST /render per client address and minute (a token bucket, bursts of as "
+        "many); 0: off. Generous: it stops a runaway script, not a busy studio",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="least severe log lines shown"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json for log collectors"
+    )
+    single_process: bool = Field(
+        default=False,
+        description="run the scheduler on a thread of this process, not in a child process of "
+        "its own: one PID to watch, but status answers wait on a busy scheduler",
+    )
 
     @field_validator("node", mode="before")
     @classmethod

@@ -1,4 +1,8 @@
-"""The render node's configuration: the only place it lives (env prefix FARM_, CLI on top)."""
+"""The render node's configuration: the only place it lives (env prefix FARM_, CLI on top).
+
+Each field is also a `render-node` flag (farm_common.settings_cli): its description is the
+flag's help, so say there what the setting does and why.
+"""
 
 from __future__ import annotations
 
@@ -12,28 +16,69 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class NodeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8100, ge=0, le=65535)
-    data_dir: Path | None = None  # default ./.farm/node-<port>
-    scenes_dir: Path = Path("scenes")
-    blender: str = "blender"
-    slots: int = Field(1, ge=1, le=64)
-    threads: int = Field(0, ge=0, le=1024)  # 0: all cores
-    token: str | None = None
-    orchestrator: str | None = None
-    advertise_url: str | None = None
-    max_upload_mb: float = Field(2048, gt=0)
-    # A hung Blender must never hold a batch forever (the orchestrator has no batch timeout):
-    # killed after this long without a line of output. Cycles prints a line per sample.
-    frame_timeout: float | None = Field(1800.0, gt=0)
-    # Freestyle runs Python from the .blend even with --disable-autoexec: refused unless set.
-    allow_freestyle: bool = False
-    # Address-space limit (RLIMIT_AS) of each Blender process; None: unlimited.
-    memory_limit_mb: int | None = Field(None, gt=0)
-    heartbeat_seconds: float = Field(2.0, gt=0)
-    log_lines: int = Field(2000, ge=10)
-    version_timeout: float = Field(20.0, gt=0)
-    log_format: Literal["text", "json"] = "text"
+    host: str = Field(default="127.0.0.1", description="address to bind")
+    port: int = Field(default=8100, ge=0, le=65535, description="port to listen on")
+    data_dir: Path | None = Field(
+        default=None, description="jobs and uploaded scenes; none: ./.farm/node-PORT"
+    )
+    scenes_dir: Path = Field(default=Path("scenes"), description="folder of named scenes")
+    blender: str = Field(
+        default="blender", description="Blender executable", json_schema_extra={"metavar": "PATH"}
+    )
+    slots: int = Field(default=1, ge=1, le=64, description="Blender processes at once")
+    threads: int = Field(
+        default=0, ge=0, le=1024, description="render threads per Blender; 0: all cores"
+    )
+    token: str | None = Field(
+        default=None,
+        description="require 'Authorization: Bearer TOKEN' (every endpoint but /health)",
+    )
+    orchestrator: str | None = Field(
+        default=None,
+        description="orchestrator URL to register with",
+        json_schema_extra={"metavar": "URL"},
+    )
+    advertise_url: str | None = Field(
+        default=None,
+        description="this node's URL as the orchestrator sees it; none: this machine's address "
+        "towards the orchestrator",
+        json_schema_extra={"metavar": "URL"},
+    )
+    max_upload_mb: float = Field(default=2048, gt=0, description="largest scene upload, in MB")
+    frame_timeout: float | None = Field(
+        default=1800.0,
+        gt=0,
+        description="kill Blender after this many seconds without a line of output (Cycles "
+        "prints one per sample): a hung Blender must never hold a batch forever, and the "
+        "orchestrator has no batch timeout",
+        json_schema_extra={"metavar": "SECONDS"},
+    )
+    allow_freestyle: bool = Field(
+        default=False,
+        description="render scenes that enable Freestyle, which runs Python from the .blend "
+        "even with --disable-autoexec; refused unless set",
+    )
+    memory_limit_mb: int | None = Field(
+        default=None,
+        gt=0,
+        description="address-space limit (RLIMIT_AS) of each Blender process, in MB; Blender "
+        "needs ~1 GB of it to start; none: unlimited",
+    )
+    heartbeat_seconds: float = Field(
+        default=2.0, gt=0, description="seconds between registrations with the orchestrator"
+    )
+    log_lines: int = Field(
+        default=2000, ge=10, description="lines of Blender output kept per job (GET /jobs/ID/log)"
+    )
+    version_timeout: float = Field(
+        default=20.0, gt=0, description="seconds to wait for `blender --version` to answer"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="least severe log lines shown"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text for people, json for log collectors"
+    )
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -1,5 +1,6 @@
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,16 @@ from render_node.cli import parse_settings
 from render_node.registration import default_advertise_url, heartbeat_loop, local_ip_towards
 
 
+@pytest.fixture
+def no_farm_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("FARM_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("no_farm_env")
 def test_cli_flags_map_onto_settings() -> None:
-    settings, level = parse_settings(
+    settings = parse_settings(
         [
             "--port", "8200", "--data-dir", "/d", "--scenes-dir", "/s", "--blender", "/b",
             "--slots", "2", "--threads", "4", "--token", "t", "--orchestrator", "http://o:8000",
@@ -25,24 +34,26 @@ def test_cli_flags_map_onto_settings() -> None:
     assert (settings.token, settings.orchestrator) == ("t", "http://o:8000")
     assert settings.advertise_url == "http://me:8200"
     assert (settings.max_upload_mb, settings.frame_timeout, settings.host) == (10, 30, "0.0.0.0")
-    assert level == "info"
+    assert settings.log_level == "info"
 
 
+@pytest.mark.usefixtures("no_farm_env")
 def test_every_flag_falls_back_to_its_farm_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FARM_BLENDER", "/opt/blender/blender")
     monkeypatch.setenv("FARM_TOKEN", "secret")
     monkeypatch.setenv("FARM_PORT", "8300")
     monkeypatch.setenv("FARM_FRAME_TIMEOUT", "12")
-    settings, _ = parse_settings(["--slots", "3"])
+    settings = parse_settings(["--slots", "3"])
     assert settings.blender == "/opt/blender/blender"
     assert (settings.token, settings.port, settings.frame_timeout) == ("secret", 8300, 12)
     assert settings.resolved_data_dir == Path(".farm/node-8300")
-    flag_wins, _ = parse_settings(["--port", "8400"])
+    flag_wins = parse_settings(["--port", "8400"])
     assert flag_wins.port == 8400
 
 
+@pytest.mark.usefixtures("no_farm_env")
 def test_defaults_are_safe() -> None:
-    settings, _ = parse_settings([])
+    settings = parse_settings([])
     assert settings.host == "127.0.0.1" and settings.slots == 1 and settings.threads == 0
     assert settings.frame_timeout == 1800 and settings.max_upload_mb == 2048
 
