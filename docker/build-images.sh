@@ -199,7 +199,16 @@ case "${FARM_WHEELS:-auto}" in
         if python3 -m pip --version >/dev/null 2>&1; then prepare_wheels; fi ;;
 esac
 
+# Both at once: most of a fresh build is apt downloading and unpacking Blender and ffmpeg,
+# which leaves the CPU idle while it waits on the network.
+pids=()
 for name in render-node orchestrator; do
-    if [ -z "${ONLY:-}" ] || [ "$ONLY" = "$name" ]; then build_image "$name"; fi
+    if [ -z "${ONLY:-}" ] || [ "$ONLY" = "$name" ]; then
+        build_image "$name" &
+        pids+=("$!")
+    fi
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || die "an image did not build (logs in $CACHE)"
 log "done in $((SECONDS - total)) s"

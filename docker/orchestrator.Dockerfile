@@ -4,34 +4,37 @@
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- build: a virtualenv with the dependencies, and a wheel of the farm package ----
-# (Identical to the render node's build stage, so the two images share these cached layers.)
-FROM ${BASE_IMAGE} AS build
+# (Identical to the other image's build stages, so the two images share these cached layers.)
+FROM ${BASE_IMAGE} AS python
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
+
+# Only the dependency list: an edit elsewhere in pyproject.toml (tool settings, the version)
+# or in README.md leaves the dependency layer of the next stage cached.
+FROM python AS requirements
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' >/requirements.txt
+
+FROM python AS build
 # docker/wheels holds pre-downloaded wheels when build containers cannot reach PyPI
 # (docker/build-images.sh fills it); empty means "use PyPI".
 COPY docker/wheels/ /wheels/
-COPY pyproject.toml README.md /src/
-# Dependencies in their own layer (installed via a stub package), so editing the
-# sources does not reinstall them.
+COPY --from=requirements /requirements.txt /requirements.txt
 RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
     python3 -m venv /opt/farm; \
-    mkdir -p /src/farm_common /src/render_node /src/orchestrator; \
-    touch /src/farm_common/__init__.py /src/render_node/__init__.py /src/orchestrator/__init__.py; \
-    /opt/farm/bin/pip install $opts /src; \
-    /opt/farm/bin/pip uninstall -y blender-farm; \
-    # setuptools would reuse the stub's build/ (its files look newer than the real ones).
-    rm -rf /src/build /src/*.egg-info /src/farm_common /src/render_node /src/orchestrator
+    /opt/farm/bin/pip install $opts -r /requirements.txt
+COPY pyproject.toml README.md /src/
 COPY farm_common /src/farm_common
 COPY render_node /src/render_node
 COPY orchestrator /src/orchestrator
-# The project itself as a wheel, outside the venv, so the venv layer stays cached.
+# The project itself as a wheel, outside the venv, so the venv stays as it was (no .pyc of
+# pip's either) and the runtime stage's copy of it stays cached.
 RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
-    /opt/farm/bin/pip wheel --no-deps $opts -w /dist /src
+    PYTHONDONTWRITEBYTECODE=1 /opt/farm/bin/pip wheel --no-deps $opts -w /dist /src
 
 # ---- runtime ----
 FROM ${BASE_IMAGE}

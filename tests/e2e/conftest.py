@@ -32,8 +32,8 @@ def images(docker_client: docker.DockerClient) -> None:
     """Build the images with docker/build-images.sh.
 
     It runs even when the images exist, so the tests never exercise stale code: with Docker's
-    layer cache an unchanged tree rebuilds in about a second. FARM_E2E_BUILD=0 skips it when
-    the images are present.
+    layer cache an unchanged tree rebuilds in seconds. FARM_E2E_BUILD=0 skips it when the
+    images are present: `make test` builds them before pytest, outside any test timeout.
     """
     present = all(_image_exists(docker_client, name) for name in IMAGES)
     if present and os.environ.get("FARM_E2E_BUILD") == "0":
