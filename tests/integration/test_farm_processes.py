@@ -7,19 +7,14 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
 from farm_common.frames import parse_frame_spec
+from farm_common.protocol import frame_name
+from tests.integration.farm_procs import blender_processes, farm, submit
 from tests.orch_helpers import wait_job, wait_until
-
-try:
-    from tests.integration.farm_procs import blender_processes, farm, submit
-except ImportError:  # the render node (branch `node`, with tests/servers.py) is not merged yet
-    pytest.skip("needs the render node and tests/servers.py", allow_module_level=True)
 
 
 def frame_files(frames: list[int]) -> list[str]:
-    return sorted(f"frame_{f:05d}.png" for f in frames)
+    return sorted(frame_name(f, ".png") for f in frames)
 
 
 def test_static_nodes_render_a_spec_with_steps_and_lists_each_frame_once(tmp_path: Path) -> None:

@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.farm_procs import farm
 from tests.orch_helpers import wait_job
-
-try:
-    from tests.integration.farm_procs import farm
-except ImportError:  # the render node (branch `node`, with tests/servers.py) is not merged yet
-    pytest.skip("needs the render node and tests/servers.py", allow_module_level=True)
 
 DEMO = Path(__file__).resolve().parents[2] / "scenes" / "demo.blend"
 

@@ -103,20 +103,34 @@ def test_frame_timeout_fires_on_the_clock_not_on_real_time(tmp_path: Path) -> No
     assert run.proc is not None and run.proc.returncode is not None
 
 
+class FramePacedClock(FakeClock):
+    """Moves `step` seconds whenever a frame of `batch` started or ended since it was read."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+        self.batch: Batch | None = None
+        self.seen: list[str] = []
+
+    def __call__(self) -> float:
+        states = [r.state for r in self.batch.frames.values()] if self.batch else []
+        if states != self.seen:
+            self.seen = states
+            self.now += self.step
+        return self.now
+
+
 def test_output_resets_the_frame_timeout(tmp_path: Path) -> None:
-    clock = FakeClock()
-    run = make_run(tmp_path, [1, 2], clock, frame_timeout=5.0, env={"FAKE_BLENDER_SECONDS": "0.4"})
-
-    async def scenario() -> None:
-        task = asyncio.create_task(run.run())
-        for _ in range(20):  # the clock runs fast, but each output line touches the watchdog
-            await asyncio.sleep(0.02)
-            clock.now += 0.2
-        result = await asyncio.wait_for(task, 10)
-        assert not result.timed_out
-
-    asyncio.run(scenario())
-    assert [r.state for r in run.batch.frames.values()] == ["done", "done"]
+    # Every frame start and end moves the clock 2 s: over the run past the 5 s timeout, but
+    # never 5 s without output. A watchdog not reset by output would time out mid-run.
+    clock = FramePacedClock(step=2.0)
+    frames = [1, 2, 3]
+    run = make_run(tmp_path, frames, clock, frame_timeout=5.0, env={"FAKE_BLENDER_SECONDS": "0.2"})
+    clock.batch = run.batch
+    result = asyncio.run(asyncio.wait_for(run.run(), 10))
+    assert not result.timed_out
+    assert clock.now - 1000.0 > 5.0  # the run outlasted the timeout
+    assert [r.state for r in run.batch.frames.values()] == ["done"] * len(frames)
 
 
 def test_cancel_reaps_blender_and_fails_unfinished_frames(tmp_path: Path) -> None:
