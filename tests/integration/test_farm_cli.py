@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.integration.farm_procs import FAKE_BLENDER, base_env, blender_processes, farm
-from tests.orch_helpers import BLEND
+from tests.orch_helpers import BLEND, wait_until
 from tests.servers import free_port
 
 FARM = [sys.executable, "-m", "orchestrator.client.cli"]
@@ -102,33 +101,25 @@ def test_farm_up_starts_a_farm_and_ctrl_c_stops_every_process(tmp_path: Path) ->
     reader = threading.Thread(target=lambda: lines.extend(up.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()
     try:
-        token = None
-        deadline = time.monotonic() + 60
-        while token is None and time.monotonic() < deadline:
-            token_file = tmp_path / ".farm" / "token"
-            if token_file.is_file() and token_file.read_text().strip():
-                token = token_file.read_text().strip()
-            time.sleep(0.1)
-        assert token, "farm up wrote no token"
-        headers = {"Authorization": f"Bearer {token}"}
+        token_file = tmp_path / ".farm" / "token"
+        wait_until(lambda: token_file.is_file() and token_file.read_text().strip() != "",
+                   timeout=60, what="farm up's token")  # fmt: skip
+        headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, headers=headers, timeout=5) as client:
-            while time.monotonic() < deadline:
+
+            def nodes() -> int:
                 try:
-                    if len(client.get("/nodes").json()) == 2:
-                        break
+                    return len(client.get("/nodes").json())
                 except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            assert len(client.get("/nodes").json()) == 2
+                    return 0
+
+            wait_until(lambda: nodes() == 2, timeout=60, what="two registered nodes")
             # Up as `farm up` sees it (nodes registered may not have been counted yet).
-            while time.monotonic() < deadline and not any("farm up: " in x for x in lines):
-                time.sleep(0.1)
+            wait_until(lambda: any("farm up: " in x for x in lines), what="'farm up:' line")
             # A hanging Blender on a node: Ctrl-C must still leave nothing behind.
-            job = client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()
-            while time.monotonic() < deadline and not blender_processes(str(tmp_path)):
-                time.sleep(0.1)
-            assert blender_processes(str(tmp_path)), f"no Blender started for {job}"
+            client.post("/render", json={"scene": "demo.blend", "frames": "1-4"}).json()
+            wait_until(lambda: bool(blender_processes(str(tmp_path))), what="a Blender running")
         os.killpg(up.pid, signal.SIGINT)
         up.wait(30)
         reader.join(10)
@@ -136,8 +127,7 @@ def test_farm_up_starts_a_farm_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         assert up.returncode == 0, out
         assert "farm up: http://127.0.0.1:" in out
         assert "stopping the farm" in out
-        time.sleep(0.5)
-        assert blender_processes(str(tmp_path)) == []
+        wait_until(lambda: blender_processes(str(tmp_path)) == [], timeout=2, what="no Blender")
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
