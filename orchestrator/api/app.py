@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from farm_common import health
 from farm_common.auth import BearerTokenMiddleware
 from farm_common.errors import document_errors, error_body, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, RateLimiter, json_limit
@@ -116,6 +117,7 @@ def create_app(
         )
 
     document_errors(app)
+    app.include_router(health.router)
     app.include_router(system.router)
     app.include_router(scenes.router)
     app.include_router(render_router(rate_limiter))

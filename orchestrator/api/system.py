@@ -1,19 +1,13 @@
-"""/health and /metrics."""
+"""/metrics (and /health, from farm_common)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
-from farm_common.protocol import Health
 from orchestrator.api.deps import FarmDep
 
 router = APIRouter()
-
-
-@router.get("/health", response_model=Health)
-async def health() -> Health:
-    return Health()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from farm_common import health
 from farm_common.auth import BearerTokenMiddleware
 from farm_common.errors import document_errors, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, json_limit
@@ -117,6 +118,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
 
     install_error_handlers(app)
     document_errors(app)
+    app.include_router(health.router)
     app.include_router(system.router)
     app.include_router(jobs.router)
     app.include_router(scenes.router)

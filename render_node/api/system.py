@@ -1,4 +1,4 @@
-"""/health, /info and /metrics."""
+"""/info and /metrics (and /health, from farm_common)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from farm_common.protocol import Health, JobCounts, JobState, NodeInfo
+from farm_common.protocol import JobCounts, JobState, NodeInfo
 from render_node import __version__
 from render_node.api.deps import NodeDep, cpu_count
 from render_node.jobs import FINAL
 
 router = APIRouter()
-
-
-@router.get("/health", response_model=Health)
-async def health() -> Health:
-    return Health()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
