@@ -117,7 +117,7 @@ def frame_printf_pattern(suffix: str) -> str:
 
 def parse_frame_name(name: str) -> tuple[int, str] | None:
     """`frame_00003.png` -> (3, ".png"); None for any other name."""
-    match = _FRAME_FILE.match(name)
+    match = _FRAME_FILE.fullmatch(name)
     if match is None:
         return None
     return int(match.group(1)), match.group(2)

@@ -1,21 +1,30 @@
 """Reading a node's frames.tar: a pure incremental tar reader, and `FrameFiles`, which puts each
 member in place as `_collect` does one frame (a .part file, renamed once complete).
 
-Nothing from the archive becomes a path: a member counts only when its name is `frame_<n>.<ext>`
-for a frame that was asked for, and it is written to the path we chose for that frame.
+Nothing from the archive becomes a path: a member counts only when its name is the one
+`protocol.frame_name` gives a frame that was asked for, and it is written to the path we chose.
 """
 
 from __future__ import annotations
 
 import os
-import re
+import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-BLOCK = 512
-_NAME = re.compile(r"frame_(\d{1,7})(?:\.[A-Za-z0-9]{1,10})?")
+from farm_common.protocol import frame_name, parse_frame_name
+
+BLOCK = tarfile.BLOCKSIZE
+# The node writes names as UTF-8; surrogateescape, tarfile's own default, never fails on a
+# foreign name, which is then simply no frame name.
+ENCODING, ERRORS = "utf-8", "surrogateescape"
+# No real path is longer; the bound also keeps a frame number far below the 4,300 digits past
+# which int() refuses a string, so no name can make parse_frame_name raise.
+LONG_NAME_MAX = 4096
+# Headers that describe the member after them: a GNU long name waits past them for that member.
+_EXTENSIONS = (*tarfile.GNU_TYPES, tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
 
 
 class ArchiveError(ValueError):
@@ -32,82 +41,23 @@ class Piece:
     last: bool
 
 
-def member_frame(name: str) -> int | None:
-    """The frame a member holds, from a name exactly like `frame_00003.png`; else None."""
-    match = _NAME.fullmatch(name)
-    return int(match.group(1)) if match else None
-
-
-# Member types with data, as tarfile's TarInfo.isreg() counts them; GNU extension headers
-# (long names, sparse maps) keep the ustar prefix field for other things.
-_REGULAR = (b"0", b"\0", b"7", b"S")
-_GNU = (b"L", b"K", b"S")
-
-
-@dataclass(frozen=True)
-class Header:
-    name: str
-    size: int
-    regular: bool
-
-
-def _text(field: bytes) -> str:
-    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-
-
-def _number(field: bytes) -> int:
-    """A numeric field: octal text, or base-256 (GNU, e.g. sizes past 8 GiB)."""
-    if field[0] in (0o200, 0o377):
-        value = int.from_bytes(field[1:], "big")
-        return value - 256 ** (len(field) - 1) if field[0] == 0o377 else value
-    try:
-        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        raise ArchiveError(f"bad tar header: number field {field!r}") from None
-
-
-def read_header(block: bytes) -> Header:
-    """What TarReader needs of a 512-byte header (name, size, whether it holds a file), as
-    tarfile.TarInfo.frombuf reads them, at a fifth of its cost: a job of 100,000 small frames
-    has as many headers, all read on the scheduler's event loop."""
-    if len(block) != BLOCK:
-        raise ArchiveError("bad tar header: truncated")
-    checksum = _number(block[148:156])
-    unsigned = sum(block) - sum(block[148:156]) + 256  # the field itself counts as spaces
-    # Some tars sum signed chars: each byte past 127 then counts 256 less.
-    if checksum != unsigned and checksum != unsigned - 256 * sum(
-        1 for b in block[:148] + block[156:] if b > 127
-    ):
-        raise ArchiveError("bad tar header: bad checksum")
-    size = _number(block[124:136])
-    if size < 0:
-        raise ArchiveError(f"bad tar header: size {size}")
-    name, kind = _text(block[0:100]), block[156:157]
-    prefix = _text(block[345:500])
-    if prefix and kind not in _GNU:
-        name = f"{prefix}/{name}"
-    # An old (V7) tar writes a folder as a file whose name ends with a slash.
-    folder = kind == b"5" or (kind == b"\0" and name.endswith("/"))
-    if folder:
-        name = name.rstrip("/")
-    return Header(name, size, kind in _REGULAR and not folder)
-
-
 class TarReader:
     """Feed a tar stream in chunks of any size; get back the data of its regular members.
 
-    Other members (folders, links, extended headers) are skipped. Everything after the
-    end-of-archive marker is ignored.
+    Headers are read by tarfile.TarInfo.frombuf; a GNU long name applies to the member after
+    it, as tarfile applies it. Other members (folders, links, pax headers) are skipped over
+    their data. Everything after the end-of-archive marker is ignored.
     """
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._name = ""
         self._regular = False
+        self._long_name: bytearray | None = None  # a GNU long name header's data, as it comes
+        self._collecting = False  # the current member's data is that long name
         self._left = 0  # data bytes of the current member still to come
         self._pad = 0  # padding after it
         self._first = False
-        self._in_member = False
         self._ended = False
 
     def feed(self, data: bytes) -> list[Piece]:
@@ -118,49 +68,90 @@ class TarReader:
         pos = 0
         buf = self._buf
         while True:
-            if self._in_member:
-                if self._left:
-                    take = min(self._left, len(buf) - pos)
-                    if take == 0:
-                        break
-                    self._left -= take
-                    if self._regular:
-                        chunk = bytes(buf[pos : pos + take])
-                        pieces.append(Piece(self._name, chunk, self._first, self._left == 0))
-                        self._first = False
-                    pos += take
-                    continue
+            if self._left:
+                take = min(self._left, len(buf) - pos)
+                if take == 0:
+                    break
+                self._left -= take
+                if self._regular:
+                    chunk = bytes(buf[pos : pos + take])
+                    pieces.append(Piece(self._name, chunk, self._first, self._left == 0))
+                    self._first = False
+                elif self._collecting:
+                    assert self._long_name is not None
+                    self._long_name += buf[pos : pos + take]
+                pos += take
+                continue
+            if self._pad:
                 skip = min(self._pad, len(buf) - pos)
                 self._pad -= skip
                 pos += skip
                 if self._pad:
                     break
-                self._in_member = False
             if len(buf) - pos < BLOCK:
                 break
             block = bytes(buf[pos : pos + BLOCK])
             pos += BLOCK
-            if block.count(0) == BLOCK:
-                self._ended = True
+            self._start(block)
+            if self._ended:
                 break
-            info = read_header(block)
-            self._name = info.name
-            self._regular = info.regular
-            self._left = info.size
-            self._pad = -info.size % BLOCK
-            self._first = True
-            self._in_member = True
-            if self._regular and info.size == 0:
-                pieces.append(Piece(info.name, b"", True, True))
+            if self._regular and self._left == 0:
+                pieces.append(Piece(self._name, b"", True, True))
         del buf[:pos]
         return pieces
 
+    def _start(self, block: bytes) -> None:
+        """Take in one header: the member whose data follows, or the end of the archive."""
+        if block.count(0) == BLOCK:
+            if self._long_name is not None:
+                raise ArchiveError("the archive ends after a long name header")
+            self._ended = True
+            return
+        try:
+            info = tarfile.TarInfo.frombuf(block, ENCODING, ERRORS)
+        except tarfile.HeaderError as exc:
+            raise ArchiveError(f"bad tar header: {exc}") from None
+        if info.size < 0:
+            raise ArchiveError(f"bad tar header: size {info.size}")
+        # Its sparse map can go on in blocks past the header and its data is not the file's:
+        # reading it as a plain member would misread the rest of the stream.
+        if info.type == tarfile.GNUTYPE_SPARSE:
+            raise ArchiveError(f"unexpected member type: {info.name!r} is a GNU sparse file")
+        self._collecting = info.type == tarfile.GNUTYPE_LONGNAME
+        if self._collecting:
+            if info.size > LONG_NAME_MAX:
+                raise ArchiveError(f"bad tar header: a long name of {info.size} bytes")
+            if self._long_name is not None:
+                self._collecting = False  # tarfile keeps the first of two long names in a row
+            else:
+                self._long_name = bytearray()
+        elif info.type not in _EXTENSIONS and self._long_name is not None:
+            info.name = self._long_name.split(b"\0", 1)[0].decode(ENCODING, ERRORS)
+            self._long_name = None
+        self._name = info.name
+        self._regular = info.isreg()
+        self._left = info.size
+        self._pad = -info.size % BLOCK
+        self._first = True
+
     def close(self) -> None:
         """The stream ended: complain if it stopped inside a member."""
-        if self._in_member and (self._left or self._pad):
+        if self._ended:
+            return
+        if self._left or self._pad:
             raise ArchiveError(f"the archive ends inside {self._name!r}")
-        if not self._ended and self._buf:
+        if self._buf:
             raise ArchiveError("the archive ends inside a header")
+        if self._long_name is not None:
+            raise ArchiveError("the archive ends after a long name header")
+
+
+def member_frame(name: str) -> int | None:
+    """The frame a member holds when its name is exactly the one the node gives it; else None."""
+    parsed = parse_frame_name(name)
+    if parsed is None or frame_name(*parsed) != name:
+        return None
+    return parsed[0]
 
 
 class FrameFiles:

@@ -17,9 +17,9 @@ from orchestrator.nodes.archive import (
     Piece,
     TarReader,
     member_frame,
-    read_header,
 )
 from render_node.archive import (
+    BLOCK,
     CHUNK,
     Member,
     archive_size,
@@ -144,7 +144,11 @@ def test_reader_ignores_what_follows_the_end_marker() -> None:
     [
         ("frame_00003.png", 3),
         ("frame_1048574.exr", 1048574),
-        ("frame_00003", 3),
+        ("frame_123456.png", 123456),
+        ("frame_00003", None),  # the node always gives a frame its extension
+        ("frame_3.png", None),  # not the name the node gives frame 3
+        ("frame_000003.png", None),
+        ("frame_00003.png\n", None),
         ("../frame_00003.png", None),
         ("/tmp/frame_00003.png", None),
         ("out/frame_00003.png", None),
@@ -225,38 +229,65 @@ def _with_checksum(block: bytearray, signed: bool = False) -> bytes:
     return bytes(block)
 
 
+# Each header, with what the reader gives for it: the member's name and size, or None when it
+# is skipped.
 HEADERS = {
-    "gnu file": _info("frame_00001.png", size=1234).tobuf(tarfile.GNU_FORMAT),
-    "ustar file": _info("frame_00002.exr", size=7).tobuf(tarfile.USTAR_FORMAT),
-    "ustar name with a prefix": _info("renders/" * 15 + "frame_00003.png", size=5).tobuf(
-        tarfile.USTAR_FORMAT
-    )[:512],
-    "empty file": _info("frame_00004.png").tobuf(tarfile.GNU_FORMAT),
-    "size past 8 GiB (base-256)": _info("big.exr", size=10 << 30).tobuf(tarfile.GNU_FORMAT),
-    "folder": _info("frames", tarfile.DIRTYPE).tobuf(tarfile.GNU_FORMAT),
-    "symlink": _info("frame_00005.png", tarfile.SYMTYPE, link="/etc/passwd").tobuf(
-        tarfile.GNU_FORMAT
+    "gnu file": (
+        _info("frame_00001.png", size=1234).tobuf(tarfile.GNU_FORMAT),
+        ("frame_00001.png", 1234),
     ),
-    "hard link": _info("frame_00006.png", tarfile.LNKTYPE, link="frame_00001.png").tobuf(
-        tarfile.GNU_FORMAT
+    "ustar file": (
+        _info("frame_00002.exr", size=7).tobuf(tarfile.USTAR_FORMAT),
+        ("frame_00002.exr", 7),
     ),
-    "gnu long name header": _info("x" * 150 + ".png", size=3).tobuf(tarfile.GNU_FORMAT)[:512],
-    "pax header": _info("y" * 150 + ".png", size=3).tobuf(tarfile.PAX_FORMAT)[:512],
-    "non-ASCII name": _info("kadr_ü_00001.png", size=9).tobuf(tarfile.GNU_FORMAT),
-    "signed checksum": _with_checksum(
-        bytearray(_info("kadr_ü_00002.png", size=9).tobuf(tarfile.GNU_FORMAT)), signed=True
+    "ustar name with a prefix": (
+        _info("renders/" * 15 + "frame_00003.png", size=5).tobuf(tarfile.USTAR_FORMAT),
+        ("renders/" * 15 + "frame_00003.png", 5),
     ),
-    "old folder: a file whose name ends with /": _with_checksum(
-        bytearray(_info("frames/", tarfile.AREGTYPE).tobuf(tarfile.GNU_FORMAT))
+    "empty file": (_info("frame_00004.png").tobuf(tarfile.GNU_FORMAT), ("frame_00004.png", 0)),
+    "size past 8 GiB (base-256)": (
+        _info("big.exr", size=10 << 30).tobuf(tarfile.GNU_FORMAT),
+        ("big.exr", 10 << 30),
+    ),
+    "folder": (_info("frames", tarfile.DIRTYPE).tobuf(tarfile.GNU_FORMAT), None),
+    "symlink": (
+        _info("frame_00005.png", tarfile.SYMTYPE, link="/etc/passwd").tobuf(tarfile.GNU_FORMAT),
+        None,
+    ),
+    "hard link": (
+        _info("frame_00006.png", tarfile.LNKTYPE, link="frame_00001.png").tobuf(tarfile.GNU_FORMAT),
+        None,
+    ),
+    "pax header": (_info("y" * 150 + ".png", size=3).tobuf(tarfile.PAX_FORMAT)[:512], None),
+    "non-ASCII name": (
+        _info("kadr_ü_00001.png", size=9).tobuf(tarfile.GNU_FORMAT),
+        ("kadr_ü_00001.png", 9),
+    ),
+    "signed checksum": (
+        _with_checksum(
+            bytearray(_info("kadr_ü_00002.png", size=9).tobuf(tarfile.GNU_FORMAT)), signed=True
+        ),
+        ("kadr_ü_00002.png", 9),
+    ),
+    "old folder: a file whose name ends with /": (
+        _with_checksum(bytearray(_info("frames/", tarfile.AREGTYPE).tobuf(tarfile.GNU_FORMAT))),
+        None,
     ),
 }
+SHOWN = 600  # data fed after a header: all of a small member, the start of a big one
 
 
-@pytest.mark.parametrize("block", HEADERS.values(), ids=HEADERS.keys())
-def test_read_header_reads_what_tarfile_reads(block: bytes) -> None:
-    expected = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-    got = read_header(block)
-    assert (got.name, got.size, got.regular) == (expected.name, expected.size, expected.isreg())
+@pytest.mark.parametrize(("block", "member"), HEADERS.values(), ids=HEADERS.keys())
+def test_reader_reads_each_kind_of_header(block: bytes, member: tuple[str, int] | None) -> None:
+    size = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape").size
+    pieces = TarReader().feed(block + b"d" * min(size, SHOWN))
+    if member is None:
+        assert pieces == []
+        return
+    name, size = member
+    assert {p.name for p in pieces} == {name}
+    assert b"".join(p.data for p in pieces) == b"d" * min(size, SHOWN)
+    assert pieces[0].first and pieces[-1].last == (size <= SHOWN)
 
 
 def _broken(what: str) -> bytes:
@@ -268,13 +299,63 @@ def _broken(what: str) -> bytes:
         block[124:136] = b"0000000001x\0"
     if what == "negative size":
         block[124:136] = b"\xff" * 12
+    if what == "sparse":
+        block[156:157] = tarfile.GNUTYPE_SPARSE
+    if what == "long name past the bound":
+        block = bytearray(_info("x" * 5000, size=10).tobuf(tarfile.GNU_FORMAT)[:512])
     return _with_checksum(block)
 
 
 @pytest.mark.parametrize(
     ("what", "message"),
-    [("checksum", "bad checksum"), ("size", "number field"), ("negative size", "size -1")],
+    [
+        ("checksum", "bad checksum"),
+        ("size", "invalid header"),
+        ("negative size", "size -1"),
+        ("sparse", "GNU sparse file"),
+        ("long name past the bound", "a long name of 5001 bytes"),
+    ],
 )
-def test_read_header_refuses_a_broken_header(what: str, message: str) -> None:
+def test_reader_refuses_a_broken_header(what: str, message: str) -> None:
     with pytest.raises(ArchiveError, match=message):
-        read_header(_broken(what))
+        TarReader().feed(_broken(what) + b"\0" * 1024)
+
+
+def test_reader_gives_the_members_before_a_corrupted_header_then_refuses_it() -> None:
+    data = bytearray(tar_of(("frame_00001.png", b"a"), ("frame_00002.png", b"b")))
+    data[1024 : 1024 + 15] = b"frame_00003.png"  # the second header, overwritten
+    reader, pieces = TarReader(), []
+    with pytest.raises(ArchiveError, match="bad checksum"):
+        for i in range(0, len(data), BLOCK):
+            pieces += reader.feed(bytes(data[i : i + BLOCK]))
+    assert joined(pieces) == {"frame_00001.png": b"a"}
+
+
+LONG = "renders/" * 20 + "frame_00001.png"  # past the 100 bytes of a header's name field
+
+
+@pytest.mark.parametrize("step", [1, 100, 512, 1 << 20])
+def test_reader_gives_a_gnu_long_name_to_the_member_after_it(tmp_path: Path, step: int) -> None:
+    data = tar_of((LONG, b"long"), ("frame_00002.png", b"short"), fmt=tarfile.GNU_FORMAT)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.getnames() == [LONG, "frame_00002.png"]
+    assert joined(read_all(data, step)) == {LONG: b"long", "frame_00002.png": b"short"}
+    files = put(tmp_path, [1, 2], data, step)
+    assert files.placed == [2] and files.ignored == [LONG]  # the whole name is what is checked
+
+
+def test_reader_keeps_the_first_of_two_gnu_long_names_as_tarfile_does() -> None:
+    first = _info("a" * 150 + ".png", size=1).tobuf(tarfile.GNU_FORMAT)
+    second = _info("b" * 150 + ".png", size=1).tobuf(tarfile.GNU_FORMAT)
+    data = first[:1024] + second + b"x".ljust(BLOCK, b"\0") + b"\0" * 1024
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.getnames() == ["a" * 150 + ".png"]
+    assert joined(read_all(data, 512)) == {"a" * 150 + ".png": b"x"}
+
+
+def test_reader_refuses_an_archive_that_ends_after_a_gnu_long_name() -> None:
+    header = tar_of((LONG, b"long"), fmt=tarfile.GNU_FORMAT)[:1024]  # the name, no member
+    with pytest.raises(ArchiveError, match="ends after a long name"):
+        read_all(header, 512)
+    with pytest.raises(ArchiveError, match="ends after a long name"):
+        read_all(header + b"\0" * 1024, 512)
