@@ -1,8 +1,9 @@
 """A fake render node: the node HTTP API in-process, rendering nothing, with controllable faults.
 
-It speaks the render-node contract of DESIGN.md (POST/GET/DELETE /jobs, frames, frames.tar,
-scenes, /info, /health) and serves small generated PNGs, so the orchestrator can be tested
-without Blender or node processes, and a 100-node farm fits in one process for scale benchmarks:
+It speaks the render-node contract of farm_common.protocol (its answers are those models;
+tests/integration/test_fake_node_contract.py holds it against the real node's OpenAPI schema)
+and serves small generated PNGs, so the orchestrator can be tested without Blender or node
+processes, and a 100-node farm fits in one process for scale benchmarks:
 
     nodes = [FakeNode(f"n{i}", slots=2, seconds_per_frame=0.01) for i in range(100)]
     with serve_in_thread(fake_farm_app(nodes)) as base:   # node i is at f"{base}/n/{i}"
@@ -11,11 +12,9 @@ without Blender or node processes, and a 100-node farm fits in one process for s
 Knobs per node: `slots`, `startup` (seconds per batch), `seconds_per_frame`, `fail_frames`
 (frames reported failed with an `Error:` text), `refuse` (every batch fails with this reason
 as the job's `refused`, like a node refusing a Freestyle scene), `frozen` (every request
-hangs, like SIGSTOP), `blender_version`, `token` (bearer token required when set), `archive`
-(False: no frames.tar, like a node from before it), `holds` (False: no status versions, so no
-held polls, like a node from before them), `scene_check_seconds` (HEAD /scenes answers that
-late), `withhold` (frame -> how many more times a done frame is not served: 404 alone, left
-out of archives). `rendered` lists every frame the node
+hangs, like SIGSTOP), `blender_version`, `token` (bearer token required when set),
+`scene_check_seconds` (HEAD /scenes answers that late), `withhold` (frame -> how many more
+times a done frame is not served: left out of archives). `rendered` lists every frame the node
 rendered, in order, to prove no frame was rendered twice; `polls` every status request (job,
 `since`); `requests` every request (unix time, "METHOD /path"); `archives` counts
 frames.tar answers; `batches` the jobs submitted.
@@ -42,7 +41,25 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from farm_common.frames import FrameSpecError, parse_frame_spec
-from farm_common.protocol import MAX_ARCHIVE_FRAMES, frame_name
+from farm_common.protocol import (
+    ARCHIVE_MEDIA_TYPE,
+    FINAL_JOB_STATES,
+    MAX_ARCHIVE_FRAMES,
+    MAX_WAIT_SECONDS,
+    FrameCounts,
+    FrameState,
+    FrameStatus,
+    Health,
+    JobCounts,
+    JobCreated,
+    JobDeleted,
+    JobDetail,
+    JobRequest,
+    JobState,
+    NodeInfo,
+    SceneStored,
+    frame_name,
+)
 from render_node.archive import END, padding, tar_header
 from tests.fake_blender import png_bytes
 
@@ -51,17 +68,47 @@ from tests.fake_blender import png_bytes
 class FakeJob:
     id: str
     scene: str
+    format: str
     frames: list[int]
-    state: str = "queued"
-    frame_states: dict[int, str] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    state: JobState = JobState.QUEUED
+    frame_states: dict[int, FrameState] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     refused: str | None = None
 
     def version(self) -> str:
         """As a real node's: changes when the job's state changes or one of its frames ends."""
-        ended = [s for s in self.frame_states.values() if s in ("done", "failed")]
-        return f"{self.state}/{ended.count('done')}/{ended.count('failed')}"
+        states = list(self.frame_states.values())
+        return f"{self.state}/{states.count(FrameState.DONE)}/{states.count(FrameState.FAILED)}"
+
+    def detail(self, seconds_per_frame: float) -> JobDetail:
+        frames = [
+            FrameStatus(
+                frame=f,
+                state=self.frame_states[f],
+                error=self.errors.get(f),
+                seconds=seconds_per_frame if self.frame_states[f] == FrameState.DONE else None,
+            )
+            for f in self.frames
+        ]
+        counts = {state: 0 for state in FrameState}
+        for state in self.frame_states.values():
+            counts[state] += 1
+        ended = counts[FrameState.DONE] + counts[FrameState.FAILED]
+        return JobDetail(
+            id=self.id,
+            state=self.state,
+            scene=self.scene,
+            format=self.format,
+            counts=FrameCounts(total=len(self.frames), **counts),
+            progress=ended / len(self.frames),
+            error=next(iter(self.errors.values()), None),
+            refused=self.refused,
+            created=self.created,
+            frames=frames,
+            version=self.version(),
+        )
 
 
 @dataclass
@@ -77,10 +124,7 @@ class FakeNode:
     frozen: bool = False
     blender_version: str = "4.2.0"
     token: str | None = None
-    archive: bool = True
     withhold: dict[int, int] = field(default_factory=dict)
-    # False: like a node from before held polls (no status version, every answer at once).
-    holds: bool = True
     scene_check_seconds: float = 0.0  # HEAD /scenes answers after this long (a slow disk)
     polls: list[tuple[str, str | None]] = field(default_factory=list)  # (job, since) each poll
     requests: list[tuple[float, str]] = field(default_factory=list)  # (unix time, "GET /info")
@@ -102,33 +146,33 @@ class FakeNode:
 
     @property
     def busy(self) -> int:
-        return sum(1 for j in self.jobs.values() if j.state in ("queued", "running"))
+        return sum(1 for j in self.jobs.values() if j.state not in FINAL_JOB_STATES)
 
     async def _render(self, job: FakeJob) -> None:
         # Like a real node: a job waits, queued, until one of the node's slots is free.
         if self._slot_lock is None:
             self._slot_lock = asyncio.Semaphore(self.slots)
         async with self._slot_lock:
-            job.state = "running"
+            job.state = JobState.RUNNING
             await asyncio.sleep(self.startup)
             if self.refuse:
                 for frame in job.frames:
-                    job.frame_states[frame] = "failed"
+                    job.frame_states[frame] = FrameState.FAILED
                     job.errors[frame] = self.refuse
-                job.refused, job.state = self.refuse, "failed"
+                job.refused, job.state = self.refuse, JobState.FAILED
                 return
             for frame in job.frames:
-                job.frame_states[frame] = "rendering"
+                job.frame_states[frame] = FrameState.RENDERING
                 await asyncio.sleep(self.seconds_per_frame)
                 if frame in self.fail_frames:
-                    job.frame_states[frame] = "failed"
+                    job.frame_states[frame] = FrameState.FAILED
                     job.errors[frame] = (
                         f"Error: CUDA error: Out of memory (frame {frame}, {self.name})"
                     )
                 else:
-                    job.frame_states[frame] = "done"
+                    job.frame_states[frame] = FrameState.DONE
                     self.rendered.append(frame)
-            job.state = "failed" if job.errors else "completed"
+            job.state = JobState.FAILED if job.errors else JobState.COMPLETED
 
 
 class _Faults:
@@ -159,131 +203,116 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
     app = FastAPI(title=f"fake node {node.name}")
     app.add_middleware(_Faults, node=node)
 
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health()
 
-    @app.get("/info")
-    async def info() -> dict[str, Any]:
-        return {
-            "version": "fake",
-            "blender_version": node.blender_version,
-            "slots": node.slots,
-            "busy": node.busy,
-            "cpu_count": 2,
-            "name": node.name,
-        }
+    @app.get("/info", response_model=NodeInfo)
+    async def info() -> NodeInfo:
+        states = [j.state for j in node.jobs.values()]
+        return NodeInfo(
+            version="fake",
+            blender_version=node.blender_version,
+            slots=node.slots,
+            busy=node.busy,
+            cpu_count=2,
+            threads=0,
+            name=node.name,
+            url=f"fake://{node.name}",
+            jobs=JobCounts(
+                queued=states.count(JobState.QUEUED),
+                running=states.count(JobState.RUNNING),
+                finished=sum(1 for s in states if s in FINAL_JOB_STATES),
+            ),
+        )
 
-    @app.head("/scenes/{sha}")
-    async def head_scene(sha: str) -> Response:
+    @app.head("/scenes/{sha256}")
+    async def head_scene(sha256: str) -> Response:
         await asyncio.sleep(node.scene_check_seconds)
         node.scene_heads += 1
-        return Response(status_code=200 if sha in node.scenes else 404)
+        return Response(status_code=200 if sha256 in node.scenes else 404)
 
-    @app.put("/scenes/{sha}", status_code=201)
-    async def put_scene(sha: str, request: Request) -> dict[str, str]:
+    @app.put("/scenes/{sha256}", status_code=201, response_model=SceneStored)
+    async def put_scene(sha256: str, request: Request) -> Any:
         digest = hashlib.sha256()
+        size = 0
         async for chunk in request.stream():
             digest.update(chunk)
-        if digest.hexdigest() != sha:
-            return JSONResponse({"error": "bad_request", "detail": "hash mismatch"}, 400)  # type: ignore[return-value]
-        node.scenes.add(sha)
+            size += len(chunk)
+        if digest.hexdigest() != sha256:
+            return JSONResponse({"error": "bad_request", "detail": "hash mismatch"}, 400)
+        node.scenes.add(sha256)
         node.scene_puts += 1
-        return {"scene": f"sha256:{sha}"}
+        return SceneStored(scene=f"sha256:{sha256}", size=size)
 
-    @app.post("/jobs", status_code=202)
-    async def submit(body: dict[str, Any]) -> Any:
-        scene = str(body.get("scene", ""))
+    @app.post("/jobs", status_code=202, response_model=JobCreated)
+    async def submit(body: JobRequest) -> Any:
+        scene = body.scene
         if scene.startswith("sha256:") and scene[7:] not in node.scenes:
             return JSONResponse({"error": "not_found", "detail": f"unknown scene {scene}"}, 404)
-        job = FakeJob(uuid.uuid4().hex[:12], scene, parse_frame_spec(str(body["frames"])))
-        job.frame_states = dict.fromkeys(job.frames, "pending")
+        job = FakeJob(uuid.uuid4().hex[:12], scene, body.format, parse_frame_spec(body.frames))
+        job.frame_states = dict.fromkeys(job.frames, FrameState.PENDING)
         node.jobs[job.id] = job
         node.batches += 1
         job.task = asyncio.create_task(node._render(job))
-        if not node.holds:
-            return {"id": job.id}
-        return {"id": job.id, "state": job.state, "version": job.version()}
+        return JobCreated(
+            id=job.id, state=job.state, status_url=f"/jobs/{job.id}", version=job.version()
+        )
 
-    @app.get("/jobs/{job_id}")
+    @app.get("/jobs/{job_id}", response_model=JobDetail, response_model_exclude_none=True)
     async def status(job_id: str, wait: float = 0.0, since: str | None = None) -> Any:
         job = node.jobs.get(job_id)
         if job is None:
             return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
         node.polls.append((job_id, since))
         # Held like a real node's answer: until the job changes, or `wait` seconds.
-        deadline = time.monotonic() + min(wait, 10.0)
-        while node.holds and since is not None and job.version() == since:
+        deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
+        while since is not None and job.version() == since and job.state not in FINAL_JOB_STATES:
             if time.monotonic() >= deadline:
                 break
-            if job.state in ("completed", "failed", "cancelled"):
-                break
             await asyncio.sleep(0.02)
-        frames = []
-        for f in job.frames:
-            item: dict[str, Any] = {"frame": f, "state": job.frame_states[f]}
-            if f in job.errors:
-                item["error"] = job.errors[f]
-            if item["state"] == "done":
-                item["seconds"] = node.seconds_per_frame
-            frames.append(item)
-        done = sum(1 for f in frames if f["state"] in ("done", "failed"))
-        out = {
-            "id": job.id,
-            "state": job.state,
-            "frames": frames,
-            "progress": done / len(frames),
-        }
-        if node.holds:
-            out["version"] = job.version()
-        if job.errors:
-            out["error"] = next(iter(job.errors.values()))
-        if job.refused:
-            out["refused"] = job.refused
-        return out
+        return job.detail(node.seconds_per_frame)
 
-    @app.delete("/jobs/{job_id}")
+    @app.delete("/jobs/{job_id}", response_model=JobDeleted)
     async def delete(job_id: str) -> Any:
         job = node.jobs.get(job_id)
         if job is None:
             return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
         if job.task and not job.task.done():
             job.task.cancel()
-            job.state = "cancelled"
-            return {"id": job_id, "state": "cancelled"}
+            job.state = JobState.CANCELLED
+            return JobDeleted(id=job_id, state=job.state, removed=False)
         del node.jobs[job_id]
-        return {"id": job_id, "state": "deleted"}
+        return JobDeleted(id=job_id, state=job.state, removed=True)
 
     @app.get("/jobs/{job_id}/frames/{frame}")
     async def frame(job_id: str, frame: int) -> Response:
         job = node.jobs.get(job_id)
-        if job is None or job.frame_states.get(frame) != "done" or not node.serves(frame):
+        if job is None or job.frame_states.get(frame) != FrameState.DONE or not node.serves(frame):
             return JSONResponse({"error": "not_found", "detail": "frame not done"}, 404)
         return Response(png_bytes(8, 6, frame), media_type="image/png")
 
-    if node.archive:
-
-        @app.get("/jobs/{job_id}/frames.tar")
-        async def frames_archive(job_id: str, frames: str) -> Response:
-            job = node.jobs.get(job_id)
-            if job is None:
-                return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
-            try:
-                wanted = parse_frame_spec(frames)
-            except FrameSpecError as exc:
-                return JSONResponse({"error": "bad_request", "detail": str(exc)}, 400)
-            if len(wanted) > MAX_ARCHIVE_FRAMES or any(f not in job.frame_states for f in wanted):
-                return JSONResponse({"error": "bad_request", "detail": "frames"}, 400)
-            if any(job.frame_states[f] != "done" for f in wanted):
-                return JSONResponse({"error": "conflict", "detail": "frames not done"}, 409)
-            node.archives += 1
-            parts = []
-            for f in wanted:
-                if node.serves(f):
-                    image = png_bytes(8, 6, f)
-                    parts += [tar_header(frame_name(f, ".png"), len(image), 0), image]
-                    parts.append(padding(len(image)))
-            return Response(b"".join([*parts, END]), media_type="application/x-tar")
+    @app.get("/jobs/{job_id}/frames.tar")
+    async def frames_archive(job_id: str, frames: str) -> Response:
+        job = node.jobs.get(job_id)
+        if job is None:
+            return JSONResponse({"error": "not_found", "detail": "no such job"}, 404)
+        try:
+            wanted = parse_frame_spec(frames)
+        except FrameSpecError as exc:
+            return JSONResponse({"error": "bad_request", "detail": str(exc)}, 400)
+        if len(wanted) > MAX_ARCHIVE_FRAMES or any(f not in job.frame_states for f in wanted):
+            return JSONResponse({"error": "bad_request", "detail": "frames"}, 400)
+        if any(job.frame_states[f] != FrameState.DONE for f in wanted):
+            return JSONResponse({"error": "conflict", "detail": "frames not done"}, 409)
+        node.archives += 1
+        parts = []
+        for f in wanted:
+            if node.serves(f):
+                image = png_bytes(8, 6, f)
+                parts += [tar_header(frame_name(f, ".png"), len(image), 0), image]
+                parts.append(padding(len(image)))
+        return Response(b"".join([*parts, END]), media_type=ARCHIVE_MEDIA_TYPE)
 
     @app.get("/jobs/{job_id}/log")
     async def job_log(job_id: str) -> Response:

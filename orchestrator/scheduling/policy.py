@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection
 
-JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
-FINAL_JOB_STATES = frozenset({"completed", "failed", "cancelled"})
+from farm_common.protocol import FrameState, FrameStatus, JobState
 
 
 def frame_gives_up(
@@ -61,12 +59,12 @@ def effective_bans(banned: Collection[str], live_nodes: Collection[str]) -> set[
     return set(banned)
 
 
-def frame_started(info: Mapping[str, Any]) -> bool:
+def frame_started(info: FrameStatus) -> bool:
     """Whether Blender got to a frame, from the node's per-frame status."""
-    return info.get("state") in ("rendering", "done") or info.get("seconds") is not None
+    return info.state in (FrameState.RENDERING, FrameState.DONE) or info.seconds is not None
 
 
-def failure_counts(info: Mapping[str, Any], batch_started: bool) -> bool:
+def failure_counts(info: FrameStatus, batch_started: bool) -> bool:
     """Whether a frame the node reports failed counts as an attempt against the frame.
 
     When Blender crashes on frame 5 of 5-8, the node fails 6-8 too ("before rendering"): those
@@ -78,11 +76,11 @@ def failure_counts(info: Mapping[str, Any], batch_started: bool) -> bool:
     return frame_started(info) or not batch_started
 
 
-def final_job_state(total: int, done: int, failed: int) -> str | None:
+def final_job_state(total: int, done: int, failed: int) -> JobState | None:
     """The job's final state once every frame is collected or failed; None while work remains."""
     if done + failed < total:
         return None
-    return "completed" if failed == 0 else "failed"
+    return JobState.COMPLETED if failed == 0 else JobState.FAILED
 
 
 def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:

@@ -1,5 +1,5 @@
 """How the orchestrator collects frames from fake nodes: a poll's done frames in one frames.tar,
-frames left out of it asked for again, and frame by frame from nodes without the endpoint."""
+frames left out of it asked for again."""
 
 from __future__ import annotations
 
@@ -9,15 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from farm_common.protocol import FINAL_JOB_STATES, frame_name
 from orchestrator.nodes.archive import FrameFiles
-from orchestrator.nodes.client import (
-    ARCHIVE_RECHECK_SECONDS,
-    ArchiveUnsupported,
-    NodeClient,
-    NodeJobGone,
-)
+from orchestrator.nodes.client import NodeClient
 from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
 from tests.orch_helpers import fast_settings, orchestrator_in_thread, wait_job, wait_until
 
@@ -49,7 +44,7 @@ def collected_files(tmp_path: Path, job_id: str) -> list[str]:
 def test_frames_come_in_archives_of_several_frames(tmp_path: Path) -> None:
     nodes = [FakeNode(f"n{i}", slots=1, seconds_per_frame=0.02) for i in range(2)]
     status = run_job(tmp_path, nodes, "1-40", batch_size=10)
-    assert collected_files(tmp_path, status["id"]) == [f"frame_{f:05d}.png" for f in range(1, 41)]
+    assert collected_files(tmp_path, status["id"]) == [frame_name(f, ".png") for f in range(1, 41)]
     archives = sum(n.archives for n in nodes)
     assert 4 <= archives < 40  # at least one per batch, fewer than one per frame
 
@@ -71,49 +66,6 @@ def test_a_frame_never_served_fails_on_its_node_after_the_node_job_ends(tmp_path
     assert Counter(node.rendered)[3] == 3  # the one node tried it three times, then gave up
 
 
-def test_nodes_without_frames_tar_are_collected_from_frame_by_frame(tmp_path: Path) -> None:
-    nodes = [
-        FakeNode("old", slots=1, seconds_per_frame=0.01, archive=False, withhold={2: 1}),
-        FakeNode("new", slots=1, seconds_per_frame=0.01),
-    ]
-    status = run_job(tmp_path, nodes, "1-30", batch_size=5)
-    assert len(collected_files(tmp_path, status["id"])) == 30
-    assert nodes[0].rendered and nodes[0].archives == 0
-    assert nodes[1].archives > 0
-    assert sum(status["nodes"].values()) == 30
-
-
-def test_client_tells_a_missing_endpoint_from_a_missing_job(tmp_path: Path) -> None:
-    old = FakeNode("old", archive=False, seconds_per_frame=0.0)
-    new = FakeNode("new", seconds_per_frame=0.0)
-    now = [0.0]
-
-    async def scenario(farm: str) -> None:
-        client = NodeClient(None, 2.0, 5.0, clock=lambda: now[0])
-        files = FrameFiles({1: tmp_path / "frame_00001.png"}, lambda p: p.with_suffix(".part"))
-        try:
-            for url in (f"{farm}/n/0", f"{farm}/n/1"):
-                with pytest.raises(NodeJobGone):
-                    await client.download_archive(url, "nosuchjob", [1], files)
-            old_url, new_url = f"{farm}/n/0", f"{farm}/n/1"
-            job = (await client.submit(old_url, "demo.blend", "1", "PNG")).id
-            await asyncio.sleep(0.1)
-            with pytest.raises(ArchiveUnsupported):
-                await client.download_archive(old_url, job, [1], files)
-            assert not client.serves_archives(old_url) and client.serves_archives(new_url)
-            now[0] += ARCHIVE_RECHECK_SECONDS
-            assert client.serves_archives(old_url)  # asked again later: it may be upgraded
-            job = (await client.submit(new_url, "demo.blend", "1", "PNG")).id
-            await asyncio.sleep(0.1)
-            await client.download_archive(new_url, job, [1], files)
-            assert files.placed == [1] and (tmp_path / "frame_00001.png").stat().st_size > 0
-        finally:
-            await client.aclose()
-
-    with serve_in_thread(fake_farm_app([old, new])) as farm:
-        asyncio.run(scenario(farm))
-
-
 def test_every_answer_of_a_node_counts_as_a_sign_of_life(tmp_path: Path) -> None:
     node = FakeNode("n0", seconds_per_frame=0.0)
     heard: list[str] = []
@@ -121,20 +73,19 @@ def test_every_answer_of_a_node_counts_as_a_sign_of_life(tmp_path: Path) -> None
     async def scenario(url: str) -> None:
         client = NodeClient(None, 2.0, 5.0, on_answer=heard.append)
         try:
-            job = (await client.submit(url, "demo.blend", "1-2", "PNG")).id
+            created = await client.submit(url, "demo.blend", "1-2", "PNG")
             assert heard == [url]
-            await asyncio.sleep(0.1)
+            status = await client.status(url, created.id, wait=5.0, since=created.version)
+            while status.state not in FINAL_JOB_STATES:
+                status = await client.status(url, created.id, wait=5.0, since=status.version)
             # Frames stream in answers read piece by piece: those count as well.
             heard.clear()
             files = FrameFiles(
-                {f: tmp_path / f"frame_{f:05d}.png" for f in (1, 2)},
+                {f: tmp_path / frame_name(f, ".png") for f in (1, 2)},
                 lambda p: p.with_suffix(".part"),
             )
-            await client.download_archive(url, job, [1, 2], files)
+            await client.download_archive(url, created.id, [1, 2], files)
             assert files.placed == [1, 2] and heard == [url]
-            heard.clear()
-            assert await client.download(url, job, 1, tmp_path / "again.png") > 0
-            assert heard == [url]
         finally:
             await client.aclose()
 

@@ -1,5 +1,6 @@
 import pytest
 
+from farm_common.protocol import FrameStatus
 from orchestrator.scheduling.policy import (
     blender_matches,
     effective_bans,
@@ -95,7 +96,7 @@ def test_bans_redirect_work_but_never_stall_a_job() -> None:
 def test_only_frames_blender_got_to_are_charged_with_a_failure(
     info: dict[str, object], batch_started: bool, counts: bool
 ) -> None:
-    assert failure_counts(info, batch_started) is counts
+    assert failure_counts(FrameStatus.model_validate(info), batch_started) is counts
 
 
 @pytest.mark.parametrize(
