@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator.scheduling.sizing import Lane
 
@@ -113,6 +113,13 @@ class SpeedBook:
         return None
 
 
+class SlotKey(NamedTuple):
+    """One render slot of a node: where a scheduler worker sends its batches."""
+
+    url: str
+    slot: int
+
+
 @dataclass
 class _Batch:
     frames: int
@@ -126,41 +133,43 @@ class _Batch:
 
 @dataclass
 class LaneBook:
-    """Per render slot (node URL, slot index): the batches handed to it, in order."""
+    """Per render slot: the batches handed to it, in order."""
 
-    batches: dict[tuple[str, int], dict[str, _Batch]] = field(default_factory=dict)
+    batches: dict[SlotKey, dict[str, _Batch]] = field(default_factory=dict)
 
     def add(
         self,
-        lane: tuple[str, int],
+        slot: SlotKey,
         batch: str,
         frames: int,
         spf: float | None,
         overhead: float,
         now: float,
     ) -> None:
-        queue = self.batches.setdefault(lane, {})
+        queue = self.batches.setdefault(slot, {})
         queue[batch] = _Batch(frames, spf, overhead, began=None if queue else now)
 
-    def progress(
-        self, lane: tuple[str, int], batch: str, left: int, spf: float | None, now: float
-    ) -> None:
+    def progress(self, slot: SlotKey, batch: str, left: int, spf: float | None, now: float) -> None:
         """The node reports the batch running with `left` frames not finished."""
-        entry = self.batches.get(lane, {}).get(batch)
+        entry = self.batches.get(slot, {}).get(batch)
         if entry is not None:
             entry.left, entry.polled = left, now
             entry.seconds_per_frame = spf or entry.seconds_per_frame
             if entry.began is None:
                 entry.began = now
 
-    def remove(self, lane: tuple[str, int], batch: str) -> None:
-        self.batches.get(lane, {}).pop(batch, None)
+    def remove(self, slot: SlotKey, batch: str) -> None:
+        queue = self.batches.get(slot)
+        if queue is not None:
+            queue.pop(batch, None)
+            if not queue:  # slots of nodes long gone must not stay forever
+                del self.batches[slot]
 
-    def free_at(self, lane: tuple[str, int], now: float, typical: float | None) -> float:
+    def free_at(self, slot: SlotKey, now: float, typical: float | None) -> float:
         """When the lane's handed-out batches should be done; `typical` stands in for unknown
         speeds (no estimate at all: one overhead a batch)."""
         end = now
-        for i, entry in enumerate(self.batches.get(lane, {}).values()):
+        for i, entry in enumerate(self.batches.get(slot, {}).values()):
             spf = entry.seconds_per_frame or typical or 0.0
             if entry.left is not None and entry.polled is not None:
                 # Counted from the report, not from now (reports of slow frames are seconds
@@ -173,15 +182,16 @@ class LaneBook:
                 end += entry.overhead + entry.frames * spf
         return end
 
-    def lane(self, key: tuple[str, int], spf: float | None, overhead: float, now: float) -> Lane:
+    def lane(self, slot: SlotKey, spf: float | None, overhead: float, now: float) -> Lane:
+        """The slot as sizing sees it: its speed, overhead and when its work should be done."""
         at_least = 0.0
         if spf is None:
             # No frame had finished at the last report: the first took at least this long.
-            for entry in self.batches.get(key, {}).values():
+            for entry in self.batches.get(slot, {}).values():
                 if (
                     entry.began is not None
                     and entry.polled is not None
                     and entry.left == entry.frames
                 ):
                     at_least = max(at_least, entry.polled - entry.began - overhead)
-        return Lane(spf, overhead, self.free_at(key, now, spf or at_least or None), at_least)
+        return Lane(spf, overhead, self.free_at(slot, now, spf or at_least or None), at_least)

@@ -13,15 +13,27 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from farm_common.frames import compact_frames
 from farm_common.paths import check_job_id
+from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobDetail, JobState, parse_frame_name
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.client import NodeClient, NodeError
 from orchestrator.renders import output_suffix, video_path
-from orchestrator.scheduling.batch_runner import NODE_FINAL, BatchRunner
-from orchestrator.scheduling.lanes import LaneBook, SpeedBook
+from orchestrator.scheduling.batch_runner import BatchRunner
+from orchestrator.scheduling.interfaces import (
+    IsCancelled,
+    NodeCalls,
+    OnStatus,
+    Runner,
+    RunnerFactory,
+    SchedulerMetrics,
+    SchedulerSettings,
+    SchedulerStore,
+)
+from orchestrator.scheduling.lanes import LaneBook, SlotKey, SpeedBook
 from orchestrator.scheduling.policy import blender_matches, effective_bans, node_may_take
 from orchestrator.scheduling.queue import Cut, JobQueue
 from orchestrator.scheduling.registry import Node, Registry
@@ -36,18 +48,77 @@ log = logging.getLogger(__name__)
 # node starts it the moment the slot frees (no round trip, no poll in between).
 PREFETCH_LEAD_SECONDS = 1.0
 SPEEDS_SAVED_EVERY_SECONDS = 10.0  # at most; and at stop
-Lane = tuple[str, int]  # (node URL, slot)
+
+
+def real_runner(
+    settings: SchedulerSettings,
+    store: SchedulerStore,
+    registry: Registry,
+    client: NodeCalls,
+    metrics: SchedulerMetrics,
+) -> RunnerFactory:
+    """The real BatchRunner, for a scheduler on the real collaborators (a scheduler on fakes is
+    given its runner)."""
+    if not (
+        isinstance(settings, OrchestratorSettings)
+        and isinstance(store, Store)
+        and isinstance(client, NodeClient)
+        and isinstance(metrics, Metrics)
+    ):
+        raise TypeError("a scheduler on other collaborators than the real ones needs a runner")
+
+    def make(is_cancelled: IsCancelled, on_status: OnStatus) -> Runner:
+        return BatchRunner(
+            settings, store, registry, client, metrics, is_cancelled, on_status=on_status
+        )
+
+    return make
+
+
+@dataclass
+class _Noted:
+    """What the polls of one batch have taught the speed book already."""
+
+    frames: set[int] = field(default_factory=set)
+    startup: bool = False
+
+
+def near_its_end(state: JobState, left: int, spf: float | None) -> bool:
+    """Whether a batch is close enough to its end that its slot's next batch goes to the node
+    now: over, or its frames left (`left`, at `spf` seconds each) end within the lead."""
+    if state in FINAL_JOB_STATES:
+        return True
+    return state == JobState.RUNNING and spf is not None and left * spf <= PREFETCH_LEAD_SECONDS
+
+
+def poll_within(
+    state: JobState, left: int, spf: float | None, *, waiting_for_end: bool
+) -> float | None:
+    """How soon a batch's node job is polled again at the latest (None: as the runner likes).
+
+    At once while the node's speed is not known or the batch waits on the node behind the
+    slot's current one (it starts the moment that one ends); when the batch should be near its
+    end (`waiting_for_end`: its slot waits for that moment), so the slot's next batch is queued
+    on the node in time.
+    """
+    if spf is None or state == JobState.QUEUED:
+        return 0.0
+    if waiting_for_end and state == JobState.RUNNING:
+        return left * spf - PREFETCH_LEAD_SECONDS
+    return None
 
 
 class Scheduler:
     def __init__(
         self,
-        settings: OrchestratorSettings,
-        store: Store,
+        settings: SchedulerSettings,
+        store: SchedulerStore,
         registry: Registry,
-        client: NodeClient,
-        metrics: Metrics,
+        client: NodeCalls,
+        metrics: SchedulerMetrics,
         clock: Callable[[], float] = time.time,
+        *,
+        runner: RunnerFactory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -55,35 +126,32 @@ class Scheduler:
         self.client = client
         self.metrics = metrics
         self.clock = clock
+        # Per job, forgotten once the job is final and none of its batches is in flight
+        # (`_settled`): an orchestrator that runs for months must not grow with every job.
         self._queues: dict[str, JobQueue] = {}
         self._jobs: dict[str, Job] = {}
         self._cancelled: set[str] = set()
         self._batch_failures: dict[str, dict[str, int]] = {}
         # job -> {node: why}: nodes that refuse the job's scene (render_node Job.refused)
         self._refused: dict[str, dict[str, str]] = {}
-        self._workers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._in_flight: dict[str, int] = {}  # batches taken from the queue and not settled
+        self._final: set[str] = set()  # final jobs, kept until their batches in flight settled
+        self._workers: dict[SlotKey, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
         self.speeds = SpeedBook()
         self._speeds_saved = 0  # SpeedBook.changes when last saved
-        self._speeds_saved_at = float("-inf")  # time.monotonic() of the last save
+        self._speeds_saved_at = float("-inf")  # registry clock at the last save
         self.lanes = LaneBook()
-        self._lane_of: dict[str, Lane] = {}  # running batch id -> its slot
+        self._slot_of: dict[str, SlotKey] = {}  # running batch id -> its slot
         self._near_end: dict[str, asyncio.Event] = {}
-        self._observed: dict[str, set[int]] = {}  # batch id -> frames whose time was noted
+        self._observed: dict[str, _Noted] = {}  # batch id -> what its polls taught
         # Nodes that stopped answering a batch's requests, and since when (registry clock).
         self._silent: dict[str, float] = {}
         self._monitor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self.runner = BatchRunner(
-            settings,
-            store,
-            registry,
-            client,
-            metrics,
-            lambda job_id: job_id in self._cancelled,
-            on_status=self._on_status,
-        )
+        make_runner = runner or real_runner(settings, store, registry, client, metrics)
+        self.runner = make_runner(lambda job_id: job_id in self._cancelled, self._on_status)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -100,7 +168,7 @@ class Scheduler:
             await self._remember(batch.job)
             self._queues.setdefault(batch.job, JobQueue()).add([batch])
         for job in await self.store.run(self.store.list_jobs, 1_000_000):
-            if job.state in ("queued", "running"):
+            if job.state in (JobState.QUEUED, JobState.RUNNING):
                 await self.store.run(self.store.finish_if_complete, job.id, self.clock())
         for node, node_job in orphans:
             log.info("restart: cancelling orphaned node job %s on %s", node_job, node)
@@ -132,9 +200,9 @@ class Scheduler:
         frames: set[int] = set()
         if folder.is_dir():
             for name in os.listdir(folder):
-                stem, _, _ = name.partition(".")
-                if name.startswith("frame_") and stem[6:].isdigit():
-                    frames.add(int(stem[6:]))
+                parsed = parse_frame_name(name)
+                if parsed is not None:
+                    frames.add(parsed[0])
         return frames
 
     async def _remember(self, job_id: str) -> Job | None:
@@ -148,6 +216,7 @@ class Scheduler:
     # -- jobs ---------------------------------------------------------------------------------
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
         self._jobs[job.id] = job
+        self._final.discard(job.id)
         self._queues.setdefault(job.id, JobQueue()).add(batches)
         log.info(
             "job %s queued: %d frames in %d batches (priority %d)",
@@ -158,16 +227,49 @@ class Scheduler:
     async def cancel(self, job_id: str) -> bool:
         node_jobs = await self.store.run(self.store.cancel_job, job_id, self.clock())
         job = await self.store.run(self.store.get_job, job_id)
-        if job is None or job.state != "cancelled":
+        if job is None or job.state != JobState.CANCELLED:
             return False
+        # Its batches in flight ask the runner's `is_cancelled`: the id stays until they settled.
         self._cancelled.add(job_id)
-        self._queues.pop(job_id, None)
+        self._ended(job_id)
         await asyncio.gather(
             *(self._forget_node_job(node, nj) for node, nj in node_jobs), return_exceptions=True
         )
         log.info("job %s cancelled; node jobs cancelled: %s", job_id, node_jobs)
+        self._forget_if_settled(job_id)
         self._notify()
         return True
+
+    def _ended(self, job_id: str) -> None:
+        """The job is final: nothing more of it is taken; its entries go with its last batch."""
+        self._queues.pop(job_id, None)
+        self._final.add(job_id)
+
+    def _settled(self, job_id: str) -> None:
+        """A batch of the job taken from the queue is over (settled, or never dispatched)."""
+        left = self._in_flight.get(job_id, 0) - 1
+        if left > 0:
+            self._in_flight[job_id] = left
+        else:
+            self._in_flight.pop(job_id, None)
+        self._forget_if_settled(job_id)
+
+    def _forget_if_settled(self, job_id: str) -> None:
+        if job_id in self._final and job_id not in self._in_flight:
+            self._final.discard(job_id)
+            self._cancelled.discard(job_id)
+            self._jobs.pop(job_id, None)
+            self._queues.pop(job_id, None)
+            self._batch_failures.pop(job_id, None)
+            self._refused.pop(job_id, None)
+
+    def tracked_jobs(self) -> set[str]:
+        """The jobs the scheduler holds anything of (finished ones drop out)."""
+        books: list[Iterable[str]] = [
+            self._queues, self._jobs, self._cancelled, self._batch_failures, self._refused,
+            self._in_flight, self._final,
+        ]  # fmt: skip
+        return set().union(*books)
 
     def queued_batches(self) -> int:
         """Batches waiting, over all jobs (safe to call from the API's thread)."""
@@ -185,6 +287,7 @@ class Scheduler:
                 *(self._probe(url) for url in self.registry.static_urls()), return_exceptions=True
             )
             for moved in self.registry.forget_moved():
+                self._silent.pop(moved.url, None)
                 log.info("node %s registers as %s now; the old address is forgotten",
                          moved.url, moved.moved_to)  # fmt: skip
             lost = {n.url for n in self.registry.nodes() if self.registry.is_lost(n.url)}
@@ -206,7 +309,7 @@ class Scheduler:
         changes = self.speeds.changes
         if changes == self._speeds_saved:
             return
-        now = time.monotonic()
+        now = self.registry.clock()  # monotonic: a step of the wall clock must not stop the saves
         if not force and now - self._speeds_saved_at < SPEEDS_SAVED_EVERY_SECONDS:
             return
         self._speeds_saved_at = now
@@ -228,19 +331,18 @@ class Scheduler:
         if node and node.last_seen is not None and self.registry.clock() - node.last_seen < fresh:
             return
         with contextlib.suppress(NodeError):
-            self.registry.update(url, await self.client.info(url))
+            self.registry.update(url, (await self.client.info(url)).model_dump())
 
     def _reconcile_workers(self) -> None:
         for key, task in list(self._workers.items()):
             if task.done():
                 del self._workers[key]
         for node in self.registry.live():
-            for slot in range(node.slots):
-                if (node.url, slot) not in self._workers:
-                    task = asyncio.create_task(
-                        self._worker(node.url, slot), name=f"{node.url}#{slot}"
-                    )
-                    self._workers[(node.url, slot)] = task
+            for i in range(node.slots):
+                slot = SlotKey(node.url, i)
+                if slot not in self._workers:
+                    task = asyncio.create_task(self._worker(slot), name=f"{node.url}#{i}")
+                    self._workers[slot] = task
 
     def on_node_seen(self) -> None:
         """A node registered or heartbeated: start workers for new slots, wake idle ones."""
@@ -248,10 +350,10 @@ class Scheduler:
         self._notify()
 
     # -- workers ------------------------------------------------------------------------------
-    async def _worker(self, url: str, slot: int) -> None:
+    async def _worker(self, slot: SlotKey) -> None:
         """Keep one slot of a node busy: its batch, and the next one queued on the node before
         the current one ends (so Blender starts again the moment the slot frees)."""
-        lane = (url, slot)
+        url = slot.url
         running: list[tuple[asyncio.Task[bool], asyncio.Event]] = []
         try:
             while not self._stopping:
@@ -260,17 +362,17 @@ class Scheduler:
                 if (
                     node is None
                     or node.moved_to
-                    or slot >= node.slots
+                    or slot.slot >= node.slots
                     or self.registry.is_lost(url)
                 ):
                     return
                 for entry in [r for r in running if r[0].done()]:
                     running.remove(entry)
                     if not entry[0].result():
-                        await self._await_answer(url, self.clock())
+                        await self._await_answer(url)
                 changed = self._changed
                 busy = len(running) >= 2 or (running and not running[-1][1].is_set())
-                cut = None if busy else self._take(url, lane, ahead=bool(running))
+                cut = None if busy else self._take(slot, ahead=bool(running))
                 if cut is None:
                     waits = [asyncio.ensure_future(changed.wait())]
                     if running and not running[-1][1].is_set():
@@ -289,7 +391,7 @@ class Scheduler:
                 self._near_end[cut.batch.id] = near_end
                 # A slot with nothing to render waits for this batch: collection waits too.
                 idle = not running
-                task = asyncio.create_task(self._run_safely(url, lane, cut, idle=idle))
+                task = asyncio.create_task(self._run_safely(slot, cut, idle=idle))
                 running.append((task, near_end))
         finally:
             if self._stopping:
@@ -297,25 +399,28 @@ class Scheduler:
                     task.cancel()
             await asyncio.gather(*(task for task, _ in running), return_exceptions=True)
 
-    async def _run_safely(self, url: str, lane: Lane, cut: Cut, *, idle: bool = False) -> bool:
+    async def _run_safely(self, slot: SlotKey, cut: Cut, *, idle: bool = False) -> bool:
         batch = cut.batch
         if idle:
             self.runner.feed_started(batch.id)
         try:
-            return await self._run_batch(url, lane, cut)
+            return await self._run_batch(slot.url, cut)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("batch %s of job %s on %s: unexpected error", batch.id, batch.job, url)
+            log.exception(
+                "batch %s of job %s on %s: unexpected error", batch.id, batch.job, slot.url
+            )
             return False
         finally:
             self.runner.feed_done(batch.id)
             self._near_end.pop(batch.id, None)
             self._observed.pop(batch.id, None)
-            self._lane_of.pop(batch.id, None)
-            self.lanes.remove(lane, batch.id)
+            self._slot_of.pop(batch.id, None)
+            self.lanes.remove(slot, batch.id)
+            self._settled(batch.job)
 
-    async def _await_answer(self, url: str, since: float) -> None:
+    async def _await_answer(self, url: str) -> None:
         """After a failed request, wait until the node answers again (or is lost)."""
         start = self.registry.clock()
         while not self.registry.is_lost(url):
@@ -344,11 +449,12 @@ class Scheduler:
         banned = {n for n, count in failures.items() if count >= self.settings.max_attempts}
         return effective_bans(banned, live) if banned else banned
 
-    def _take(self, url: str, lane: Lane, *, ahead: bool) -> Cut | None:
-        """The next batch for `lane`, cut to its speed when the job allows; None: nothing now.
+    def _take(self, slot: SlotKey, *, ahead: bool) -> Cut | None:
+        """The next batch for `slot`, cut to its speed when the job allows; None: nothing now.
 
-        `ahead`: the lane is still rendering; only a batch of known size is queued behind.
+        `ahead`: the slot is still rendering; only a batch of known size is queued behind.
         """
+        url = slot.url
 
         def order(job_id: str) -> tuple[int, int]:
             job = self._jobs[job_id]
@@ -376,32 +482,33 @@ class Scheduler:
             size = 0
             if job.adaptive:
                 blind = ahead and self.speeds.seconds_per_frame(url, job.scene_sha) is None
-                size = 0 if blind else self._size(url, lane, job, queue, nodes, head, bans)
+                size = 0 if blind else self._size(slot, job, queue, nodes, head, bans)
                 if size == 0:
                     continue  # faster slots will render these first (or: speed not known yet)
             cut = queue.take(head, size)
             if not queue:
                 del self._queues[job_id]
             # Booked at once: the next slot to ask must see this one's new work.
-            self._lane_of[cut.batch.id] = lane
+            self._slot_of[cut.batch.id] = slot
+            self._in_flight[job_id] = self._in_flight.get(job_id, 0) + 1
             spf = self.speeds.seconds_per_frame(url, job.scene_sha)
             overhead = self.speeds.overhead(url)
-            self.lanes.add(lane, cut.batch.id, len(cut.batch.frames), spf, overhead, self.clock())
+            self.lanes.add(slot, cut.batch.id, len(cut.batch.frames), spf, overhead, self.clock())
             return cut
         return None
 
     def _size(
         self,
-        url: str,
-        lane: Lane,
+        slot: SlotKey,
         job: Job,
         queue: JobQueue,
         nodes: list[Node],
         head: QueuedBatch,
         bans: set[str],
     ) -> int:
-        """How many frames `lane` takes from `job` now (see orchestrator/sizing.py); only slots
+        """How many frames `slot` takes from `job` now (see orchestrator/sizing.py); only slots
         that may take `head` share the work."""
+        url = slot.url
         now = self.clock()
         scene = job.scene_sha
         others = []
@@ -411,13 +518,10 @@ class Scheduler:
                 continue
             spf = self.speeds.seconds_per_frame(node.url, scene)
             overhead = self.speeds.overhead(node.url)
-            others += [
-                self.lanes.lane((node.url, i), spf, overhead, now)
-                for i in range(node.slots)
-                if (node.url, i) != lane
-            ]
+            keys = (SlotKey(node.url, i) for i in range(node.slots))
+            others += [self.lanes.lane(key, spf, overhead, now) for key in keys if key != slot]
         me = self.lanes.lane(
-            lane, self.speeds.seconds_per_frame(url, scene), self.speeds.overhead(url), now
+            slot, self.speeds.seconds_per_frame(url, scene), self.speeds.overhead(url), now
         )
         return next_batch_size(
             me,
@@ -429,64 +533,60 @@ class Scheduler:
             max_frames=self.settings.max_sized_batch,
         )
 
-    def _on_status(self, url: str, batch: QueuedBatch, status: dict[str, object]) -> float | None:
+    def _on_status(self, url: str, batch: QueuedBatch, status: JobDetail) -> float | None:
         """A poll of a batch's node job: learn the node's speed, see the batch's end coming.
 
-        Returns how soon to poll again at the latest (None: as the runner likes): at once
-        while the node's speed is not known or the batch waits on the node behind the slot's
-        current one (it starts the moment that one ends); when the batch should be near its
-        end, so the slot's next batch is queued on the node in time.
+        Returns how soon to poll again at the latest (None: as the runner likes); see
+        `poll_within`.
         """
         job = self._jobs.get(batch.job)
-        lane = self._lane_of.get(batch.id)
-        if job is None or lane is None:
+        slot = self._slot_of.get(batch.id)
+        if job is None or slot is None:
             return None
-        observed = self._observed.setdefault(batch.id, set())
-        infos = status.get("frames")
-        infos = infos if isinstance(infos, list) else []
+        noted = self._observed.setdefault(batch.id, _Noted())
         times = []
         left = 0
-        for info in infos:
-            frame, seconds, state = info.get("frame"), info.get("seconds"), info.get("state")
-            if state in ("pending", "rendering"):
+        for info in status.frames:
+            if info.state in (FrameState.PENDING, FrameState.RENDERING):
                 left += 1
-            elif state == "done" and isinstance(seconds, int | float) and frame not in observed:
-                observed.add(frame)
-                times.append(float(seconds))
+            elif (
+                info.state == FrameState.DONE
+                and info.seconds is not None
+                and info.frame not in noted.frames
+            ):
+                # Once: a frame is reported done by every later poll of its batch.
+                noted.frames.add(info.frame)
+                times.append(info.seconds)
         if times:
             self.speeds.observe_frame(url, job.scene_sha, sum(times) / len(times))
-        startup = status.get("startup_seconds")
-        if isinstance(startup, int | float) and -1 not in observed:
-            observed.add(-1)
-            self.speeds.observe_startup(url, float(startup))
+        if status.startup_seconds is not None and not noted.startup:
+            noted.startup = True
+            self.speeds.observe_startup(url, status.startup_seconds)
         spf = self.speeds.seconds_per_frame(url, job.scene_sha)
-        state = status.get("state")
-        if state == "running":
-            self.lanes.progress(lane, batch.id, left, spf, self.clock())
+        if status.state == JobState.RUNNING:
+            self.lanes.progress(slot, batch.id, left, spf, self.clock())
         near_end = self._near_end.get(batch.id)
-        if near_end is not None and (
-            state in NODE_FINAL
-            or (state == "running" and spf is not None and left * spf <= PREFETCH_LEAD_SECONDS)
-        ):
+        if near_end is not None and near_its_end(status.state, left, spf):
             near_end.set()
-        if spf is None or state == "queued":
-            return 0.0
-        if near_end is not None and not near_end.is_set() and state == "running":
-            return left * spf - PREFETCH_LEAD_SECONDS
-        return None
+        waiting = near_end is not None and not near_end.is_set()
+        return poll_within(status.state, left, spf, waiting_for_end=waiting)
 
-    async def _run_batch(self, url: str, lane: Lane, cut: Cut) -> bool:
+    async def _run_batch(self, url: str, cut: Cut) -> bool:
         """Render one batch on one node; False when the node stopped answering."""
         batch = cut.batch
         job = await self._remember(batch.job)
         node = self.registry.get(url)
-        if job is None or node is None or batch.job in self._cancelled:
+        if job is None:
+            self._ended(batch.job)  # not in the store any more
+            return True
+        if node is None or batch.job in self._cancelled:
             return True
         frames_spec = compact_frames(batch.frames)
         dispatched = await self.store.run(
             self.store.dispatch_batch, batch, url, self.clock(), cut.absorbed, cut.remainder
         )
         if not dispatched:
+            self._ended(job.id)  # the store has it over: cancelled or ended meanwhile
             return True
         node.current_batches.add(batch.id)
         log.info("job %s batch %s frames %s -> %s", job.id, batch.id, frames_spec, url)
@@ -531,8 +631,7 @@ class Scheduler:
         if outcome.refused and not job_state and not self._nodes_for(job, self.registry.live()):
             job_state = await self._fail_refused(job)
         if job_state:
-            self._queues.pop(job.id, None)
-            self._refused.pop(job.id, None)
+            self._ended(job.id)
             log.info("job %s %s", job.id, job_state)
             if job.video:
                 self._spawn(self._make_video(job))
