@@ -15,8 +15,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 
 from farm_common.auth import auth_headers
+from farm_common.protocol import Registered
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,21 @@ def default_advertise_url(host: str, port: int, orchestrator: str | None) -> str
     return f"http://{address}:{port}"
 
 
+# The interval an orchestrator may ask for: fast enough to matter, never a busy loop.
+HEARTBEAT_BOUNDS = (0.1, 60.0)
+
+
+def interval_asked(answer: httpx.Response, current: float) -> float:
+    """The heartbeat interval the orchestrator's answer asks for (it declares a node lost after
+    a few of them missed), within HEARTBEAT_BOUNDS; `current` when the answer says none."""
+    try:
+        asked = Registered.model_validate_json(answer.content).heartbeat_seconds
+    except ValidationError:
+        return current
+    low, high = HEARTBEAT_BOUNDS
+    return min(max(asked, low), high)
+
+
 async def heartbeat_loop(
     orchestrator: str,
     payload: Callable[[], Awaitable[dict[str, Any]]],
@@ -57,8 +74,10 @@ async def heartbeat_loop(
     token: str | None,
     interval: float,
     client: httpx.AsyncClient | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
-    """Register forever; says once when the orchestrator is unreachable and once when back."""
+    """Register forever, every `interval` seconds until the orchestrator says how often; says
+    once when the orchestrator is unreachable and once when it is back."""
     url = orchestrator.rstrip("/") + "/nodes/register"
     own = client is None
     client = client or httpx.AsyncClient(timeout=REGISTER_TIMEOUT)
@@ -73,6 +92,11 @@ async def heartbeat_loop(
                 )
                 if response.status_code >= 400:
                     problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                else:
+                    asked = interval_asked(response, interval)
+                    if asked != interval:
+                        log.info("heartbeat every %g s, as orchestrator %s asks", asked, url)
+                        interval = asked
             except httpx.HTTPError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             if problem is None and reachable is not True:
@@ -80,7 +104,7 @@ async def heartbeat_loop(
             elif problem is not None and reachable is not False:
                 log.warning("cannot register with orchestrator %s (%s); retrying", url, problem)
             reachable = problem is None
-            await asyncio.sleep(interval)
+            await sleep(interval)
     finally:
         if own:
             with contextlib.suppress(Exception):

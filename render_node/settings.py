@@ -65,7 +65,10 @@ class NodeSettings(BaseSettings):
         "needs ~1 GB of it to start; none: unlimited",
     )
     heartbeat_seconds: float = Field(
-        default=2.0, gt=0, description="seconds between registrations with the orchestrator"
+        default=2.0,
+        gt=0,
+        description="seconds between registrations with the orchestrator, until its answer "
+        "says how often (a third of its loss timeout)",
     )
     log_lines: int = Field(
         default=2000, ge=10, description="lines of Blender output kept per job (GET /jobs/ID/log)"

@@ -115,6 +115,53 @@ def test_heartbeat_logs_unreachable_once_then_recovery(caplog: pytest.LogCapture
 
 
 @pytest.mark.parametrize(
+    ("answers", "slept"),
+    [
+        # Until an orchestrator answers, the node's own interval; then the one it asks for.
+        ([None, {"ok": True, "heartbeat_seconds": 0.5}], [10.0, 0.5, 0.5]),
+        ([{"ok": True, "heartbeat_seconds": 3.0}], [3.0, 3.0, 3.0]),
+        # Bounded: never a busy loop, never silent for minutes.
+        ([{"ok": True, "heartbeat_seconds": 0.0}], [0.1, 0.1, 0.1]),
+        ([{"ok": True, "heartbeat_seconds": 3600}], [60.0, 60.0, 60.0]),
+        # An answer that says nothing usable keeps the interval.
+        ([{"ok": True}, {"heartbeat_seconds": "soon"}], [10.0, 10.0, 10.0]),
+    ],
+)
+def test_the_node_heartbeats_as_often_as_the_orchestrator_asks(
+    answers: list[dict[str, Any] | None], slept: list[float]
+) -> None:
+    replies = iter(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reply = next(replies, answers[-1])
+        if reply is None:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=reply)
+
+    async def payload() -> dict[str, Any]:
+        return {"url": "http://me:1"}
+
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == len(slept):
+            raise asyncio.CancelledError
+
+    async def scenario() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        beat = heartbeat_loop(
+            "http://o:1", payload, token=None, interval=10.0, client=client, sleep=sleep
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await beat
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert waits == slept
+
+
+@pytest.mark.parametrize(
     ("given", "token", "match"),
     [("s3cret", "s3cret", True), ("s3cre", "s3cret", False), ("", "s3cret", False),
      ("s3cret ", "s3cret", False), ("ünï", "ünï", True)],
