@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 # Each batch pays Blender's start-up once (reading the .blend, building the BVH, compiling
 # shaders: seconds to minutes for production scenes), so batches of several frames amortize it.
@@ -26,10 +25,3 @@ def auto_batch_size(frame_count: int, total_slots: int, max_batch: int = DEFAULT
     per_slot = 1 if total_slots == 1 else BATCHES_PER_SLOT
     size = math.ceil(frame_count / (slots * per_slot))
     return max(1, min(size, max_batch))
-
-
-def split_batches(frames: Sequence[int], size: int) -> list[list[int]]:
-    """Cut `frames` into consecutive batches of at most `size`, order kept."""
-    if size < 1:
-        raise ValueError("batch size must be at least 1")
-    return [list(frames[i : i + size]) for i in range(0, len(frames), size)]

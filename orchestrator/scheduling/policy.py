@@ -4,21 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from farm_common.protocol import FrameState, FrameStatus, JobState
-
-
-def frame_gives_up(
-    nodes_failed: Collection[str], attempts: int, live_nodes: Collection[str], max_attempts: int
-) -> bool:
-    """Whether a frame that just failed is failed for good.
-
-    The rule users rely on is "failed on 3 different nodes". A farm with fewer nodes than that
-    would retry forever, so once every live node has failed the frame, `max_attempts` failures
-    in total are enough.
-    """
-    if len(set(nodes_failed)) >= max_attempts:
-        return True
-    return attempts >= max_attempts and set(live_nodes) <= set(nodes_failed)
+from farm_common.protocol import FrameState, FrameStatus
 
 
 def blender_matches(version: str | None, wanted: str | None) -> bool:
@@ -74,13 +60,6 @@ def failure_counts(info: FrameStatus, batch_started: bool) -> bool:
     looping.
     """
     return frame_started(info) or not batch_started
-
-
-def final_job_state(total: int, done: int, failed: int) -> JobState | None:
-    """The job's final state once every frame is collected or failed; None while work remains."""
-    if done + failed < total:
-        return None
-    return JobState.COMPLETED if failed == 0 else JobState.FAILED
 
 
 def eta_seconds(elapsed: float, done: int, remaining: int) -> float | None:

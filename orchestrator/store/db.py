@@ -21,10 +21,9 @@ from typing import Any, TypeVar
 
 from farm_common.frames import compact_frames
 from farm_common.protocol import FrameState, JobState
-from orchestrator.scheduling.batching import split_batches
-from orchestrator.scheduling.policy import final_job_state, frame_gives_up
 from orchestrator.store.migrations import migrate
 from orchestrator.store.queries import Job, Queries
+from orchestrator.store.transitions import final_job_state, frame_gives_up, split_batches
 
 T = TypeVar("T")
 

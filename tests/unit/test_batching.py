@@ -2,7 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.scheduling.batching import auto_batch_size, split_batches
+from orchestrator.scheduling.batching import auto_batch_size
+from orchestrator.store.transitions import split_batches
 
 
 @pytest.mark.parametrize(

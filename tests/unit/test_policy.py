@@ -6,12 +6,11 @@ from orchestrator.scheduling.policy import (
     effective_bans,
     eta_seconds,
     failure_counts,
-    final_job_state,
-    frame_gives_up,
     node_may_take,
     poll_backoff,
     poll_base,
 )
+from orchestrator.store.transitions import final_job_state, frame_gives_up
 
 
 @pytest.mark.parametrize(
