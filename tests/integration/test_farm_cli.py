@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from farm_common.protocol import frame_name
 from tests.integration.farm_procs import FAKE_BLENDER, base_env, blender_processes, farm
 from tests.orch_helpers import BLEND, wait_until
 from tests.servers import free_port
@@ -44,7 +45,7 @@ def test_farm_render_uploads_downloads_every_frame_and_exits_zero(tmp_path: Path
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
         names = sorted(p.name for p in (tmp_path / "out").iterdir())
-        expected = [f"frame_{n:05d}.png" for n in (1, 2, 3, 4, 5, 6, 10, 15, 20)]
+        expected = [frame_name(n, ".png") for n in (1, 2, 3, 4, 5, 6, 10, 15, 20)]
         assert names == expected
         assert "completed: 9/9 frames" in result.stdout
         assert max(f.rendered().values()) == 1

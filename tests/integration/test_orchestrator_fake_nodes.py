@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from farm_common.frames import parse_frame_spec
+from farm_common.protocol import frame_name
 from orchestrator.api.app import create_app
 from orchestrator.video import ffmpeg_available
 from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
@@ -74,7 +75,9 @@ def test_three_nodes_collect_every_frame_of_a_spec_with_steps_and_lists_once(
         assert set(rendered) == set(frames) and max(rendered.values()) == 1
         assert all(n.scene_puts == 1 for n in nodes if n.rendered)
         out = tmp_path / "orch" / "renders" / job_id
-        assert sorted(p.name for p in out.iterdir()) == sorted(f"frame_{f:05d}.png" for f in frames)
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            frame_name(f, ".png") for f in frames
+        )
         image = client.get(f"/render/{job_id}/frames/35")
         assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
         assert image.headers["content-type"] == "image/png"

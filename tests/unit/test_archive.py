@@ -167,7 +167,7 @@ def test_member_frame_takes_only_plain_frame_names(name: str, frame: int | None)
 def put(tmp_path: Path, frames: list[int], data: bytes, step: int = 512) -> FrameFiles:
     out = tmp_path / "renders" / "job1"
     files = FrameFiles(
-        {f: out / f"frame_{f:05d}.png" for f in frames}, lambda p: p.with_name(f".{p.name}.part")
+        {f: out / frame_name(f, ".png") for f in frames}, lambda p: p.with_name(f".{p.name}.part")
     )
     files.write(read_all(data, step))
     return files
@@ -205,7 +205,7 @@ def test_a_member_cut_off_leaves_no_part_file_once_discarded(tmp_path: Path) -> 
     data = tar_of(("frame_00001.png", b"a" * 5000), ("frame_00002.png", b"b" * 5000))
     out = tmp_path / "renders" / "job1"
     files = FrameFiles(
-        {f: out / f"frame_{f:05d}.png" for f in (1, 2)}, lambda p: p.with_name(f".{p.name}.part")
+        {f: out / frame_name(f, ".png") for f in (1, 2)}, lambda p: p.with_name(f".{p.name}.part")
     )
     reader = TarReader()
     files.write(reader.feed(data[:7000]))
