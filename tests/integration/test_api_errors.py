@@ -152,3 +152,12 @@ def test_a_bug_is_a_500_in_the_error_shape_without_internals() -> None:
     assert response.status_code == 500
     assert response.json()["error"] == "internal_error"
     assert "secret" not in response.json()["detail"]
+
+
+def test_a_field_the_service_does_not_know_is_a_422_naming_it(
+    service: tuple[str, httpx.Client],
+) -> None:
+    kind, client = service
+    path = "/jobs" if kind == "node" else "/render"
+    response = client.post(path, json={"scene": "demo.blend", "frames": "7", "tiles": 4})
+    assert_error(response, 422, "invalid_request", "tiles")
