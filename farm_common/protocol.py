@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from farm_common.errors import BadRequest
+from farm_common.frames import MAX_FRAME_NUMBER
 
 
 class JobState(StrEnum):
@@ -155,7 +157,27 @@ class JobRequest(Request):
     format: str = Field("PNG", max_length=40, description="Blender image format (-F)")
 
 
-class JobCreated(BaseModel):
+# Render slots one node may have: more is a node lying, not a machine.
+MAX_SLOTS = 1024
+# What a node may say of one frame's error, or of a job's: Blender's words, cut to this length.
+MAX_MESSAGE_CHARS = 2000
+
+
+def _cut(value: Any) -> Any:
+    return value[:MAX_MESSAGE_CHARS] if isinstance(value, str) else value
+
+
+Message = Annotated[str, BeforeValidator(_cut)]
+
+
+class Answer(BaseModel):
+    """An answer of the other service, read as untrusted input: no NaN or infinity (Python's
+    JSON reader takes them, and one NaN of render seconds would poison the speed book)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class JobCreated(Answer):
     id: str
     state: JobState
     status_url: str
@@ -165,14 +187,14 @@ class JobCreated(BaseModel):
     )
 
 
-class FrameStatus(BaseModel):
-    frame: int
+class FrameStatus(Answer):
+    frame: int = Field(ge=0, le=MAX_FRAME_NUMBER)
     state: FrameState
-    seconds: float | None = Field(None, description="render time of a finished frame")
-    error: str | None = Field(None, description="why a failed frame failed")
+    seconds: float | None = Field(None, ge=0, description="render time of a finished frame")
+    error: Message | None = Field(None, description="why a failed frame failed")
 
 
-class FrameCounts(BaseModel):
+class FrameCounts(Answer):
     total: int
     pending: int
     rendering: int
@@ -180,15 +202,17 @@ class FrameCounts(BaseModel):
     failed: int
 
 
-class JobSummary(BaseModel):
+class JobSummary(Answer):
     id: str
     state: JobState
     scene: str
     format: str
     counts: FrameCounts
-    progress: float = Field(description="(frames done + sample hint of the current one) / total")
-    error: str | None = None
-    refused: str | None = Field(
+    progress: float = Field(
+        ge=0, le=1, description="(frames done + sample hint of the current one) / total"
+    )
+    error: Message | None = None
+    refused: Message | None = Field(
         default=None,
         description="set when this node will render no batch of the scene (Freestyle without "
         "--allow-freestyle): why, and how to fix it",
@@ -206,44 +230,45 @@ class JobDetail(JobSummary):
     )
     startup_seconds: float | None = Field(
         default=None,
+        ge=0,
         description="seconds from launching Blender to its first frame (scene load, BVH...)",
     )
 
 
-class JobList(BaseModel):
+class JobList(Answer):
     jobs: list[JobSummary]
 
 
-class JobDeleted(BaseModel):
+class JobDeleted(Answer):
     id: str
     state: JobState
     removed: bool = Field(description="true when a finished job's files were deleted")
 
 
-class JobCounts(BaseModel):
+class JobCounts(Answer):
     queued: int
     running: int
     finished: int
 
 
-class NodeInfo(BaseModel):
-    version: str
-    blender_version: str | None
-    slots: int
-    busy: int
-    cpu_count: int
-    threads: int
-    name: str
-    url: str
+class NodeInfo(Answer):
+    version: str = Field(max_length=100)
+    blender_version: str | None = Field(max_length=100)
+    slots: int = Field(ge=1, le=MAX_SLOTS)
+    busy: int = Field(ge=0)
+    cpu_count: int = Field(ge=0)
+    threads: int = Field(ge=0)
+    name: str = Field(max_length=200)
+    url: str = Field(max_length=500)
     jobs: JobCounts
 
 
-class SceneStored(BaseModel):
+class SceneStored(Answer):
     scene: str
     size: int
 
 
-class Health(BaseModel):
+class Health(Answer):
     status: str = "ok"
 
 
@@ -251,8 +276,8 @@ class NodeRegistration(Request):
     """A node's heartbeat: who it is and where it is reached (its own URL, never a service's)."""
 
     url: str = Field(min_length=1, max_length=500, examples=["http://10.0.0.5:8100"])
-    slots: int = Field(default=1, ge=1, le=1024)
-    busy: int = Field(default=0, ge=0, le=1024)
+    slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
+    busy: int = Field(default=0, ge=0, le=MAX_SLOTS)
     version: str | None = Field(default=None, max_length=100)
     blender_version: str | None = Field(default=None, max_length=100)
     cpu_count: int | None = Field(default=None, ge=0, le=1_000_000)
@@ -262,7 +287,7 @@ class NodeRegistration(Request):
     )
 
 
-class Registered(BaseModel):
+class Registered(Answer):
     ok: bool = True
     heartbeat_seconds: float = Field(
         description="how often the node must heartbeat: the orchestrator declares a node lost "

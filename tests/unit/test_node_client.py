@@ -114,6 +114,8 @@ def test_answers_are_read_into_the_protocols_models() -> None:
         ("status", "/jobs/j1", {"id": "j1", "state": "running"}, "malformed JobDetail"),
         ("status", "/jobs/j1", {**DETAIL, "state": "exploded"}, "state"),
         ("status", "/jobs/j1", {**DETAIL, "frames": [{"frame": "one"}]}, "frames.0.frame"),
+        # NaN is valid to Python's JSON reader; one NaN of render seconds poisoned the speeds.
+        ("status", "/jobs/j1", {**DETAIL, "progress": float("nan")}, "progress"),
         ("status", "/jobs/j1", b"<html>proxy error</html>", "Invalid JSON"),
         ("status", "/jobs/j1", [1, 2], "malformed JobDetail"),
         ("submit", "/jobs", {"id": "j1"}, "malformed JobCreated"),
