@@ -15,11 +15,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # System packages from Debian's: Blender, ffmpeg (preview videos), Chromium (browser tests),
-# debootstrap (offline base image). Installed when missing and we are root; else we say what to do.
-SYSTEM_PACKAGES := blender ffmpeg chromium fonts-dejavu-core debootstrap
+# debootstrap (offline base image), bubblewrap (Blender's sandbox). Installed when missing and we
+# are root; else we say what to do.
+SYSTEM_PACKAGES := blender ffmpeg chromium fonts-dejavu-core debootstrap bubblewrap
 system-deps:
 	@missing=""; \
-	for cmd in blender ffmpeg chromium debootstrap; do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	for cmd in blender ffmpeg chromium debootstrap bwrap; do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 			echo "installing from Debian's packages:$$missing"; \

@@ -71,8 +71,10 @@ class ProcFarm:
             "--data-dir", str(self.root / f"node{index}"), "--scenes-dir", str(scenes_dir),
             "--blender", blender, "--slots", "1", "--threads", str(threads),
             "--orchestrator", self.url, "--advertise-url", f"http://127.0.0.1:{port}",
-            "--log-level", "warning",
+            "--log-level", "warning", "--blender-env", "FAKE_BLENDER_*",
         ]  # fmt: skip
+        if blender == str(FAKE_BLENDER):  # its FAKE_BLENDER_LOG is in a folder a sandbox hides
+            argv += ["--sandbox", "none"]
         node = self.stack.enter_context(
             run_cli(argv, port=port, env=clean_env(env), cwd=self.root, startup_timeout=60)
         )

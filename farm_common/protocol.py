@@ -261,6 +261,8 @@ class NodeInfo(Answer):
     name: str = Field(max_length=200)
     url: str = Field(max_length=500)
     jobs: JobCounts
+    # What holds Blender inside its job's folder: "bwrap", "user NAME" or "none".
+    sandbox: str | None = Field(default=None, max_length=100)
 
 
 class SceneStored(Answer):

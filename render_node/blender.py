@@ -38,6 +38,91 @@ FREESTYLE_CHECK = (
 )
 
 
+# Only `-o` goes through the command line: a compositor File Output node keeps its own path,
+# and a cache written while rendering lands next to the .blend (in the node's scene store) or
+# wherever its path says. This guard, our code run after the .blend is loaded, points them all
+# into the job's folder, for every scene and node group (Blender 3.x-4.x and 5.x names alike),
+# and prints what it moved. The sandbox below it holds whatever it misses.
+SCENE_GUARD = """\
+import os, re, bpy
+_root = {root!r}
+
+def _folder(kind, n):
+    path = os.path.join(_root, '%s_%d' % (kind, n)) + os.sep
+    os.makedirs(path, exist_ok=True)
+    return path
+
+def _name(path, fallback):
+    if not re.search(r'[\\\\/]', path or '') and not (path or '').startswith('.'):
+        return path  # a plain name stays as the artist gave it
+    parts = [p for p in re.split(r'[\\\\/]+', path) if p not in ('', '.', '..')]
+    name = re.sub(r'[^A-Za-z0-9_#.-]', '_', '_'.join(parts)).lstrip('.')
+    return name or fallback
+
+for _scene in bpy.data.scenes:
+    # `-o frame_#####` is completed by the extension: without it the frame has no name we know.
+    if not getattr(_scene.render, 'use_file_extension', True):
+        _scene.render.use_file_extension = True
+        print('farm: scene %r saves frames with their file extension' % _scene.name, flush=True)
+
+_trees = list(bpy.data.node_groups)
+for _scene in bpy.data.scenes:
+    _tree = getattr(_scene, 'node_tree', None)
+    if _tree is not None and _tree not in _trees:
+        _trees.append(_tree)
+_n = 0
+for _tree in _trees:
+    for _node in _tree.nodes:
+        if _node.bl_idname != 'CompositorNodeOutputFile':
+            continue
+        _n += 1
+        _to = _folder('file_output', _n)
+        for _attr in ('base_path', 'directory'):
+            if hasattr(_node, _attr):
+                setattr(_node, _attr, _to)
+        if hasattr(_node, 'file_name'):
+            _node.file_name = _name(_node.file_name, 'image_')
+        for _slot in getattr(_node, 'file_slots', ()):
+            _slot.path = _name(_slot.path, 'image_')
+        print('farm: File Output node %r of %r writes into %s'
+              % (_node.name, _tree.name, _to), flush=True)
+
+def _memory_only(cache, what):
+    if getattr(cache, 'use_disk_cache', False) and not getattr(cache, 'is_baked', True):
+        cache.use_disk_cache = False
+        print('farm: %s caches in memory, not on disk' % what, flush=True)
+
+_c = 0
+for _scene in bpy.data.scenes:
+    _world = getattr(_scene, 'rigidbody_world', None)
+    if _world is not None and getattr(_world, 'point_cache', None) is not None:
+        _memory_only(_world.point_cache, 'rigid body world of %r' % _scene.name)
+for _ob in bpy.data.objects:
+    for _mod in getattr(_ob, 'modifiers', ()):
+        _what = 'modifier %r of %r' % (_mod.name, _ob.name)
+        if getattr(_mod, 'point_cache', None) is not None:
+            _memory_only(_mod.point_cache, _what)
+        _ps = getattr(_mod, 'particle_system', None)
+        if _ps is not None and getattr(_ps, 'point_cache', None) is not None:
+            _memory_only(_ps.point_cache, _what)
+        _canvas = getattr(_mod, 'canvas_settings', None)
+        for _surface in getattr(_canvas, 'canvas_surfaces', ()) if _canvas else ():
+            _memory_only(_surface.point_cache, _what)
+        _domain = getattr(_mod, 'domain_settings', None)
+        if getattr(_mod, 'fluid_type', '') == 'DOMAIN' and _domain is not None:
+            if getattr(_domain, 'cache_type', '') == 'REPLAY':
+                _c += 1
+                _domain.cache_directory = _folder('fluid_cache', _c)
+                print('farm: fluid cache of %s goes into %s'
+                      % (_what, _domain.cache_directory), flush=True)
+"""
+
+
+def scene_guard(root: Path) -> str:
+    """The `--python-expr` that points the scene's other writers into `root`."""
+    return SCENE_GUARD.format(root=str(root))
+
+
 def build_command(
     blender: str,
     scene_path: Path,
@@ -47,18 +132,22 @@ def build_command(
     threads: int,
     *,
     allow_freestyle: bool = False,
+    guard_dir: Path | None = None,
 ) -> list[str]:
     """Blender runs its arguments in order: the .blend first, output options, render args last.
 
     `--disable-autoexec` is applied before any file is loaded, wherever it stands.
+    `guard_dir`: where the scene guard sends File Output nodes and caches (none: no guard).
     """
     check = [] if allow_freestyle else ["--python-expr", FREESTYLE_CHECK]
+    guard = [] if guard_dir is None else ["--python-expr", scene_guard(guard_dir)]
     return [
         blender,
         "-b",
         str(scene_path),
         "--disable-autoexec",
         *check,
+        *guard,
         "-o",
         output_pattern(output_dir),
         "-F",

@@ -13,6 +13,7 @@ from farm_common.auth import redact_access_log, warn_if_open
 from farm_common.logs import configure_logging
 from render_node import __version__
 from render_node.api import create_app
+from render_node.sandbox import SandboxUnavailable
 from render_node.settings import NodeSettings
 
 log = logging.getLogger("render_node")
@@ -37,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
     warn_if_open(log, settings.host, settings.token, "run Blender on this machine")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SandboxUnavailable as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:
     # every Blender process group is killed and reaped before the process ends.
     config = uvicorn.Config(

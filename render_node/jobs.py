@@ -26,6 +26,7 @@ from render_node.blender import (
 )
 from render_node.processes import kill_leftovers
 from render_node.runner import BlenderRun, blender_env, job_env, read_blender_version
+from render_node.sandbox import Sandbox, private_folder
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ class Job:
     @property
     def output_dir(self) -> Path:
         return self.dir / "out"
+
+    @property
+    def passes_dir(self) -> Path:
+        """Where the scene guard sends the scene's File Output nodes and caches."""
+        return self.dir / "passes"
 
     def frame_file(self, frame: int) -> Path | None:
         record = self.batch.frames.get(frame)
@@ -136,6 +142,8 @@ class BlenderOptions:
     frame_timeout: float | None = None  # killed after this long without a line of output
     allow_freestyle: bool = False  # Freestyle runs Python from the .blend: refused unless set
     memory_limit_mb: int | None = None  # RLIMIT_AS of each Blender
+    sandbox: Sandbox = field(default_factory=lambda: Sandbox("none"))  # what holds Blender
+    env_names: tuple[str, ...] = ()  # of the node's environment, passed to Blender besides
     log_lines: int = 2000  # of Blender's output kept per job
     version_timeout: float = 20.0  # for `blender --version`
 
@@ -155,8 +163,8 @@ class JobManager:
     ) -> None:
         self.jobs_dir = data_dir / "jobs"
         self.blender = _resolve_executable(blender)
-        self.env = blender_env(environ)
         self.options = options or BlenderOptions()
+        self.env = blender_env(environ, self.options.env_names)
         self.clock, self.wall, self.on_finished = clock, wall, on_finished
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(slots)
@@ -173,7 +181,7 @@ class JobManager:
         if killed:
             log.warning("killed %d leftover Blender group(s) at start: %s", len(killed), killed)
         await asyncio.to_thread(shutil.rmtree, self.jobs_dir, True)
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        private_folder(self.jobs_dir)
 
     async def shutdown(self) -> None:
         """Cancel every job; returns when every Blender group is killed and reaped."""
@@ -253,23 +261,31 @@ class JobManager:
         """Run Blender until every frame is decided: one process normally; another for the
         frames after a timed-out one; several when a frame list is too long for one command.
         """
-        await asyncio.to_thread(job.output_dir.mkdir, parents=True, exist_ok=True)
+        sandbox = self.options.sandbox
         user_dir = job.dir / "blender-user"
-        await asyncio.to_thread((user_dir / "tmp").mkdir, parents=True, exist_ok=True)
-        env = job_env(self.env, user_dir)
+        # Blender's only writable places: its frames, its user folders, and where the scene
+        # guard sends File Output nodes and caches (never the job folder itself: the pid file).
+        writable = [job.output_dir, user_dir, user_dir / "tmp", job.passes_dir]
+        await asyncio.to_thread(_make_folders, writable, sandbox)
+        env = sandbox.environment(job_env(self.env, user_dir))
         remaining = job.batch.unfinished()
         while remaining:
             part = frames_for_one_command(remaining)
-            command = build_command(
-                self.blender,
-                job.scene_path,
-                job.output_dir,
-                part,
-                job.fmt,
-                self.options.threads,
-                allow_freestyle=self.options.allow_freestyle,
+            command = sandbox.command(
+                build_command(
+                    self.blender,
+                    job.scene_path,
+                    job.output_dir,
+                    part,
+                    job.fmt,
+                    self.options.threads,
+                    allow_freestyle=self.options.allow_freestyle,
+                    guard_dir=job.passes_dir,
+                ),
+                read=[job.scene_path],
+                write=[job.output_dir, user_dir, job.passes_dir],
             )
-            job.log_tail.append("[node] " + " ".join(command))
+            job.log_tail.append("[node] " + " ".join(_shown(command)))
             if job.launched is None:
                 job.launched = self.clock()
             job.run = BlenderRun(
@@ -282,6 +298,7 @@ class JobManager:
                 log_tail=job.log_tail,
                 frame_timeout=self.options.frame_timeout,
                 memory_limit_mb=self.options.memory_limit_mb,
+                sandbox=sandbox,
                 pid_file=job.dir / "blender.pid",
                 clock=self.clock,
                 label=f"job {job.id}",
@@ -322,6 +339,20 @@ class JobManager:
         job.touch()
         if self.on_finished is not None:
             self.on_finished(job)
+
+
+def _shown(command: list[str]) -> list[str]:
+    """The command for the job's log, our `--python-expr` checks named, not printed whole."""
+    return [
+        "<farm scene checks>" if i and command[i - 1] == "--python-expr" else arg
+        for i, arg in enumerate(command)
+    ]
+
+
+def _make_folders(folders: list[Path], sandbox: Sandbox) -> None:
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    sandbox.prepare(folders)
 
 
 class DataDirInUse(RuntimeError):

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import logging
-import resource
 import signal
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
@@ -29,13 +29,25 @@ from render_node.blender import (
     parse_version,
 )
 from render_node.processes import killpg_quietly, write_pid_file
+from render_node.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
 KILL_GRACE = 1.5  # SIGTERM, then SIGKILL after this many seconds: gone well within 2 s
 # Some filesystems keep coarse mtimes; a fresh, emptied output folder is the real guarantee.
 MTIME_SLACK = 0.05
-_DROP_ENV = ("PYTHONPATH", "PYTHONHOME")
+
+
+# What Blender's environment may hold: the system's basics, the locale, and GPU drivers' and
+# colour management's settings. Never the node's token or another secret: everything else is
+# dropped, and the node's own FARM_* variables always are (--blender-env adds names).
+BLENDER_ENV_NAMES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "LD_LIBRARY_PATH", "OCIO"}
+)
+BLENDER_ENV_PREFIXES = (
+    "LC_", "CUDA_", "NVIDIA_", "HIP_", "ROCR_", "HSA_", "GPU_", "SYCL_", "ONEAPI_", "ZE_",
+    "__GL", "__EGL", "MESA_", "LIBGL_",
+)  # fmt: skip
 
 
 # Blender's user resources (startup.blend, preferences, add-ons, user scripts): a fresh,
@@ -48,13 +60,18 @@ _USER_DIRS = {
 }
 
 
-def blender_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The node's environment minus what would leak our Python into Blender's."""
-    return {
-        k: v
-        for k, v in environ.items()
-        if k not in _DROP_ENV and not k.startswith(("BLENDER_USER_", "BLENDER_SYSTEM_SCRIPTS"))
-    }
+def blender_env(environ: Mapping[str, str], extra: Sequence[str] = ()) -> dict[str, str]:
+    """The allowed part of the node's environment: the basics plus the names (or `*`
+    patterns) of `extra`, never FARM_*."""
+
+    def allowed(name: str) -> bool:
+        if name.startswith("FARM_"):
+            return False
+        if name in BLENDER_ENV_NAMES or name.startswith(BLENDER_ENV_PREFIXES):
+            return True
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in extra)
+
+    return {k: v for k, v in environ.items() if allowed(k)}
 
 
 def job_env(base: Mapping[str, str], user_dir: Path) -> dict[str, str]:
@@ -67,17 +84,6 @@ def job_env(base: Mapping[str, str], user_dir: Path) -> dict[str, str]:
         env[name] = str(user_dir / sub) if sub else str(user_dir)
     env["TMPDIR"] = str(user_dir / "tmp")
     return env
-
-
-def memory_limiter(limit_bytes: int | None) -> Callable[[], None] | None:
-    """A preexec_fn that caps the child's address space (RLIMIT_AS); None when unlimited."""
-    if limit_bytes is None:
-        return None
-
-    def apply() -> None:  # runs in the child between fork and exec: keep it tiny
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-
-    return apply
 
 
 def verify_output(path: Path, since: float) -> str | None:
@@ -126,6 +132,7 @@ class BlenderRun:
     log_tail: deque[str]
     frame_timeout: float | None = None
     memory_limit_mb: int | None = None
+    sandbox: Sandbox = field(default_factory=lambda: Sandbox("none"))
     pid_file: Path | None = None
     clock: Callable[[], float] = time.monotonic
     tick: float = 0.1
@@ -151,7 +158,7 @@ class BlenderRun:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 env=self.env,
-                preexec_fn=memory_limiter(
+                preexec_fn=self.sandbox.preexec(
                     None if self.memory_limit_mb is None else self.memory_limit_mb << 20
                 ),
             )
@@ -172,8 +179,9 @@ class BlenderRun:
             if proc.returncode is None:  # cancelled from outside, or an error: never leave it
                 await asyncio.shield(self._kill(proc))
             self._remove_pid()
-        self._settle(proc.returncode)
-        return RunResult(proc.returncode, timed_out=self.timed_out, cancelled=self.cancelled)
+        returncode = self.sandbox.returncode(proc.returncode)
+        self._settle(returncode)
+        return RunResult(returncode, timed_out=self.timed_out, cancelled=self.cancelled)
 
     async def cancel(self) -> None:
         """SIGTERM the process group, SIGKILL after KILL_GRACE; returns once it is reaped."""
@@ -248,6 +256,8 @@ class BlenderRun:
         if frame is None or frame not in self.batch.frames:
             return
         path = self._frame_path(frame, event.path)
+        if path is None:
+            return  # another of the scene's writers (a File Output node), not the frame
         problem = verify_output(path, self._since)
         self.batch.saved(frame, now, problem)
         if self.batch.frames[frame].state == FrameState.DONE:
@@ -256,14 +266,16 @@ class BlenderRun:
         else:
             log.warning("%s frame %d failed: %s", self.label, frame, self.batch.frames[frame].error)
 
-    def _frame_path(self, frame: int, said: str | None) -> Path:
-        """Blender's word for where it saved, if that is inside our output folder."""
-        if said:
-            candidate = Path(said)
-            with contextlib.suppress(OSError, ValueError):
-                if candidate.resolve().is_relative_to(self.output_dir.resolve()):
-                    return candidate
-        return output_file(self.output_dir, frame, self.fmt)
+    def _frame_path(self, frame: int, said: str | None) -> Path | None:
+        """Where Blender saved `frame`: the path it said if that is in our output folder, the
+        expected one if it said none, None if it saved something elsewhere."""
+        if not said:
+            return output_file(self.output_dir, frame, self.fmt)
+        candidate = Path(said)
+        with contextlib.suppress(OSError, ValueError):
+            if candidate.resolve().is_relative_to(self.output_dir.resolve()):
+                return candidate
+        return None
 
     def _settle(self, returncode: int | None, start_error: str | None = None) -> None:
         """Blender is gone: decide every frame of this run it left unfinished."""

@@ -1,5 +1,10 @@
 """Scenes a job can name: uploaded ones, content-addressed under data_dir/scenes/<sha256>.blend,
 and named ones under --scenes-dir. Uploads stream to disk, counted, hashed and checked.
+
+A stored scene is used only while it is provably the file that was uploaded: its hash was
+checked, and its size, inode and change time have not moved since (any write, rename or
+`touch` changes the change time, which no one can set back). Otherwise it is hashed again, and
+a file that no longer matches its name is deleted, so the orchestrator sends it again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import BinaryIO
 
 from farm_common.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
 from farm_common.paths import check_sha256, scene_path
+from render_node.sandbox import private_folder
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +34,24 @@ def looks_like_blend(head: bytes) -> bool:
     return any(head.startswith(magic) for magic in BLEND_MAGICS)
 
 
+Fingerprint = tuple[int, int, int, int]  # size, inode, device, change time (ns)
+
+
+def fingerprint(path: Path) -> Fingerprint | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_ino, st.st_dev, st.st_ctime_ns)
+
+
 class SceneStore:
     def __init__(self, root: Path, scenes_dir: Path, max_bytes: int) -> None:
         self.root = root
         self.scenes_dir = scenes_dir
         self.max_bytes = max_bytes
+        self._verified: dict[str, Fingerprint] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def remove_partial_uploads(self) -> int:
         """Delete temp files of uploads a previous run of the node did not finish."""
@@ -46,17 +65,39 @@ class SceneStore:
     def path_for(self, sha: str) -> Path:
         return self.root / f"{check_sha256(sha)}.blend"
 
-    def has(self, sha: str) -> bool:
-        return self.path_for(sha).is_file()
+    async def has(self, sha: str) -> bool:
+        """Whether the store holds the scene `sha`, intact."""
+        return await self.intact(check_sha256(sha)) is not None
 
-    def resolve(self, ref: str) -> Path:
+    async def intact(self, sha: str) -> Path | None:
+        """The stored scene `sha` if it is the file that was uploaded; a file that no longer
+        hashes to its name is deleted (so a HEAD says 404 and it is sent again)."""
+        path = self.path_for(sha)
+        async with self._locks.setdefault(sha, asyncio.Lock()):
+            now = await asyncio.to_thread(fingerprint, path)
+            if now is None:
+                self._verified.pop(sha, None)
+                return None
+            if self._verified.get(sha) == now:
+                return path
+            actual = await asyncio.to_thread(_hash_file, path)
+            if actual != sha:
+                log.warning("scene %s changed on disk (its sha256 is now %s): deleted", sha, actual)
+                self._verified.pop(sha, None)
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(path.unlink)
+                return None
+            self._verified[sha] = now
+            return path
+
+    async def resolve(self, ref: str) -> Path:
         """`sha256:<hex>` of an uploaded scene, or a .blend name under the scenes folder."""
         if ref.startswith("sha256:"):
-            path = self.path_for(ref)
-            if not path.is_file():
+            sha = check_sha256(ref)
+            path = await self.intact(sha)
+            if path is None:
                 raise NotFound(
-                    f"scene {ref[:80]} is not on this node: upload it first with "
-                    f"PUT /scenes/{path.stem}"
+                    f"scene {ref[:80]} is not on this node: upload it first with PUT /scenes/{sha}"
                 )
             return path
         path = scene_path(self.scenes_dir, ref)
@@ -70,7 +111,7 @@ class SceneStore:
     async def save(self, sha: str, chunks: AsyncIterator[bytes]) -> int:
         """Stream an upload to a temp file, then verify and rename it into place."""
         target = self.path_for(sha)
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(private_folder, self.root)
         tmp = self.root / f".upload-{secrets.token_hex(8)}.tmp"
         digest = hashlib.sha256()
         size = 0
@@ -104,13 +145,28 @@ class SceneStore:
                     f"the body's sha256 is {actual}, not {check_sha256(sha)}: "
                     "hash the file you upload (sha256sum scene.blend)"
                 )
+            await asyncio.to_thread(tmp.chmod, 0o644)  # readable by Blender, written by none
             await asyncio.to_thread(os.replace, tmp, target)
+            stored = await asyncio.to_thread(fingerprint, target)
+            if stored is not None:
+                self._verified[actual] = stored
         except BaseException:
             with contextlib.suppress(OSError):
                 await asyncio.shield(asyncio.to_thread(tmp.unlink))
             raise
         log.info("scene %s stored (%d bytes)", target.stem, size)
         return size
+
+
+def _hash_file(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:

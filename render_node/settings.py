@@ -7,10 +7,10 @@ flag's help, so say there what the setting does and why.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class NodeSettings(BaseSettings):
@@ -64,6 +64,31 @@ class NodeSettings(BaseSettings):
         description="address-space limit (RLIMIT_AS) of each Blender process, in MB; Blender "
         "needs ~1 GB of it to start; none: unlimited",
     )
+    sandbox: Literal["auto", "bwrap", "user", "none"] = Field(
+        default="auto",
+        description="what holds Blender inside its job's folder: bwrap (bubblewrap: the file "
+        "system read-only, the node's data hidden, no network), user (Blender runs as "
+        "--sandbox-user; for containers, the node runs as root), none; auto: bwrap if it "
+        "works here, else user if possible, else none with a warning",
+    )
+    sandbox_user: str = Field(
+        default="farm-blender",
+        description="the unprivileged user Blender runs as under --sandbox user",
+        json_schema_extra={"metavar": "NAME"},
+    )
+    sandbox_hide: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="a folder Blender must not see under bwrap (the node's data folder always "
+        "is), repeatable; in FARM_SANDBOX_HIDE, comma-separated",
+        json_schema_extra={"metavar": "DIR"},
+    )
+    blender_env: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="a variable of the node's environment Blender may see besides the basics "
+        "(PATH, HOME, locale, GPU drivers' settings), repeatable, * as wildcard; FARM_* never; "
+        "in FARM_BLENDER_ENV, comma-separated",
+        json_schema_extra={"metavar": "NAME"},
+    )
     heartbeat_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -82,6 +107,13 @@ class NodeSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text for people, json for log collectors"
     )
+
+    @field_validator("sandbox_hide", "blender_env", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -21,6 +21,11 @@ FAKE_BLENDER_FREESTYLE "1": the scene enables Freestyle (scene.render.use_freest
 FAKE_BLENDER_ALLOCATE_MB  MB to allocate when the first frame starts; past the process's
                        memory limit it prints Blender's "Malloc returns null" and crashes
 FAKE_BLENDER_ENV_DUMP  a file to which it writes its environment as JSON
+FAKE_BLENDER_FILE_OUTPUT  the scene has a compositor File Output node with this base_path
+                       (`//` is the .blend's folder) and a slot "escaped_": every frame also
+                       writes a PNG there, after `--python-expr` code had its say, as Blender
+FAKE_BLENDER_WRITE     files (comma-separated) it tries to write at start, as an exploited
+                       Blender would; it prints what happened to each
 """
 
 from __future__ import annotations
@@ -117,15 +122,54 @@ def env_frames(name: str) -> set[int]:
     return {int(v) for v in value.split(",") if v.strip()}
 
 
-def run_python_exprs() -> None:
-    """Run `--python-expr` code the way Blender would, against a stand-in `bpy`."""
+def run_python_exprs() -> list[types.SimpleNamespace]:
+    """Run `--python-expr` code the way Blender would, against a stand-in `bpy`; returns the
+    scene's File Output nodes as that code left them."""
     render = types.SimpleNamespace(use_freestyle=os.environ.get("FAKE_BLENDER_FREESTYLE") == "1")
-    scene = types.SimpleNamespace(name="Scene", render=render)
+    outputs = []
+    if "FAKE_BLENDER_FILE_OUTPUT" in os.environ:
+        slot = types.SimpleNamespace(path="escaped_")
+        outputs.append(
+            types.SimpleNamespace(
+                bl_idname="CompositorNodeOutputFile",
+                name="File Output",
+                base_path=os.environ["FAKE_BLENDER_FILE_OUTPUT"],
+                file_slots=[slot],
+            )
+        )
+    tree = types.SimpleNamespace(name="Compositing", nodes=outputs)
+    scene = types.SimpleNamespace(name="Scene", render=render, node_tree=tree)
     bpy = types.ModuleType("bpy")
-    bpy.data = types.SimpleNamespace(scenes=[scene])  # type: ignore[attr-defined]
+    bpy.data = types.SimpleNamespace(  # type: ignore[attr-defined]
+        scenes=[scene], node_groups=[], objects=[]
+    )
     sys.modules["bpy"] = bpy
     for expr in PYTHON_EXPRS:
         exec(compile(expr, "<string>", "exec"), {"__name__": "__main__"})
+    return outputs
+
+
+def file_output_path(base: str, slot: str, frame: int, blend: str) -> str:
+    """Blender's rule: `//` is the .blend's folder; `#`s take the frame, else 4 digits."""
+    path = base + slot
+    if path.startswith("//"):
+        path = os.path.join(os.path.dirname(os.path.abspath(blend)), path[2:])
+    if "#" in path:
+        width = path.count("#")
+        path = path.replace("#" * width, str(frame).zfill(width), 1)
+    else:
+        path += f"{frame:04d}"
+    return os.path.normpath(path) + ".png"
+
+
+def exploit_writes() -> None:
+    for target in filter(None, os.environ.get("FAKE_BLENDER_WRITE", "").split(",")):
+        try:
+            with open(target, "wb") as fh:
+                fh.write(b"written by the scene")
+            print(f"fake: wrote {target}", flush=True)
+        except OSError as exc:
+            print(f"fake: could not write {target}: {exc.strerror}", flush=True)
 
 
 def allocate(mb: int) -> bytearray | None:
@@ -157,7 +201,8 @@ def main() -> int:
     if os.environ.get("FAKE_BLENDER_ENV_DUMP"):
         with open(os.environ["FAKE_BLENDER_ENV_DUMP"], "w") as fh:
             json.dump(dict(os.environ), fh)
-    run_python_exprs()
+    file_outputs = run_python_exprs()
+    exploit_writes()
     allocate_mb = int(os.environ.get("FAKE_BLENDER_ALLOCATE_MB", "0"))
     held: bytearray | None = None
     time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
@@ -197,6 +242,15 @@ def main() -> int:
             with open(path + ".tmp", "wb") as fh:
                 fh.write(png_bytes(32, 24, frame))
             os.replace(path + ".tmp", path)
+        for node in file_outputs:
+            for slot in node.file_slots:
+                extra = file_output_path(node.base_path, slot.path, frame, scene)
+                try:
+                    os.makedirs(os.path.dirname(extra), exist_ok=True)
+                    with open(extra, "wb") as fh:
+                        fh.write(png_bytes(8, 8, frame))
+                except OSError as exc:
+                    print(f"Error: Could not write image file {extra}: {exc.strerror}", flush=True)
         if log:
             with open(log, "a") as fh:
                 fh.write(f"{frame}\n")

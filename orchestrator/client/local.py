@@ -103,34 +103,38 @@ class LocalCluster:
             ],
         )
         for i in range(self.nodes):
-            port = self.node_base_port + i
-            self._spawn(
-                f"node-{i + 1}",
-                [
-                    "render_node",
-                    "--host",
-                    self.host,
-                    "--port",
-                    str(port),
-                    "--data-dir",
-                    str(self.data_dir / f"node-{i + 1}"),
-                    "--scenes-dir",
-                    str(self.scenes_dir),
-                    "--threads",
-                    str(self.threads_per_node()),
-                    "--slots",
-                    str(self.slots),
-                    "--orchestrator",
-                    self.url,
-                    "--advertise-url",
-                    f"http://{self.host}:{port}",
-                ],
-            )
+            self._spawn(f"node-{i + 1}", self.node_args(i))
         try:
             self.wait_ready(wait_seconds)
         except BaseException:
             self.stop()
             raise
+
+    def node_args(self, i: int) -> list[str]:
+        port = self.node_base_port + i
+        return [
+            "render_node",
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(self.data_dir / f"node-{i + 1}"),
+            "--scenes-dir",
+            str(self.scenes_dir),
+            "--threads",
+            str(self.threads_per_node()),
+            "--slots",
+            str(self.slots),
+            "--orchestrator",
+            self.url,
+            "--advertise-url",
+            f"http://{self.host}:{port}",
+            # Blender never sees the farm's folder: the orchestrator's database and
+            # frames, the other nodes' jobs, the token file.
+            "--sandbox-hide",
+            str(self.data_dir.resolve()),
+        ]
 
     def healthy_nodes(self) -> int:
         try:

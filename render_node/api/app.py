@@ -23,6 +23,7 @@ from render_node.api.deps import Node, cpu_count
 from render_node.jobs import BlenderOptions, JobManager
 from render_node.metrics import NodeMetrics
 from render_node.registration import default_advertise_url, heartbeat_loop
+from render_node.sandbox import choose_sandbox
 from render_node.scenes import SceneStore
 from render_node.settings import NodeSettings
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None) -> FastAPI:
     """`environ` is the environment Blender runs with (default: the node's own)."""
     data_dir = settings.resolved_data_dir.resolve()
+    sandbox = choose_sandbox(
+        settings.sandbox, user=settings.sandbox_user, hide=[data_dir, *settings.sandbox_hide]
+    )
     manager = JobManager(
         data_dir=data_dir,
         blender=settings.blender,
@@ -42,6 +46,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             frame_timeout=settings.frame_timeout,
             allow_freestyle=settings.allow_freestyle,
             memory_limit_mb=settings.memory_limit_mb,
+            sandbox=sandbox,
+            env_names=tuple(settings.blender_env),
             log_lines=settings.log_lines,
             version_timeout=settings.version_timeout,
         ),
@@ -96,7 +102,10 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                     name="heartbeat",
                 )
             )
-        log.info("render node up: %s, data in %s", node.url, data_dir)
+        log.info(
+            "render node up: %s, data in %s, Blender sandbox: %s",
+            node.url, data_dir, sandbox.describe(),
+        )  # fmt: skip
         try:
             yield
         finally:

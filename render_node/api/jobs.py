@@ -42,7 +42,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
     except FrameSpecError as exc:
         raise BadRequest(str(exc)) from None
     fmt = image_format(body.format)
-    path = node.store.resolve(body.scene)
+    path = await node.store.resolve(body.scene)
     job = node.manager.submit(body.scene, path, frames, fmt)
     return JobCreated(
         id=job.id, state=job.state, status_url=f"/jobs/{job.id}", version=job.version()

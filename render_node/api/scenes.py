@@ -29,4 +29,4 @@ async def upload_scene(node: NodeDep, sha256: Sha256, request: Request) -> Scene
 
 @router.head("/{sha256}")
 async def has_scene(node: NodeDep, sha256: Sha256) -> Response:
-    return Response(status_code=200 if node.store.has(check_sha256(sha256)) else 404)
+    return Response(status_code=200 if await node.store.has(check_sha256(sha256)) else 404)

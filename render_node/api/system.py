@@ -38,4 +38,5 @@ async def info(node: NodeDep) -> NodeInfo:
             running=states.count(JobState.RUNNING),
             finished=sum(1 for s in states if s in FINAL),
         ),
+        sandbox=manager.options.sandbox.describe(),
     )

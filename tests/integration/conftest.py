@@ -117,6 +117,10 @@ def start_node(tmp_path: Path) -> Iterator[StartNode]:
                 "data_dir": tmp_path / f"node{count}",
                 "scenes_dir": SCENES,
                 "blender": str(FAKE_BLENDER),
+                "blender_env": ["FAKE_BLENDER_*"],
+                # The fake Blender writes its logs under tmp_path, which a sandbox hides from
+                # it; the tests of the sandbox ask for one.
+                "sandbox": "none",
                 **overrides,
             }
             settings = NodeSettings(**fields)

@@ -90,6 +90,9 @@ class Farm:
             "--data-dir", str(self.root / f"node{index}"), "--scenes-dir", str(self.scenes),
             "--blender", blender or str(FAKE_BLENDER), "--slots", str(slots),
             "--heartbeat-seconds", "1",
+            # The fake Blender's FAKE_BLENDER_LOG lies under the test's folder, which a
+            # sandbox would hide from it.
+            "--blender-env", "FAKE_BLENDER_*", "--sandbox", "none",
         ]  # fmt: skip
         if register:
             argv += ["--orchestrator", self.url, "--advertise-url", f"http://127.0.0.1:{port}"]

@@ -94,7 +94,7 @@ def node_argv(tmp_path: Path, port: int, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "render_node", "--port", str(port),
         "--data-dir", str(tmp_path / "node"), "--scenes-dir", str(SCENES),
-        "--blender", str(FAKE_BLENDER), *extra,
+        "--blender", str(FAKE_BLENDER), "--blender-env", "FAKE_BLENDER_*", *extra,
     ]  # fmt: skip
 
 

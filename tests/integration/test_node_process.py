@@ -33,6 +33,8 @@ def node_argv(port: int, data_dir: Path, *extra: str) -> list[str]:
         str(data_dir),
         "--scenes-dir",
         str(SCENES),
+        "--blender-env",
+        "FAKE_BLENDER_*",
         *extra,
     ]
 

@@ -29,7 +29,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 @pytest.mark.skipif(BLENDER is None and not os.environ.get("CI"), reason="no Blender installed")
 def test_real_blender_renders_demo_frames_as_320x240_pngs(start_node: StartNode) -> None:
     assert BLENDER is not None, "blender is not on PATH"
-    node = start_node(blender=BLENDER, threads=0)
+    node = start_node(blender=BLENDER, threads=0, sandbox="auto")  # as a node runs by default
     info = node.client.get("/info").json()
     assert info["blender_version"] and info["blender_version"][0].isdigit()
     job_id = node.submit("1-3")

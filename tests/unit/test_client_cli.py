@@ -115,3 +115,15 @@ def test_local_cluster_keeps_its_token_between_runs(tmp_path: Path) -> None:
     second = LocalCluster(data_dir=tmp_path).ensure_token()
     assert first == second and len(first) >= 24
     assert (tmp_path / "token").stat().st_mode & 0o077 == 0
+
+
+def test_farm_up_nodes_hide_the_whole_farm_folder_from_blender(tmp_path: Path) -> None:
+    """The orchestrator's database, the other nodes' jobs and the token file live there."""
+    from render_node.cli import parse_settings
+
+    cluster = LocalCluster(data_dir=tmp_path / ".farm")
+    settings = parse_settings(cluster.node_args(1)[1:])
+    assert settings.sandbox_hide == [(tmp_path / ".farm").resolve()]
+    assert settings.data_dir is not None
+    assert settings.data_dir.is_relative_to(tmp_path / ".farm")
+    assert cluster.data_dir / "orchestrator" != settings.data_dir

@@ -17,9 +17,34 @@ DEMO = Path(__file__).resolve().parents[2] / "scenes" / "demo.blend"
 PNG = image_format("PNG")
 
 
-def test_blender_env_drops_our_python_and_keeps_the_rest() -> None:
-    env = blender_env({"PYTHONPATH": "x", "PYTHONHOME": "y", "PATH": "/bin", "FAKE_BLENDER_X": "1"})
-    assert env == {"PATH": "/bin", "FAKE_BLENDER_X": "1"}
+NODE_ENV = {
+    "PATH": "/bin",
+    "HOME": "/home/farm",
+    "LC_ALL": "C.UTF-8",
+    "CUDA_VISIBLE_DEVICES": "0",
+    "FARM_TOKEN": "s3cret",
+    "FARM_ORCHESTRATOR": "http://o:8000",
+    "AWS_SECRET_ACCESS_KEY": "k",
+    "PYTHONPATH": "x",
+    "BLENDER_USER_SCRIPTS": "/evil",
+    "FAKE_BLENDER_X": "1",
+}
+
+
+def test_blender_env_is_an_allow_list_without_the_token() -> None:
+    assert blender_env(NODE_ENV) == {
+        "PATH": "/bin",
+        "HOME": "/home/farm",
+        "LC_ALL": "C.UTF-8",
+        "CUDA_VISIBLE_DEVICES": "0",
+    }
+
+
+def test_blender_env_adds_named_variables_but_never_farm_ones() -> None:
+    env = blender_env(NODE_ENV, ["FAKE_BLENDER_*", "FARM_*", "FARM_TOKEN"])
+    assert env["FAKE_BLENDER_X"] == "1"
+    assert not [name for name in env if name.startswith("FARM_")]
+    assert "AWS_SECRET_ACCESS_KEY" not in env
 
 
 @pytest.mark.parametrize(

@@ -49,8 +49,8 @@ def test_save_verifies_the_hash_and_stores_by_it(tmp_path: Path) -> None:
     s = store(tmp_path)
     sha = hashlib.sha256(BLEND).hexdigest()
     assert save(s, sha, BLEND) == len(BLEND)
-    assert s.has(sha)
-    assert s.resolve(f"sha256:{sha}").read_bytes() == BLEND
+    assert asyncio.run(s.has(sha))
+    assert asyncio.run(s.resolve(f"sha256:{sha}")).read_bytes() == BLEND
     assert [p.name for p in (tmp_path / "store").iterdir()] == [f"{sha}.blend"]
 
 
@@ -76,7 +76,7 @@ def test_save_refuses_bad_uploads_and_leaves_nothing(
 
 def test_resolve_finds_named_scenes_under_the_scenes_dir(tmp_path: Path) -> None:
     s = store(tmp_path)
-    assert s.resolve("shot.blend") == (tmp_path / "named" / "shot.blend").resolve()
+    assert asyncio.run(s.resolve("shot.blend")) == (tmp_path / "named" / "shot.blend").resolve()
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_resolve_refuses_unknown_and_escaping_names(
     tmp_path: Path, ref: str, error: type[FarmError], words: str
 ) -> None:
     with pytest.raises(error, match=words):
-        store(tmp_path).resolve(ref)
+        asyncio.run(store(tmp_path).resolve(ref))
 
 
 def test_partial_uploads_of_an_earlier_run_are_removed(tmp_path: Path) -> None:
