@@ -44,9 +44,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 tini ${BLENDER_PACKAGE} \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 --user-group farm \
- && mkdir -p /var/lib/farm /scenes \
- && chown farm:farm /var/lib/farm
+ && useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --uid 10002 --user-group farm-blender \
+ && mkdir -p /var/lib/farm /scenes
 COPY --from=build /opt/farm /opt/farm
 COPY docker/healthcheck.py /opt/farm/healthcheck.py
 ENV PATH=/opt/farm/bin:$PATH \
@@ -56,11 +55,15 @@ ENV PATH=/opt/farm/bin:$PATH \
     FARM_DATA_DIR=/var/lib/farm \
     FARM_SCENES_DIR=/scenes \
     FARM_BLENDER=/usr/bin/blender
-WORKDIR /home/farm
+WORKDIR /var/lib/farm
 EXPOSE 8100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python3", "/opt/farm/healthcheck.py"]
 # tini is PID 1: it forwards SIGTERM to render-node and reaps any orphaned Blender.
+# render-node runs as root in here so that Blender can run as farm-blender, which may write
+# only its job's folders (--sandbox auto picks that: Docker's seccomp profile forbids the user
+# namespaces of bubblewrap). compose.yaml and the k8s manifest drop every capability but the
+# few this needs.
 ENTRYPOINT ["tini", "--"]
 CMD ["render-node", "--host", "0.0.0.0", "--port", "8100"]
 # Last and small: the project itself, so a source edit rebuilds only these layers
@@ -69,4 +72,3 @@ COPY --from=build /dist /tmp/dist
 RUN /opt/farm/bin/pip install --disable-pip-version-check --no-cache-dir --no-deps --no-index \
     /tmp/dist/*.whl \
  && rm -rf /tmp/dist
-USER farm

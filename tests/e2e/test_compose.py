@@ -6,6 +6,10 @@ the 3 healthy nodes it needs, so a test that takes a node away puts it back befo
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 
 from tests.e2e.farm import (
@@ -17,8 +21,11 @@ from tests.e2e.farm import (
     host_of,
     wait_for,
 )
+from tests.integration.test_real_blender_containment import file_output_scene
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
+
+BLENDER = shutil.which("blender")
 
 
 def test_demo_frames_render_on_all_three_node_containers(stack: ComposeStack, api: FarmAPI) -> None:
@@ -114,6 +121,44 @@ def test_orchestrator_restart_mid_job_resumes_and_completes(
 
     job = api.wait_job(job_id, timeout=240)
     assert_every_frame_once(api, job, range(1, 25))
+
+
+# Run inside a node container: its own /info, and the files Blender must never have touched.
+INSIDE = """
+import hashlib, json, os, urllib.request
+request = urllib.request.Request(
+    "http://127.0.0.1:8100/info", headers={"Authorization": "Bearer " + os.environ["T"]}
+)
+info = json.load(urllib.request.urlopen(request, timeout=10))
+store = "/var/lib/farm/scenes"
+scenes = {n: hashlib.sha256(open(os.path.join(store, n), "rb").read()).hexdigest()
+          for n in sorted(os.listdir(store)) if n.endswith(".blend")}
+planted = [os.path.join(d, n) for d in ("/var/lib/farm", store, "/tmp", "/") for n in os.listdir(d)
+           if n.startswith("escaped_")]
+print(json.dumps({"sandbox": info["sandbox"], "scenes": scenes, "planted": planted}))
+"""
+
+
+@pytest.mark.skipif(BLENDER is None, reason="the attacking scene is made by the host's Blender")
+def test_node_containers_run_blender_as_farm_blender_inside_its_job(
+    stack: ComposeStack, api: FarmAPI, tmp_path: Path
+) -> None:
+    api.wait_nodes(3)
+    attack = file_output_scene(
+        tmp_path / "attack.blend", "/var/lib/farm/", "escaped_", extension=True
+    )
+    store_attack = file_output_scene(tmp_path / "store.blend", "//", "escaped_", extension=True)
+    jobs = [api.render(api.upload_scene(p), "1-3", batch_size=1) for p in (attack, store_attack)]
+    for job_id in jobs:
+        assert api.wait_job(job_id)["state"] == "completed"
+    for container in stack.containers("render-node"):
+        code, out = container.exec_run(["python3", "-c", INSIDE], environment={"T": stack.token})
+        assert code == 0, out.decode()
+        seen = json.loads(out)
+        assert seen["sandbox"] == "user farm-blender", seen
+        assert seen["planted"] == [], seen
+        # Every stored scene still hashes to its name: nothing wrote into the store.
+        assert all(name == f"{sha}.blend" for name, sha in seen["scenes"].items()), seen
 
 
 def test_scale_to_five_gives_five_healthy_nodes(stack: ComposeStack, api: FarmAPI) -> None:
