@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable
 
 from fastapi import Request
@@ -29,8 +30,13 @@ def is_open_path(path: str) -> bool:
 def check_bearer(
     request: Request, token: str | None, is_open: Callable[[str], bool] = is_open_path
 ) -> None:
-    """Raise unless the request carries `token`; no-op when no token is configured."""
-    if not token or is_open(request.url.path):
+    """Raise unless the request carries `token`; no-op when no token is configured.
+
+    The path is the one the router routes on, `scope["path"]`: `request.url` is rebuilt from
+    the Host header, which a client writes (`Host: x/health?` made `/render` look like
+    `/health` to Starlette before 1.0.1, CVE-2026-48710).
+    """
+    if not token or is_open(request.scope["path"]):
         return
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
@@ -85,12 +91,22 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-_SECRET_PARAM = re.compile(r"(?i)([?&](?:token|access_token|api_key)=)[^&\s\"]*")
+SECRET_PARAMS = frozenset({"token", "access_token", "api_key"})
+# A query parameter as a log line shows it: still percent-encoded, as the client sent it.
+_PARAM = re.compile(r"([?&;])([^=&;?#\s\"]+)=([^&;#\s\"]*)")
 
 
 def redact(text: str) -> str:
-    """`/?token=abc&x=1` -> `/?token=***&x=1`."""
-    return _SECRET_PARAM.sub(r"\1***", text)
+    """`/?token=abc&x=1` -> `/?token=***&x=1`. Keys are compared decoded, as the server reads
+    them: `?tok%65n=` and `?TOKEN=` are the token too."""
+
+    def hide(match: re.Match[str]) -> str:
+        key = urllib.parse.unquote_plus(match.group(2)).strip().lower()
+        if key in SECRET_PARAMS:
+            return f"{match.group(1)}{match.group(2)}=***"
+        return match.group(0)
+
+    return _PARAM.sub(hide, text)
 
 
 class RedactSecrets(logging.Filter):

@@ -6,6 +6,7 @@ beyond loopback says so at start-up."""
 from __future__ import annotations
 
 import re
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,3 +139,19 @@ def test_services_bind_loopback_by_default(tmp_path: Path, argv) -> None:
     # 0100007F is 127.0.0.1 in /proc/net/tcp's little-endian hex
     assert f"0100007F:{port:04X}" in listening
     assert f"00000000:{port:04X}" not in listening
+
+
+@pytest.mark.parametrize("host", ["x/health?", "127.0.0.1/health#", "x/health?a="])
+def test_a_crafted_host_header_does_not_open_a_protected_path(service: str, host: str) -> None:
+    """CVE-2026-48710: Starlette < 1.0.1 built request.url from the Host header."""
+    address = httpx.URL(service)
+    with socket.create_connection((address.host, address.port), timeout=10) as conn:
+        conn.sendall(
+            f"GET /openapi.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    assert status in (400, 401), answer[:300]
+    assert b'"openapi"' not in answer
