@@ -11,6 +11,8 @@ from collections.abc import Iterable
 MAX_FRAMES = 100_000
 # Blender's own limit for scene.frame_end / -e.
 MAX_FRAME_NUMBER = 1_048_574
+# Longer numbers are refused before int() reads them (a 5,000-digit one is past Python's limit).
+MAX_FRAME_DIGITS = len(str(MAX_FRAME_NUMBER))
 
 _PART = re.compile(r"^(-?\d+)(?:\s*-\s*(-?\d+)(?:\s*[x:]\s*(\d+))?)?$")
 
@@ -34,8 +36,13 @@ def parse_frame_spec(spec: str, max_frames: int = MAX_FRAMES) -> list[int]:
         match = _PART.match(part)
         if not match:
             raise FrameSpecError(
-                f"cannot read {part!r} in frame spec {spec!r}: "
+                f"cannot read {part[:40]!r} in frame spec {spec[:80]!r}: "
                 "use N, A-B or A-BxSTEP separated by commas"
+            )
+        numbers = [g for g in match.groups() if g is not None]
+        if any(len(n.lstrip("-")) > MAX_FRAME_DIGITS for n in numbers):
+            raise FrameSpecError(
+                f"a number in {part[:40]!r} is past Blender's last frame {MAX_FRAME_NUMBER}"
             )
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start
@@ -56,14 +63,16 @@ def parse_frame_spec(spec: str, max_frames: int = MAX_FRAMES) -> list[int]:
         # Bounds the work on heavily overlapping specs ("1-99999,1-99999,...").
         walked += count
         if walked > 4 * max_frames:
-            raise FrameSpecError(f"frame spec {spec!r} repeats too many frames: remove overlaps")
+            raise FrameSpecError(
+                f"frame spec {spec[:80]!r} repeats too many frames: remove overlaps"
+            )
         for frame in range(start, end + 1, step):
             if frame not in seen:
                 seen.add(frame)
                 frames.append(frame)
         if len(frames) > max_frames:
             raise FrameSpecError(
-                f"frame spec {spec!r} asks for more than {max_frames} frames: split the job"
+                f"frame spec {spec[:80]!r} asks for more than {max_frames} frames: split the job"
             )
     return frames
 

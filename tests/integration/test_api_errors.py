@@ -77,6 +77,25 @@ def test_a_frame_number_past_blenders_last_is_a_422_not_a_500(
         assert_error(response, 422, "invalid_request", "frame")
 
 
+def test_a_5000_digit_frame_number_is_a_4xx_naming_the_limit(
+    service: tuple[str, httpx.Client],
+) -> None:
+    """Past Python's 4,300-digit int() limit, a frame answered 500."""
+    kind, client = service
+    huge = "1" + "0" * 5000
+    path, body = ("/jobs", {"scene": "demo.blend"}) if kind == "node" else ("/render", {})
+    for spec in (huge, f"1-{huge}", f"1-10x{huge}", f"3,{huge}"):
+        answer = client.post(path, json={**body, "scene": "demo.blend", "frames": spec})
+        assert_error(answer, 400, "bad_request", "1048574")
+        assert len(answer.text) < 1000
+    prefix = "/jobs" if kind == "node" else "/render"
+    answer = client.get(f"{prefix}/abc/frames/{huge}")
+    assert 400 <= answer.status_code < 500, answer.text[:300]
+    if kind == "node":
+        answer = client.get("/jobs/abc/frames.tar", params={"frames": huge})
+        assert 400 <= answer.status_code < 500, answer.text[:300]
+
+
 def test_job_ids_with_a_newline_are_a_400(service: tuple[str, httpx.Client]) -> None:
     kind, client = service
     prefix = "/jobs" if kind == "node" else "/render"
