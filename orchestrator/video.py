@@ -1,8 +1,15 @@
 """Preview video: the ffmpeg command line for a job's frames (pure) and the process that runs it.
 
 Frames live as `frame_00001.png` in a job's renders folder. A contiguous run is read by the
-image2 demuxer with `-start_number`; any other set (steps, lists, frames that failed) goes through
-an ffconcat list, so the video holds exactly the frames asked for, in order, one per 1/fps.
+image2 demuxer with `-start_number`; any other set (steps, lists, frames that failed) is first
+linked into a temporary folder as a contiguous run, so the video holds exactly the frames asked
+for, in order, one per 1/fps.
+
+Frames come from render nodes, which the orchestrator does not trust: ffmpeg may open files and
+nothing else (`-protocol_whitelist file`), and only with the image2 demuxer
+(`-format_whitelist image2`), which decodes each file as the image its extension names. A
+playlist or manifest named frame_00003.png fails to decode; it is never parsed, its URLs never
+fetched. (ffmpeg's concat demuxer, used before, probed each file by content.)
 """
 
 from __future__ import annotations
@@ -42,18 +49,8 @@ def is_contiguous(frames: Sequence[int]) -> bool:
     return all(b == a + 1 for a, b in itertools.pairwise(frames))
 
 
-def concat_list(
-    frames_dir: Path, frames: Sequence[int], fps: int = DEFAULT_FPS, suffix: str = ".png"
-) -> str:
-    """An ffconcat script showing each frame for exactly one frame time, in the given order."""
-    duration = f"{1 / fps:.9f}"
-    lines = ["ffconcat version 1.0"]
-    for frame in frames:
-        path = str(frame_file(frames_dir.resolve(), frame, suffix))
-        # ffconcat quoting: inside '...' a quote is written as '\'' (close, escaped, reopen).
-        quoted = "'" + path.replace("'", "'\\''") + "'"
-        lines += [f"file {quoted}", f"duration {duration}"]
-    return "\n".join(lines) + "\n"
+# Input options: what ffmpeg may open to read the frames (see the module's docstring).
+INPUT_WHITELISTS = ["-protocol_whitelist", "file", "-format_whitelist", "image2"]
 
 
 def ffmpeg_command(
@@ -63,48 +60,37 @@ def ffmpeg_command(
     *,
     fps: int = DEFAULT_FPS,
     ffmpeg: str = "ffmpeg",
-    list_path: Path | None = None,
     suffix: str = ".png",
 ) -> list[str]:
-    """The ffmpeg argv that encodes `frames` to an H.264 mp4 at `out_path`.
-
-    Contiguous frames read the numbered files directly; otherwise the caller must write
-    `concat_list(...)` to `list_path`, which this command then reads.
-    """
+    """The ffmpeg argv that encodes the contiguous `frames` to an H.264 mp4 at `out_path`
+    (`link_sequence` makes any other set contiguous)."""
     if not frames:
         raise VideoError("no frames to encode")
     if fps <= 0:
         raise VideoError(f"fps must be positive, not {fps}")
-    cmd = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-    if is_contiguous(frames):
-        cmd += [
-            "-framerate",
-            str(fps),
-            "-start_number",
-            str(frames[0]),
-            "-i",
-            str(frames_dir / frame_printf_pattern(suffix)),
-            "-frames:v",
-            str(len(frames)),
-        ]
-    else:
-        if list_path is None:
-            raise VideoError("non-contiguous frames need a concat list file (list_path)")
-        cmd += ["-f", "concat", "-safe", "0", "-i", str(list_path), "-r", str(fps)]
-    cmd += [
-        "-vf",
-        EVEN_SIZE_FILTER,
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
+    if not is_contiguous(frames):
+        raise VideoError("frames must be contiguous: link them into a sequence first")
+    return [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        *INPUT_WHITELISTS,
+        "-f", "image2",
+        "-framerate", str(fps),
+        "-start_number", str(frames[0]),
+        "-i", str(frames_dir / frame_printf_pattern(suffix)),
+        "-frames:v", str(len(frames)),
+        "-vf", EVEN_SIZE_FILTER,
+        "-c:v", "libx264",
+        "-pix_fmt", "yuv420p",
+        "-movflags", "+faststart",
+        "-f", "mp4",
         str(out_path),
-    ]
-    return cmd
+    ]  # fmt: skip
+
+
+def link_sequence(frames_dir: Path, frames: Sequence[int], into: Path, suffix: str) -> None:
+    """Name `frames` (in order) 1, 2, 3... in `into`, as symbolic links to their files."""
+    for i, frame in enumerate(frames, start=1):
+        frame_file(into, i, suffix).symlink_to(frame_file(frames_dir.resolve(), frame, suffix))
 
 
 def ffmpeg_available(ffmpeg: str = "ffmpeg") -> bool:
@@ -155,13 +141,11 @@ async def encode_video(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".part")
     with tempfile.TemporaryDirectory(prefix="farm-video-") as tmp:
-        list_path = Path(tmp) / "frames.ffconcat"
+        source, sequence = frames_dir, frames
         if not is_contiguous(frames):
-            text = concat_list(frames_dir, frames, fps, suffix)
-            await asyncio.to_thread(list_path.write_text, text, "utf-8")
-        cmd = ffmpeg_command(
-            frames_dir, frames, partial, fps=fps, ffmpeg=ffmpeg, list_path=list_path, suffix=suffix
-        )
+            source, sequence = Path(tmp), list(range(1, len(frames) + 1))
+            await asyncio.to_thread(link_sequence, frames_dir, frames, source, suffix)
+        cmd = ffmpeg_command(source, sequence, partial, fps=fps, ffmpeg=ffmpeg, suffix=suffix)
         log.info("encoding %d frames from %s to %s", len(frames), frames_dir, out_path)
         proc = await asyncio.create_subprocess_exec(
             *cmd,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +122,59 @@ def test_a_hung_ffmpeg_is_killed_at_the_timeout_and_reaped(tmp_path: Path) -> No
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert not (tmp_path / "video.mp4").exists()
+
+
+@pytest.fixture
+def web_server() -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server that records the paths asked of it."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+MANIFESTS = {
+    "dash": """<?xml version="1.0"?>
+<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT1S">
+ <Period><AdaptationSet mimeType="video/mp4"><Representation id="1" bandwidth="1000">
+  <BaseURL>{url}/dash/</BaseURL><SegmentBase><Initialization sourceURL="init.mp4"/></SegmentBase>
+ </Representation></AdaptationSet></Period></MPD>
+""",
+    "hls": "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{url}/hls/segment.ts\n#EXT-X-ENDLIST\n",
+    "hls of a local file": "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n/etc/hostname\n"
+    "#EXT-X-ENDLIST\n",
+}
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("kind", sorted(MANIFESTS))
+@pytest.mark.parametrize("frames", [[1, 2, 3], [1, 3, 5]], ids=["contiguous", "listed"])
+def test_frame_files_that_are_manifests_are_decoded_as_images_never_parsed(
+    tmp_path: Path, web_server: tuple[str, list[str]], kind: str, frames: list[int]
+) -> None:
+    """A node sent playlists named frame_0000N.png: ffmpeg reads them as PNGs (and fails),
+    never as playlists to follow (before, the concat input probed HLS and tried its URL)."""
+    url, hits = web_server
+    for frame in frames:
+        frame_file(tmp_path, frame).write_text(MANIFESTS[kind].format(url=url))
+    with pytest.raises(VideoError) as caught:
+        asyncio.run(encode_video(tmp_path, frames, tmp_path / "video.mp4", timeout=60))
+    said = str(caught.value)
+    assert "Invalid PNG signature" in said, said
+    assert "whitelist" not in said and "hls" not in said and "dash" not in said, said
+    assert hits == []

@@ -1,4 +1,4 @@
-"""The preview video's ffmpeg command line and concat list, built without running anything."""
+"""The preview video's ffmpeg command line and frame links, built without running ffmpeg."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from farm_common.protocol import frame_printf_pattern
 from orchestrator.video import (
     VideoError,
-    concat_list,
     ffmpeg_command,
     frame_file,
     is_contiguous,
+    link_sequence,
 )
 
 FRAMES = Path("/farm/renders/job1")
@@ -63,19 +63,28 @@ def test_fps_and_ffmpeg_binary_are_configurable() -> None:
     assert value_after(cmd, "-framerate") == "30"
 
 
-def test_non_contiguous_frames_go_through_the_concat_list() -> None:
-    listing = Path("/tmp/x/frames.ffconcat")
-    cmd = ffmpeg_command(FRAMES, [1, 3, 5], OUT, fps=25, list_path=listing)
-    assert value_after(cmd, "-f") == "concat"
-    assert value_after(cmd, "-safe") == "0"
-    assert value_after(cmd, "-i") == str(listing)
-    assert value_after(cmd, "-r") == "25"
-    assert "-start_number" not in cmd
+def test_input_may_be_files_read_as_images_and_nothing_else() -> None:
+    cmd = ffmpeg_command(FRAMES, [1, 2], OUT)
+    before_input = cmd[: cmd.index("-i")]
+    assert value_after(before_input, "-protocol_whitelist") == "file"
+    assert value_after(before_input, "-format_whitelist") == "image2"
+    assert value_after(before_input, "-f") == "image2"
+    assert "concat" not in " ".join(cmd)
 
 
-def test_non_contiguous_frames_without_a_list_path_is_an_error() -> None:
-    with pytest.raises(VideoError, match="concat list"):
+def test_non_contiguous_frames_must_be_linked_into_a_sequence_first() -> None:
+    with pytest.raises(VideoError, match="contiguous"):
         ffmpeg_command(FRAMES, [1, 3], OUT)
+
+
+def test_link_sequence_names_the_frames_in_order_from_one(tmp_path: Path) -> None:
+    renders, links = tmp_path / "renders", tmp_path / "links"
+    renders.mkdir()
+    links.mkdir()
+    for frame in (5, 1, 30):
+        frame_file(renders, frame).write_text(str(frame))
+    link_sequence(renders, [5, 1, 30], links, ".png")
+    assert [frame_file(links, i).read_text() for i in (1, 2, 3)] == ["5", "1", "30"]
 
 
 @pytest.mark.parametrize("fps", [0, -24])
@@ -89,29 +98,9 @@ def test_no_frames_is_an_error() -> None:
         ffmpeg_command(FRAMES, [], OUT)
 
 
-def test_concat_list_names_each_frame_once_in_order_with_one_frame_time() -> None:
-    text = concat_list(FRAMES, [5, 1, 30], fps=25)
-    lines = text.splitlines()
-    assert lines[0] == "ffconcat version 1.0"
-    assert lines[1:] == [
-        "file '/farm/renders/job1/frame_00005.png'",
-        "duration 0.040000000",
-        "file '/farm/renders/job1/frame_00001.png'",
-        "duration 0.040000000",
-        "file '/farm/renders/job1/frame_00030.png'",
-        "duration 0.040000000",
-    ]
-
-
-def test_concat_list_quotes_paths_with_single_quotes() -> None:
-    text = concat_list(Path("/farm/it's here"), [1])
-    assert "file '/farm/it'\\''s here/frame_00001.png'" in text
-
-
 def test_other_image_formats_keep_the_frame_naming() -> None:
     cmd = ffmpeg_command(FRAMES, [1, 2], OUT, suffix=".jpg")
     assert value_after(cmd, "-i") == "/farm/renders/job1/" + frame_printf_pattern(".jpg")
-    assert "frame_00003.jpg" in concat_list(FRAMES, [3], suffix=".jpg")
 
 
 def test_frame_numbers_past_99999_get_more_digits() -> None:
