@@ -24,6 +24,9 @@ from farm_common.frames import parse_frame_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "compose.yaml"
+# What `docker compose up` reads beside it on its own (but not once -f names a file).
+COMPOSE_OVERRIDE = ROOT / "compose.override.yaml"
+SWARM_FILE = ROOT / "compose.swarm.yaml"
 DEMO_SCENE = ROOT / "scenes" / "demo.blend"
 ARTIFACTS = ROOT / "test-artifacts"
 IMAGES = ("blender-farm/render-node:latest", "blender-farm/orchestrator:latest")
@@ -210,7 +213,8 @@ class ComposeStack:
         return f"{self.project}_farm"
 
     def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        cmd = [*self.command, "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        files = ["-f", str(COMPOSE_FILE), "-f", str(COMPOSE_OVERRIDE)]
+        cmd = [*self.command, "-p", self.project, *files, *args]
         done = subprocess.run(
             cmd, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )

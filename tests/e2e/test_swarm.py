@@ -19,6 +19,7 @@ from tests.e2e.farm import (
     ARTIFACTS,
     COMPOSE_FILE,
     ROOT,
+    SWARM_FILE,
     FarmAPI,
     assert_every_frame_once,
     free_port,
@@ -105,7 +106,8 @@ def test_stack_deploy_renders_a_job_on_three_replicas(
     env = {**os.environ, "FARM_TOKEN": token, "FARM_PUBLISH_PORT": str(port)}
     api = FarmAPI(f"http://127.0.0.1:{port}", token)
     try:
-        _stack("deploy", "--compose-file", str(COMPOSE_FILE), name, env=env)
+        files = ["--compose-file", str(COMPOSE_FILE), "--compose-file", str(SWARM_FILE)]
+        _stack("deploy", *files, name, env=env)
         wait_for("the orchestrator's /health via the ingress port", api.healthy, timeout=120)
         nodes = api.wait_nodes(3, timeout=150)
         assert len(nodes) == 3

@@ -66,6 +66,10 @@ def k8s_env(service: str) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in k8s_container(service)["env"]}
 
 
+def ignored() -> str:
+    return (ROOT / ".gitignore").read_text()
+
+
 def compose() -> dict[str, Any]:
     return dict(yaml.safe_load((ROOT / "compose.yaml").read_text()))
 
@@ -113,9 +117,15 @@ def test_orchestrator_service_and_node_registration_url_agree() -> None:
     url = f"http://orchestrator:{PORTS['orchestrator']}"
     assert k8s_env("render-node")["FARM_ORCHESTRATOR"]["value"] == url
     assert compose()["services"]["render-node"]["environment"]["FARM_ORCHESTRATOR"] == url
-    (published,) = compose()["services"]["orchestrator"]["ports"]
+    assert "ports" not in compose()["services"]["orchestrator"]  # per target, below
+    swarm = yaml.safe_load((ROOT / "compose.swarm.yaml").read_text())["services"]
+    (published,) = swarm["orchestrator"]["ports"]
     assert published["target"] == PORTS["orchestrator"]
     assert published["published"] == "${FARM_PUBLISH_PORT:-8000}"
+    assert published["mode"] == "host"
+    override = yaml.safe_load((ROOT / "compose.override.yaml").read_text())["services"]
+    (short,) = override["orchestrator"]["ports"]
+    assert short.endswith(":${FARM_PUBLISH_PORT:-8000}:" + str(PORTS["orchestrator"]))
 
 
 def test_render_nodes_advertise_their_pod_ip_from_the_downward_api() -> None:
@@ -139,14 +149,19 @@ def test_env_names_are_ones_the_service_reads(service: str) -> None:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_token_comes_from_the_secret_and_dirs_match_the_image(service: str) -> None:
+def test_token_comes_from_the_users_secret_and_dirs_match_the_image(service: str) -> None:
     env = k8s_env(service)
     ref = env["FARM_TOKEN"]["valueFrom"]["secretKeyRef"]
-    secret = k8s_object("Secret", ref["name"])
-    assert ref["key"] in secret.get("stringData", secret.get("data", {}))
-    assert compose()["services"][service]["environment"]["FARM_TOKEN"] == (
-        "${FARM_TOKEN:-change-me-local}"
-    )
+    # Made by kustomize from a file the user writes (git ignores it): no token ships.
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    (generator,) = [g for g in kustomization["secretGenerator"] if g["name"] == ref["name"]]
+    assert kustomization["generatorOptions"]["disableNameSuffixHash"] is True
+    (env_file,) = generator["envs"]
+    assert not (K8S / env_file).exists() or f"docker/k8s/{env_file}" in ignored()
+    assert not [d for d in load_k8s() if d["kind"] == "Secret"]
+    # compose refuses to start without one, saying so.
+    token = compose()["services"][service]["environment"]["FARM_TOKEN"]
+    assert token.startswith("${FARM_TOKEN:?") and "change-me" not in token
     dockerfile = Dockerfile(service)
     for name in ("FARM_DATA_DIR", "FARM_SCENES_DIR"):
         assert env[name]["value"] == dockerfile.env[name]
@@ -180,14 +195,47 @@ def test_probes_hit_health_like_the_image_healthcheck(service: str) -> None:
     assert "/health" in (ROOT / "docker" / "healthcheck.py").read_text()
 
 
+# What the render node keeps to run Blender as farm-blender (render_node/sandbox.py, user mode).
+NODE_CAPABILITIES = {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID"}
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_pods_run_as_the_image_user_with_resources(service: str) -> None:
+def test_pods_are_locked_down_with_resources(service: str) -> None:
     pod = k8s_object("Deployment", service)["spec"]["template"]["spec"]
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["securityContext"]["runAsUser"] == Dockerfile(service).uid
-    resources = pod["containers"][0]["resources"]
+    container = pod["containers"][0]
+    locked = container["securityContext"]
+    assert locked["allowPrivilegeEscalation"] is False
+    assert locked["readOnlyRootFilesystem"] is True
+    assert locked["capabilities"]["drop"] == ["ALL"]
+    assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+    if service == "orchestrator":
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == Dockerfile(service).uid
+        assert "add" not in locked["capabilities"]
+    else:  # root in the pod, Blender as farm-blender, few capabilities
+        assert pod["securityContext"]["runAsUser"] == 0
+        assert set(locked["capabilities"]["add"]) == NODE_CAPABILITIES
+        assert "farm-blender" in Dockerfile(service).text
+        assert not re.search(r"^USER ", Dockerfile(service).text.split("---- runtime")[-1], re.M)
+    resources = container["resources"]
     assert resources["requests"]["cpu"] and resources["requests"]["memory"]
     assert resources["limits"]["memory"]
+
+
+def test_compose_services_are_locked_down_the_same_way() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert service["deploy"]["resources"]["limits"]["memory"], name
+    assert "cap_add" not in services["orchestrator"]
+    assert set(services["render-node"]["cap_add"]) == NODE_CAPABILITIES
+    override = yaml.safe_load((ROOT / "compose.override.yaml").read_text())["services"]
+    (published,) = override["orchestrator"]["ports"]
+    assert published.startswith("${FARM_PUBLISH_ADDR:-127.0.0.1}:"), published
+    for name in services:
+        assert override[name]["mem_limit"] and override[name]["pids_limit"], name
 
 
 def test_three_render_nodes_by_default_everywhere() -> None:
