@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from farm_common.errors import BadRequest
-from farm_common.frames import MAX_FRAME_NUMBER
+from farm_common.frames import MAX_FRAME_NUMBER, MAX_FRAMES
 
 
 class JobState(StrEnum):
@@ -223,7 +223,7 @@ class JobSummary(Answer):
 
 
 class JobDetail(JobSummary):
-    frames: list[FrameStatus]
+    frames: list[FrameStatus] = Field(max_length=MAX_FRAMES)
     blender_version: str | None = None
     version: str = Field(
         description="changes when the job's state or a frame's end changes; see `since`"

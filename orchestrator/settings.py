@@ -66,6 +66,39 @@ class OrchestratorSettings(BaseSettings):
         default=120.0, gt=0, description="timeout of scene pushes and frame downloads (real bytes)"
     )
     max_upload_mb: int = Field(default=4096, gt=0, description="largest scene upload, in MB")
+    max_frame_mb: float = Field(
+        default=2048,
+        gt=0,
+        description="largest frame file taken from a node, in MB: nodes are not trusted, and "
+        "a frame past it fails on that node (an 8K 32-bit multilayer EXR is well under it)",
+    )
+    min_transfer_kb_per_second: float = Field(
+        default=64,
+        gt=0,
+        description="a scene push or frame download slower than this on average, once "
+        "--transfer-timeout-seconds have passed, is given up (a node dripping bytes cannot "
+        "hold a batch)",
+    )
+    batch_stall_seconds: float = Field(
+        default=43200,
+        gt=0,
+        description="a batch in which no frame has ended for this long is taken back from its "
+        "node (its frames go to the queue, the node counts a failure): the node's own "
+        "--frame-timeout catches a silent Blender, this a node that only says it renders. "
+        "12 h by default: raise it for frames that take longer",
+    )
+    max_nodes: int = Field(
+        default=1000,
+        ge=1,
+        description="nodes known at once; a registration past it answers 503 (lost nodes are "
+        "forgotten first)",
+    )
+    forget_lost_node_seconds: float = Field(
+        default=3600,
+        gt=0,
+        description="a registered node lost for this long is forgotten (it registers again "
+        "when it comes back)",
+    )
     max_batch_size: int = Field(
         default=25,
         ge=1,

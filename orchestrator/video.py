@@ -9,7 +9,9 @@ Frames come from render nodes, which the orchestrator does not trust: ffmpeg may
 nothing else (`-protocol_whitelist file`), and only with the image2 demuxer
 (`-format_whitelist image2`), which decodes each file as the image its extension names. A
 playlist or manifest named frame_00003.png fails to decode; it is never parsed, its URLs never
-fetched. (ffmpeg's concat demuxer, used before, probed each file by content.)
+fetched. (ffmpeg's concat demuxer, used before, probed each file by content.) A frame that does
+not decode fails the whole encode (`-xerror`): ffmpeg would otherwise repeat the frame before it
+and call the video done.
 """
 
 from __future__ import annotations
@@ -49,8 +51,10 @@ def is_contiguous(frames: Sequence[int]) -> bool:
     return all(b == a + 1 for a, b in itertools.pairwise(frames))
 
 
-# Input options: what ffmpeg may open to read the frames (see the module's docstring).
+# Input options: what ffmpeg may open to read the frames, and that a frame it cannot decode is
+# an error (see the module's docstring).
 INPUT_WHITELISTS = ["-protocol_whitelist", "file", "-format_whitelist", "image2"]
+STRICT = ["-xerror"]
 
 
 def ffmpeg_command(
@@ -71,7 +75,7 @@ def ffmpeg_command(
     if not is_contiguous(frames):
         raise VideoError("frames must be contiguous: link them into a sequence first")
     return [
-        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *STRICT,
         *INPUT_WHITELISTS,
         "-f", "image2",
         "-framerate", str(fps),

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from farm_common.errors import BadRequest
+from farm_common.errors import BadRequest, Unavailable
 from farm_common.protocol import NodeRegistration, Registered
 from orchestrator.api.deps import FarmDep
 from orchestrator.api.models import NodeView
@@ -31,6 +31,8 @@ async def register(farm: FarmDep, body: NodeRegistration) -> Registered:
         check_node_url(body.url)
     except BadNodeUrl as exc:
         raise BadRequest(f"{exc}: register the URL this node is reachable at") from None
-    await farm.link.register(body.model_dump())
+    refused = await farm.link.register(body.model_dump())
+    if refused is not None:
+        raise Unavailable(refused)
     interval = farm.settings.node_timeout_seconds / HEARTBEATS_PER_TIMEOUT
     return Registered(heartbeat_seconds=round(interval, 3))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from farm_common.images import HEAD_BYTES
 from farm_common.protocol import frame_name, parse_frame_name
 
 BLOCK = tarfile.BLOCKSIZE
@@ -159,28 +160,55 @@ class FrameFiles:
 
     `targets` maps each frame asked for to its final path; `part(path)` names the temp file a
     member is written to before its atomic rename. A frame whose final file already exists (a
-    crash after the rename, before the record) keeps that file. An empty member fails its frame.
+    crash after the rename, before the record) keeps that file.
+
+    The node is not trusted: an empty member, one larger than `max_bytes`, or one whose first
+    bytes `check` finds wrong (not an image of the job's format) fails its frame. A member past
+    `max_bytes` also sets `stop`: the caller reads no further.
     """
 
-    def __init__(self, targets: Mapping[int, Path], part: Callable[[Path], Path]) -> None:
+    def __init__(
+        self,
+        targets: Mapping[int, Path],
+        part: Callable[[Path], Path],
+        *,
+        max_bytes: int | None = None,
+        check: Callable[[bytes], str | None] | None = None,
+    ) -> None:
         self.targets = dict(targets)
         self.part = part
+        self.max_bytes = max_bytes
+        self.check = check
         self.placed: list[int] = []
         self.failed: dict[int, str] = {}
         self.ignored: list[str] = []  # members that are no frame asked for (or a repeat)
+        self.stop: str | None = None  # why the rest of the archive is not worth reading
         self._taken: set[int] = set()
         self._current: tuple[int, BinaryIO] | None = None  # the member being written
         self._size = 0
+        self._head = b""
         self._dirs: set[Path] = set()
 
     def write(self, pieces: Iterable[Piece]) -> None:
         for piece in pieces:
+            if self.stop is not None:
+                return
             if piece.first:
                 self._start(piece.name)
             if self._current is None:
                 continue
-            self._current[1].write(piece.data)
+            frame = self._current[0]
             self._size += len(piece.data)
+            if self.max_bytes is not None and self._size > self.max_bytes:
+                self.discard()
+                self.stop = self.failed[frame] = (
+                    f"the node sent more than {self.max_bytes >> 20} MB for frame {frame}, the "
+                    "orchestrator's limit (--max-frame-mb)"
+                )
+                return
+            if len(self._head) < HEAD_BYTES:
+                self._head += piece.data[: HEAD_BYTES - len(self._head)]
+            self._current[1].write(piece.data)
             if piece.last:
                 self._finish()
 
@@ -200,6 +228,7 @@ class FrameFiles:
             self._dirs.add(dest.parent)
         self._current = (frame, self.part(dest).open("wb"))
         self._size = 0
+        self._head = b""
 
     def _finish(self) -> None:
         assert self._current is not None
@@ -208,8 +237,11 @@ class FrameFiles:
         tmp = self.part(dest)
         try:
             fh.close()
+            problem = None if self.check is None else self.check(self._head)
             if self._size == 0:
                 self.failed[frame] = f"frame {frame} came empty from the node"
+            elif problem is not None:
+                self.failed[frame] = f"the node sent a file for frame {frame} that is {problem}"
             else:
                 os.replace(tmp, dest)
                 self.placed.append(frame)

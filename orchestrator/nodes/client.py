@@ -16,10 +16,28 @@ from pydantic import BaseModel, ValidationError
 
 from farm_common.auth import auth_headers
 from farm_common.frames import compact_frames
-from farm_common.protocol import MAX_ARCHIVE_FRAMES, JobCreated, JobDetail, NodeInfo
+from farm_common.protocol import (
+    MAX_ARCHIVE_FRAMES,
+    MAX_MESSAGE_CHARS,
+    JobCreated,
+    JobDetail,
+    NodeInfo,
+)
 from orchestrator.nodes.archive import ArchiveError, FrameFiles, Piece, TarReader
 
 CHUNK = 1 << 20
+# Nodes are not trusted: every answer is read with a bound. Info, submit and delete answers are
+# small; a status holds one entry per frame of the batch, with at most MAX_MESSAGE_CHARS of
+# error each (JSON escaping may swell those).
+MAX_ANSWER_BYTES = 1 << 20
+STATUS_BYTES_PER_FRAME = 4 * MAX_MESSAGE_CHARS + 256
+DEFAULT_MIN_RATE = 64 << 10  # bytes a second: slower transfers are given up (see settings)
+
+
+def status_limit(frames: int) -> int:
+    """The most bytes a node's status of a batch of `frames` frames may take."""
+    return MAX_ANSWER_BYTES + frames * STATUS_BYTES_PER_FRAME
+
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,6 +52,14 @@ class NodeRejected(NodeError):
 
 class MalformedAnswer(NodeRejected):
     """The node answered 2xx with a body that is not what the protocol says it sends."""
+
+
+class AnswerTooLarge(MalformedAnswer):
+    """The node's answer is larger than any answer of the protocol can be."""
+
+
+class TooSlow(NodeError):
+    """A transfer went on below the farm's lowest acceptable rate."""
 
 
 class FrameMissing(NodeRejected):
@@ -103,9 +129,14 @@ class NodeClient:
         request_timeout: float,
         transfer_timeout: float,
         on_answer: Callable[[str], None] | None = None,
+        min_rate: float = DEFAULT_MIN_RATE,
     ) -> None:
         self._headers = auth_headers(token)
         self._request_timeout = request_timeout
+        self._transfer_timeout = transfer_timeout
+        # A transfer may take `transfer_timeout`, and past that must average this many bytes
+        # a second: aiohttp's read timeout alone lets a node drip a byte a minute for ever.
+        self._min_rate = min_rate
         # Called with the node's URL whenever it answers (any status under 500): the registry
         # counts it as alive, so a node the scheduler talks to is never probed besides.
         self._on_answer = on_answer
@@ -158,6 +189,7 @@ class NodeClient:
         path: str,
         *,
         limits: aiohttp.ClientTimeout | None = None,
+        max_bytes: int = MAX_ANSWER_BYTES,
         **kw: Any,
     ) -> Answer:
         url = node + path
@@ -165,8 +197,19 @@ class NodeClient:
             async with self._for(node).request(
                 method, url, timeout=limits or self._short, allow_redirects=False, **kw
             ) as resp:
-                body = await resp.read()
+                body = await read_bounded(resp, max_bytes, f"{method} {url}")
         return self._answered(node, Answer(method, url, resp.status, body))
+
+    def _deadline(self, size: int | None = None) -> float:
+        """Seconds a transfer of `size` bytes may take in all."""
+        return max(self._transfer_timeout, (size or 0) / self._min_rate)
+
+    def _check_rate(self, what: str, received: int, elapsed: float) -> None:
+        if elapsed > self._transfer_timeout and received < elapsed * self._min_rate:
+            raise TooSlow(
+                f"{what}: {received} bytes in {elapsed:.0f} s, under the farm's lowest rate of "
+                f"{self._min_rate / 1024:g} KB/s (--min-transfer-kb-per-second)"
+            )
 
     async def info(self, node: str) -> NodeInfo:
         resp = await self._request("GET", node, "/info")
@@ -183,12 +226,19 @@ class NodeClient:
     async def put_scene(self, node: str, sha: str, path: Path) -> None:
         # A file body: aiohttp sends its size as Content-Length and reads it on a worker
         # thread, a chunk at a time.
+        size = (await asyncio.to_thread(path.stat)).st_size
         fh = await asyncio.to_thread(path.open, "rb")
         try:
-            resp = await self._request(
-                "PUT", node, f"/scenes/{sha}", data=fh, limits=self._long,
-                headers={"Content-Type": "application/octet-stream"},
-            )  # fmt: skip
+            async with asyncio.timeout(self._deadline(size)):
+                resp = await self._request(
+                    "PUT", node, f"/scenes/{sha}", data=fh, limits=self._long,
+                    headers={"Content-Type": "application/octet-stream"},
+                )  # fmt: skip
+        except TimeoutError:
+            raise TooSlow(
+                f"PUT {node}/scenes/{sha}: {size} bytes not taken within "
+                f"{self._deadline(size):.0f} s (--min-transfer-kb-per-second)"
+            ) from None
         finally:
             await asyncio.to_thread(fh.close)
         if resp.status >= 300:
@@ -207,16 +257,26 @@ class NodeClient:
         return resp.model(JobCreated)
 
     async def status(
-        self, node: str, job_id: str, *, wait: float = 0.0, since: str | None = None
+        self,
+        node: str,
+        job_id: str,
+        *,
+        wait: float = 0.0,
+        since: str | None = None,
+        frames: int = MAX_ARCHIVE_FRAMES,
     ) -> JobDetail:
-        """The node job's status; with `since` (a version it answered before), the node holds
-        the answer up to `wait` seconds until something changes."""
+        """The node job's status (of a batch of `frames` frames, which bounds its size); with
+        `since` (a version it answered before), the node holds the answer up to `wait` seconds
+        until something changes."""
         params: dict[str, str] = {}
         limits = None
         if since is not None and wait > 0:
             params = {"wait": f"{wait:.3f}", "since": since}
             limits = self._timeout(self._request_timeout + wait)
-        resp = await self._request("GET", node, f"/jobs/{job_id}", limits=limits, params=params)
+        resp = await self._request(
+            "GET", node, f"/jobs/{job_id}", limits=limits, params=params,
+            max_bytes=status_limit(frames),
+        )  # fmt: skip
         if resp.status == 404:
             raise NodeJobGone(f"{node} no longer knows job {job_id}")
         if resp.status != 200:
@@ -241,23 +301,30 @@ class NodeClient:
         url = f"{node}/jobs/{job_id}/frames.tar"
         reader = TarReader()
         pending: list[Piece] = []
-        buffered = 0
+        buffered = received = 0
+        start = asyncio.get_running_loop().time()
         try:
             with transport_errors("GET", url):
                 async with self._for(node).get(
                     url, params={"frames": spec}, timeout=self._long, allow_redirects=False
                 ) as resp:
                     if resp.status != 200:
-                        answer = Answer("GET", url, resp.status, await resp.read())
+                        body = await read_bounded(resp, MAX_ANSWER_BYTES, f"GET {url}")
+                        answer = Answer("GET", url, resp.status, body)
                         raise _archive_refused(self._answered(node, answer), node, job_id)
                     self._alive(node)
                     async for chunk in resp.content.iter_chunked(CHUNK):
+                        received += len(chunk)
+                        elapsed = asyncio.get_running_loop().time() - start
+                        self._check_rate(f"GET {url}", received, elapsed)
                         for piece in reader.feed(chunk):
                             pending.append(piece)
                             buffered += len(piece.data)
                         if buffered >= CHUNK:
                             await asyncio.to_thread(files.write, pending)
                             pending, buffered = [], 0
+                            if files.stop is not None:
+                                return  # the rest is not worth reading: the frame failed
                     reader.close()
         except ArchiveError as exc:
             await asyncio.to_thread(files.write, pending)  # the members that came whole
@@ -267,6 +334,19 @@ class NodeClient:
 
     async def delete(self, node: str, job_id: str) -> None:
         await self._request("DELETE", node, f"/jobs/{job_id}")
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
+    """The whole body, refused as soon as it is past `limit` bytes (said or counted)."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise AnswerTooLarge(f"{what}: the node answered {declared} bytes, over {limit}")
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        body += chunk
+        if len(body) > limit:
+            raise AnswerTooLarge(f"{what}: the node answered more than {limit} bytes")
+    return bytes(body)
 
 
 def _archive_refused(answer: Answer, node: str, job_id: str) -> NodeRejected:

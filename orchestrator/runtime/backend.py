@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.client import NodeClient
-from orchestrator.scheduling.registry import Registry, node_view
+from orchestrator.scheduling.registry import Registry, RegistryFull, node_view
 from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import QueuedBatch, Store
@@ -60,13 +60,19 @@ class Backend:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Backend:
         """Build it and start the scheduler, on the loop that will run them."""
-        registry = Registry(settings.node_timeout_seconds, clock=monotonic)
+        registry = Registry(
+            settings.node_timeout_seconds,
+            clock=monotonic,
+            max_nodes=settings.max_nodes,
+            forget_after=settings.forget_lost_node_seconds,
+        )
         metrics = Metrics()
         client = NodeClient(
             settings.token,
             settings.request_timeout_seconds,
             settings.transfer_timeout_seconds,
             on_answer=registry.seen,
+            min_rate=settings.min_transfer_kb_per_second * 1024,
         )
         scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
         try:
@@ -112,15 +118,20 @@ class Backend:
         return m.render()
 
     # -- from any thread: the registry is read whole (see Registry) -----------------------------
-    def register(self, info: dict[str, Any]) -> None:
-        """A node's heartbeat (POST /nodes/register). The caller wakes the scheduler
-        (`scheduler.on_node_seen`) on the scheduler's loop."""
+    def register(self, info: dict[str, Any]) -> str | None:
+        """A node's heartbeat (POST /nodes/register); returns why it was refused, if it was.
+        The caller wakes the scheduler (`scheduler.on_node_seen`) on the scheduler's loop."""
         url = str(info["url"]).rstrip("/")
         known = self.registry.get(url) is not None
-        node = self.registry.update(url, info)
+        try:
+            node = self.registry.update(url, info)
+        except RegistryFull as exc:
+            log.warning("node %s not registered: %s", url, exc)
+            return str(exc)
         if not known:
             log.info("node %s registered (%d slots, Blender %s)", node.url, node.slots,
                      node.blender_version)  # fmt: skip
+        return None
 
     def nodes(self) -> list[dict[str, Any]]:
         now = self.clock()

@@ -46,7 +46,10 @@ FACTS_SECONDS = 1.0  # how stale the node facts on a status page may be
 class Link(Protocol):
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None: ...
     async def cancel(self, job_id: str) -> None: ...
-    async def register(self, info: dict[str, Any]) -> None: ...
+    async def register(self, info: dict[str, Any]) -> str | None:
+        """Record a heartbeat; returns why the node was refused, if it was."""
+        ...
+
     async def nodes(self) -> list[dict[str, Any]]: ...
     async def facts(self) -> Facts: ...
     async def metrics(self) -> bytes: ...
@@ -77,9 +80,11 @@ class ThreadLink:
     async def cancel(self, job_id: str) -> None:
         await self.loop.call(self.backend.cancel, job_id)
 
-    async def register(self, info: dict[str, Any]) -> None:
-        self.backend.register(info)
-        self.loop.soon(self.backend.scheduler.on_node_seen)
+    async def register(self, info: dict[str, Any]) -> str | None:
+        refused = self.backend.register(info)
+        if refused is None:
+            self.loop.soon(self.backend.scheduler.on_node_seen)
+        return refused
 
     async def nodes(self) -> list[dict[str, Any]]:
         return self.backend.nodes()
@@ -186,8 +191,10 @@ class ProcessLink:
     async def cancel(self, job_id: str) -> None:
         await self._send("POST", f"/jobs/{job_id}/cancel")
 
-    async def register(self, info: dict[str, Any]) -> None:
-        await self._send("POST", "/nodes/register", json=info)
+    async def register(self, info: dict[str, Any]) -> str | None:
+        answer = (await self._send("POST", "/nodes/register", json=info)).json()
+        refused = answer.get("refused")
+        return str(refused) if refused is not None else None
 
     async def nodes(self) -> list[dict[str, Any]]:
         nodes: list[dict[str, Any]] = (

@@ -80,11 +80,12 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
         return {"ok": True}
 
     @app.post("/nodes/register")
-    async def register(request: Request) -> dict[str, bool]:
+    async def register(request: Request) -> dict[str, Any]:
         core = core_of(request)
-        core.register(await request.json())  # checked by the API process
-        core.scheduler.on_node_seen()
-        return {"ok": True}
+        refused = core.register(await request.json())  # checked by the API process
+        if refused is None:
+            core.scheduler.on_node_seen()
+        return {"ok": refused is None, "refused": refused}
 
     @app.get("/nodes")
     async def nodes(request: Request) -> list[dict[str, Any]]:

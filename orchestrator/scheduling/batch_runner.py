@@ -13,9 +13,11 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from farm_common.frames import compact_frames
-from farm_common.protocol import FINAL_JOB_STATES, BatchState, JobCreated, JobDetail
+from farm_common.images import image_problem
+from farm_common.protocol import FINAL_JOB_STATES, BatchState, JobCreated, JobDetail, image_format
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.archive import FrameFiles
 from orchestrator.nodes.client import (
@@ -120,6 +122,13 @@ class BatchRunner:
         if attempt.cancelled():
             log.warning("job %s batch %s: node %s lost mid-batch", job.id, batch.id, url)
             state, answered = BatchState.LOST, False
+        elif attempt.exception() is not None:
+            # Whatever broke (an answer no check foresaw, a bug), the batch ends here, on this
+            # node: its frames go back to the queue and the node waits until it answers again.
+            exc = attempt.exception()
+            log.error("job %s batch %s on %s: %r", job.id, batch.id, url, exc, exc_info=exc)
+            book.fail_uncollected(f"the orchestrator could not follow the batch on {url}: {exc!r}")
+            state, answered = BatchState.FAILED, False
         else:
             state, answered = attempt.result()
         return Outcome(state, answered, book.errors, book.collected, book.node_job, book.refused)
@@ -194,6 +203,8 @@ class BatchRunner:
         return its end state. The decisions are decisions.py's; this is their I/O."""
         interval = self.base_interval()
         seen = misses = 0
+        clock = self.registry.clock
+        last_end = clock()  # when a frame of the batch last ended (or it was submitted)
         # Set: the node holds the next answer until the job changes. The first poll waits so
         # from the version the node gave at submit: a job just started has nothing to tell.
         since: str | None = taken.version
@@ -201,7 +212,9 @@ class BatchRunner:
             if self.is_cancelled(job.id):
                 return BatchState.CANCELLED
             try:
-                status = await self.client.status(url, taken.id, wait=interval, since=since)
+                status = await self.client.status(
+                    url, taken.id, wait=interval, since=since, frames=len(batch.frames)
+                )
             except NodeJobGone:
                 raise
             except NodeError:
@@ -225,6 +238,16 @@ class BatchRunner:
                 return take_end(book, end)
             progressed = book.progress() > seen
             seen = book.progress()
+            if progressed:
+                last_end = clock()
+            elif clock() - last_end > self.settings.batch_stall_seconds:
+                why = (
+                    f"no frame of this batch ended on {url} in "
+                    f"{self.settings.batch_stall_seconds:g} s (--batch-stall-seconds): taken back"
+                )
+                log.warning("job %s batch %s: %s", job.id, batch.id, why)
+                book.fail_uncollected(why)
+                return BatchState.FAILED
             interval = next_interval(
                 interval, progressed, self.base_interval(), wanted, self.settings.poll_interval
             )
@@ -248,6 +271,8 @@ class BatchRunner:
         files = FrameFiles(
             {f: output_path(renders, job.id, f, suffix) for f in ready},
             lambda dest: part_path(dest, batch.id),
+            max_bytes=int(self.settings.max_frame_mb * (1 << 20)),
+            check=partial(image_problem, image_format(job.format).name),
         )
         why = f"frame done on {url} but not served"
         try:

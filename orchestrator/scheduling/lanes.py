@@ -23,6 +23,10 @@ SMOOTHING = 0.3  # weight of a new measurement in the running averages
 SCENES_KEPT = 50  # scenes whose speeds are saved (the most recently rendered)
 
 
+# Below this a node's word is noise (or a lie); 1 / seconds must stay a modest number.
+MIN_FRAME_SECONDS = 1e-3
+
+
 def _blend(old: float | None, new: float) -> float:
     return new if old is None else old + SMOOTHING * (new - old)
 
@@ -84,8 +88,10 @@ class SpeedBook:
         return book
 
     def observe_frame(self, node: str, scene: str, seconds: float) -> None:
-        if seconds <= 0:
+        # Nodes report these: a NaN or an infinity would poison every estimate made from them.
+        if not _seconds(seconds):
             return
+        seconds = max(seconds, MIN_FRAME_SECONDS)
         self.changes += 1
         self.frame[node, scene] = _blend(self.frame.get((node, scene)), seconds)
         if scene not in self.base:
@@ -95,7 +101,7 @@ class SpeedBook:
         self.base[scene] = _blend(self.base.pop(scene), seconds / self.relative[node])
 
     def observe_startup(self, node: str, seconds: float) -> None:
-        if seconds >= 0:
+        if _seconds(seconds, zero=True):
             self.changes += 1
             self.startup[node] = _blend(self.startup.get(node), seconds)
 

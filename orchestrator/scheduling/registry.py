@@ -13,6 +13,7 @@ so one node never shows, or is fed, twice.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 Clock = Callable[[], float]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,13 +67,35 @@ def check_node_url(url: str) -> str:
     return normalize_url(url)
 
 
+# A render node runs at most this many Blenders at once (render_node/settings.py): a node that
+# claims more is taken at this word, not at its own (each slot is a worker here).
+MAX_NODE_SLOTS = 64
+
+
+class RegistryFull(RuntimeError):
+    """No room for another node; the message says why and what to do."""
+
+
 class Registry:
     """Updated by the API's thread (registrations) and the engine's (answers): readers take a
-    copy of the node list (`nodes()`, one atomic step), never iterate the dict itself."""
+    copy of the node list (`nodes()`, one atomic step), never iterate the dict itself.
 
-    def __init__(self, timeout: float, clock: Clock = time.monotonic) -> None:
+    Registrations come from anyone with the token: at most `max_nodes` entries are kept, and a
+    registered node lost for `forget_after` seconds (with no batch left) is forgotten.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        clock: Clock = time.monotonic,
+        *,
+        max_nodes: int = 1000,
+        forget_after: float = 3600.0,
+    ) -> None:
         self.timeout = timeout
         self.clock = clock
+        self.max_nodes = max_nodes
+        self.forget_after = forget_after
         self._nodes: dict[str, Node] = {}
 
     def add_static(self, url: str) -> Node:
@@ -83,9 +107,22 @@ class Registry:
     def update(self, url: str, info: dict[str, Any]) -> Node:
         """Record a heartbeat or a /info answer: the node is alive now, with these facts."""
         url = normalize_url(url)
-        node = self._nodes.setdefault(url, Node(url=url, name=url))
+        node = self._nodes.get(url)
+        if node is None:
+            if len(self._nodes) >= self.max_nodes:
+                self.forget_lost(self.timeout)  # make room from nodes gone for a while
+            if len(self._nodes) >= self.max_nodes:
+                raise RegistryFull(
+                    f"this orchestrator already knows {len(self._nodes)} nodes, its limit "
+                    "(--max-nodes): raise it, or wait until lost nodes are forgotten"
+                )
+            node = self._nodes.setdefault(url, Node(url=url, name=url))
         if info.get("slots"):
-            node.slots = max(1, int(info["slots"]))
+            claimed = max(1, int(info["slots"]))
+            if claimed > MAX_NODE_SLOTS and node.slots != MAX_NODE_SLOTS:
+                log.warning("node %s claims %d slots; taken as %d, a node's most",
+                            url, claimed, MAX_NODE_SLOTS)  # fmt: skip
+            node.slots = min(claimed, MAX_NODE_SLOTS)
         if "busy" in info:
             node.busy = int(info.get("busy") or 0)
         for key in ("version", "blender_version", "cpu_count"):
@@ -106,6 +143,22 @@ class Registry:
         """Drop the entries whose node now registers under another URL and that have no batch
         left to finish there; returns them. Called by the scheduler, which owns the batches."""
         gone = [n for n in self.nodes() if n.moved_to and not n.current_batches]
+        for node in gone:
+            self._nodes.pop(node.url, None)
+        return gone
+
+    def forget_lost(self, after: float | None = None) -> list[Node]:
+        """Drop the registered (not static) nodes lost for longer than `after` seconds
+        (default `forget_after`) with no batch left; returns them."""
+        limit = self.forget_after if after is None else after
+        now = self.clock()
+        gone = [
+            n
+            for n in self.nodes()
+            if not n.static
+            and not n.current_batches
+            and (n.last_seen is None or now - n.last_seen > self.timeout + limit)
+        ]
         for node in gone:
             self._nodes.pop(node.url, None)
         return gone

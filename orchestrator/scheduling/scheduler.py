@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 from farm_common.frames import compact_frames
 from farm_common.paths import check_job_id
-from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobDetail, JobState, parse_frame_name
+from farm_common.protocol import (
+    FINAL_JOB_STATES,
+    BatchState,
+    FrameState,
+    JobDetail,
+    JobState,
+    parse_frame_name,
+)
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.client import NodeClient, NodeError
 from orchestrator.renders import output_suffix, video_path
@@ -290,6 +297,10 @@ class Scheduler:
                 self._silent.pop(moved.url, None)
                 log.info("node %s registers as %s now; the old address is forgotten",
                          moved.url, moved.moved_to)  # fmt: skip
+            for gone in self.registry.forget_lost():
+                self._silent.pop(gone.url, None)
+                log.info("node %s lost for long: forgotten (it registers again if it returns)",
+                         gone.url)  # fmt: skip
             lost = {n.url for n in self.registry.nodes() if self.registry.is_lost(n.url)}
             for url in lost - lost_before:
                 node = self.registry.get(url)
@@ -372,7 +383,7 @@ class Scheduler:
                         await self._await_answer(url)
                 changed = self._changed
                 busy = len(running) >= 2 or (running and not running[-1][1].is_set())
-                cut = None if busy else self._take(slot, ahead=bool(running))
+                cut = None if busy else self._take_safely(slot, ahead=bool(running))
                 if cut is None:
                     waits = [asyncio.ensure_future(changed.wait())]
                     if running and not running[-1][1].is_set():
@@ -411,6 +422,7 @@ class Scheduler:
             log.exception(
                 "batch %s of job %s on %s: unexpected error", batch.id, batch.job, slot.url
             )
+            await self._give_back(batch)
             return False
         finally:
             self.runner.feed_done(batch.id)
@@ -419,6 +431,26 @@ class Scheduler:
             self._slot_of.pop(batch.id, None)
             self.lanes.remove(slot, batch.id)
             self._settled(batch.job)
+
+    async def _give_back(self, batch: QueuedBatch) -> None:
+        """Settle a batch whose run broke off (a bug): its frames go back to the queue rather
+        than stay 'rendering' for good."""
+        job = self._jobs.get(batch.job)
+        try:
+            nodes = [] if job is None else self._nodes_for(job, self.registry.live())
+            live = {n.url for n in nodes}
+            settled = await self.store.run(
+                self.store.settle_batch,
+                batch.id, BatchState.LOST, {}, live, self.settings.max_attempts, self.clock(),
+            )  # fmt: skip
+        except Exception:
+            log.exception("batch %s of job %s could not be given back", batch.id, batch.job)
+            return
+        if settled.requeued:
+            self._queues.setdefault(batch.job, JobQueue()).add(settled.requeued, front=True)
+            self._notify()
+        if settled.job_state:
+            self._ended(batch.job)
 
     async def _await_answer(self, url: str) -> None:
         """After a failed request, wait until the node answers again (or is lost)."""
@@ -448,6 +480,15 @@ class Scheduler:
         failures = self._batch_failures.get(job_id, {})
         banned = {n for n, count in failures.items() if count >= self.settings.max_attempts}
         return effective_bans(banned, live) if banned else banned
+
+    def _take_safely(self, slot: SlotKey, *, ahead: bool) -> Cut | None:
+        """`_take`, but a bug (or a figure a node got past the checks) costs this slot one
+        round, never its worker: a dead worker would starve the node for good."""
+        try:
+            return self._take(slot, ahead=ahead)
+        except Exception:
+            log.exception("slot %s/%d: choosing its next batch failed", slot.url, slot.slot)
+            return None
 
     def _take(self, slot: SlotKey, *, ahead: bool) -> Cut | None:
         """The next batch for `slot`, cut to its speed when the job allows; None: nothing now.

@@ -89,6 +89,8 @@ def next_batch_size(
     ]
     start = max(me.free_at, now) + me.overhead
     share = (finish_time(lanes, remaining, now) - start) / spf
+    if not math.isfinite(share):  # the lanes' figures are checked where they come in; still
+        return max(1, min(blind, remaining))
     size = min(round(share), remaining)
     if size <= 0:
         # Shares of under half a frame round to none for everyone: the slot that would finish

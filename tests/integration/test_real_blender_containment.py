@@ -24,11 +24,15 @@ VICTIM_FRAME = int(next(c for c in reversed(DEMO_SHA) if c.isdigit()))
 
 
 def file_output_scene(path: Path, base: str, slot: str, *, extension: bool) -> Path:
-    """A tiny Workbench scene with a File Output node fed by the render, saved by Blender."""
+    """A tiny Cycles scene (one sample: Workbench needs OpenGL, which containers lack) with a
+    File Output node fed by the render, saved by Blender."""
     make = f"""
 import bpy
 s = bpy.context.scene
-s.render.engine = 'BLENDER_WORKBENCH'
+s.render.engine = 'CYCLES'
+s.cycles.samples = 1
+s.cycles.use_denoising = False
+s.cycles.device = 'CPU'
 s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = 32, 24, 100
 s.render.use_file_extension = {extension!r}
 s.use_nodes = True
