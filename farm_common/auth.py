@@ -92,21 +92,37 @@ class BearerTokenMiddleware:
 
 
 SECRET_PARAMS = frozenset({"token", "access_token", "api_key"})
-# A query parameter as a log line shows it: still percent-encoded, as the client sent it.
-_PARAM = re.compile(r"([?&;])([^=&;?#\s\"]+)=([^&;#\s\"]*)")
+# A query as a log line shows it: from the first `?` to the next blank, still percent-encoded
+# as the client sent it (a request target has no blanks: uvicorn refuses them).
+_QUERY = re.compile(r"\?(\S*)")
+# Its fields: `&` as the server splits them, `;` and `?` too, to hide more rather than less.
+_FIELD_SEPARATORS = re.compile(r"([&;?])")
+_QUOTES = "\"'"
+
+
+def sets_a_secret(field: str) -> bool:
+    """Whether a query field `key=value` sets a secret, its key decoded as the server decodes
+    it (`tok%65n`, `TOKEN` and `token` alike)."""
+    pairs = urllib.parse.parse_qsl(field, keep_blank_values=True)
+    return any(key.strip().lower() in SECRET_PARAMS for key, _ in pairs)
+
+
+def _hide_secret_values(query: str) -> str:
+    fields = _FIELD_SEPARATORS.split(query)
+    for i, field in enumerate(fields):
+        key, eq, value = field.partition("=")
+        if eq and sets_a_secret(field):
+            # A quote closing the URL in a message stays: it tells nothing of the value.
+            closing = value[-1] if value and value[-1] in _QUOTES else ""
+            fields[i] = f"{key}=***{closing}"
+    return "".join(fields)
 
 
 def redact(text: str) -> str:
-    """`/?token=abc&x=1` -> `/?token=***&x=1`. Keys are compared decoded, as the server reads
-    them: `?tok%65n=` and `?TOKEN=` are the token too."""
-
-    def hide(match: re.Match[str]) -> str:
-        key = urllib.parse.unquote_plus(match.group(2)).strip().lower()
-        if key in SECRET_PARAMS:
-            return f"{match.group(1)}{match.group(2)}=***"
-        return match.group(0)
-
-    return _PARAM.sub(hide, text)
+    """`/?token=abc&x=1` -> `/?token=***&x=1`, the rest of the line kept. A value is hidden
+    whole, up to the next field or blank (`#` and quotes included: the server reads them as
+    part of it); keys are compared decoded: `?tok%65n=` and `?TOKEN=` are the token too."""
+    return _QUERY.sub(lambda m: "?" + _hide_secret_values(m.group(1)), text)
 
 
 class RedactSecrets(logging.Filter):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.datastructures import URL
+from starlette.requests import HTTPConnection, Request
 
 from orchestrator.api.app import create_app as create_orchestrator
 from render_node.api import create_app as create_node
@@ -110,6 +112,10 @@ def test_the_token_never_reaches_the_log_even_in_a_query_string(tmp_path: Path, 
         httpx.get(f"{server.url}/nope?access_token={TOKEN}", headers=headers)
         httpx.get(f"{server.url}/openapi.json", headers={"Authorization": "Bearer wrong"})
         httpx.get(f"{server.url}/openapi.json", headers=headers)
+        # Spelled the way the server still reads as the token, or with what ends a URL in text
+        httpx.get(f"{server.url}/?tok%65n={TOKEN}&x=1")
+        raw_get(server.url, f'/health?TOKEN=ab"{TOKEN}', "127.0.0.1")
+        raw_get(server.url, f"/health?token=ab#{TOKEN}", "127.0.0.1")
         server.stop()
         output = server.output()
     assert "token=***" in output  # the access log is on, and redacted
@@ -141,17 +147,60 @@ def test_services_bind_loopback_by_default(tmp_path: Path, argv) -> None:
     assert f"00000000:{port:04X}" not in listening
 
 
-@pytest.mark.parametrize("host", ["x/health?", "127.0.0.1/health#", "x/health?a="])
-def test_a_crafted_host_header_does_not_open_a_protected_path(service: str, host: str) -> None:
-    """CVE-2026-48710: Starlette < 1.0.1 built request.url from the Host header."""
-    address = httpx.URL(service)
+def raw_get(url: str, path: str, host: str) -> tuple[int, bytes]:
+    """GET `path` with exactly this Host header (httpx would refuse or rewrite it)."""
+    address = httpx.URL(url)
     with socket.create_connection((address.host, address.port), timeout=10) as conn:
-        conn.sendall(
-            f"GET /openapi.json HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-        )
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         answer = b""
         while chunk := conn.recv(65536):
             answer += chunk
-    status = int(answer.split(b" ", 2)[1])
-    assert status in (400, 401), answer[:300]
-    assert b'"openapi"' not in answer
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def url_from_host_header(self: HTTPConnection) -> URL:
+    """request.url as Starlette built it before 1.0.1: the client's Host header pasted in front
+    of the path, so `Host: x/health?` turns `/render` into `http://x/health?/render`."""
+    scope = self.scope
+    host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+    query = scope["query_string"].decode()
+    return URL(f"{scope['scheme']}://{host}{scope['path']}" + (f"?{query}" if query else ""))
+
+
+# A protected operation of each service, besides /openapi.json.
+PROTECTED = {"node": "/info", "orchestrator": "/render"}
+
+
+@pytest.mark.parametrize("host", ["x/health?", "127.0.0.1/health#", "x/health?a=", "x:1/health?"])
+@pytest.mark.parametrize("starlette", ["installed", "before 1.0.1"])
+def test_a_crafted_host_header_does_not_open_a_protected_path(
+    service: str, host: str, starlette: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CVE-2026-48710: the token check read request.url.path, which Starlette before 1.0.1
+    built from the Host header; `before 1.0.1` serves the app with that URL building back in,
+    so this fails against a check that reads request.url rather than the routed path."""
+    if starlette == "before 1.0.1":
+        monkeypatch.setattr(HTTPConnection, "url", property(url_from_host_header))
+        assert Request(request_scope("/render", host)).url.path == "/health"
+    for path in ("/openapi.json", PROTECTED[kind_of(service)]):
+        status, answer = raw_get(service, path, host)
+        assert status == 401, answer[:300]
+        assert b'"openapi"' not in answer
+    status, _ = raw_get(service, "/health", host)
+    assert status == 200
+
+
+def request_scope(path: str, host: str) -> dict[str, object]:
+    return {
+        "type": "http",
+        "scheme": "http",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"host", host.encode())],
+    }
+
+
+def kind_of(url: str) -> str:
+    """Which service answers at `url` (the `service` fixture yields only its URL)."""
+    info = httpx.get(url + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    return "node" if "/jobs" in info.json()["paths"] else "orchestrator"
