@@ -42,7 +42,8 @@ def parse_frame_spec(spec: str, max_frames: int = MAX_FRAMES) -> list[int]:
         numbers = [g for g in match.groups() if g is not None]
         if any(len(n.lstrip("-")) > MAX_FRAME_DIGITS for n in numbers):
             raise FrameSpecError(
-                f"a number in {part[:40]!r} is past Blender's last frame {MAX_FRAME_NUMBER}"
+                f"a number in {part[:40]!r} has more than {MAX_FRAME_DIGITS} digits: "
+                f"Blender's last frame is {MAX_FRAME_NUMBER}"
             )
         start = int(match.group(1))
         end = int(match.group(2)) if match.group(2) is not None else start

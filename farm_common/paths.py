@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Path as PathParam
+from pydantic import BeforeValidator
 
 from farm_common.errors import BadRequest
-from farm_common.frames import MAX_FRAME_NUMBER
+from farm_common.frames import MAX_FRAME_DIGITS, MAX_FRAME_NUMBER
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -33,8 +34,25 @@ Sha256 = Annotated[
         json_schema_extra={"pattern": SHA256_RE.pattern},
     ),
 ]
+
+
+def _frame_digits(value: object) -> object:
+    """Refuse a long number before it is read: past 4,300 digits int() gives up, and
+    pydantic's own message does not say which frames there are."""
+    if isinstance(value, str) and len(value.strip().lstrip("+-")) > MAX_FRAME_DIGITS:
+        raise ValueError(
+            f"a frame number has at most {MAX_FRAME_DIGITS} digits: "
+            f"Blender's last frame is {MAX_FRAME_NUMBER}"
+        )
+    return value
+
+
+# The validator after the Path(): before it, FastAPI writes `ge`/`le` into the OpenAPI schema
+# instead of `minimum`/`maximum`.
 FrameNumber = Annotated[
-    int, PathParam(ge=0, le=MAX_FRAME_NUMBER, description="a frame number of the job")
+    int,
+    PathParam(ge=0, le=MAX_FRAME_NUMBER, description="a frame number of the job"),
+    BeforeValidator(_frame_digits),
 ]
 
 

@@ -9,6 +9,8 @@ from farm_common.frames import (
 )
 from render_node.blender import blender_frame_args
 
+HUGE = "1" + "0" * 5000
+
 
 @pytest.mark.parametrize(
     ("spec", "frames"),
@@ -23,6 +25,8 @@ from render_node.blender import blender_frame_args
         ("1-10,20-30x2", [*range(1, 11), *range(20, 31, 2)]),
         ("0", [0]),
         (" 4 - 6 ", [4, 5, 6]),
+        ("0000007", [7]),
+        ("1048574", [1048574]),
     ],
 )
 def test_parse_frame_spec_reads_every_form(spec: str, frames: list[int]) -> None:
@@ -44,6 +48,13 @@ def test_parse_frame_spec_reads_every_form(spec: str, frames: list[int]) -> None
         ("1-60000,60001-120000", "more than 100000"),
         ("1-2000000", "past Blender"),
         (",".join(["1-90000"] * 6), "repeats too many"),
+        # Past Python's 4,300-digit int() limit: a ValueError that is not the user's to fix.
+        (HUGE, "more than 7 digits: Blender's last frame is 1048574"),
+        (f"1-{HUGE}", "more than 7 digits"),
+        (f"1-10x{HUGE}", "more than 7 digits"),
+        (f"3,-{HUGE}", "more than 7 digits"),
+        ("0" * 5000 + "1", "more than 7 digits"),
+        ("10485740", "more than 7 digits"),
     ],
 )
 def test_parse_frame_spec_rejects_with_a_reason(spec: str, message: str) -> None:
