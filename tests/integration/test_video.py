@@ -89,7 +89,7 @@ def test_missing_frame_files_are_named_in_the_error(tmp_path: Path) -> None:
 
 @needs_ffmpeg
 def test_ffmpeg_failure_reports_its_stderr_and_leaves_no_video(tmp_path: Path) -> None:
-    # A single broken frame among good ones is skipped by ffmpeg; nothing readable fails.
+    # Nothing readable: ffmpeg fails (one broken frame among good ones: see the test below).
     frame_file(tmp_path, 1).write_bytes(b"this is not a png")
     frame_file(tmp_path, 2).write_bytes(b"nor is this")
     out = tmp_path / "video.mp4"
@@ -178,3 +178,30 @@ def test_frame_files_that_are_manifests_are_decoded_as_images_never_parsed(
     assert "Invalid PNG signature" in said, said
     assert "whitelist" not in said and "hls" not in said and "dash" not in said, said
     assert hits == []
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("kind", [*sorted(MANIFESTS), "ffconcat"])
+@pytest.mark.parametrize("frames", [[1, 2, 3], [1, 2, 4]], ids=["contiguous", "listed"])
+def test_one_frame_that_is_not_its_image_among_real_ones_fails_the_encode(
+    tmp_path: Path, web_server: tuple[str, list[str]], kind: str, frames: list[int]
+) -> None:
+    """frame_00002.png is a playlist, a manifest or an ffconcat script naming a PNG outside the
+    job among real PNG frames: ffmpeg decodes it as a PNG and the encode fails. Before, the
+    concat input (listed frames) parsed it and read what it named, and the image2 input
+    (contiguous frames) repeated frame 1 in its place and called the video done."""
+    url, hits = web_server
+    renders = tmp_path / "renders"
+    write_frames(renders, [f for f in frames if f != 2])
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(png_bytes(65, 37, 200))
+    script = f"ffconcat version 1.0\nfile '{outside}'\n"
+    text = script if kind == "ffconcat" else MANIFESTS[kind].format(url=url)
+    frame_file(renders, 2).write_text(text)
+    out = tmp_path / "video.mp4"
+    with pytest.raises(VideoError) as caught:
+        asyncio.run(encode_video(renders, frames, out, timeout=60))
+    said = str(caught.value)
+    assert "Invalid PNG signature" in said, said
+    assert hits == []
+    assert not out.exists()

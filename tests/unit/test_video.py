@@ -69,6 +69,7 @@ def test_input_may_be_files_read_as_images_and_nothing_else() -> None:
     assert value_after(before_input, "-protocol_whitelist") == "file"
     assert value_after(before_input, "-format_whitelist") == "image2"
     assert value_after(before_input, "-f") == "image2"
+    assert "-xerror" in before_input  # a frame that does not decode fails the video
     assert "concat" not in " ".join(cmd)
 
 
