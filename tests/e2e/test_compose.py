@@ -51,6 +51,31 @@ def test_dashboard_and_its_static_files_are_in_the_image(api: FarmAPI) -> None:
     assert style.status_code == 200, "orchestrator/static/* should be packaged into the image"
 
 
+def test_the_orchestrator_runs_locked_down_and_published_on_loopback_only(
+    stack: ComposeStack, api: FarmAPI, tmp_path: Path
+) -> None:
+    """compose.yaml with compose.override.yaml, as `docker compose up` reads them: the
+    README's hardening on the orchestrator, memory limits on both services, and the
+    orchestrator answering (it writes only its volume and /tmp) with the token stack set."""
+    (orchestrator,) = stack.containers("orchestrator")
+    host = orchestrator.attrs["HostConfig"]
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert "/tmp" in host["Tmpfs"]
+    assert host["Memory"] == 2 * 1024**3
+    assert host["PidsLimit"] == 512
+    bindings = host["PortBindings"]["8000/tcp"]
+    assert [b["HostIp"] for b in bindings] == ["127.0.0.1"], bindings
+    for node in stack.containers("render-node"):
+        assert node.attrs["HostConfig"]["Memory"] == 8 * 1024**3
+    assert api.http.get("/render", headers={"Authorization": ""}).status_code == 401
+    # Past 1 MB a multipart upload spools to /tmp: the one writable place besides the volume.
+    big = tmp_path / "big.blend"
+    big.write_bytes(b"BLENDER-v300" + bytes(3 << 20))
+    assert api.upload_scene(big).startswith("sha256:")
+
+
 def test_killed_node_container_its_frames_rerender_elsewhere_once(
     stack: ComposeStack, api: FarmAPI
 ) -> None:

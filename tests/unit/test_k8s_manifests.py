@@ -222,20 +222,73 @@ def test_pods_are_locked_down_with_resources(service: str) -> None:
     assert resources["limits"]["memory"]
 
 
+def overlay(name: str) -> dict[str, Any]:
+    """The services of compose.override.yaml (compose) or compose.swarm.yaml (Swarm)."""
+    return dict(yaml.safe_load((ROOT / name).read_text())["services"])
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Two compose files as one, mappings merged key by key (lists here never overlap)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        elif isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = [*out[key], *value]
+        else:
+            out[key] = value
+    return out
+
+
 def test_compose_services_are_locked_down_the_same_way() -> None:
     services = compose()["services"]
     for name, service in services.items():
         assert service["read_only"] is True, name
         assert service["cap_drop"] == ["ALL"], name
         assert "no-new-privileges:true" in service["security_opt"], name
-        assert service["deploy"]["resources"]["limits"]["memory"], name
+        assert any(t.startswith("/tmp:") for t in service["tmpfs"]), name
     assert "cap_add" not in services["orchestrator"]
     assert set(services["render-node"]["cap_add"]) == NODE_CAPABILITIES
-    override = yaml.safe_load((ROOT / "compose.override.yaml").read_text())["services"]
-    (published,) = override["orchestrator"]["ports"]
+    (published,) = overlay("compose.override.yaml")["orchestrator"]["ports"]
     assert published.startswith("${FARM_PUBLISH_ADDR:-127.0.0.1}:"), published
-    for name in services:
-        assert override[name]["mem_limit"] and override[name]["pids_limit"], name
+
+
+MEMORY = {
+    "orchestrator": "${FARM_ORCHESTRATOR_MEMORY:-2g}",
+    "render-node": "${FARM_NODE_MEMORY:-8g}",
+}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_memory_is_bounded_in_compose_and_swarm_alike(service: str) -> None:
+    override, swarm = overlay("compose.override.yaml"), overlay("compose.swarm.yaml")
+    assert override[service]["mem_limit"] == MEMORY[service]
+    assert swarm[service]["deploy"]["resources"]["limits"]["memory"] == MEMORY[service]
+    pids = swarm[service]["deploy"]["resources"]["limits"]["pids"]
+    assert override[service]["pids_limit"] == pids
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_compose_v1_and_v2_both_accept_the_limits(service: str) -> None:
+    """Compose v2 refuses a project whose `mem_limit`, `pids_limit` or `cpus` differ from a
+    `deploy.resources.limits` of the same service, a key left unset included (compose-go's
+    checkConsistency); docker-compose 1.29 refuses `deploy.resources.limits.pids` outright."""
+    project = merged(compose(), {"services": overlay("compose.override.yaml")})
+    definition = project["services"][service]
+    limits = definition.get("deploy", {}).get("resources", {}).get("limits")
+    if limits is not None:
+        assert "pids" not in limits
+        for key, deploy_key in (("mem_limit", "memory"), ("pids_limit", "pids"), ("cpus", "cpus")):
+            if key in definition:
+                assert limits.get(deploy_key) == definition[key], (key, limits)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_swarm_gives_each_read_only_service_a_tmp(service: str) -> None:
+    """`docker stack deploy` ignores the `tmpfs:` key; uploads, video encodes and Blender's
+    stray temp files need /tmp."""
+    mounts = overlay("compose.swarm.yaml")[service]["volumes"]
+    assert [m for m in mounts if m["type"] == "tmpfs" and m["target"] == "/tmp"], mounts
 
 
 def test_three_render_nodes_by_default_everywhere() -> None:
