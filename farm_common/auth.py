@@ -49,6 +49,21 @@ def check_bearer(
         raise Forbidden("wrong token: use the FARM_TOKEN the farm was started with")
 
 
+# Tokens that were once published as examples (compose.yaml and the k8s Secret shipped the
+# first): a farm started with one is as open as one without a token.
+PUBLISHED_TOKENS = frozenset({"change-me-local", "change-me", "changeme"})
+
+
+def check_token_setting(token: str | None) -> str | None:
+    """A settings validator: refuse a token anyone could know; '' means none."""
+    if token is not None and token.strip().lower() in PUBLISHED_TOKENS:
+        raise ValueError(
+            f"{token!r} is a published example, not a secret: set a token of your own, e.g. "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return token or None
+
+
 def tokens_match(given: str, token: str) -> bool:
     """Constant time, and the digests hide the token's length too."""
     return hmac.compare_digest(

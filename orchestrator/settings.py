@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from farm_common.auth import check_token_setting
+
 
 class OrchestratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
@@ -139,6 +141,11 @@ class OrchestratorSettings(BaseSettings):
         description="run the scheduler on a thread of this process, not in a child process of "
         "its own: one PID to watch, but status answers wait on a busy scheduler",
     )
+
+    @field_validator("token")
+    @classmethod
+    def _own_token(cls, value: str | None) -> str | None:
+        return check_token_setting(value)
 
     @field_validator("node", mode="before")
     @classmethod

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from farm_common.auth import check_token_setting
+
 
 class NodeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
@@ -107,6 +109,11 @@ class NodeSettings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="text for people, json for log collectors"
     )
+
+    @field_validator("token")
+    @classmethod
+    def _own_token(cls, value: str | None) -> str | None:
+        return check_token_setting(value)
 
     @field_validator("sandbox_hide", "blender_env", mode="before")
     @classmethod

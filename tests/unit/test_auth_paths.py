@@ -93,3 +93,21 @@ def test_the_installed_starlette_builds_request_url_from_the_routed_path() -> No
     assert request("/render", "x/health?").url.path == "/render"
     pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "starlette>=1.0.1" in pins
+
+
+@pytest.mark.parametrize("service", ["orchestrator", "render-node"])
+@pytest.mark.parametrize("token", ["change-me-local", "CHANGE-ME", "changeme"])
+def test_a_token_once_published_as_an_example_is_refused_at_start(
+    service: str, token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """compose.yaml and the k8s Secret shipped change-me-local: a farm still started with it
+    would be open to anyone who read them."""
+    from orchestrator.cli import parse_settings as orchestrator_settings
+    from render_node.cli import parse_settings as node_settings
+
+    parse = orchestrator_settings if service == "orchestrator" else node_settings
+    with pytest.raises(SystemExit) as stopped:
+        parse(["--token", token])
+    assert stopped.value.code == 2
+    assert "published example" in capsys.readouterr().err
+    assert parse(["--token", "a-secret-of-our-own"]).token == "a-secret-of-our-own"
