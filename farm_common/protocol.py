@@ -279,6 +279,9 @@ class NodeRegistration(Request):
 
     url: str = Field(min_length=1, max_length=500, examples=["http://10.0.0.5:8100"])
     slots: int = Field(default=1, ge=1, le=MAX_SLOTS)
+    sandbox: str | None = Field(
+        default=None, max_length=100, description="what holds its Blender: bwrap, user NAME, none"
+    )
     busy: int = Field(default=0, ge=0, le=MAX_SLOTS)
     version: str | None = Field(default=None, max_length=100)
     blender_version: str | None = Field(default=None, max_length=100)

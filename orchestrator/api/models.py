@@ -142,3 +142,8 @@ class NodeView(BaseModel):
     version: str | None
     cpu_count: int | None
     static: bool
+    sandbox: str | None = Field(
+        default=None,
+        description="what holds the node's Blender inside its job's folder: bwrap, user NAME, "
+        "none (only the scene guard); unknown until the node says",
+    )

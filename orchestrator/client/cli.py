@@ -251,7 +251,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_nodes(args: argparse.Namespace) -> int:
     client = _client(args)
     table = Table(title="nodes", header_style="bold")
-    for column in ("url", "name", "state", "slots", "busy", "batch", "frames", "seen", "blender"):
+    columns = "url name state slots busy batch frames seen blender sandbox"
+    for column in columns.split():
         table.add_column(column)
     for node in client.nodes():
         seen = node.get("last_seen_seconds_ago")
@@ -267,9 +268,17 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             if isinstance(seen, int | float)
             else str(node.get("last_seen", "")),
             str(node.get("blender_version") or ""),
+            _sandbox(node.get("sandbox")),
         )
     console.print(table)
     return EXIT_OK
+
+
+def _sandbox(said: object) -> str:
+    """A node whose Blender runs unsandboxed stands out."""
+    if said == "none":
+        return "[bold red]none[/]"
+    return str(said or "?")
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -39,6 +39,7 @@ class Node:
     frames_rendered: int = 0
     instance: str | None = None
     moved_to: str | None = None
+    sandbox: str | None = None  # as the node says: bwrap, user NAME, none
 
 
 def normalize_url(url: str) -> str:
@@ -125,7 +126,7 @@ class Registry:
             node.slots = min(claimed, MAX_NODE_SLOTS)
         if "busy" in info:
             node.busy = int(info.get("busy") or 0)
-        for key in ("version", "blender_version", "cpu_count"):
+        for key in ("version", "blender_version", "cpu_count", "sandbox"):
             if info.get(key) is not None:
                 setattr(node, key, info[key])
         if info.get("name"):
@@ -222,4 +223,5 @@ def node_view(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]
         "version": node.version,
         "cpu_count": node.cpu_count,
         "static": node.static,
+        "sandbox": node.sandbox,
     }

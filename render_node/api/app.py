@@ -83,6 +83,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             cpu_count=cpu_count(),
             name=node.name,
             instance=node.instance,
+            sandbox=sandbox.describe(),
         ).model_dump()
 
     @asynccontextmanager

@@ -253,14 +253,16 @@ class FakeFarm:
                 "frames_rendered": rendered,
                 "last_seen": now - seen,
                 "blender_version": "4.2.3",
+                "sandbox": sandbox,
             }
-            for (url, name), (state, busy, batch, rendered, seen) in zip(
+            for (url, name), (state, busy, batch, rendered, seen), sandbox in zip(
                 NODES.items(),
                 [
                     ("busy", 1, {"job": "j-shot010", "frames": "97-104"}, 412, 1),
                     ("busy", 1, {"job": "j-shot010", "frames": "105-112"}, 398, 1),
                     ("lost", 0, None, 57, 95),
                 ],
+                ["bwrap", "none", "user farm-blender"],
                 strict=True,
             )
         ]

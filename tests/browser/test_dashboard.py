@@ -108,6 +108,10 @@ def test_overview_shows_the_running_job_its_progress_and_the_nodes(
     expect(nodes.locator("tr", has_text="render-03").locator(".badge")).to_have_text("lost")
     expect(nodes).to_contain_text("97-104")
     expect(page.locator("#sum-nodes")).to_have_text("2 / 3")
+    # render-02's Blender runs without a sandbox: said, in the warning colour.
+    open_cell = nodes.locator("tr", has_text="render-02").locator("td.warn")
+    expect(open_cell).to_have_text("4.2.3 · no sandbox")
+    expect(nodes.locator("tr", has_text="render-01").locator("td.warn")).to_have_count(0)
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     # The token left the address bar (history, screenshots, shoulder-surfers).
     assert "token" not in page.url

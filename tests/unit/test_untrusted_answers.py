@@ -128,3 +128,13 @@ def test_a_speed_too_small_to_be_true_is_taken_as_the_floor() -> None:
         Lane(spf, 1.0, 0.0), [Lane(spf, 1.0, 0.0)], 1000, 0.0, blind=5, max_seconds=600
     )
     assert 1 <= size <= 100
+
+
+def test_nodes_list_says_what_holds_each_nodes_blender() -> None:
+    from orchestrator.scheduling.registry import node_view
+
+    registry = Registry(5.0, clock=lambda: 0.0)
+    node = registry.update("http://n:8100", {"sandbox": "none"})
+    assert node_view(node, registry, 0.0)["sandbox"] == "none"
+    registry.update("http://n:8100", {"sandbox": "bwrap"})
+    assert node_view(node, registry, 0.0)["sandbox"] == "bwrap"

@@ -121,7 +121,11 @@ export function overviewPage() {
     cells[2].replaceChildren(pips, `${busy} / ${num(node.slots)}`);
     setText(cells[3], batchText(node));
     setText(cells[4], num(node.frames_rendered));
-    setText(cells[5], node.blender_version || "–");
+    // A node whose Blender runs without a sandbox stands out (README: Security).
+    const open = node.sandbox === "none";
+    setText(cells[5], (node.blender_version || "–") + (open ? " · no sandbox" : ""));
+    cells[5].classList.toggle("warn", open);
+    cells[5].title = node.sandbox ? `Blender's sandbox: ${node.sandbox}` : "";
     setText(cells[6], ago(node.last_seen));
   }
 
