@@ -34,7 +34,6 @@ SandboxChoice = Literal["auto", "bwrap", "user", "none"]
 PROBE_SECONDS = 10.0
 # Device nodes a GPU render needs; the rest of /dev is bubblewrap's minimal one.
 GPU_DEVICES = ("/dev/dri", "/dev/kfd", "/dev/nvidia*")
-TMP_BYTES = 256 << 20
 
 
 class SandboxUnavailable(RuntimeError):
@@ -66,8 +65,9 @@ class Sandbox:
         for pattern in GPU_DEVICES:
             for device in sorted(glob.glob(pattern)):
                 args += ["--dev-bind", device, device]
-        # A private /tmp, bounded: Blender's own temp files go to the job (TMPDIR).
-        args += ["--proc", "/proc", "--size", str(TMP_BYTES), "--tmpfs", "/tmp"]
+        # /tmp stays as it is, read-only like the rest: Blender's temp files go to the job
+        # (TMPDIR), and Blender itself may live there (a test's checkout, an unpacked build).
+        args += ["--proc", "/proc"]
         hidden = [str(folder) for folder in outermost(self.hide) if folder.exists()]
         for folder in hidden:
             args += ["--tmpfs", folder]  # empty in there; made read-only below
