@@ -1,4 +1,4 @@
-"""The images themselves: entry points import, Blender runs, non-root, tini, health checks.
+"""The images themselves: entry points import, Blender runs, users, tini, health checks.
 
 Seconds to run; a packaging mistake shows up here with a clear message rather than as a
 stack that never gets healthy.
@@ -34,21 +34,30 @@ def test_console_scripts_start(docker_client: docker.DockerClient, images: None,
     assert "usage:" in run(docker_client, image, command, "--help")
 
 
-def test_node_image_runs_blender_as_the_farm_user(
+def test_node_image_runs_blender_as_farm_blender_not_as_the_node(
     docker_client: docker.DockerClient, images: None
 ) -> None:
-    out = run(docker_client, NODE, "sh", "-c", "id -un; blender --version")
-    user, version = out.splitlines()[:2]
-    assert user == "farm"
-    assert version.startswith("Blender ")
+    """The node runs as root in its container only to run Blender as farm-blender, a user
+    with no home and no shell, which the node's own --sandbox auto picks there."""
+    probe = (
+        "import pwd; from render_node.sandbox import choose_sandbox; "
+        "s = choose_sandbox('auto', user='farm-blender', hide=[]); "
+        "u = pwd.getpwnam('farm-blender'); print(s.describe(), u.pw_uid, u.pw_dir, u.pw_shell)"
+    )
+    out = run(docker_client, NODE, "sh", "-c", f'id -un; blender --version; python3 -c "{probe}"')
+    lines = out.splitlines()
+    assert lines[0] == "root"
+    assert lines[1].startswith("Blender ")
+    assert lines[-1] == "user farm-blender 10002 /nonexistent /usr/sbin/nologin", out
 
 
 @pytest.mark.parametrize("image", IMAGES)
-def test_images_run_under_tini_with_a_health_check_and_no_root(
+def test_images_run_under_tini_with_a_health_check(
     docker_client: docker.DockerClient, images: None, image: str
 ) -> None:
     config = docker_client.images.get(image).attrs["Config"]
     assert config["Entrypoint"][0] == "tini"
-    assert config["User"] == "farm"
+    # The orchestrator is never root; the node is root only to hand Blender to farm-blender.
+    assert config["User"] == ("farm" if image == ORCHESTRATOR else "")
     assert "/opt/farm/healthcheck.py" in config["Healthcheck"]["Test"]
     assert not any("TOKEN" in env for env in config["Env"]), "no token baked into the image"

@@ -85,7 +85,12 @@ def test_farm_render_says_what_to_fix_for_a_bad_frame_spec(tmp_path: Path) -> No
 
 def test_farm_up_starts_a_farm_and_ctrl_c_stops_every_process(tmp_path: Path) -> None:
     port = free_port()
-    env = {**base_env(), "FARM_BLENDER": str(FAKE_BLENDER), "FAKE_BLENDER_HANG": "2"}
+    env = {
+        **base_env(),
+        "FARM_BLENDER": str(FAKE_BLENDER),
+        "FARM_BLENDER_ENV": "FAKE_BLENDER_*",  # the nodes pass it on to their Blender
+        "FAKE_BLENDER_HANG": "2",
+    }
     (tmp_path / "scenes").mkdir()
     (tmp_path / "scenes" / "demo.blend").write_bytes(BLEND)
     up = subprocess.Popen(
@@ -131,5 +136,11 @@ def test_farm_up_starts_a_farm_and_ctrl_c_stops_every_process(tmp_path: Path) ->
         wait_until(lambda: blender_processes(str(tmp_path)) == [], timeout=2, what="no Blender")
     finally:
         if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+            # Ctrl-C first: `farm up` stops its orchestrator and nodes, which run in process
+            # groups of their own that a SIGKILL of `farm up` would leave running.
+            os.killpg(up.pid, signal.SIGINT)
+            try:
+                up.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
+                up.wait()
