@@ -255,9 +255,9 @@ class NodeInfo(Answer):
     version: str = Field(max_length=100)
     blender_version: str | None = Field(max_length=100)
     slots: int = Field(ge=1, le=MAX_SLOTS)
-    busy: int = Field(ge=0)
-    cpu_count: int = Field(ge=0)
-    threads: int = Field(ge=0)
+    busy: int = Field(ge=0, le=MAX_SLOTS)
+    cpu_count: int = Field(ge=0, le=1_000_000)
+    threads: int = Field(ge=0, le=1_000_000)
     name: str = Field(max_length=200)
     url: str = Field(max_length=500)
     jobs: JobCounts

@@ -65,7 +65,11 @@ class OrchestratorSettings(BaseSettings):
         "node must be noticed quickly",
     )
     transfer_timeout_seconds: float = Field(
-        default=120.0, gt=0, description="timeout of scene pushes and frame downloads (real bytes)"
+        default=120.0,
+        gt=0,
+        description="timeout of scene pushes and frame downloads (real bytes): the longest wait "
+        "for any byte, and the least a whole transfer is given (see "
+        "--min-transfer-kb-per-second)",
     )
     max_upload_mb: int = Field(default=4096, gt=0, description="largest scene upload, in MB")
     max_frame_mb: float = Field(
@@ -78,16 +82,19 @@ class OrchestratorSettings(BaseSettings):
         default=64,
         gt=0,
         description="a scene push or frame download slower than this on average, once "
-        "--transfer-timeout-seconds have passed, is given up (a node dripping bytes cannot "
-        "hold a batch)",
+        "--transfer-timeout-seconds have passed, is given up; every other answer of a node must "
+        "come whole within its timeout plus its largest allowed size at this rate (a node "
+        "dripping bytes cannot hold a batch: aiohttp's timeouts are per read). 64 KB/s is far "
+        "under any working link, so only a stuck or hostile node meets it",
     )
     batch_stall_seconds: float = Field(
-        default=43200,
+        default=86400,
         gt=0,
         description="a batch in which no frame has ended for this long is taken back from its "
-        "node (its frames go to the queue, the node counts a failure): the node's own "
-        "--frame-timeout catches a silent Blender, this a node that only says it renders. "
-        "12 h by default: raise it for frames that take longer",
+        "node (its node job deleted, its frames back in the queue, the node counts a failure): "
+        "the node's own --frame-timeout catches a silent Blender, this a node that only says "
+        "it renders. A day by default, so no real frame (hours each, at worst) is ever cut: "
+        "raise it for frames that take longer still",
     )
     max_nodes: int = Field(
         default=1000,

@@ -9,6 +9,9 @@ Modes (what the orchestrator must survive, each found by hand first, issue 16):
 - `infinity`: `"seconds": Infinity`.
 - `junk`: status answers with `"frame": "one"` and the counts as strings.
 - `huge`: status answers padded with megabytes of whitespace (still valid JSON).
+- `drip-status`: status answers come a byte every 0.2 s (each read is quick, the whole is not).
+- `phantom`: status answers say every frame done at once; frames.tar holds none of them.
+- `slots`: /info claims 300,000 render slots.
 - `drip`: frames.tar sends its first bytes, then one byte every 0.2 s, for ever.
 - `not-image`: frames.tar members are HTML pages under the frames' names.
 - `oversize`: frames.tar members of `OVERSIZE_BYTES` each.
@@ -28,9 +31,15 @@ from farm_common.frames import parse_frame_spec
 from farm_common.protocol import frame_name
 from render_node.archive import END, padding, tar_header
 
-MODES = ("nan", "infinity", "junk", "huge", "drip", "not-image", "oversize")
+MODES = (
+    "nan", "infinity", "junk", "huge", "drip-status", "phantom", "slots", "drip", "not-image",
+    "oversize",
+)  # fmt: skip
+_STATUS_MODES = ("nan", "infinity", "junk", "huge", "phantom")
 HUGE_PADDING = 3 << 20  # whitespace added to a status answer
 OVERSIZE_BYTES = 3 << 20
+ABSURD_SLOTS = 300_000
+DRIP_SECONDS = 0.2
 _STATUS = re.compile(r"^/jobs/[^/]+$")
 _ARCHIVE = re.compile(r"^/jobs/[^/]+/frames\.tar$")
 
@@ -44,9 +53,13 @@ def hostile(app: ASGIApp, mode: str) -> ASGIApp:
             await app(scope, receive, send)
             return
         path = scope["path"].removeprefix(scope.get("root_path", ""))
-        if _STATUS.match(path) and mode in ("nan", "infinity", "junk", "huge"):
+        if _STATUS.match(path) and mode in _STATUS_MODES:
             await _rewritten(app, scope, receive, send, lambda body: _status(body, mode))
-        elif _ARCHIVE.match(path) and mode in ("drip", "not-image", "oversize"):
+        elif _STATUS.match(path) and mode == "drip-status":
+            await _rewritten(app, scope, receive, send, lambda body: body, drip=True)
+        elif path == "/info" and mode == "slots":
+            await _rewritten(app, scope, receive, send, _absurd_slots)
+        elif _ARCHIVE.match(path) and mode in ("drip", "not-image", "oversize", "phantom"):
             await _archive(app, scope, receive, send, mode)
         else:
             await app(scope, receive, send)
@@ -58,6 +71,19 @@ def _status(body: bytes, mode: str) -> bytes:
     if mode == "huge":
         return body[:-1] + b" " * HUGE_PADDING + body[-1:]
     answer = json.loads(body)
+    if mode == "phantom":
+        total = len(answer["frames"])
+        answer["frames"] = [
+            {"frame": item["frame"], "state": "done", "seconds": 0.01} for item in answer["frames"]
+        ]
+        answer["counts"] = {
+            "total": total,
+            "pending": 0,
+            "rendering": 0,
+            "done": total,
+            "failed": 0,
+        }
+        return json.dumps(answer).encode()
     for item in answer.get("frames", []):
         if mode == "junk":
             item["frame"] = "one"
@@ -68,8 +94,17 @@ def _status(body: bytes, mode: str) -> bytes:
     return json.dumps(answer).encode()  # allow_nan: NaN and Infinity as Python writes them
 
 
-async def _rewritten(app: ASGIApp, scope: Scope, receive: Receive, send: Send, change: Any) -> None:
-    """Run the fake node's answer through `change` when it is a 200."""
+def _absurd_slots(body: bytes) -> bytes:
+    answer = json.loads(body)
+    answer["slots"] = ABSURD_SLOTS
+    return json.dumps(answer).encode()
+
+
+async def _rewritten(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, change: Any, *, drip: bool = False
+) -> None:
+    """Run the fake node's answer through `change` when it is a 200; `drip`: send it a byte
+    every DRIP_SECONDS."""
     start: Message = {}
     chunks: list[bytes] = []
 
@@ -87,6 +122,11 @@ async def _rewritten(app: ASGIApp, scope: Scope, receive: Receive, send: Send, c
     headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
     headers.append((b"content-length", str(len(body)).encode()))
     await send({**start, "headers": headers})
+    if drip and start.get("status") == 200:
+        for byte in body[:-1]:
+            await send({"type": "http.response.body", "body": bytes([byte]), "more_body": True})
+            await asyncio.sleep(DRIP_SECONDS)
+        body = body[-1:]
     await send({"type": "http.response.body", "body": body})
 
 
@@ -104,6 +144,9 @@ async def _archive(app: ASGIApp, scope: Scope, receive: Receive, send: Send, mod
             await asyncio.sleep(0.2)
             await send({"type": "http.response.body", "body": bytes([byte]), "more_body": True})
         await asyncio.Event().wait()  # and then nothing, for ever
+    if mode == "phantom":  # a well-formed archive, of none of the frames the node said done
+        await send({"type": "http.response.body", "body": END})
+        return
     for frame in frames:
         if mode == "not-image":
             data = f"<html><body>frame {frame}</body></html>".encode()

@@ -96,11 +96,14 @@ class Answer:
         return json.loads(self.body)
 
     def detail(self) -> str:
+        """What the node says went wrong, cut to a message's length: it ends up in errors the
+        store keeps and the API shows."""
         try:
             body = self.json()
-            return str(body.get("detail") or body) if isinstance(body, dict) else str(body)
+            said = str(body.get("detail") or body) if isinstance(body, dict) else str(body)
         except ValueError:
             return self.body[:300].decode("utf-8", "replace")
+        return said[:MAX_MESSAGE_CHARS]
 
     def refused(self, kind: type[NodeRejected] = NodeRejected) -> NodeRejected:
         return kind(f"{self.method} {self.url}: {self.status} {self.detail()}")
@@ -142,6 +145,8 @@ class NodeClient:
         self._on_answer = on_answer
         # Per step, not in all: connecting (and waiting for a pooled connection) is quick even
         # for transfers, so a dead node does not hold a worker; then each read must come soon.
+        # aiohttp's timeouts are per read: each call also has a deadline for the whole
+        # exchange (`_request`, `_download_archive`), or a node could drip an answer for days.
         self._short = self._timeout(request_timeout)
         self._long = self._timeout(transfer_timeout)
         # One small connection pool per node: nodes never queue behind each other's
@@ -190,26 +195,39 @@ class NodeClient:
         *,
         limits: aiohttp.ClientTimeout | None = None,
         max_bytes: int = MAX_ANSWER_BYTES,
+        deadline: float | None = None,
         **kw: Any,
     ) -> Answer:
+        """One exchange, its answer read whole; within `deadline` seconds in all (default: the
+        read timeout, plus the largest answer allowed at the farm's lowest rate)."""
         url = node + path
-        with transport_errors(method, url):
-            async with self._for(node).request(
-                method, url, timeout=limits or self._short, allow_redirects=False, **kw
-            ) as resp:
-                body = await read_bounded(resp, max_bytes, f"{method} {url}")
+        limits = limits or self._short
+        if deadline is None:
+            deadline = (limits.sock_read or self._request_timeout) + max_bytes / self._min_rate
+        try:
+            async with asyncio.timeout(deadline):
+                with transport_errors(method, url):
+                    async with self._for(node).request(
+                        method, url, timeout=limits, allow_redirects=False, **kw
+                    ) as resp:
+                        body = await read_bounded(resp, max_bytes, f"{method} {url}")
+        except TimeoutError:
+            raise TooSlow(
+                f"{method} {url}: no whole answer within {deadline:.0f} s "
+                "(--min-transfer-kb-per-second)"
+            ) from None
         return self._answered(node, Answer(method, url, resp.status, body))
 
     def _deadline(self, size: int | None = None) -> float:
-        """Seconds a transfer of `size` bytes may take in all."""
+        """Seconds a transfer of `size` bytes may take in all: `transfer_timeout`, or more at
+        the farm's lowest rate."""
         return max(self._transfer_timeout, (size or 0) / self._min_rate)
 
-    def _check_rate(self, what: str, received: int, elapsed: float) -> None:
-        if elapsed > self._transfer_timeout and received < elapsed * self._min_rate:
-            raise TooSlow(
-                f"{what}: {received} bytes in {elapsed:.0f} s, under the farm's lowest rate of "
-                f"{self._min_rate / 1024:g} KB/s (--min-transfer-kb-per-second)"
-            )
+    def _too_slow(self, what: str, received: int, elapsed: float) -> TooSlow:
+        return TooSlow(
+            f"{what}: {received} bytes in {elapsed:.0f} s, under the farm's lowest rate of "
+            f"{self._min_rate / 1024:g} KB/s (--min-transfer-kb-per-second)"
+        )
 
     async def info(self, node: str) -> NodeInfo:
         resp = await self._request("GET", node, "/info")
@@ -229,16 +247,13 @@ class NodeClient:
         size = (await asyncio.to_thread(path.stat)).st_size
         fh = await asyncio.to_thread(path.open, "rb")
         try:
-            async with asyncio.timeout(self._deadline(size)):
-                resp = await self._request(
-                    "PUT", node, f"/scenes/{sha}", data=fh, limits=self._long,
-                    headers={"Content-Type": "application/octet-stream"},
-                )  # fmt: skip
-        except TimeoutError:
-            raise TooSlow(
-                f"PUT {node}/scenes/{sha}: {size} bytes not taken within "
-                f"{self._deadline(size):.0f} s (--min-transfer-kb-per-second)"
-            ) from None
+            # The whole push, answer included, within its deadline: a node that takes the
+            # bytes a few a second cannot hold the batch (aiohttp's timeouts are per read).
+            resp = await self._request(
+                "PUT", node, f"/scenes/{sha}", data=fh, limits=self._long,
+                deadline=self._deadline(size) + self._request_timeout,
+                headers={"Content-Type": "application/octet-stream"},
+            )  # fmt: skip
         finally:
             await asyncio.to_thread(fh.close)
         if resp.status >= 300:
@@ -298,25 +313,51 @@ class NodeClient:
             await self._download_archive(node, job_id, compact_frames(part), files)
 
     async def _download_archive(self, node: str, job_id: str, spec: str, files: FrameFiles) -> None:
+        """One frames.tar. The whole transfer has a deadline that grows with what came:
+        `transfer_timeout`, or as long as the bytes so far take at the farm's lowest rate; a
+        node that drips (or sends nothing) is given up when it passes, even mid-read. Only the
+        network waits are under it: a write on a worker thread is never cut off midway."""
         url = f"{node}/jobs/{job_id}/frames.tar"
         reader = TarReader()
         pending: list[Piece] = []
         buffered = received = 0
-        start = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         try:
             with transport_errors("GET", url):
-                async with self._for(node).get(
-                    url, params={"frames": spec}, timeout=self._long, allow_redirects=False
-                ) as resp:
+                async with contextlib.AsyncExitStack() as stack:
+                    deadline = asyncio.timeout_at(start + self._deadline())
+                    try:
+                        async with deadline:
+                            resp = await stack.enter_async_context(
+                                self._for(node).get(
+                                    url, params={"frames": spec}, timeout=self._long,
+                                    allow_redirects=False,
+                                )
+                            )  # fmt: skip
+                            if resp.status != 200:
+                                body = await read_bounded(resp, MAX_ANSWER_BYTES, f"GET {url}")
+                    except TimeoutError:
+                        if not deadline.expired():
+                            raise  # aiohttp's own (connecting...): transport_errors says which
+                        raise self._too_slow(f"GET {url}", 0, loop.time() - start) from None
                     if resp.status != 200:
-                        body = await read_bounded(resp, MAX_ANSWER_BYTES, f"GET {url}")
                         answer = Answer("GET", url, resp.status, body)
                         raise _archive_refused(self._answered(node, answer), node, job_id)
                     self._alive(node)
-                    async for chunk in resp.content.iter_chunked(CHUNK):
+                    while True:
+                        deadline = asyncio.timeout_at(start + self._deadline(received))
+                        try:
+                            async with deadline:
+                                chunk = await resp.content.read(CHUNK)
+                        except TimeoutError:
+                            if not deadline.expired():
+                                raise  # aiohttp's read timeout: no byte for that long
+                            elapsed = loop.time() - start
+                            raise self._too_slow(f"GET {url}", received, elapsed) from None
+                        if not chunk:
+                            break
                         received += len(chunk)
-                        elapsed = asyncio.get_running_loop().time() - start
-                        self._check_rate(f"GET {url}", received, elapsed)
                         for piece in reader.feed(chunk):
                             pending.append(piece)
                             buffered += len(piece.data)

@@ -11,13 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 from farm_common.frames import compact_frames
 from farm_common.images import image_problem
-from farm_common.protocol import FINAL_JOB_STATES, BatchState, JobCreated, JobDetail, image_format
+from farm_common.protocol import (
+    FINAL_JOB_STATES,
+    MAX_MESSAGE_CHARS,
+    BatchState,
+    JobCreated,
+    JobDetail,
+    image_format,
+)
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.archive import FrameFiles
 from orchestrator.nodes.client import (
@@ -131,7 +139,9 @@ class BatchRunner:
             state, answered = BatchState.FAILED, False
         else:
             state, answered = attempt.result()
-        return Outcome(state, answered, book.errors, book.collected, book.node_job, book.refused)
+        # The store keeps these and the API shows them: a message, not whatever a node said.
+        errors = {frame: why[:MAX_MESSAGE_CHARS] for frame, why in book.errors.items()}
+        return Outcome(state, answered, errors, book.collected, book.node_job, book.refused)
 
     async def _ensure_scene(self, url: str, job: Job) -> None:
         key = (url, job.scene_sha)
@@ -305,5 +315,5 @@ class BatchRunner:
         self.metrics.frames_rendered.inc(len(newly))
         for frame in newly:
             secs = seconds[frame]
-            if secs is not None:
+            if secs is not None and math.isfinite(secs):  # checked at the edge; and here
                 self.metrics.frame_seconds.observe(secs)

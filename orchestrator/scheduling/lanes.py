@@ -25,10 +25,21 @@ SCENES_KEPT = 50  # scenes whose speeds are saved (the most recently rendered)
 
 # Below this a node's word is noise (or a lie); 1 / seconds must stay a modest number.
 MIN_FRAME_SECONDS = 1e-3
+# Above this (11.6 days for one frame or one start-up) it is a lie: a finite 1e308 would
+# overflow the ratios below to infinity, and then to a zero that every later division trips on.
+MAX_FRAME_SECONDS = 1e6
+# A node's speed relative to the farm, and a scene's cost, stay within what the bounds above
+# make of a ratio, however the measurements of many nodes and scenes compound.
+MAX_RATIO = MAX_FRAME_SECONDS / MIN_FRAME_SECONDS
 
 
 def _blend(old: float | None, new: float) -> float:
     return new if old is None else old + SMOOTHING * (new - old)
+
+
+def _ratio(value: float) -> float:
+    """`value` (a relative speed or a scene's cost) kept finite, positive and bounded."""
+    return min(max(value, 1 / MAX_RATIO), MAX_RATIO)
 
 
 def _seconds(value: object, *, zero: bool = False) -> bool:
@@ -74,13 +85,17 @@ class SpeedBook:
             if isinstance(item, list) and len(item) == 3:
                 node, scene, seconds = item
                 if isinstance(node, str) and isinstance(scene, str) and _seconds(seconds):
-                    book.frame[node, scene] = float(seconds)
-        for name in ("startup", "relative", "base"):
+                    book.frame[node, scene] = min(
+                        max(float(seconds), MIN_FRAME_SECONDS), MAX_FRAME_SECONDS
+                    )
+        # Within the bounds `observe_*` keep to (a book saved before them may hold more).
+        bound = {"startup": lambda v: min(v, MAX_FRAME_SECONDS), "relative": _ratio, "base": _ratio}
+        for name, within in bound.items():
             values = data.get(name)
             if isinstance(values, dict):
                 getattr(book, name).update(
                     {
-                        k: float(v)
+                        k: within(float(v))
                         for k, v in values.items()
                         if isinstance(k, str) and _seconds(v, zero=name == "startup")
                     }
@@ -91,19 +106,19 @@ class SpeedBook:
         # Nodes report these: a NaN or an infinity would poison every estimate made from them.
         if not _seconds(seconds):
             return
-        seconds = max(seconds, MIN_FRAME_SECONDS)
+        seconds = min(max(seconds, MIN_FRAME_SECONDS), MAX_FRAME_SECONDS)
         self.changes += 1
         self.frame[node, scene] = _blend(self.frame.get((node, scene)), seconds)
         if scene not in self.base:
-            self.base[scene] = seconds / self.relative.get(node, 1.0)
-        self.relative[node] = _blend(self.relative.get(node), seconds / self.base[scene])
+            self.base[scene] = _ratio(seconds / self.relative.get(node, 1.0))
+        self.relative[node] = _ratio(_blend(self.relative.get(node), seconds / self.base[scene]))
         # Popped and put back: the scene goes to the end, `dump` keeps the latest ones.
-        self.base[scene] = _blend(self.base.pop(scene), seconds / self.relative[node])
+        self.base[scene] = _ratio(_blend(self.base.pop(scene), seconds / self.relative[node]))
 
     def observe_startup(self, node: str, seconds: float) -> None:
         if _seconds(seconds, zero=True):
             self.changes += 1
-            self.startup[node] = _blend(self.startup.get(node), seconds)
+            self.startup[node] = _blend(self.startup.get(node), min(seconds, MAX_FRAME_SECONDS))
 
     def overhead(self, node: str) -> float:
         measured = self.startup.get(node)

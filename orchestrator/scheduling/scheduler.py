@@ -290,29 +290,38 @@ class Scheduler:
     async def _monitor_loop(self) -> None:
         lost_before: set[str] = set()
         while True:
-            await asyncio.gather(
-                *(self._probe(url) for url in self.registry.static_urls()), return_exceptions=True
-            )
-            for moved in self.registry.forget_moved():
-                self._silent.pop(moved.url, None)
-                log.info("node %s registers as %s now; the old address is forgotten",
-                         moved.url, moved.moved_to)  # fmt: skip
-            for gone in self.registry.forget_lost():
-                self._silent.pop(gone.url, None)
-                log.info("node %s lost for long: forgotten (it registers again if it returns)",
-                         gone.url)  # fmt: skip
-            lost = {n.url for n in self.registry.nodes() if self.registry.is_lost(n.url)}
-            for url in lost - lost_before:
-                node = self.registry.get(url)
-                batches = sorted(node.current_batches) if node else []
-                log.warning("node %s lost (no answer); its batches %s go back", url, batches)
-            for url in lost_before - lost:
-                if self.registry.get(url) is not None:  # not forgotten (moved)
-                    log.info("node %s is back", url)
-            lost_before = lost
-            self._reconcile_workers()
-            await self._save_speeds()
+            try:
+                lost_before = await self._monitor_round(lost_before)
+            except Exception:
+                # The monitor starts every slot's worker: one round's bug must not end it.
+                log.exception("node monitor: a round failed; the next one goes on")
             await asyncio.sleep(self.settings.probe_interval_seconds)
+
+    async def _monitor_round(self, lost_before: set[str]) -> set[str]:
+        """Probe static nodes, forget nodes gone, log losses and returns, start workers;
+        returns the nodes lost now."""
+        await asyncio.gather(
+            *(self._probe(url) for url in self.registry.static_urls()), return_exceptions=True
+        )
+        for moved in self.registry.forget_moved():
+            self._silent.pop(moved.url, None)
+            log.info("node %s registers as %s now; the old address is forgotten",
+                     moved.url, moved.moved_to)  # fmt: skip
+        for gone in self.registry.forget_lost():
+            self._silent.pop(gone.url, None)
+            log.info("node %s lost for long: forgotten (it registers again if it returns)",
+                     gone.url)  # fmt: skip
+        lost = {n.url for n in self.registry.nodes() if self.registry.is_lost(n.url)}
+        for url in lost - lost_before:
+            node = self.registry.get(url)
+            batches = sorted(node.current_batches) if node else []
+            log.warning("node %s lost (no answer); its batches %s go back", url, batches)
+        for url in lost_before - lost:
+            if self.registry.get(url) is not None:  # not forgotten (moved)
+                log.info("node %s is back", url)
+        self._reconcile_workers()
+        await self._save_speeds()
+        return lost
 
     async def _save_speeds(self, *, force: bool = False) -> None:
         """Keep the measured speeds in the store when they moved: at most every
@@ -404,6 +413,10 @@ class Scheduler:
                 idle = not running
                 task = asyncio.create_task(self._run_safely(slot, cut, idle=idle))
                 running.append((task, near_end))
+        except Exception:
+            # The monitor starts the slot a new worker next round; the batches it runs finish
+            # below, each settled by `_run_safely`.
+            log.exception("slot %s/%d: its worker failed", url, slot.slot)
         finally:
             if self._stopping:
                 for task, _ in running:
@@ -422,6 +435,8 @@ class Scheduler:
             log.exception(
                 "batch %s of job %s on %s: unexpected error", batch.id, batch.job, slot.url
             )
+            # As for a node that stopped answering: no more batches for it until it answers.
+            self._silent[slot.url] = self.registry.clock()
             await self._give_back(batch)
             return False
         finally:
