@@ -51,8 +51,8 @@ class NodeSettings(BaseSettings):
         default=1800.0,
         gt=0,
         description="kill Blender after this many seconds without a line of output (Cycles "
-        "prints one per sample): a hung Blender must never hold a batch forever, and the "
-        "orchestrator has no batch timeout",
+        "prints one per sample): a hung Blender must never hold a batch forever (the "
+        "orchestrator's --batch-stall-seconds is far longer: it catches a node, not a Blender)",
         json_schema_extra={"metavar": "SECONDS"},
     )
     allow_freestyle: bool = Field(
