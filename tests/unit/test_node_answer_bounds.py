@@ -27,6 +27,7 @@ from orchestrator.nodes.client import (
     TooSlow,
 )
 from render_node.archive import tar_header
+from tests.unit.test_node_client import INFO
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ_TIMEOUT = 0.3  # each drip below sends a byte well within it
@@ -158,19 +159,6 @@ def test_what_a_node_says_of_a_refusal_is_cut_to_a_message() -> None:
     answer = Answer("POST", "http://n/jobs", 400, said)
     assert len(answer.detail()) == MAX_MESSAGE_CHARS
     assert len(str(answer.refused())) < MAX_MESSAGE_CHARS + 100
-
-
-INFO = {
-    "version": "1.0",
-    "blender_version": "4.2.0",
-    "slots": 2,
-    "busy": 0,
-    "cpu_count": 4,
-    "threads": 4,
-    "name": "n0",
-    "url": "http://n0",
-    "jobs": {"queued": 0, "running": 0, "finished": 0},
-}
 
 
 @pytest.mark.parametrize(
