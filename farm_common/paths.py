@@ -1,7 +1,9 @@
-"""The one place where user strings become filesystem paths, and the id patterns that guard it."""
+"""The one place where user strings become filesystem paths, the id patterns that guard it,
+and the sha256 that names a stored file."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Annotated
@@ -54,6 +56,17 @@ FrameNumber = Annotated[
     PathParam(ge=0, le=MAX_FRAME_NUMBER, description="a frame number of the job"),
     BeforeValidator(_frame_digits),
 ]
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
+    """A file's sha256 (hex) and size, read a chunk at a time; blocking."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while data := fh.read(chunk):
+            digest.update(data)
+            size += len(data)
+    return digest.hexdigest(), size
 
 
 def check_sha256(value: str) -> str:

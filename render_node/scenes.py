@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from farm_common.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
-from farm_common.paths import check_sha256, scene_path
+from farm_common.paths import check_sha256, file_sha256, scene_path
 from render_node.sandbox import private_folder
 
 log = logging.getLogger(__name__)
@@ -159,14 +159,10 @@ class SceneStore:
 
 
 def _hash_file(path: Path) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        return file_sha256(path)[0]
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:

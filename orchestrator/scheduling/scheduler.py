@@ -46,7 +46,7 @@ from orchestrator.scheduling.queue import Cut, JobQueue
 from orchestrator.scheduling.registry import Node, Registry
 from orchestrator.scheduling.sizing import next_batch_size
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.store.db import Job, QueuedBatch, Store
+from orchestrator.store.db import Job, QueuedBatch, Settled, Store
 from orchestrator.video import VideoError, encode_video, ffmpeg_available
 
 log = logging.getLogger(__name__)
@@ -452,20 +452,28 @@ class Scheduler:
         than stay 'rendering' for good."""
         job = self._jobs.get(batch.job)
         try:
-            nodes = [] if job is None else self._nodes_for(job, self.registry.live())
-            live = {n.url for n in nodes}
-            settled = await self.store.run(
-                self.store.settle_batch,
-                batch.id, BatchState.LOST, {}, live, self.settings.max_attempts, self.clock(),
-            )  # fmt: skip
+            settled = await self._settle(batch, BatchState.LOST, {}, job)
         except Exception:
             log.exception("batch %s of job %s could not be given back", batch.id, batch.job)
             return
+        if settled.job_state:
+            self._ended(batch.job)
+
+    async def _settle(
+        self, batch: QueuedBatch, state: BatchState, errors: dict[int, str], job: Job | None
+    ) -> Settled:
+        """Record how the batch ended; frames it gives back go to the front of its job's queue
+        (retried, and failed for good, among the nodes that may still render the job)."""
+        nodes = [] if job is None else self._nodes_for(job, self.registry.live())
+        settled = await self.store.run(
+            self.store.settle_batch,
+            batch.id, state, errors, {n.url for n in nodes}, self.settings.max_attempts,
+            self.clock(),
+        )  # fmt: skip
         if settled.requeued:
             self._queues.setdefault(batch.job, JobQueue()).add(settled.requeued, front=True)
             self._notify()
-        if settled.job_state:
-            self._ended(batch.job)
+        return settled
 
     async def _await_answer(self, url: str) -> None:
         """After a failed request, wait until the node answers again (or is lost)."""
@@ -665,24 +673,18 @@ class Scheduler:
                 log.warning("job %s: node %s refuses the scene, and gets no more of the job: %s",
                             job.id, url, outcome.refused)  # fmt: skip
             refused[url] = outcome.refused
-        settled = await self.store.run(
-            self.store.settle_batch,
-            batch.id, state, errors, {n.url for n in self._nodes_for(job, self.registry.live())},
-            self.settings.max_attempts, self.clock(),
-        )  # fmt: skip
+        settled = await self._settle(batch, state, errors, job)
         node.frames_rendered += len(collected)
         self.metrics.frames_retried.inc(settled.retried)
         self.metrics.frames_failed.inc(len(settled.failed))
         for frame in settled.failed:
             log.error("job %s frame %d failed for good: %s", job.id, frame, errors.get(frame))
         if settled.requeued:
-            self._queues.setdefault(job.id, JobQueue()).add(settled.requeued, front=True)
             log.info(
                 "job %s batch %s (%s on %s) ended %s: frames %s back in the queue",
                 job.id, batch.id, frames_spec, url, state,
                 compact_frames(f for b in settled.requeued for f in b.frames),
             )  # fmt: skip
-            self._notify()
         job_state = settled.job_state
         if outcome.refused and not job_state and not self._nodes_for(job, self.registry.live()):
             job_state = await self._fail_refused(job)

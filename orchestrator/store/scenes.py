@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import UploadFile
 
 from farm_common.errors import NotFound, PayloadTooLarge, UnsupportedMedia
-from farm_common.paths import check_sha256, scene_path
+from farm_common.paths import check_sha256, file_sha256, scene_path
 from orchestrator.store.db import Store
 
 CHUNK = 1 << 20
@@ -54,16 +54,6 @@ async def save_upload(upload: UploadFile, store: Store, folder: Path, max_bytes:
         tmp.unlink(missing_ok=True)
 
 
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 async def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> str:
     """Map "sha256:<hex>" or a name under scenes_dir to the scene's sha256.
 
@@ -81,6 +71,6 @@ async def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> str:
             f"unknown scene {scene!r}: not in the scenes folder {scenes_dir};"
             " upload it with POST /scenes"
         )
-    sha, size = await asyncio.to_thread(_hash_file, path)
+    sha, size = await asyncio.to_thread(file_sha256, path, CHUNK)
     await store.run(store.add_scene, sha, path, scene, size, time.time())
     return sha
