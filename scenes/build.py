@@ -3,6 +3,16 @@
 Run with: blender -b --factory-startup --python scenes/build.py
 Saved by Blender 3.4 so that every later version opens them. Denoising stays off because
 Debian's Blender is built without OpenImageDenoise.
+
+Besides demo.blend it builds shot/, a small production-like project whose shot depends on
+other files the way real shots do: a linked library (with a texture of its own), textures,
+an image sequence and an Alembic cache, every one by a relative path (//...). The order
+matters: textures, then the library, then the cache, then the shot that uses them all.
+
+Debian's Blender is also built without Alembic, so it can neither write nor read
+shot/cache/wave.abc. Under such a Blender the committed wave.abc is kept as it is; to write
+it anew, run this file with an Alembic-capable bpy (the "bpy" wheel from PyPI):
+    python scenes/build.py --cache-only
 """
 
 import math
@@ -12,10 +22,26 @@ import sys
 import bpy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SHOT_ROOT = os.path.join(HERE, "shot")
+SHOT_FRAMES = 6
+# One grid for the cache and for the shot's base mesh, so the shot shows the same surface
+# (flat, at frame 1's topology) where the cache cannot be read.
+WAVE_CUTS = 12
+WAVE_SIZE = 2.2
+GLOW_COLORS = [
+    (1.0, 0.15, 0.1),
+    (1.0, 0.6, 0.05),
+    (0.9, 1.0, 0.1),
+    (0.15, 1.0, 0.2),
+    (0.1, 0.5, 1.0),
+    (0.7, 0.15, 1.0),
+]
 
 
 def reset() -> bpy.types.Scene:
     bpy.ops.wm.read_factory_settings(use_empty=True)
+    # Each shot file is saved twice (once to fix its folder for relative paths): no .blend1.
+    bpy.context.preferences.filepaths.save_version = 0
     return bpy.context.scene
 
 
@@ -88,9 +114,262 @@ def build_demo(path: str, frames: int = 24) -> None:
     bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
 
 
+def shot_path(*parts: str) -> str:
+    return os.path.join(SHOT_ROOT, *parts)
+
+
+def save_image(path: str, width: int, height: int, pixels: list[float]) -> None:
+    """Writes RGBA float pixels (row by row, bottom row first) as an 8-bit PNG, with bpy only."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    image = bpy.data.images.new(os.path.basename(path), width, height, alpha=False)
+    image.pixels.foreach_set(pixels)
+    image.filepath_raw = path
+    image.file_format = "PNG"
+    # save() writes the buffer as it is; save_render() would pass it through the view transform.
+    image.save()
+    bpy.data.images.remove(image)
+
+
+def checker_pixels(size: int, cell: int) -> list[float]:
+    pixels: list[float] = []
+    for y in range(size):
+        for x in range(size):
+            value = 0.85 if (x // cell + y // cell) % 2 == 0 else 0.12
+            pixels += [value, value, value, 1.0]
+    return pixels
+
+
+def wood_pixels(size: int) -> list[float]:
+    """Brown rings with a little wobble: enough to see that the library's texture loaded."""
+    pixels: list[float] = []
+    for y in range(size):
+        for x in range(size):
+            ring = 0.5 + 0.5 * math.sin(x * 0.6 + 2.0 * math.sin(y * 0.15))
+            pixels += [0.35 + 0.35 * ring, 0.18 + 0.2 * ring, 0.06 + 0.08 * ring, 1.0]
+    return pixels
+
+
+def build_textures() -> None:
+    reset()
+    save_image(shot_path("tex", "checker.png"), 64, 64, checker_pixels(64, 8))
+    save_image(shot_path("tex", "wood.png"), 64, 64, wood_pixels(64))
+    for number, color in enumerate(GLOW_COLORS, start=1):
+        save_image(shot_path("tex", "seq", f"glow_{number:04d}.png"), 16, 16, [*color, 1.0] * 256)
+
+
+def keep_files_small() -> None:
+    """Drops what makes an empty file ~500 KB: ten unused workspaces and the thumbnail."""
+    keep = bpy.context.window.workspace
+    # Their screens lose their last user and are not written either.
+    bpy.data.batch_remove([workspace for workspace in bpy.data.workspaces if workspace != keep])
+    bpy.context.preferences.filepaths.file_preview_type = "NONE"
+
+
+def start_file(path: str) -> bpy.types.Scene:
+    """An empty file saved at its final place first, so that bpy.path.relpath is right."""
+    scene = reset()
+    keep_files_small()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
+    return scene
+
+
+def load_image(path: str) -> bpy.types.Image:
+    image = bpy.data.images.load(path, check_existing=False)
+    image.filepath = bpy.path.relpath(path)
+    return image
+
+
+def image_material(name: str, image: bpy.types.Image, scale: float = 1.0) -> bpy.types.Material:
+    mat = bpy.data.materials.new(name)
+    mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    if scale != 1.0:
+        coords = nodes.new("ShaderNodeTexCoord")
+        mapping = nodes.new("ShaderNodeMapping")
+        mapping.inputs["Scale"].default_value = (scale, scale, 1.0)
+        links.new(coords.outputs["UV"], mapping.inputs["Vector"])
+        links.new(mapping.outputs["Vector"], texture.inputs["Vector"])
+    links.new(texture.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"])
+    return mat
+
+
+def build_props_library(path: str) -> None:
+    """lib/props.blend: "PropCollection" holding "Prop", textured with ../tex/wood.png."""
+    scene = start_file(path)
+    collection = bpy.data.collections.new("PropCollection")
+    scene.collection.children.link(collection)
+    bpy.ops.mesh.primitive_monkey_add(size=1.4, location=(0, 0, 0))
+    prop = bpy.context.object
+    prop.name = "Prop"
+    prop.data.name = "PropMesh"
+    bpy.ops.object.shade_smooth()
+    for owner in list(prop.users_collection):
+        owner.objects.unlink(prop)
+    collection.objects.link(prop)
+    prop.data.materials.append(image_material("PropMat", load_image(shot_path("tex", "wood.png"))))
+    bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
+
+
+def wave_grid(name: str) -> bpy.types.Object:
+    bpy.ops.mesh.primitive_grid_add(
+        x_subdivisions=WAVE_CUTS, y_subdivisions=WAVE_CUTS, size=WAVE_SIZE, location=(0, 0, 0)
+    )
+    grid = bpy.context.object
+    grid.name = name
+    grid.data.name = name + "Mesh"
+    return grid
+
+
+def build_wave_cache(path: str) -> None:
+    """cache/wave.abc: a grid rippled by a Wave modifier, frames 1-6, the mesh at /Wave/WaveMesh."""
+    if not bpy.app.alembic.supported:
+        raise SystemExit("this Blender has no Alembic: run with the bpy wheel, --cache-only")
+    scene = reset()
+    scene.frame_start = 1
+    scene.frame_end = SHOT_FRAMES
+    grid = wave_grid("Wave")
+    wave = grid.modifiers.new("Wave", "WAVE")
+    wave.height = 0.25
+    wave.width = 0.8
+    wave.speed = 0.2
+    wave.time_offset = -4.0  # the ripple is already under way at frame 1
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    bpy.ops.wm.alembic_export(
+        filepath=path,
+        start=1,
+        end=SHOT_FRAMES,
+        selected=False,
+        export_hair=False,
+        export_particles=False,
+        face_sets=False,
+        evaluation_mode="RENDER",
+    )
+
+
+def cache_file(path: str) -> bpy.types.CacheFile:
+    # bpy.data.cache_files has no load(); the operator makes one even without Alembic support.
+    bpy.ops.cachefile.open(filepath=path)
+    cache = bpy.data.cache_files[os.path.basename(path)]
+    cache.filepath = bpy.path.relpath(path)
+    return cache
+
+
+def sequence_material(first_frame: str) -> bpy.types.Material:
+    """Shows glow_000N.png at frame N: an emitting image sequence, so its colour is exact."""
+    image = load_image(first_frame)
+    image.source = "SEQUENCE"
+    mat = bpy.data.materials.new("GlowMat")
+    mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    texture.image_user.frame_start = 1
+    texture.image_user.frame_offset = 0
+    texture.image_user.frame_duration = SHOT_FRAMES
+    texture.image_user.use_auto_refresh = True
+    texture.image_user.use_cyclic = False
+    emission = nodes.new("ShaderNodeEmission")
+    emission.inputs["Strength"].default_value = 1.5
+    links.new(texture.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], nodes["Material Output"].inputs["Surface"])
+    nodes.remove(nodes["Principled BSDF"])
+    return mat
+
+
+def link_prop(scene: bpy.types.Scene, library_path: str) -> bpy.types.Object:
+    """Links (not appends) PropCollection and instances it with an empty, as a layout would."""
+    with bpy.data.libraries.load(library_path, link=True, relative=True) as (_source, target):
+        target.collections = ["PropCollection"]
+    instance = bpy.data.objects.new("PropInstance", None)
+    instance.instance_type = "COLLECTION"
+    instance.instance_collection = target.collections[0]
+    scene.collection.objects.link(instance)
+    return instance
+
+
+def build_shot(path: str) -> None:
+    """shots/010/shot.blend: the prop, a checker floor, the sequence, the cache; 6 frames."""
+    scene = start_file(path)
+    cycles_settings(scene, samples=8, width=160, height=120)
+    scene.render.dither_intensity = 0.0
+    scene.render.film_transparent = False
+    scene.frame_start = 1
+    scene.frame_end = SHOT_FRAMES
+    add_world(scene)
+
+    prop = link_prop(scene, shot_path("lib", "props.blend"))
+    prop.location = (-1.5, 0.3, 0.9)
+    for frame in range(1, SHOT_FRAMES + 1):
+        prop.rotation_euler = (0.0, 0.0, math.radians(-30 + 15 * (frame - 1)))
+        prop.keyframe_insert("rotation_euler", frame=frame)
+
+    bpy.ops.mesh.primitive_plane_add(size=10, location=(0, 0, 0))
+    floor = bpy.context.object
+    floor.name = "Floor"
+    floor.data.materials.append(
+        image_material("FloorMat", load_image(shot_path("tex", "checker.png")), scale=5.0)
+    )
+
+    bpy.ops.mesh.primitive_plane_add(
+        size=1.4, location=(1.6, 0.8, 1.0), rotation=(math.pi / 2, 0, 0)
+    )
+    glow = bpy.context.object
+    glow.name = "Glow"
+    glow.data.materials.append(sequence_material(shot_path("tex", "seq", "glow_0001.png")))
+
+    wave = wave_grid("Wave")
+    wave.location = (0.2, -1.2, 0.35)
+    wave.data.materials.append(material("WaveMat", (0.1, 0.45, 0.8)))
+    modifier = wave.modifiers.new("Cache", "MESH_SEQUENCE_CACHE")
+    modifier.cache_file = cache_file(shot_path("cache", "wave.abc"))
+    modifier.object_path = "/Wave/WaveMesh"
+
+    bpy.ops.object.light_add(type="SUN", location=(3, -3, 6))
+    bpy.context.object.data.energy = 3.0
+    bpy.context.object.rotation_euler = (0.6, 0.2, 0.8)
+
+    bpy.ops.object.camera_add(location=(0, -7.5, 4.2))
+    camera = bpy.context.object
+    target = bpy.data.objects.new("CameraTarget", None)
+    target.location = (0, 0, 0.6)
+    scene.collection.objects.link(target)
+    constraint = camera.constraints.new("TRACK_TO")
+    constraint.target = target
+    constraint.track_axis = "TRACK_NEGATIVE_Z"
+    constraint.up_axis = "UP_Y"
+    scene.camera = camera
+
+    bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
+
+
+def script_args() -> list[str]:
+    """The arguments after '--' under Blender; all of them under bpy as a Python module."""
+    if bpy.app.binary_path:  # inside Blender, whose own arguments come first
+        return sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+    return sys.argv[1:]
+
+
 def main() -> None:
+    cache = shot_path("cache", "wave.abc")
+    if "--cache-only" in script_args():
+        build_wave_cache(cache)
+        print("built", cache, file=sys.stderr)
+        return
+
     build_demo(os.path.join(HERE, "demo.blend"))
     print("built", os.path.join(HERE, "demo.blend"), file=sys.stderr)
+
+    build_textures()
+    build_props_library(shot_path("lib", "props.blend"))
+    if bpy.app.alembic.supported:
+        build_wave_cache(cache)
+    elif not os.path.exists(cache):
+        print("warning: this Blender has no Alembic; wave.abc not built", file=sys.stderr)
+    build_shot(shot_path("shots", "010", "shot.blend"))
+    print("built", SHOT_ROOT, file=sys.stderr)
 
 
 if __name__ == "__main__":
