@@ -34,7 +34,17 @@ class BodyTooLarge(HTTPException):
 LimitFor = Callable[[str, str], tuple[int, str] | None]
 
 
+# A job naming a packed shot carries its manifest: 20,000 files of long paths.
+MANIFEST_JSON_LIMIT = 8 << 20
+MANIFEST_PATHS = frozenset({"/render", "/jobs"})
+
+
 def json_limit(method: str, path: str) -> tuple[int, str] | None:
+    if method == "POST" and path in MANIFEST_PATHS:
+        return MANIFEST_JSON_LIMIT, (
+            f"request body is larger than {size_text(MANIFEST_JSON_LIMIT)}: a manifest of at "
+            "most 20,000 files fits"
+        )
     return JSON_LIMIT, (
         f"request body is larger than {size_text(JSON_LIMIT)}: send a smaller JSON body "
         "(a frame spec like '1-1000' is enough)"

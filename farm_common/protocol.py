@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from farm_common.errors import BadRequest
 from farm_common.frames import MAX_FRAME_NUMBER, MAX_FRAMES
+from farm_common.manifest import Manifest
 
 
 class JobState(StrEnum):
@@ -146,15 +147,35 @@ class Request(BaseModel):
 
 
 class JobRequest(Request):
-    scene: str = Field(
+    scene: str | None = Field(
+        default=None,
         max_length=300,
         description="a .blend name under the node's scenes folder, or sha256:<hex> of an upload",
         examples=["demo.blend"],
     )
+    manifest: Manifest | None = Field(
+        default=None,
+        description="instead of `scene`: a packed shot, its files pushed first (PUT /files)",
+    )
     frames: str = Field(
         max_length=10_000, description="frame spec: '1-24', '1-100x5', '1,3,7'", examples=["1-3"]
     )
-    format: str = Field("PNG", max_length=40, description="Blender image format (-F)")
+    format: str | None = Field(
+        None,
+        max_length=40,
+        description="Blender image format (-F); none: the scene's own output settings",
+    )
+    allow_missing: bool = Field(
+        False,
+        description="render frames although files the scene needs are missing (listed as "
+        "warnings); by default such frames fail naming the files",
+    )
+
+    @model_validator(mode="after")
+    def _one_scene(self) -> JobRequest:
+        if (self.scene is None) == (self.manifest is None):
+            raise ValueError("give either `scene` or `manifest`")
+        return self
 
 
 # Render slots one node may have: more is a node lying, not a machine.
@@ -212,6 +233,12 @@ class JobSummary(Answer):
         ge=0, le=1, description="(frames done + sample hint of the current one) / total"
     )
     error: Message | None = None
+    warnings: list[Message] = Field(
+        default_factory=list,
+        max_length=100,
+        description="files the scene needs that were missing (frames rendered without them "
+        "because the job allowed it)",
+    )
     refused: Message | None = Field(
         default=None,
         description="set when this node will render no batch of the scene (Freestyle without "
@@ -263,6 +290,22 @@ class NodeInfo(Answer):
     jobs: JobCounts
     # What holds Blender inside its job's folder: "bwrap", "user NAME" or "none".
     sandbox: str | None = Field(default=None, max_length=100)
+
+
+class FileStored(Answer):
+    sha256: str
+    size: int
+    new: bool = Field(description="false when the store held the file already")
+
+
+class FilesWanted(Request):
+    files: list[Annotated[str, Field(max_length=71)]] = Field(
+        max_length=20_000, description="sha256s"
+    )
+
+
+class FilesMissing(Answer):
+    missing: list[str] = Field(description="the ones of the files asked about not held here")
 
 
 class SceneStored(Answer):

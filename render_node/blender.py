@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,137 @@ for _ob in bpy.data.objects:
 """
 
 
+# Blender renders on when a file the scene needs is gone: a linked library leaves its objects
+# out, a texture renders magenta, and it still prints `Saved:` and exits 0. This check, our
+# code run after the .blend is loaded, lists every library, image, cache, volume, font, sound
+# and clip whose file is not there (libraries of libraries resolved from their parent) as
+# `farm: missing KIND 'PATH'` lines; unless the job accepts them, it ends Blender before any
+# frame with one `Error:` line that names them.
+MISSING_EXIT_CODE = 4
+ASSET_CHECK = """\
+import os, re, sys, bpy
+
+def _abs(path, owner):
+    lib = getattr(owner, 'library', None) or getattr(owner, 'parent', None)
+    return os.path.normpath(bpy.path.abspath(path, library=lib))
+
+def _files(kind, owner, path):
+    if not path:
+        return []
+    full = _abs(path, owner)
+    if kind == 'image' and owner.source == 'TILED' and '<UDIM>' in full:
+        return [full.replace('<UDIM>', str(t.number)) for t in owner.tiles]
+    return [full]
+
+_missing = []
+def _check(kind, owner, path):
+    for full in _files(kind, owner, path):
+        if not os.path.exists(full):
+            _missing.append((kind, full))
+
+for _lib in bpy.data.libraries:
+    _check('library', _lib, _lib.filepath)
+for _img in bpy.data.images:
+    # A sequence is checked frame by frame, below: its first file says nothing of the others.
+    if _img.source in ('FILE', 'TILED', 'MOVIE') and not _img.packed_file:
+        _check('image', _img, _img.filepath)
+for _kind, _items in (('cache', 'cache_files'), ('volume', 'volumes'), ('sound', 'sounds'),
+                      ('movie clip', 'movieclips'), ('font', 'fonts')):
+    for _item in getattr(bpy.data, _items, ()):
+        _path = getattr(_item, 'filepath', '')
+        if _path and _path != '<builtin>' and not getattr(_item, 'packed_file', None):
+            _check(_kind, _item, _path)
+
+# An image sequence is read a file per frame: which one, only the frame being rendered says.
+def _sequence_file(path, number):
+    head, tail = os.path.split(path)
+    digits = list(re.finditer(r'[0-9]+', tail))
+    if not digits:
+        return path
+    d = digits[-1]
+    return os.path.join(head, tail[:d.start()] + str(number).zfill(len(d.group())) + tail[d.end():])
+
+def _sequence_frame(user, frame):  # Blender's BKE_image_user_frame_get
+    length = user.frame_duration
+    if length == 0:
+        return None
+    f = frame - user.frame_start + 1
+    if user.use_cyclic:
+        f = f % length
+        f = f + length if f < 0 else f
+        f = length if f == 0 else f
+    return max(0, min(f, length)) + user.frame_offset
+
+def _check_sequences(scene, *args):
+    frame = scene.frame_current
+    owners = [getattr(bpy.data, n, ()) for n in ('materials', 'worlds', 'lights')]
+    trees = [o.node_tree for items in owners for o in items if getattr(o, 'node_tree', None)]
+    for tree in trees + list(bpy.data.node_groups):
+        for node in tree.nodes:
+            image, user = getattr(node, 'image', None), getattr(node, 'image_user', None)
+            if image is None or user is None or image.source != 'SEQUENCE' or image.packed_file:
+                continue
+            number = _sequence_frame(user, frame)
+            full = _sequence_file(_abs(image.filepath, image), number) if number else None
+            if full and not os.path.exists(full):
+                print('farm: missing image %r (frame %d)' % (full, frame), flush=True)
+
+bpy.app.handlers.render_pre.append(_check_sequences)
+
+_seen = set()
+for _kind, _full in _missing:
+    if _full not in _seen:
+        _seen.add(_full)
+        print('farm: missing %s %r' % (_kind, _full), flush=True)
+if _missing and not {allow}:
+    _names = ', '.join('%s %s' % (k, p) for k, p in _missing[:20])
+    _more = ' and %d more' % (len(_missing) - 20) if len(_missing) > 20 else ''
+    print('Error: %d file(s) the scene needs are missing: %s%s. Submit the shot with '
+          '`farm render`, which packs every dependency, or accept them with allow_missing'
+          % (len(_seen), _names, _more), flush=True)
+    sys.exit({exit_code})
+"""
+
+
+# Shared storage mounted at another place on this node: the scene's absolute paths under FROM
+# are read under TO (libraries loaded again from there). Runs before the asset check.
+PATH_MAP = """\
+import os, bpy
+_map = {pairs!r}
+
+def _mapped(path):
+    if not path or path.startswith('//'):
+        return None  # relative to the .blend: it moves with it
+    for _from, _to in _map:
+        _from = _from.rstrip('/')
+        if path == _from or path.startswith(_from + '/'):
+            return _to.rstrip('/') + path[len(_from):]
+    return None
+
+for _lib in bpy.data.libraries:
+    _new = _mapped(_lib.filepath)
+    if _new:
+        print('farm: library %r read from %r (--path-map)' % (_lib.filepath, _new), flush=True)
+        _lib.filepath = _new
+        _lib.reload()
+for _items in ('images', 'cache_files', 'volumes', 'sounds', 'movieclips', 'fonts'):
+    for _item in getattr(bpy.data, _items, ()):
+        _new = _mapped(getattr(_item, 'filepath', ''))
+        if _new and not getattr(_item, 'library', None):
+            print('farm: %r read from %r (--path-map)' % (_item.filepath, _new), flush=True)
+            _item.filepath = _new
+"""
+
+
+def path_map_expr(pairs: Sequence[tuple[str, str]]) -> str:
+    return PATH_MAP.format(pairs=[tuple(pair) for pair in pairs])
+
+
+def asset_check(allow_missing: bool) -> str:
+    """The `--python-expr` that lists the scene's missing files (and stops unless allowed)."""
+    return ASSET_CHECK.format(allow=allow_missing, exit_code=MISSING_EXIT_CODE)
+
+
 def scene_guard(root: Path) -> str:
     """The `--python-expr` that points the scene's other writers into `root`."""
     return SCENE_GUARD.format(root=str(root))
@@ -133,25 +265,33 @@ def build_command(
     *,
     allow_freestyle: bool = False,
     guard_dir: Path | None = None,
+    set_format: bool = True,
+    allow_missing: bool = False,
+    path_map: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """Blender runs its arguments in order: the .blend first, output options, render args last.
 
     `--disable-autoexec` is applied before any file is loaded, wherever it stands.
     `guard_dir`: where the scene guard sends File Output nodes and caches (none: no guard).
+    `set_format`: pass `-F fmt`; without it the scene's own output settings hold (format,
+    depth, codec, layers) and `fmt` only names what it writes.
     """
     check = [] if allow_freestyle else ["--python-expr", FREESTYLE_CHECK]
     guard = [] if guard_dir is None else ["--python-expr", scene_guard(guard_dir)]
+    assets = ["--python-expr", asset_check(allow_missing)]
+    if path_map:
+        assets = ["--python-expr", path_map_expr(path_map), *assets]
     return [
         blender,
         "-b",
         str(scene_path),
         "--disable-autoexec",
         *check,
+        *assets,
         *guard,
         "-o",
         output_pattern(output_dir),
-        "-F",
-        fmt.name,
+        *(["-F", fmt.name] if set_format else []),
         "-t",
         str(threads),
         *blender_frame_args(frames),
@@ -229,11 +369,20 @@ class ErrorLine:
 
 
 @dataclass(frozen=True)
+class MissingFile:
+    """A file the scene needs that Blender could not find (our check's line, or Blender's)."""
+
+    frame: int | None  # the frame being rendered when it came, None while loading
+    path: str
+    kind: str = "file"
+
+
+@dataclass(frozen=True)
 class Quit:
     pass
 
 
-Event = FrameStarted | SampleProgress | Saved | ErrorLine | Quit
+Event = FrameStarted | SampleProgress | Saved | ErrorLine | MissingFile | Quit
 
 # Blender 5.x logs through CLOG: "render | Fra:1 ...", possibly after a timestamp.
 _PREFIX = re.compile(r"^\s*(?:\S+\s+){0,2}?render\s*\|\s?")
@@ -246,6 +395,12 @@ _SAVED = re.compile(
 _ERROR = re.compile(r"^(?:Error|ERROR)(?:\s*\([^)]*\))?\s*:\s*(?P<msg>.+)$")
 # Blender's allocator when malloc fails (e.g. under the node's --memory-limit-mb).
 _MALLOC_NULL = re.compile(r"^(?:Malloc|Calloc|Memoryblock) .*(?:returns null|unable to alloc)")
+# Missing files, as our asset check names them. Blender's own "Unable to open" lines for a
+# library come before --path-map has had its say, so they decide nothing: the check does.
+_MISSING = re.compile(
+    r"^farm: missing (?P<kind>[a-z ]+) (?P<q>['\"])(?P<path>.*)(?P=q)"
+    r"(?: \(frame (?P<frame>\d+)\))?$"
+)
 # Cycles reports device failures in the status part of a Fra: line.
 _DEVICE_ERROR = re.compile(r"\|\s*(?P<msg>(?:CUDA|OptiX|HIP|Metal|oneAPI) error\b.*)$")
 
@@ -290,6 +445,11 @@ class OutputParser:
         error = _ERROR.match(line)
         if error:
             events.append(self._error(error.group("msg").strip()))
+            return events
+        missing = _MISSING.match(line)
+        if missing:
+            at = int(missing["frame"]) if missing["frame"] else self.current
+            events.append(MissingFile(at, missing["path"], missing["kind"]))
             return events
         if _MALLOC_NULL.match(line):
             events.append(self._error(f"out of memory ({line[:200]})"))

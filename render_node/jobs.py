@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from farm_common.manifest import Manifest
 from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobState
 from render_node.batch import Batch
 from render_node.blender import (
@@ -43,6 +44,12 @@ class Job:
     batch: Batch
     log_tail: deque[str]
     created: float
+    set_format: bool = True  # -F fmt; else the scene's own output settings, which are fmt
+    allow_missing: bool = False
+    # A packed shot: its tree is laid out from the file store under dir/tree before Blender.
+    manifest: Manifest | None = None
+    lay_out: Callable[[Manifest, Path], Path] | None = None
+    warnings: list[str] = field(default_factory=list)
     blender_version: str | None = None
     state: JobState = JobState.QUEUED
     started: float | None = None
@@ -101,6 +108,8 @@ class Job:
             value = getattr(self, key)
             if value is not None:
                 result[key] = value
+        if self.warnings:
+            result["warnings"] = self.warnings
         return result
 
     def detail(self) -> dict[str, Any]:
@@ -146,6 +155,7 @@ class BlenderOptions:
     env_names: tuple[str, ...] = ()  # of the node's environment, passed to Blender besides
     log_lines: int = 2000  # of Blender's output kept per job
     version_timeout: float = 20.0  # for `blender --version`
+    path_map: tuple[tuple[str, str], ...] = ()  # shared storage mounted elsewhere here
 
 
 class JobManager:
@@ -191,6 +201,15 @@ class JobManager:
             self._lock.close()
             self._lock = None
 
+    def needed_files(self) -> set[str]:
+        """The files of packed shots that queued and running jobs render from."""
+        return {
+            sha
+            for job in self.jobs.values()
+            if job.manifest is not None and job.state not in FINAL
+            for sha in job.manifest.files.values()
+        }
+
     @property
     def busy(self) -> int:
         return sum(1 for job in self.jobs.values() if job.state == JobState.RUNNING)
@@ -204,7 +223,20 @@ class JobManager:
                 )
             return self._version
 
-    def submit(self, scene: str, scene_path: Path, frames: list[int], fmt: ImageFormat) -> Job:
+    def submit(
+        self,
+        scene: str,
+        scene_path: Path,
+        frames: list[int],
+        fmt: ImageFormat,
+        *,
+        set_format: bool = True,
+        allow_missing: bool = False,
+        manifest: Manifest | None = None,
+        lay_out: Callable[[Manifest, Path], Path] | None = None,
+    ) -> Job:
+        """Queue a job. With a manifest, `scene_path` is the stored main file (read for its
+        format) and Blender renders the tree `lay_out` makes under the job's folder."""
         job_id = secrets.token_hex(8)
         batch = Batch(frames)
         job = Job(
@@ -217,6 +249,10 @@ class JobManager:
             log_tail=deque(maxlen=self.options.log_lines),
             created=self.wall(),
             blender_version=self._version,
+            set_format=set_format,
+            allow_missing=allow_missing,
+            manifest=manifest,
+            lay_out=lay_out,
         )
         batch.on_end = job.touch
         self.jobs[job_id] = job
@@ -267,6 +303,12 @@ class JobManager:
         # guard sends File Output nodes and caches (never the job folder itself: the pid file).
         writable = [job.output_dir, user_dir, user_dir / "tmp", job.passes_dir]
         await asyncio.to_thread(_make_folders, writable, sandbox)
+        scene_path = job.scene_path
+        if job.manifest is not None and job.lay_out is not None:
+            scene_path = await asyncio.to_thread(job.lay_out, job.manifest, job.dir / "tree")
+            job.log_tail.append(
+                f"[node] {len(job.manifest.files)} files of the shot laid out in {job.dir / 'tree'}"
+            )
         env = sandbox.environment(job_env(self.env, user_dir))
         remaining = job.batch.unfinished()
         while remaining:
@@ -274,15 +316,18 @@ class JobManager:
             command = sandbox.command(
                 build_command(
                     self.blender,
-                    job.scene_path,
+                    scene_path,
                     job.output_dir,
                     part,
                     job.fmt,
                     self.options.threads,
                     allow_freestyle=self.options.allow_freestyle,
                     guard_dir=job.passes_dir,
+                    set_format=job.set_format,
+                    allow_missing=job.allow_missing,
+                    path_map=self.options.path_map,
                 ),
-                read=[job.scene_path],
+                read=[job.dir / "tree" if job.manifest is not None else scene_path],
                 write=[job.output_dir, user_dir, job.passes_dir],
             )
             job.log_tail.append("[node] " + " ".join(_shown(command)))
@@ -302,6 +347,8 @@ class JobManager:
                 pid_file=job.dir / "blender.pid",
                 clock=self.clock,
                 label=f"job {job.id}",
+                allow_missing=job.allow_missing,
+                warnings=job.warnings,
             )
             try:
                 result = await job.run.run()

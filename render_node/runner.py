@@ -22,6 +22,7 @@ from render_node.blender import (
     ErrorLine,
     FrameStarted,
     ImageFormat,
+    MissingFile,
     OutputParser,
     SampleProgress,
     Saved,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 KILL_GRACE = 1.5  # SIGTERM, then SIGKILL after this many seconds: gone well within 2 s
 # Some filesystems keep coarse mtimes; a fresh, emptied output folder is the real guarantee.
 MTIME_SLACK = 0.05
+MAX_WARNINGS = 100  # missing files a job lists; the rest only in its log
 
 
 # What Blender's environment may hold: the system's basics, the locale, and GPU drivers' and
@@ -137,6 +139,9 @@ class BlenderRun:
     clock: Callable[[], float] = time.monotonic
     tick: float = 0.1
     label: str = ""
+    # Missing files: failures of the frames they touch unless allowed, warnings either way.
+    allow_missing: bool = False
+    warnings: list[str] = field(default_factory=list)
     files: dict[int, Path] = field(default_factory=dict, init=False)
     parser: OutputParser = field(default_factory=OutputParser, init=False)
     proc: asyncio.subprocess.Process | None = field(default=None, init=False)
@@ -247,6 +252,21 @@ class BlenderRun:
                 self.batch.error(event.frame, event.message)
             elif isinstance(event, Saved):
                 self._saved(event, now)
+            elif isinstance(event, MissingFile):
+                self._missing(event)
+
+    def _missing(self, event: MissingFile) -> None:
+        message = f"missing {event.kind} {event.path}"
+        if message not in self.warnings and len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+            log.warning("%s %s", self.label, message)
+        if self.allow_missing:
+            return
+        # Read while loading, it spoils every frame of the run; while rendering, that frame.
+        frames = self.frames if event.frame is None else [event.frame]
+        why = f"{message}: Blender would render the frame without it"
+        for frame in frames:
+            self.batch.error(frame, why)
 
     def _saved(self, event: Saved, now: float) -> None:
         frame = event.frame

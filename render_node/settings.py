@@ -46,7 +46,15 @@ class NodeSettings(BaseSettings):
         "towards the orchestrator",
         json_schema_extra={"metavar": "URL"},
     )
-    max_upload_mb: float = Field(default=2048, gt=0, description="largest scene upload, in MB")
+    max_upload_mb: float = Field(
+        default=2048, gt=0, description="largest scene or file upload, in MB"
+    )
+    file_store_mb: float = Field(
+        default=20480,
+        gt=0,
+        description="room for the files of packed shots, in MB: past it the least recently "
+        "used files go, never one a queued or running job needs",
+    )
     frame_timeout: float | None = Field(
         default=1800.0,
         gt=0,
@@ -91,6 +99,12 @@ class NodeSettings(BaseSettings):
         "in FARM_BLENDER_ENV, comma-separated",
         json_schema_extra={"metavar": "NAME"},
     )
+    path_map: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="FROM=TO: a scene's absolute paths under FROM are read under TO on this "
+        "node (shared storage mounted elsewhere), repeatable; in FARM_PATH_MAP, comma-separated",
+        json_schema_extra={"metavar": "FROM=TO"},
+    )
     heartbeat_seconds: float = Field(
         default=2.0,
         gt=0,
@@ -115,7 +129,16 @@ class NodeSettings(BaseSettings):
     def _own_token(cls, value: str | None) -> str | None:
         return check_token_setting(value)
 
-    @field_validator("sandbox_hide", "blender_env", mode="before")
+    @field_validator("path_map")
+    @classmethod
+    def _check_path_map(cls, value: list[str]) -> list[str]:
+        for item in value:
+            source, sep, target = item.partition("=")
+            if not sep or not source.startswith("/") or not target.startswith("/"):
+                raise ValueError(f"path map {item!r}: give FROM=TO, two absolute folders")
+        return value
+
+    @field_validator("sandbox_hide", "blender_env", "path_map", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -125,6 +148,10 @@ class NodeSettings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else Path(f".farm/node-{self.port}")
+
+    @property
+    def path_pairs(self) -> list[tuple[str, str]]:
+        return [tuple(item.split("=", 1)) for item in self.path_map]  # type: ignore[misc]
 
     @property
     def max_upload_bytes(self) -> int:

@@ -14,12 +14,14 @@ from fastapi import FastAPI
 
 from farm_common import health
 from farm_common.auth import BearerTokenMiddleware
+from farm_common.blob_api import files_router
 from farm_common.errors import document_errors, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, json_limit
 from farm_common.protocol import NodeRegistration
 from render_node import __version__
 from render_node.api import jobs, scenes, system
-from render_node.api.deps import Node, cpu_count
+from render_node.api.deps import Node, cpu_count, file_store
+from render_node.files import FileStore
 from render_node.jobs import BlenderOptions, JobManager
 from render_node.metrics import NodeMetrics
 from render_node.registration import default_advertise_url, heartbeat_loop
@@ -50,6 +52,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             env_names=tuple(settings.blender_env),
             log_lines=settings.log_lines,
             version_timeout=settings.version_timeout,
+            path_map=tuple(settings.path_pairs),
         ),
         on_finished=lambda job: metrics.record(job.batch),
     )
@@ -57,11 +60,18 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     store = SceneStore(
         data_dir / "scenes", settings.scenes_dir.resolve(), settings.max_upload_bytes
     )
+    files = FileStore(
+        data_dir / "files",
+        settings.max_upload_bytes,
+        int(settings.file_store_mb * 1024 * 1024),
+        needed=manager.needed_files,
+    )
     node = Node(
         settings,
         manager,
         store,
         metrics,
+        files=files,
         url=settings.advertise_url
         or default_advertise_url(settings.host, settings.port, settings.orchestrator),
     )
@@ -90,6 +100,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await manager.start()
         await asyncio.to_thread(store.remove_partial_uploads)
+        await asyncio.to_thread(files.root.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(files.remove_partial_uploads)
         background = [asyncio.create_task(manager.blender_version(), name="blender-version")]
         if settings.orchestrator:
             background.append(
@@ -119,7 +131,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     app = FastAPI(title="Blender farm render node", version=__version__, lifespan=lifespan)
 
     def body_limit(method: str, path: str) -> tuple[int, str] | None:
-        if method == "PUT" and path.startswith("/scenes/"):
+        if method == "PUT" and path.startswith(("/scenes/", "/files/")):
             return store.max_bytes, (
                 f"upload is larger than this node's limit of "
                 f"{store.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
@@ -132,6 +144,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     app.include_router(system.router)
     app.include_router(jobs.router)
     app.include_router(scenes.router)
+    app.include_router(files_router(file_store))
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     app.add_middleware(BearerTokenMiddleware, token=settings.token)  # outermost: first
     app.state.node = node

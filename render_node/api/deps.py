@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 
 from farm_common.errors import NotFound
 from farm_common.paths import check_job_id
+from render_node.files import FileStore
 from render_node.jobs import Job, JobManager
 from render_node.metrics import NodeMetrics
 from render_node.scenes import SceneStore
@@ -32,6 +33,7 @@ class Node:
     store: SceneStore
     metrics: NodeMetrics
     url: str  # as the orchestrator reaches it (worked out again on heartbeats, see app.py)
+    files: FileStore
     name: str = field(default_factory=socket.gethostname)
     # Which process this is: the orchestrator keeps one entry per node even when its address
     # changes between heartbeats (orchestrator/scheduling/registry.py).
@@ -44,6 +46,12 @@ def get_node(request: Request) -> Node:
 
 
 NodeDep = Annotated[Node, Depends(get_node)]
+
+
+def file_store(request: Request) -> FileStore:
+    """The node's store of packed shots' files (for farm_common.blob_api)."""
+    store: FileStore = request.app.state.node.files
+    return store
 
 
 def get_job(node: Node, job_id: str) -> Job:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
+from farm_common.blendfile import SceneFormatError, scene_image_format
 from farm_common.errors import BadRequest, Conflict, ErrorBody, NotFound, binary_response
 from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
 from farm_common.paths import FrameNumber, JobId
@@ -18,6 +20,7 @@ from farm_common.protocol import (
     MAX_ARCHIVE_FRAMES,
     MAX_WAIT_SECONDS,
     FrameState,
+    ImageFormat,
     JobCreated,
     JobDeleted,
     JobDetail,
@@ -41,12 +44,41 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         frames = parse_frame_spec(body.frames)
     except FrameSpecError as exc:
         raise BadRequest(str(exc)) from None
-    fmt = image_format(body.format)
-    path = await node.store.resolve(body.scene)
-    job = node.manager.submit(body.scene, path, frames, fmt)
+    if body.manifest is not None:
+        node.files.check_complete(body.manifest)
+        path = node.files.path(body.manifest.files[body.manifest.main])
+        scene = f"{body.manifest.main} ({len(body.manifest.files)} files)"
+    else:
+        assert body.scene is not None  # JobRequest holds one or the other
+        path = await node.store.resolve(body.scene)
+        scene = body.scene
+    fmt = await output_format(body.format, path)
+    job = node.manager.submit(
+        scene,
+        path,
+        frames,
+        fmt,
+        set_format=body.format is not None,
+        allow_missing=body.allow_missing,
+        manifest=body.manifest,
+        lay_out=node.files.lay_out,
+    )
+    if body.manifest is not None:
+        await asyncio.to_thread(node.files.evict)
     return JobCreated(
         id=job.id, state=job.state, status_url=f"/jobs/{job.id}", version=job.version()
     )
+
+
+async def output_format(asked: str | None, scene: Path) -> ImageFormat:
+    """The format asked for, else the scene's own (PNG when the file does not say)."""
+    if asked is not None:
+        return image_format(asked)
+    try:
+        own = await asyncio.to_thread(scene_image_format, scene)
+    except SceneFormatError as exc:
+        raise BadRequest(str(exc)) from None
+    return image_format(own or "PNG")
 
 
 @router.get("", response_model=JobList, response_model_exclude_none=True)

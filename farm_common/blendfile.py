@@ -1,0 +1,64 @@
+"""What a .blend says about its own output, read from the file (blender-asset-tracer reads its
+blocks by name, in every Blender version's layout, without running Blender)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from blender_asset_tracer import blendfile
+
+log = logging.getLogger(__name__)
+
+# Blender's R_IMF_IMTYPE_* (DNA_scene_types.h) -> our format names (protocol.FORMATS).
+IMTYPES: dict[int, str] = {
+    0: "TARGA",
+    1: "IRIS",
+    4: "JPEG",
+    14: "TARGA_RAW",
+    17: "PNG",
+    20: "BMP",
+    21: "HDR",
+    22: "TIFF",
+    23: "OPEN_EXR",
+    26: "CINEON",
+    27: "DPX",
+    28: "OPEN_EXR_MULTILAYER",
+    30: "JPEG2000",
+    35: "WEBP",
+}
+MOVIE_IMTYPES = frozenset({15, 16, 24, 31, 32, 33, 36})  # AVI, FFmpeg, H.264, Xvid, Theora, AV1
+
+
+class SceneFormatError(ValueError):
+    """The scene's own output format is not one the farm can collect frame by frame."""
+
+
+def scene_image_format(path: Path) -> str | None:
+    """The image format the .blend's current scene renders to (its Output properties); None
+    when the file cannot be read this way. Raises SceneFormatError for a movie format."""
+    try:
+        bfile = blendfile.BlendFile(path)
+    except Exception as exc:  # BAT raises what the file's bytes make it raise
+        log.warning("cannot read %s's output format: %r", path, exc)
+        return None
+    try:
+        globals_ = bfile.find_blocks_from_code(b"GLOB")
+        scene = globals_[0].get_pointer(b"curscene") if globals_ else None
+        if scene is None:
+            scenes = bfile.find_blocks_from_code(b"SC")
+            scene = scenes[0] if scenes else None
+        if scene is None:
+            return None
+        imtype = int(scene[b"r", b"im_format", b"imtype"])
+    except Exception as exc:
+        log.warning("cannot read %s's output format: %r", path, exc)
+        return None
+    finally:
+        bfile.close()
+    if imtype in MOVIE_IMTYPES:
+        raise SceneFormatError(
+            "the scene's output is a movie file; a farm renders frames: choose an image format "
+            "in Output Properties, or ask for one (format, e.g. PNG or OPEN_EXR)"
+        )
+    return IMTYPES.get(imtype)

@@ -1,0 +1,104 @@
+"""A content-addressed file store: each file kept once, under the sha256 of its bytes.
+
+The orchestrator keeps the files of packed shots in one (clients upload what it lacks), and
+each node keeps its own (the orchestrator pushes what the node lacks). A file is streamed to a
+temp file while it is counted and hashed, and renamed into place only when its hash is the one
+it was sent under: a file in the store is always whole and always what its name says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from farm_common.errors import BadRequest, PayloadTooLarge
+from farm_common.limits import size_text
+from farm_common.paths import check_sha256
+
+log = logging.getLogger(__name__)
+
+PARTIAL_PREFIX = ".upload-"
+
+
+class BlobStore:
+    def __init__(self, root: Path, max_file_bytes: int) -> None:
+        self.root = root
+        self.max_file_bytes = max_file_bytes
+
+    def path(self, sha: str) -> Path:
+        sha = check_sha256(sha)
+        return self.root / sha[:2] / sha
+
+    def has(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def missing(self, shas: Iterable[str]) -> list[str]:
+        """The ones of `shas` the store does not hold, each once, in order."""
+        return [sha for sha in dict.fromkeys(shas) if not self.has(sha)]
+
+    def size(self, sha: str) -> int | None:
+        try:
+            return self.path(sha).stat().st_size
+        except OSError:
+            return None
+
+    def remove_partial_uploads(self) -> int:
+        """Delete temp files of uploads a previous run did not finish."""
+        removed = 0
+        for tmp in self.root.glob(f"{PARTIAL_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+        return removed
+
+    async def save(self, sha: str, chunks: AsyncIterator[bytes]) -> tuple[int, bool]:
+        """Stream a file into the store; returns (its size, whether it was new). Idempotent: a
+        file the store holds already is read and checked all the same, then dropped."""
+        sha = check_sha256(sha)
+        target = self.path(sha)
+        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+        tmp = self.root / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
+        digest = hashlib.sha256()
+        size = 0
+        fh = await asyncio.to_thread(tmp.open, "wb")
+        try:
+            try:
+                async for chunk in chunks:
+                    if not chunk:
+                        continue
+                    size += len(chunk)
+                    if size > self.max_file_bytes:  # counted, whatever Content-Length said
+                        raise PayloadTooLarge(
+                            f"file {sha[:12]} is larger than the limit of "
+                            f"{size_text(self.max_file_bytes)} a file (--max-upload-mb)"
+                        )
+                    await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
+            finally:
+                await asyncio.to_thread(fh.close)
+            actual = digest.hexdigest()
+            if actual != sha:
+                raise BadRequest(
+                    f"the body's sha256 is {actual}, not {sha}: send the file under the sha256 "
+                    "of its bytes (sha256sum FILE)"
+                )
+            if await asyncio.to_thread(target.is_file):
+                return size, False
+            await asyncio.to_thread(tmp.chmod, 0o644)  # readable by Blender, written by none
+            await asyncio.to_thread(os.replace, tmp, target)
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.shield(asyncio.to_thread(tmp.unlink, missing_ok=True))
+        log.info("file %s stored (%d bytes)", sha[:12], size)
+        return size, True
+
+
+def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:
+    digest.update(chunk)
+    fh.write(chunk)
