@@ -175,5 +175,10 @@ class OrchestratorSettings(BaseSettings):
         return self.data_dir / "scenes"
 
     @property
+    def files_dir(self) -> Path:
+        """The files of packed shots, by sha256 (farm_common.blobs)."""
+        return self.data_dir / "files"
+
+    @property
     def db_path(self) -> Path:
         return self.data_dir / "farm.sqlite3"

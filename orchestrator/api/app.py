@@ -15,10 +15,12 @@ from fastapi.responses import JSONResponse
 
 from farm_common import health
 from farm_common.auth import BearerTokenMiddleware
+from farm_common.blob_api import files_router
+from farm_common.blobs import BlobStore
 from farm_common.errors import document_errors, error_body, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, RateLimiter, json_limit
 from orchestrator.api import nodes, scenes, system
-from orchestrator.api.deps import Farm
+from orchestrator.api.deps import Farm, file_store
 from orchestrator.api.render_jobs import render_router
 from orchestrator.dashboard.pages import dashboard_router, is_public_path
 from orchestrator.runtime.backend import Backend
@@ -57,6 +59,11 @@ def create_app(
                 f"upload is larger than {settings.max_upload_mb} MB, the largest scene this farm "
                 "takes (--max-upload-mb / FARM_MAX_UPLOAD_MB): pack less, or raise the limit"
             )
+        if method == "PUT" and path.startswith("/files/"):
+            return settings.max_upload_mb << 20, (
+                f"file is larger than {settings.max_upload_mb} MB, the largest this farm takes "
+                "(--max-upload-mb / FARM_MAX_UPLOAD_MB)"
+            )
         return json_limit(method, path)
 
     @asynccontextmanager
@@ -87,7 +94,10 @@ def create_app(
         except BaseException:
             store.close()
             raise
-        app.state.farm = Farm(settings, store, link, clock)
+        files = BlobStore(settings.files_dir, settings.max_upload_mb << 20)
+        files.root.mkdir(parents=True, exist_ok=True)
+        files.remove_partial_uploads()
+        app.state.farm = Farm(settings, store, link, clock, files)
         log.info("orchestrator up; data in %s", settings.data_dir)
         try:
             yield
@@ -120,6 +130,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(system.router)
     app.include_router(scenes.router)
+    app.include_router(files_router(file_store))
     app.include_router(render_router(rate_limiter))
     app.include_router(nodes.router)
     app.include_router(dashboard_router(settings.token))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from farm_common.blobs import BlobStore
 from farm_common.errors import NotFound
 from farm_common.paths import JobId, check_job_id
 from orchestrator.runtime.links import Link
@@ -21,6 +22,7 @@ class Farm:
     store: Store
     link: Link  # the scheduler's side: on a thread of this process, or a process of its own
     clock: Callable[[], float]
+    files: BlobStore  # the files of packed shots
 
 
 def get_farm(request: Request) -> Farm:
@@ -29,6 +31,12 @@ def get_farm(request: Request) -> Farm:
 
 
 FarmDep = Annotated[Farm, Depends(get_farm)]
+
+
+def file_store(request: Request) -> BlobStore:
+    """The farm's store of packed shots' files (for farm_common.blob_api)."""
+    store: BlobStore = request.app.state.farm.files
+    return store
 
 
 def no_such_job(job_id: str) -> NotFound:

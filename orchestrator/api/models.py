@@ -5,24 +5,45 @@ What nodes send and receive is in farm_common.protocol; these are what clients s
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
 
+from pydantic import BaseModel, Field, model_validator
+
+from farm_common.manifest import Manifest
 from farm_common.protocol import BatchState, FrameState, JobState, Request
 
 
 class RenderRequest(Request):
-    scene: str = Field(
+    scene: str | None = Field(
+        default=None,
         min_length=1,
         max_length=300,
         description="sha256:<hex> of an upload (POST /scenes), or a .blend under --scenes-dir",
         examples=["demo.blend"],
     )
+    manifest: Manifest | None = Field(
+        default=None,
+        description="instead of `scene`: a packed shot (`farm render` makes it), every file "
+        "uploaded first with PUT /files/SHA256",
+    )
     frames: str = Field(min_length=1, max_length=10_000, examples=["1-24"])
     batch_size: int | None = Field(default=None, ge=1, le=10_000)
-    format: str = Field(
-        default="PNG",
+    format: str | None = Field(
+        default=None,
         max_length=40,
-        description="Blender image format: PNG, JPEG (JPG), OPEN_EXR (EXR), TIFF, HDR, ...",
+        description="Blender image format: PNG, JPEG (JPG), OPEN_EXR (EXR), TIFF, HDR, ...; "
+        "none: the scene's own output settings (format, depth, codec, layers)",
+    )
+    allow_missing: bool = Field(
+        default=False,
+        description="render frames although files the scene needs are missing; by default "
+        "such frames fail naming the files",
+    )
+    asset_warnings: list[Annotated[str, Field(max_length=1000)]] = Field(
+        default_factory=list,
+        max_length=200,
+        description="what the submitter found when packing (missing files it was told to "
+        "accept, files from outside the project): shown with the job",
     )
     priority: int = Field(default=0, ge=-1000, le=1000)
     video: bool = False
@@ -33,6 +54,12 @@ class RenderRequest(Request):
         "'4.2.1' only those (default: any node; GET /render/ID shows the versions used)",
         examples=["4.2"],
     )
+
+    @model_validator(mode="after")
+    def _one_scene(self) -> RenderRequest:
+        if (self.scene is None) == (self.manifest is None):
+            raise ValueError("give either `scene` (a .blend) or `manifest` (a packed shot)")
+        return self
 
 
 class RenderCreated(BaseModel):
@@ -92,6 +119,12 @@ class BatchView(BaseModel):
     finished: float | None
 
 
+class AssetSummary(BaseModel):
+    files: int
+    bytes: int
+    warnings: list[str] = Field(default_factory=list)
+
+
 class RenderDetail(RenderSummary):
     nodes: dict[str, int] = Field(description="frames collected per node URL")
     failed_frames: list[FailedFrame] = Field(description="the first 100 failed frames")
@@ -101,6 +134,9 @@ class RenderDetail(RenderSummary):
     video_requested: bool
     video: bool
     video_url: str | None = None
+    assets: AssetSummary | None = Field(
+        default=None, description="a packed shot's files, bytes, and warnings about them"
+    )
     batches: list[BatchView]
 
 

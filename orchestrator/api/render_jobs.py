@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import zipfile
 from collections.abc import Iterator
@@ -11,6 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from farm_common.blendfile import SceneFormatError, scene_image_format
+from farm_common.blobs import BlobStore
 from farm_common.errors import (
     BadRequest,
     Conflict,
@@ -21,6 +25,7 @@ from farm_common.errors import (
 )
 from farm_common.frames import FrameSpecError, parse_frame_spec
 from farm_common.limits import RateLimiter
+from farm_common.manifest import Manifest
 from farm_common.paths import FrameNumber, JobId, check_job_id
 from farm_common.protocol import CONTENT_TYPES, FrameState, image_format
 from orchestrator.api import views
@@ -56,6 +61,36 @@ def check_blender_version(wanted: str, versions: dict[str, str | None]) -> None:
     )
 
 
+async def check_manifest(manifest: Manifest, files: BlobStore) -> tuple[str, str, Path]:
+    """A packed shot's name, main file's sha256 and stored path; 409 naming the files the
+    farm does not hold yet (upload them with PUT /files/SHA256 first)."""
+    lacking = await asyncio.to_thread(files.missing, manifest.files.values())
+    if lacking:
+        names = {sha: rel for rel, sha in manifest.files.items()}
+        shown = ", ".join(names[sha] for sha in lacking[:10])
+        more = f" and {len(lacking) - 10} more" if len(lacking) > 10 else ""
+        raise Conflict(
+            f"the farm does not hold {len(lacking)} file(s) of the shot: {shown}{more}; upload "
+            "each with PUT /files/SHA256 (farm render does), then submit again"
+        )
+    sha = manifest.files[manifest.main]
+    return manifest.main, sha, files.path(sha)
+
+
+async def job_format(asked: str | None, scene: Path | None) -> str:
+    """The format asked for, else the one the scene's Output properties name (PNG when the
+    file does not say); 400 for a scene that writes a movie."""
+    if asked is not None:
+        return image_format(asked).name
+    if scene is None:
+        return "PNG"
+    try:
+        own = await asyncio.to_thread(scene_image_format, scene)
+    except SceneFormatError as exc:
+        raise BadRequest(str(exc)) from None
+    return own or "PNG"
+
+
 def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     router = APIRouter(prefix="/render")
 
@@ -71,12 +106,24 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                     f"(--rate-limit): retry in {math.ceil(wait)} s",
                     headers={"Retry-After": str(math.ceil(wait))},
                 )
-        fmt = image_format(body.format).name
         try:
             frames = parse_frame_spec(body.frames)
         except FrameSpecError as exc:
             raise BadRequest(str(exc)) from exc
-        sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
+        assets: dict[str, Any] | None = None
+        main: Path | None
+        if body.manifest is not None:
+            scene, sha, main = await check_manifest(body.manifest, farm.files)
+            sizes = [farm.files.size(s) or 0 for s in body.manifest.blobs()]
+            assets = {"files": len(body.manifest.files), "bytes": sum(sizes)}
+        else:
+            assert body.scene is not None  # RenderRequest holds one or the other
+            scene = body.scene
+            sha = await resolve_scene(body.scene, farm.store, settings.scenes_dir)
+            main = await farm.store.run(farm.store.scene_path, sha)
+        if body.asset_warnings:
+            assets = {"files": 0, "bytes": 0, **(assets or {}), "warnings": body.asset_warnings}
+        fmt = await job_format(body.format, main)
         facts = await farm.link.facts()
         if body.blender_version:
             check_blender_version(body.blender_version, facts.blender_versions)
@@ -89,10 +136,13 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             if farm.store.count_unfinished_jobs() >= settings.max_queued_jobs:
                 return None
             return farm.store.create_job(
-                scene=body.scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
+                scene=scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
                 now=farm.clock(), adaptive=body.batch_size is None,
                 blender_version=body.blender_version,
+                manifest=body.manifest.model_dump_json() if body.manifest else None,
+                format_given=body.format is not None, allow_missing=body.allow_missing,
+                assets=json.dumps(assets) if assets else None,
             )  # fmt: skip
 
         created = await farm.store.run(create)

@@ -67,6 +67,8 @@ def job_detail(
     versions = {v for url, v in blender_versions.items() if v and url in nodes}
     detail["blender_versions"] = sorted(versions)
     detail["mixed_blender_versions"] = len(versions) > 1
+    if job.assets:
+        detail["assets"] = json.loads(job.assets)
     if job.failed:
         first = failed_frames[0] if failed_frames else {}
         detail["error"] = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -88,9 +88,32 @@ class FarmClient:
             result = self._json("POST", "/scenes", files=files, timeout=600.0)
         return str(result["scene"])
 
+    def missing_files(self, shas: list[str]) -> list[str]:
+        """Which of these files the farm lacks (asked in slices of the server's limit)."""
+        missing: list[str] = []
+        for start in range(0, len(shas), 10_000):
+            result = self._json(
+                "POST", "/files/missing", json={"files": shas[start : start + 10_000]}
+            )
+            missing.extend(result["missing"])
+        return missing
+
+    def put_file(self, sha: str, path: Path, on_bytes: Callable[[int], None] | None = None) -> None:
+        """Stream one file to the farm's file store under its sha256."""
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while data := fh.read(1 << 20):
+                    yield data
+                    if on_bytes is not None:
+                        on_bytes(len(data))
+
+        headers = {"Content-Length": str(path.stat().st_size)}
+        self._json("PUT", f"/files/{sha}", content=chunks(), headers=headers, timeout=3600.0)
+
     def submit(
         self,
-        scene: str,
+        scene: str | None,
         frames: str,
         *,
         batch_size: int | None = None,
@@ -98,8 +121,19 @@ class FarmClient:
         priority: int | None = None,
         video: bool = False,
         blender_version: str | None = None,
+        manifest: dict[str, Any] | None = None,
+        allow_missing: bool = False,
+        asset_warnings: list[str] | None = None,
     ) -> str:
-        body: dict[str, Any] = {"scene": scene, "frames": frames}
+        body: dict[str, Any] = {"frames": frames}
+        if manifest is not None:
+            body["manifest"] = manifest
+        else:
+            body["scene"] = scene
+        if allow_missing:
+            body["allow_missing"] = True
+        if asset_warnings:
+            body["asset_warnings"] = asset_warnings[:200]
         if batch_size:
             body["batch_size"] = batch_size
         if fmt:

@@ -12,7 +12,15 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -24,6 +32,13 @@ from orchestrator.client.api import (
     resolve_token,
 )
 from orchestrator.client.local import LocalCluster
+from orchestrator.client.pack import (
+    PackedFile,
+    PackError,
+    UnreadableBlend,
+    hash_files,
+    pack_shot,
+)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -115,29 +130,89 @@ def cmd_render(args: argparse.Namespace) -> int:
     client = _client(args)
     scene_arg: str = args.scene
     path = Path(scene_arg)
+    submit: dict[str, Any] = {}
     if scene_arg.startswith("sha256:"):
-        scene = scene_arg
+        submit["scene"] = scene_arg
     elif path.is_file():
-        console.print(f"uploading {path} ({path.stat().st_size / 1e6:.1f} MB)")
-        scene = client.upload_scene(path)
+        try:
+            shipped = ship_shot(client, path, args)
+        except UnreadableBlend as exc:
+            # Nothing to trace: the .blend alone, and the nodes say what it lacks.
+            err_console.print(f"[yellow]{exc}; sending the file alone, without dependencies")
+            shipped = {"scene": client.upload_scene(path)}
+        if shipped is None:
+            return EXIT_ERROR
+        submit.update(shipped)
     else:
-        # Not a local file: a name in the orchestrator's shared scenes folder.
+        # Not a local file: a name in the farm's shared scenes folder, rendered in place.
         console.print(f"[yellow]{scene_arg} is not a local file; using the farm's scenes folder")
-        scene = scene_arg
+        submit["scene"] = scene_arg
     job_id = client.submit(
-        scene,
+        submit.pop("scene", None),
         args.frames,
         batch_size=args.batch_size,
         fmt=args.format,
         priority=args.priority,
         video=args.video,
         blender_version=args.blender_version,
+        allow_missing=args.allow_missing,
+        **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
     console.print(f"job [bold]{job_id}[/] submitted: {client.url}/render/{job_id}")
     if args.no_wait:
         return EXIT_OK
     return follow(client, job_id, out_dir, download=not args.no_download)
+
+
+def ship_shot(client: FarmClient, blend: Path, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Pack the shot with its dependencies and send the farm the files it lacks; returns what
+    `submit` takes (the manifest, warnings), or None when the shot must not go (missing files)."""
+    project = Path(args.project) if args.project else None
+    with pack_shot(blend, project) as pack:
+        console.print(f"packing {blend} (project folder {pack.project})")
+        hash_files(pack)
+        warnings = []
+        for outside in pack.outside:
+            console.print(f"[yellow]outside the project, packed too: {outside}")
+            warnings.append(f"packed from outside the project: {outside}")
+        if pack.missing:
+            for missing in pack.missing:
+                err_console.print(f"[red]missing: {missing}")
+                warnings.append(f"missing when packed: {missing}")
+            if not args.allow_missing:
+                err_console.print(
+                    f"[red]{len(pack.missing)} file(s) the shot needs are missing: not "
+                    "submitted. Restore them, or render without them with --allow-missing"
+                )
+                return None
+        shas = sorted({f.sha256 for f in pack.files})
+        lacking = set(client.missing_files(shas))
+        to_send = {f.sha256: f for f in pack.files if f.sha256 in lacking}
+        send_bytes = sum(f.size for f in to_send.values())
+        held = pack.total_bytes - send_bytes
+        console.print(
+            f"{len(pack.files)} files, {pack.total_bytes / 1e6:.1f} MB; on the farm already: "
+            f"{len(pack.files) - len(to_send)} files, {held / 1e6:.1f} MB; "
+            f"sending {len(to_send)} files, {send_bytes / 1e6:.1f} MB"
+        )
+        if to_send:
+            upload_files(client, list(to_send.values()), send_bytes)
+        return {"manifest": pack.manifest, "asset_warnings": warnings}
+
+
+def upload_files(client: FarmClient, files: list[PackedFile], total: int) -> None:
+    progress = Progress(
+        TextColumn("[bold]uploading"),
+        BarColumn(bar_width=40),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+    )
+    with progress:
+        task = progress.add_task("upload", total=total)
+        for item in files:
+            client.put_file(item.sha256, item.source, lambda n: progress.advance(task, n))
 
 
 def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True) -> int:
@@ -349,7 +424,21 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--frames", required=True, help="e.g. 1-250, 1-100x5, 1,3,7")
     render.add_argument("--out", help="folder for the frames (default: renders/<job id>)")
     render.add_argument("--batch-size", type=int, help="frames per batch (default: automatic)")
-    render.add_argument("--format", help="PNG (default), JPEG, OPEN_EXR, TIFF ...")
+    render.add_argument(
+        "--format",
+        help="PNG, JPEG, OPEN_EXR, TIFF ... (default: the scene's own output settings)",
+    )
+    render.add_argument(
+        "--project",
+        help="the shot's project folder: files outside it are packed apart and listed "
+        "(default: the folder the shot's relative paths reach)",
+    )
+    render.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="submit although files the shot needs are missing, and let frames render "
+        "without them (default: refuse, naming them)",
+    )
     render.add_argument("--priority", type=int, help="higher runs first (default 0)")
     render.add_argument("--video", action="store_true", help="also encode a preview mp4")
     render.add_argument(
@@ -377,10 +466,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # BAT logs each missing file as it traces; `farm render` lists them itself.
+    logging.getLogger("blender_asset_tracer").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except FarmClientError as exc:
+    except (FarmClientError, PackError) as exc:
         err_console.print(f"[red]error:[/] {exc}")
         return EXIT_ERROR
 

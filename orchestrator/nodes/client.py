@@ -16,9 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from farm_common.auth import auth_headers
 from farm_common.frames import compact_frames
+from farm_common.manifest import Manifest
 from farm_common.protocol import (
     MAX_ARCHIVE_FRAMES,
     MAX_MESSAGE_CHARS,
+    FilesMissing,
     JobCreated,
     JobDetail,
     NodeInfo,
@@ -242,6 +244,19 @@ class NodeClient:
         return resp.status == 200
 
     async def put_scene(self, node: str, sha: str, path: Path) -> None:
+        await self._put(node, f"/scenes/{sha}", path)
+
+    async def missing_files(self, node: str, shas: list[str]) -> list[str]:
+        """Which of a packed shot's files the node lacks, in one request."""
+        resp = await self._request("POST", node, "/files/missing", json={"files": shas})
+        if resp.status != 200:
+            raise resp.refused()
+        return resp.model(FilesMissing).missing
+
+    async def put_file(self, node: str, sha: str, path: Path) -> None:
+        await self._put(node, f"/files/{sha}", path)
+
+    async def _put(self, node: str, url_path: str, path: Path) -> None:
         # A file body: aiohttp sends its size as Content-Length and reads it on a worker
         # thread, a chunk at a time.
         size = (await asyncio.to_thread(path.stat)).st_size
@@ -250,7 +265,7 @@ class NodeClient:
             # The whole push, answer included, within its deadline: a node that takes the
             # bytes a few a second cannot hold the batch (aiohttp's timeouts are per read).
             resp = await self._request(
-                "PUT", node, f"/scenes/{sha}", data=fh, limits=self._long,
+                "PUT", node, url_path, data=fh, limits=self._long,
                 deadline=self._deadline(size) + self._request_timeout,
                 headers={"Content-Type": "application/octet-stream"},
             )  # fmt: skip
@@ -259,14 +274,34 @@ class NodeClient:
         if resp.status >= 300:
             raise resp.refused()
 
-    async def submit(self, node: str, scene: str, frames: str, fmt: str) -> JobCreated:
-        """Hand the node a batch; its answer carries the job's status version, so the first
-        poll can wait on the node for a change."""
-        body = {"scene": scene, "frames": frames, "format": fmt}
+    async def submit(
+        self,
+        node: str,
+        scene: str | None,
+        frames: str,
+        fmt: str | None,
+        *,
+        manifest: Manifest | None = None,
+        allow_missing: bool = False,
+    ) -> JobCreated:
+        """Hand the node a batch of a scene or of a packed shot (its files pushed first); the
+        answer carries the job's status version, so the first poll can wait for a change.
+        `fmt` None: the node renders the scene's own output settings."""
+        body: dict[str, Any] = {"frames": frames}
+        if manifest is not None:
+            body["manifest"] = manifest.model_dump()
+        else:
+            body["scene"] = scene
+        if fmt is not None:
+            body["format"] = fmt
+        if allow_missing:
+            body["allow_missing"] = True
         resp = await self._request("POST", node, "/jobs", json=body)
-        if resp.status == 404 and scene.startswith("sha256:"):
-            # The one 404 of POST /jobs: the scene is not on the node (render_node/scenes.py).
-            raise SceneMissing(f"{node} does not hold scene {scene[:19]}: {resp.detail()}")
+        if resp.status == 404:
+            # The one 404 of POST /jobs: the scene, or a file of the shot, is not on the node
+            # (render_node/scenes.py, render_node/files.py).
+            what = "a file of the shot" if manifest is not None else f"scene {scene}"
+            raise SceneMissing(f"{node} does not hold {what}: {resp.detail()}")
         if resp.status >= 300:
             raise NodeRejected(f"node refused the batch: {resp.status} {resp.detail()}")
         return resp.model(JobCreated)

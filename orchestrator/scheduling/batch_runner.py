@@ -16,8 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
+from farm_common.blobs import BlobStore
 from farm_common.frames import compact_frames
 from farm_common.images import image_problem
+from farm_common.manifest import Manifest
+from farm_common.paths import SHA256_RE
 from farm_common.protocol import (
     FINAL_JOB_STATES,
     MAX_MESSAGE_CHARS,
@@ -70,6 +73,11 @@ class Outcome:
     refused: str | None = None  # the node renders none of the scene (render_node Job.refused)
 
 
+def is_scene_name(scene: str) -> bool:
+    """A .blend named in the shared scenes folder, not the sha256 of an upload."""
+    return not scene.startswith("sha256:") and not SHA256_RE.fullmatch(scene)
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -92,6 +100,10 @@ class BatchRunner:
         # (node, scene sha) the node said it holds: no HEAD before each of its batches. A node
         # that lost it since answers the submit 404 (SceneMissing), and it is pushed again.
         self._scenes_held: set[tuple[str, str]] = set()
+        self._files_held: set[tuple[str, str]] = set()  # (node, job) of packed shots
+        self._manifests: dict[str, Manifest] = {}
+        self._unnamed: set[tuple[str, str]] = set()  # (node, scene name) not in its folder
+        self.files = BlobStore(settings.files_dir, settings.max_upload_mb << 20)
         self._following = 0  # batches whose node job is being polled
         # Batches on their way to an idle slot (taken, not yet on the node): see feed_started.
         self._feeding: set[str] = set()
@@ -159,18 +171,67 @@ class BatchRunner:
                 await self.client.put_scene(url, job.scene_sha, path)
             self._scenes_held.add(key)
 
+    def _manifest(self, job: Job) -> Manifest | None:
+        if job.manifest is None:
+            return None
+        manifest = self._manifests.get(job.id)
+        if manifest is None:
+            manifest = self._manifests[job.id] = Manifest.model_validate_json(job.manifest)
+        return manifest
+
+    async def _ensure_files(self, url: str, job: Job, manifest: Manifest) -> None:
+        """Push the files of the job's shot the node lacks (asked in one request)."""
+        key = (url, job.id)
+        if key in self._files_held:
+            return
+        async with self._scene_locks.setdefault(key, asyncio.Lock()):
+            if key in self._files_held:
+                return
+            lacking = await self.client.missing_files(url, sorted(manifest.blobs()))
+            if lacking:
+                log.info("job %s: pushing %d file(s) of the shot to %s", job.id, len(lacking), url)
+            for sha in lacking:
+                path = self.files.path(sha)
+                if not await asyncio.to_thread(path.is_file):
+                    raise NodeRejected(f"file {sha[:12]} of the shot is not on the orchestrator")
+                await self.client.put_file(url, sha, path)
+            self._files_held.add(key)
+
+    async def _ensure(self, url: str, job: Job, manifest: Manifest | None) -> None:
+        if manifest is not None:
+            await self._ensure_files(url, job, manifest)
+        else:
+            await self._ensure_scene(url, job)
+
     async def _submit(self, url: str, job: Job, batch: QueuedBatch) -> JobCreated:
-        """Send the batch to the node, pushing the scene first if it does not hold it."""
-        await self._ensure_scene(url, job)
-        scene, frames = f"sha256:{job.scene_sha}", compact_frames(batch.frames)
+        """Send the batch to the node, pushing the scene (or the shot's files) first if it
+        does not hold them."""
+        manifest = self._manifest(job)
+        frames = compact_frames(batch.frames)
+        fmt = job.format if job.format_given else None
+        allow = bool(job.allow_missing)
+        if manifest is None and is_scene_name(job.scene) and (url, job.scene) not in self._unnamed:
+            # Shared storage: rendered in place from the node's scenes folder, where the
+            # scene's relative paths resolve. A node without it is sent the .blend alone.
+            try:
+                return await self.client.submit(url, job.scene, frames, fmt, allow_missing=allow)
+            except SceneMissing as exc:
+                log.warning("job %s: %s; sending it the .blend alone", job.id, exc)
+                self._unnamed.add((url, job.scene))
+        await self._ensure(url, job, manifest)
+        submit = partial(
+            self.client.submit, url, f"sha256:{job.scene_sha}", frames, fmt,
+            manifest=manifest, allow_missing=allow,
+        )  # fmt: skip
         try:
-            return await self.client.submit(url, scene, frames, job.format)
+            return await submit()
         except SceneMissing as exc:
             # The node lost it (a restart on a fresh disk, a cleanup): push it and try once more.
             log.info("job %s batch %s: %s; pushing it again", job.id, batch.id, exc)
             self._scenes_held.discard((url, job.scene_sha))
-            await self._ensure_scene(url, job)
-            return await self.client.submit(url, scene, frames, job.format)
+            self._files_held.discard((url, job.id))
+            await self._ensure(url, job, manifest)
+            return await submit()
 
     async def _until_lost(self, url: str) -> None:
         # Loss is a matter of the (injectable) clock passing a deadline: nothing to wait on.

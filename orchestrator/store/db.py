@@ -141,6 +141,10 @@ class Store(Queries):
         now: float,
         adaptive: bool = False,
         blender_version: str | None = None,
+        manifest: str | None = None,
+        format_given: bool = True,
+        allow_missing: bool = False,
+        assets: str | None = None,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
         cut them again to fit each node's speed (no batch size was asked for);
@@ -151,10 +155,12 @@ class Store(Queries):
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
-                " batch_size, video, state, created, total, adaptive, blender_version)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " batch_size, video, state, created, total, adaptive, blender_version,"
+                " manifest, format_given, allow_missing, assets)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
-                 int(video), JobState.QUEUED, now, len(frames), int(adaptive), blender_version),
+                 int(video), JobState.QUEUED, now, len(frames), int(adaptive), blender_version,
+                 manifest, int(format_given), int(allow_missing), assets),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",

@@ -70,6 +70,10 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "adaptive", "INTEGER NOT NULL DEFAULT 0"),
     _add_column("jobs", "blender_version", "TEXT"),
     _batch_specs,
+    _add_column("jobs", "manifest", "TEXT"),
+    _add_column("jobs", "format_given", "INTEGER NOT NULL DEFAULT 1"),
+    _add_column("jobs", "allow_missing", "INTEGER NOT NULL DEFAULT 0"),
+    _add_column("jobs", "assets", "TEXT"),
 ]
 
 

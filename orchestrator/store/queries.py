@@ -36,6 +36,12 @@ class Job:
     # The file name the scene was uploaded as (or its name in the scenes folder).
     scene_name: str | None = None
     blender_version: str | None = None  # only nodes running this Blender render the job
+    # A packed shot: its manifest as JSON (relative path -> sha256, and the main file).
+    manifest: str | None = None
+    format_given: int = 1  # 0: `format` is the scene's own, and nodes are not told (-F)
+    allow_missing: int = 0  # 1: frames render although files the scene needs are missing
+    # {"files", "bytes", "warnings"}: what the client packed, and what it said of missing files.
+    assets: str | None = None
 
 
 _JOB_SELECT = (

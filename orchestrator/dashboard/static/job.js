@@ -194,6 +194,20 @@ export function jobPage(jobId) {
     mixed.hidden = !(job.mixed_blender_versions || versions.length > 1);
     setText(mixed, `Nodes with different Blender versions rendered this job (${versions.join(", ")}): frames may differ. ` +
       "To render with one, submit with blender_version (farm render --blender-version).");
+    const assets = job.assets || null;
+    document.getElementById("job-assets-row").hidden = !assets || !assets.files;
+    if (assets) setText("job-assets", `${assets.files} files, ${bytes(assets.bytes)}`);
+    const warnings = assets && Array.isArray(assets.warnings) ? assets.warnings : [];
+    const list = document.getElementById("job-asset-warnings");
+    list.hidden = warnings.length === 0;
+    list.replaceChildren(...warnings.map((w) => el("li", { text: String(w) })));
+  }
+
+  function bytes(n) {
+    const value = Number(n) || 0;
+    if (value >= 1e9) return `${(value / 1e9).toFixed(1)} GB`;
+    if (value >= 1e6) return `${(value / 1e6).toFixed(1)} MB`;
+    return `${Math.round(value / 1e3)} kB`;
   }
 
   // ---- frame grid
