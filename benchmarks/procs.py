@@ -113,6 +113,14 @@ def upload(client: httpx.Client, scene: Path) -> str:
     return str(resp.json()["scene"])
 
 
+def upload_scene(client: httpx.Client, data: bytes) -> str:
+    """POST /scenes; returns the scene's "sha256:<hex>" (nodes are sent it, as a user's .blend)."""
+    resp = client.post("/scenes", files={"file": ("demo.blend", data)})
+    if resp.status_code != 201:
+        raise RuntimeError(f"POST /scenes: {resp.status_code} {resp.text}")
+    return str(resp.json()["scene"])
+
+
 def submit(client: httpx.Client, scene: str, frames: str, **extra: Any) -> dict[str, Any]:
     resp = client.post("/render", json={"scene": scene, "frames": frames, **extra})
     if resp.status_code != 202:

@@ -44,7 +44,7 @@ from benchmarks.common import (
     tree_peak_rss_mb,
     write_results,
 )
-from benchmarks.procs import FINAL, clean_env, submit
+from benchmarks.procs import FINAL, clean_env, submit, upload_scene
 from tests.orch_helpers import BLEND
 from tests.servers import CliServer, free_port, run_cli
 
@@ -240,9 +240,11 @@ def scale_run(
             orch_cpu0, fake_cpu0 = tree_cpu_seconds(orch_pid), cpu_seconds(fake_pid)
             api_cpu0 = cpu_seconds(orch_pid)
             rss_before = tree_peak_rss_mb(orch_pid)
+            # Uploaded, as a user's .blend: the burst holds its push to each node.
+            scene = upload_scene(client, BLEND)
             start = time.time()
             extra = {"batch_size": batch_size} if batch_size else {}
-            job = submit(client, "demo.blend", f"1-{frames}", **extra)
+            job = submit(client, scene, f"1-{frames}", **extra)
             submit_ms = (time.time() - start) * 1000
             sampler = Sampler(orch.url, job["id"])
             thread = threading.Thread(target=sampler.run, daemon=True)

@@ -24,6 +24,8 @@ FAKE_BLENDER_ENV_DUMP  a file to which it writes its environment as JSON
 FAKE_BLENDER_FILE_OUTPUT  the scene has a compositor File Output node with this base_path
                        (`//` is the .blend's folder) and a slot "escaped_": every frame also
                        writes a PNG there, after `--python-expr` code had its say, as Blender
+FAKE_BLENDER_IMAGES    image files (comma-separated) the scene uses: the node's asset check
+                       finds the absent ones missing, as in Blender
 FAKE_BLENDER_WRITE     files (comma-separated) it tries to write at start, as an exploited
                        Blender would; it prints what happened to each
 """
@@ -140,8 +142,19 @@ def run_python_exprs() -> list[types.SimpleNamespace]:
     tree = types.SimpleNamespace(name="Compositing", nodes=outputs)
     scene = types.SimpleNamespace(name="Scene", render=render, node_tree=tree)
     bpy = types.ModuleType("bpy")
+    # FAKE_BLENDER_IMAGES: image files the scene uses (comma-separated; absent ones are missing)
+    images = [
+        types.SimpleNamespace(source="FILE", filepath=path, packed_file=None, library=None)
+        for path in filter(None, os.environ.get("FAKE_BLENDER_IMAGES", "").split(","))
+    ]
     bpy.data = types.SimpleNamespace(  # type: ignore[attr-defined]
-        scenes=[scene], node_groups=[], objects=[]
+        scenes=[scene], node_groups=[], objects=[], libraries=[], images=images
+    )
+    bpy.path = types.SimpleNamespace(  # type: ignore[attr-defined]
+        abspath=lambda path, start=None, library=None: path
+    )
+    bpy.app = types.SimpleNamespace(  # type: ignore[attr-defined]
+        handlers=types.SimpleNamespace(render_pre=[])
     )
     sys.modules["bpy"] = bpy
     for expr in PYTHON_EXPRS:

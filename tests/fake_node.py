@@ -46,6 +46,9 @@ from farm_common.protocol import (
     FINAL_JOB_STATES,
     MAX_ARCHIVE_FRAMES,
     MAX_WAIT_SECONDS,
+    FilesMissing,
+    FileStored,
+    FilesWanted,
     FrameCounts,
     FrameState,
     FrameStatus,
@@ -133,6 +136,11 @@ class FakeNode:
     scenes: set[str] = field(default_factory=set)
     scene_puts: int = 0
     scene_heads: int = 0
+    # Scenes it holds by name (a shared scenes folder): others are 404, as on a real node.
+    named_scenes: set[str] = field(default_factory=set)
+    files: dict[str, int] = field(default_factory=dict)  # sha256 -> size, pushed by PUT /files
+    file_puts: int = 0
+    manifests: list[dict[str, str]] = field(default_factory=list)  # of jobs submitted
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     _slot_lock: asyncio.Semaphore | None = field(default=None, repr=False)
 
@@ -245,12 +253,41 @@ def create_fake_node_app(node: FakeNode) -> FastAPI:
         node.scene_puts += 1
         return SceneStored(scene=f"sha256:{sha256}", size=size)
 
+    @app.head("/files/{sha256}")
+    async def head_file(sha256: str) -> Response:
+        return Response(status_code=200 if sha256 in node.files else 404)
+
+    @app.put("/files/{sha256}", status_code=201, response_model=FileStored)
+    async def put_file(sha256: str, request: Request) -> Any:
+        body = await request.body()
+        if hashlib.sha256(body).hexdigest() != sha256:
+            return JSONResponse({"error": "bad_request", "detail": "hash mismatch"}, 400)
+        new = sha256 not in node.files
+        node.files[sha256] = len(body)
+        node.file_puts += 1
+        return FileStored(sha256=sha256, size=len(body), new=new)
+
+    @app.post("/files/missing", response_model=FilesMissing)
+    async def missing_files(body: FilesWanted) -> FilesMissing:
+        return FilesMissing(missing=[sha for sha in body.files if sha not in node.files])
+
     @app.post("/jobs", status_code=202, response_model=JobCreated)
     async def submit(body: JobRequest) -> Any:
-        scene = body.scene
+        if body.manifest is not None:
+            lacking = body.manifest.blobs() - set(node.files)
+            if lacking:
+                detail = f"this node lacks {len(lacking)} file(s) of the manifest"
+                return JSONResponse({"error": "not_found", "detail": detail}, 404)
+            node.manifests.append(body.manifest.files)
+            scene = body.manifest.main
+        else:
+            scene = body.scene or ""
         if scene.startswith("sha256:") and scene[7:] not in node.scenes:
             return JSONResponse({"error": "not_found", "detail": f"unknown scene {scene}"}, 404)
-        job = FakeJob(uuid.uuid4().hex[:12], scene, body.format, parse_frame_spec(body.frames))
+        if body.scene and not scene.startswith("sha256:") and scene not in node.named_scenes:
+            return JSONResponse({"error": "not_found", "detail": f"no scene {scene!r}"}, 404)
+        fmt = body.format or "PNG"
+        job = FakeJob(uuid.uuid4().hex[:12], scene, fmt, parse_frame_spec(body.frames))
         job.frame_states = dict.fromkeys(job.frames, FrameState.PENDING)
         node.jobs[job.id] = job
         node.batches += 1

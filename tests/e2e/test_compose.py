@@ -7,10 +7,14 @@ the 3 healthy nodes it needs, so a test that takes a node away puts it back befo
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageChops
 
 from tests.e2e.farm import (
     DONE_STATES,
@@ -41,6 +45,45 @@ def test_demo_frames_render_on_all_three_node_containers(stack: ComposeStack, ap
     assert_every_frame_once(api, job, range(1, 13))
     workers = {b["node"] for b in job["batches"] if b["state"] in DONE_STATES}
     assert workers == {n["url"] for n in nodes}, "every node container should get work"
+
+
+def test_a_packed_shot_renders_in_containers_that_share_nothing_with_the_client(
+    stack: ComposeStack, api: FarmAPI, tmp_path: Path
+) -> None:
+    """`farm render` of scenes/shot from the host: its library, textures, sequence and cache
+    reach the node containers only through the orchestrator's file store, and the frames are
+    Blender's own (the images run the same Debian Blender as the host)."""
+    api.wait_nodes(3)
+    shot = Path(__file__).resolve().parents[2] / "scenes" / "shot" / "shots" / "010" / "shot.blend"
+    env = {**os.environ, "FARM_ORCHESTRATOR": stack.url, "FARM_TOKEN": stack.token}
+
+    def farm_render(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator.client.cli", "render", str(shot), *args],
+            env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    first = farm_render("--frames", "1-6", "--batch-size", "2", "--out", str(tmp_path / "f"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        f"frame_{n:05d}.png" for n in range(1, 7)
+    ]
+    again = farm_render("--frames", "1", "--no-download")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "sending 0 files, 0.0 MB" in again.stdout
+    if BLENDER is not None:
+        subprocess.run(
+            [BLENDER, "-b", str(shot), "-o", str(tmp_path / "local" / "frame_#####"), "-f", "3"],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        with (
+            Image.open(tmp_path / "f" / "frame_00003.png") as farm_frame,
+            Image.open(tmp_path / "local" / "frame_00003.png") as local_frame,
+        ):
+            difference = ImageChops.difference(
+                farm_frame.convert("RGBA"), local_frame.convert("RGBA")
+            )
+            assert difference.getbbox() is None
 
 
 def test_dashboard_and_its_static_files_are_in_the_image(api: FarmAPI) -> None:

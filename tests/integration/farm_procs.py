@@ -77,6 +77,7 @@ class Farm:
         slots: int = 1,
         blender: str | None = None,
         token: str | None = None,
+        extra: tuple[str, ...] = (),
         **fake: str,
     ) -> CliServer:
         index = len(self.nodes)
@@ -98,6 +99,7 @@ class Farm:
             argv += ["--orchestrator", self.url, "--advertise-url", f"http://127.0.0.1:{port}"]
         if token:
             argv += ["--token", token]
+        argv += extra
         node = self.stack.enter_context(run_cli(argv, port=port, env=env, cwd=self.root))
         self.nodes.append(node)
         self.logs.append(log)

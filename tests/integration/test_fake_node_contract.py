@@ -68,7 +68,12 @@ def validate(schema: dict[str, Any], path: str, method: str, code: str, body: An
 @pytest.mark.parametrize("fail", [False, True])
 def test_the_fakes_answers_are_the_models_the_node_names(tmp_path: Path, fail: bool) -> None:
     schema = node_schema(tmp_path)
-    node = FakeNode("n0", seconds_per_frame=0.0, fail_frames={2} if fail else set())
+    node = FakeNode(
+        "n0",
+        seconds_per_frame=0.0,
+        fail_frames={2} if fail else set(),
+        named_scenes={"demo.blend"},
+    )
     with TestClient(create_fake_node_app(node)) as client:
         submitted = client.post("/jobs", json={"scene": "demo.blend", "frames": "1-3"})
         created = validate(schema, "/jobs", "post", "202", submitted.json())

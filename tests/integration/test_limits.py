@@ -93,30 +93,41 @@ def test_orchestrator_refuses_a_declared_oversize_upload_before_reading(tmp_path
         assert big.json()["error"] == "payload_too_large"
 
 
-def test_orchestrator_caps_json_bodies_at_one_mb_chunked_or_not(tmp_path: Path) -> None:
-    huge = json.dumps({"scene": "demo.blend", "frames": "1", "pad": "x" * (2 * MB)}).encode()
+def test_orchestrator_caps_json_bodies_chunked_or_not(tmp_path: Path) -> None:
+    huge = json.dumps({"frames": "1", "pad": "x" * (2 * MB)}).encode()
+    job = json.dumps({"scene": "demo.blend", "frames": "1", "pad": "x" * (9 * MB)}).encode()
     with serve_app(create_app(fast_settings(tmp_path, []))) as url:
         declared = httpx.post(
-            url + "/render", content=huge, headers={"content-type": "application/json"}
+            url + "/files/missing", content=huge, headers={"content-type": "application/json"}
         )
         assert declared.status_code == 413
         assert "1 MB" in declared.json()["detail"]
+        # A job may carry a manifest of 20,000 files: 8 MB, no more.
+        declared = httpx.post(
+            url + "/render", content=job, headers={"content-type": "application/json"}
+        )
+        assert declared.status_code == 413
+        assert "8 MB" in declared.json()["detail"]
         answer = send_chunked_without_end(
             url,
             "/render",
             "application/json",
-            [huge[i : i + 65536] for i in range(0, 3 * MB, 65536)],
+            [job[i : i + 65536] for i in range(0, 9 * MB, 65536)],
         )
         assert " 413 " in answer.partition("\n")[0], answer[:300]
 
 
-def test_node_caps_json_bodies_at_one_mb(start_node: StartNode) -> None:
+def test_node_caps_json_bodies(start_node: StartNode) -> None:
     node = start_node()
-    huge = json.dumps({"scene": "demo.blend", "frames": "1", "pad": "x" * (2 * MB)})
+    huge = json.dumps({"scene": "demo.blend", "frames": "1", "pad": "x" * (9 * MB)})
     response = node.client.post("/jobs", content=huge, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
-    answer = send_chunked_without_end(node.url, "/jobs", "application/json", [b"x" * 65536] * 40)
+    answer = send_chunked_without_end(node.url, "/jobs", "application/json", [b"x" * 65536] * 140)
+    assert " 413 " in answer.partition("\n")[0], answer[:300]
+    answer = send_chunked_without_end(
+        node.url, "/files/missing", "application/json", [b"x" * 65536] * 40
+    )
     assert " 413 " in answer.partition("\n")[0], answer[:300]
 
 

@@ -67,7 +67,7 @@ def test_a_frame_never_served_fails_on_its_node_after_the_node_job_ends(tmp_path
 
 
 def test_every_answer_of_a_node_counts_as_a_sign_of_life(tmp_path: Path) -> None:
-    node = FakeNode("n0", seconds_per_frame=0.0)
+    node = FakeNode("n0", seconds_per_frame=0.0, named_scenes={"demo.blend"})
     heard: list[str] = []
 
     async def scenario(url: str) -> None:

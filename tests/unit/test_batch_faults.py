@@ -59,7 +59,9 @@ class StuckNode:
     async def has_scene(self, node: str, sha: str) -> bool:
         return True
 
-    async def submit(self, node: str, scene: str, frames: str, fmt: str) -> JobCreated:
+    async def submit(
+        self, node: str, scene: str, frames: str, fmt: str | None, **_: object
+    ) -> JobCreated:
         return JobCreated(id="nj1", state=JobState.QUEUED, status_url="/jobs/nj1", version="v0")
 
     async def status(self, node: str, job_id: str, **kw: Any) -> JobDetail:

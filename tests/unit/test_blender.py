@@ -11,6 +11,7 @@ from render_node.blender import (
     OutputParser,
     SampleProgress,
     Saved,
+    asset_check,
     build_command,
     frames_for_one_command,
     output_file,
@@ -40,6 +41,8 @@ def test_build_command_puts_scene_first_output_next_render_args_last(
         "--disable-autoexec",
         "--python-expr",
         FREESTYLE_CHECK,
+        "--python-expr",
+        asset_check(allow_missing=False),
         "-o",
         "/d/out/frame_#####",
         "-F",
@@ -64,9 +67,10 @@ def test_build_command_checks_freestyle_after_the_scene_and_before_rendering() -
     assert "use_freestyle" in cmd[expr + 1] and "--allow-freestyle" in cmd[expr + 1]
 
 
-def test_build_command_with_freestyle_allowed_runs_no_python_of_ours() -> None:
+def test_build_command_with_freestyle_allowed_runs_only_the_asset_check() -> None:
     cmd = build_command("blender", Path("a.blend"), Path("o"), [1], PNG, 0, allow_freestyle=True)
-    assert "--python-expr" not in cmd
+    exprs = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--python-expr"]
+    assert exprs == [asset_check(allow_missing=False)]
     assert "--disable-autoexec" in cmd
 
 
