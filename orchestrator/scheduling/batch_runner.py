@@ -103,6 +103,7 @@ class BatchRunner:
         self._files_held: set[tuple[str, str]] = set()  # (node, job) of packed shots
         self._manifests: dict[str, Manifest] = {}
         self._unnamed: set[tuple[str, str]] = set()  # (node, scene name) not in its folder
+        self._warned: dict[str, set[str]] = {}  # job -> missing-file warnings stored
         self.files = BlobStore(settings.files_dir, settings.max_upload_mb << 20)
         self._following = 0  # batches whose node job is being polled
         # Batches on their way to an idle slot (taken, not yet on the node): see feed_started.
@@ -298,6 +299,8 @@ class BatchRunner:
             self.registry.seen(url)
             # From the hook: the scheduler wants to hear of the batch again within this long.
             wanted = None if self.on_status is None else self.on_status(url, batch, status)
+            if status.warnings:
+                await self._note_warnings(job, url, status.warnings)
             reading = read_poll(status, book)
             take_poll(book, reading)
             waiting = False
@@ -325,6 +328,14 @@ class BatchRunner:
             since = held_since(status, waiting)
             if since is None:
                 await asyncio.sleep(interval)
+
+    async def _note_warnings(self, job: Job, url: str, warnings: list[str]) -> None:
+        """Files a node rendered the job without (it allows them): shown with the job."""
+        seen = self._warned.setdefault(job.id, set())
+        new = [f"{w} (on {url})" for w in warnings if w not in seen]
+        if new:
+            seen.update(warnings)
+            await self.store.run(self.store.add_asset_warnings, job.id, new)
 
     async def _collect(
         self, url: str, job: Job, batch: QueuedBatch, node_job: str, ready: dict[int, float | None]

@@ -54,6 +54,9 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+MAX_ASSET_WARNINGS = 200
+
+
 class Store(Queries):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +250,18 @@ class Store(Queries):
                 (cur.rowcount, now, batch.job),
             )
             return True
+
+    def add_asset_warnings(self, job_id: str, warnings: list[str]) -> None:
+        """Keep what nodes said of missing files a job renders without (at most 200 lines)."""
+        with self._tx() as db:
+            row = db.execute("SELECT assets FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return
+            assets: dict[str, Any] = json.loads(row[0]) if row[0] else {"files": 0, "bytes": 0}
+            known: list[str] = assets.setdefault("warnings", [])
+            known.extend(w for w in dict.fromkeys(warnings) if w not in known)
+            del known[MAX_ASSET_WARNINGS:]
+            db.execute("UPDATE jobs SET assets=? WHERE id=?", (json.dumps(assets), job_id))
 
     def set_node_job(self, batch_id: str, node_job_id: str) -> None:
         with self._tx() as db:

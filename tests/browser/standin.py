@@ -85,6 +85,7 @@ class Job:
     errors: dict[int, str] = field(default_factory=dict)
     video: Path | None = None
     blender_versions: list[str] = field(default_factory=lambda: ["4.2.3"])
+    assets: dict[str, Any] | None = None  # a packed shot's files, bytes, warnings
 
     def counts(self) -> dict[str, int]:
         return {
@@ -131,6 +132,8 @@ class Job:
         out["video"] = self.video is not None
         out["blender_versions"] = self.blender_versions
         out["mixed_blender_versions"] = len(self.blender_versions) > 1
+        if self.assets is not None:
+            out["assets"] = self.assets
         return out
 
 

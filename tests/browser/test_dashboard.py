@@ -387,6 +387,25 @@ def test_a_job_rendered_by_mixed_blender_versions_says_so(
     )
 
 
+def test_a_packed_shot_shows_its_files_and_its_missing_file_warnings(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    page.goto(f"{base_url}/jobs/{RUNNING}?token={TOKEN}")
+    expect(page.locator("#job-scene")).not_to_have_text("Job " + RUNNING)  # loaded
+    expect(page.locator("#job-assets-row")).to_be_hidden()
+    expect(page.locator("#job-asset-warnings")).to_be_hidden()
+    farm.jobs[RUNNING].assets = {
+        "files": 11,
+        "bytes": 657_221,
+        "warnings": ["missing when packed: /p/tex/<b>checker</b>.png"],
+    }
+    page.reload()
+    expect(page.locator("#job-assets")).to_have_text("11 files, 657 kB")
+    expect(page.locator("#job-asset-warnings li")).to_have_text(
+        ["missing when packed: /p/tex/<b>checker</b>.png"]  # as text, never as markup
+    )
+
+
 def test_a_farm_of_mixed_blender_versions_is_flagged(
     page: Page, base_url: str, farm: FakeFarm
 ) -> None:
