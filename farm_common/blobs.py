@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -65,24 +65,12 @@ class BlobStore:
         target = self.path(sha)
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         tmp = self.root / f"{PARTIAL_PREFIX}{secrets.token_hex(8)}"
-        digest = hashlib.sha256()
-        size = 0
-        fh = await asyncio.to_thread(tmp.open, "wb")
         try:
-            try:
-                async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    size += len(chunk)
-                    if size > self.max_file_bytes:  # counted, whatever Content-Length said
-                        raise PayloadTooLarge(
-                            f"file {sha[:12]} is larger than the limit of "
-                            f"{size_text(self.max_file_bytes)} a file (--max-upload-mb)"
-                        )
-                    await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
-            finally:
-                await asyncio.to_thread(fh.close)
-            actual = digest.hexdigest()
+            too_large = PayloadTooLarge(
+                f"file {sha[:12]} is larger than the limit of "
+                f"{size_text(self.max_file_bytes)} a file (--max-upload-mb)"
+            )
+            actual, size, _ = await write_hashed(chunks, tmp, self.max_file_bytes, too_large)
             if actual != sha:
                 raise BadRequest(
                     f"the body's sha256 is {actual}, not {sha}: send the file under the sha256 "
@@ -97,6 +85,38 @@ class BlobStore:
                 await asyncio.shield(asyncio.to_thread(tmp.unlink, missing_ok=True))
         log.info("file %s stored (%d bytes)", sha[:12], size)
         return size, True
+
+
+async def write_hashed(
+    chunks: AsyncIterator[bytes],
+    path: Path,
+    limit: int,
+    too_large: Exception,
+    check_head: Callable[[bytes], None] | None = None,
+    head_len: int = 0,
+) -> tuple[str, int, bytes]:
+    """Stream `chunks` into `path` (off the event loop), counting and hashing as they come;
+    returns (sha256 hex, size, the first `head_len` bytes). Raises `too_large` as soon as the
+    bytes pass `limit`, and whatever `check_head` raises once it has `head_len` bytes to judge."""
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    fh = await asyncio.to_thread(path.open, "wb")
+    try:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            size += len(chunk)
+            if size > limit:  # counted, whatever Content-Length said
+                raise too_large
+            if len(head) < head_len:
+                head += chunk[: head_len - len(head)]
+                if len(head) >= head_len and check_head is not None:
+                    check_head(head)
+            await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
+    finally:
+        await asyncio.to_thread(fh.close)
+    return digest.hexdigest(), size, head
 
 
 def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:

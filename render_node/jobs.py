@@ -19,15 +19,11 @@ from typing import IO, Any
 from farm_common.manifest import Manifest
 from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobState
 from render_node.batch import Batch
-from render_node.blender import (
-    FREESTYLE_EXIT_CODE,
-    ImageFormat,
-    build_command,
-    frames_for_one_command,
-)
+from render_node.blender import ImageFormat, build_command, frames_for_one_command
 from render_node.processes import kill_leftovers
 from render_node.runner import BlenderRun, blender_env, job_env, read_blender_version
 from render_node.sandbox import Sandbox, private_folder
+from render_node.scene_checks import FREESTYLE_EXIT_CODE
 
 log = logging.getLogger(__name__)
 

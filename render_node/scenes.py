@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
 
+from farm_common.blobs import write_hashed
 from farm_common.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
 from farm_common.paths import check_sha256, file_sha256, scene_path
 from render_node.sandbox import private_folder
@@ -113,33 +112,18 @@ class SceneStore:
         target = self.path_for(sha)
         await asyncio.to_thread(private_folder, self.root)
         tmp = self.root / f".upload-{secrets.token_hex(8)}.tmp"
-        digest = hashlib.sha256()
-        size = 0
-        head = b""
-        fh = await asyncio.to_thread(tmp.open, "wb")
         try:
-            try:
-                async for chunk in chunks:
-                    if not chunk:
-                        continue
-                    size += len(chunk)
-                    if size > self.max_bytes:  # counted, whatever Content-Length said
-                        raise PayloadTooLarge(
-                            f"upload is larger than this node's limit of "
-                            f"{self.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
-                        )
-                    if len(head) < MAGIC_LEN:
-                        head += chunk[: MAGIC_LEN - len(head)]
-                        if len(head) >= MAGIC_LEN and not looks_like_blend(head):
-                            raise _not_blend()
-                    await asyncio.to_thread(_write_and_hash, fh, digest, chunk)
-            finally:
-                await asyncio.to_thread(fh.close)
+            too_large = PayloadTooLarge(
+                f"upload is larger than this node's limit of "
+                f"{self.max_bytes // (1024 * 1024)} MB (--max-upload-mb)"
+            )
+            actual, size, head = await write_hashed(
+                chunks, tmp, self.max_bytes, too_large, _check_blend, MAGIC_LEN
+            )
             if size == 0:
                 raise BadRequest("empty upload: send the .blend file's bytes as the body")
             if not looks_like_blend(head):
                 raise _not_blend()
-            actual = digest.hexdigest()
             if actual != check_sha256(sha):
                 raise BadRequest(
                     f"the body's sha256 is {actual}, not {check_sha256(sha)}: "
@@ -165,9 +149,9 @@ def _hash_file(path: Path) -> str | None:
         return None
 
 
-def _write_and_hash(fh: BinaryIO, digest: hashlib._Hash, chunk: bytes) -> None:
-    digest.update(chunk)
-    fh.write(chunk)
+def _check_blend(head: bytes) -> None:
+    if not looks_like_blend(head):
+        raise _not_blend()
 
 
 def _not_blend() -> UnsupportedMedia:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import UploadFile
 
+from farm_common.blobs import write_hashed
 from farm_common.errors import NotFound, PayloadTooLarge, UnsupportedMedia
 from farm_common.paths import check_sha256, file_sha256, scene_path
 from orchestrator.store.db import Store
@@ -26,26 +27,28 @@ def looks_like_blend(head: bytes) -> bool:
 async def save_upload(upload: UploadFile, store: Store, folder: Path, max_bytes: int) -> str:
     """Stream an upload to a temp file while hashing; keep it as <sha>.blend. Returns the sha."""
     tmp = folder / f".upload-{os.getpid()}-{id(upload)}-{time.monotonic_ns()}.part"
-    digest = hashlib.sha256()
-    size = 0
+    name = upload.filename or "upload"
+
+    def check_head(head: bytes) -> None:
+        if not looks_like_blend(head):
+            raise UnsupportedMedia(
+                f"{name} is not a .blend file (no BLENDER header, not gzip or zstd)"
+            )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while chunk := await upload.read(CHUNK):
+            yield chunk
+
+    too_large = PayloadTooLarge(
+        f"scene is larger than {max_bytes // (1 << 20)} MB (FARM_MAX_UPLOAD_MB)"
+    )
     try:
-        with tmp.open("wb") as fh:
-            while chunk := await upload.read(CHUNK):
-                if size == 0 and not looks_like_blend(chunk[:8]):
-                    raise UnsupportedMedia(
-                        f"{upload.filename or 'upload'} is not a .blend file"
-                        " (no BLENDER header, not gzip or zstd)"
-                    )
-                size += len(chunk)
-                if size > max_bytes:
-                    raise PayloadTooLarge(
-                        f"scene is larger than {max_bytes // (1 << 20)} MB (FARM_MAX_UPLOAD_MB)"
-                    )
-                digest.update(chunk)
-                await asyncio.to_thread(fh.write, chunk)
+        sha, size, head = await write_hashed(
+            chunks(), tmp, max_bytes, too_large, check_head, len(MAGICS[0])
+        )
         if size == 0:
             raise UnsupportedMedia("the uploaded file is empty: send a .blend in field 'file'")
-        sha = digest.hexdigest()
+        check_head(head)
         dest = folder / f"{sha}.blend"
         os.replace(tmp, dest)
         await store.run(store.add_scene, sha, dest, upload.filename, size, time.time())

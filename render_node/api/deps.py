@@ -7,7 +7,7 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -34,6 +34,8 @@ class Node:
     metrics: NodeMetrics
     url: str  # as the orchestrator reaches it (worked out again on heartbeats, see app.py)
     files: FileStore
+    # What each scene file's Output properties say (api/jobs.py output_format).
+    scene_formats: dict[Any, str] = field(default_factory=dict)
     name: str = field(default_factory=socket.gethostname)
     # Which process this is: the orchestrator keeps one entry per node even when its address
     # changes between heartbeats (orchestrator/scheduling/registry.py).

@@ -52,7 +52,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         assert body.scene is not None  # JobRequest holds one or the other
         path = await node.store.resolve(body.scene)
         scene = body.scene
-    fmt = await output_format(body.format, path)
+    fmt = await output_format(body.format, path, node.scene_formats)
     job = node.manager.submit(
         scene,
         path,
@@ -70,15 +70,22 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
     )
 
 
-async def output_format(asked: str | None, scene: Path) -> ImageFormat:
-    """The format asked for, else the scene's own (PNG when the file does not say)."""
+async def output_format(asked: str | None, scene: Path, known: dict[Any, str]) -> ImageFormat:
+    """The format asked for, else the scene's own (PNG when the file does not say). Reading a
+    big .blend takes a while: what a file said is kept in `known` while the file is unchanged."""
     if asked is not None:
         return image_format(asked)
-    try:
-        own = await asyncio.to_thread(scene_image_format, scene)
-    except SceneFormatError as exc:
-        raise BadRequest(str(exc)) from None
-    return image_format(own or "PNG")
+    st = await asyncio.to_thread(scene.stat)
+    key = (str(scene), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in known:
+        try:
+            own = await asyncio.to_thread(scene_image_format, scene)
+        except SceneFormatError as exc:
+            raise BadRequest(str(exc)) from None
+        if len(known) >= 1000:
+            known.clear()
+        known[key] = own or "PNG"
+    return image_format(known[key])
 
 
 @router.get("", response_model=JobList, response_model_exclude_none=True)

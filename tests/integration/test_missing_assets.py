@@ -4,23 +4,10 @@ allows it; the warnings reach GET /render/ID."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 from tests.integration.farm_procs import farm
-
-
-def wait_final(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (job := client.get(f"/render/{job_id}").json())["state"] not in (
-        "completed", "failed", "cancelled",
-    ):  # fmt: skip
-        assert time.monotonic() < deadline, job
-        time.sleep(0.1)
-    return job
+from tests.orch_helpers import wait_job
 
 
 def test_frames_of_a_scene_missing_a_texture_fail_unless_the_job_allows_it(
@@ -36,7 +23,7 @@ def test_frames_of_a_scene_missing_a_texture_fail_unless_the_job_allows_it(
         f.wait_nodes(client, 1)
 
         refused = client.post("/render", json={"scene": "demo.blend", "frames": "1-2"}).json()
-        job = wait_final(client, refused["id"])
+        job = wait_job(client, refused["id"])
         assert job["state"] == "failed" and job["frames"]["failed"] == 2
         error = job["failed_frames"][0]["error"]
         assert f"missing image {absent}" in error and "wood.png" not in error
@@ -45,7 +32,7 @@ def test_frames_of_a_scene_missing_a_texture_fail_unless_the_job_allows_it(
         allowed = client.post(
             "/render", json={"scene": "demo.blend", "frames": "1-2", "allow_missing": True}
         ).json()
-        job = wait_final(client, allowed["id"])
+        job = wait_job(client, allowed["id"])
         assert job["state"] == "completed", job
         warnings = job["assets"]["warnings"]
         assert len(warnings) == 1 and f"missing image {absent}" in warnings[0]

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from tests.integration.farm_procs import Farm, base_env, farm
+from tests.orch_helpers import wait_job
 from tests.servers import free_port, run_cli
 
 pytestmark = pytest.mark.blender
@@ -170,12 +170,7 @@ def test_a_scene_sent_alone_without_its_library_fails_on_the_node_naming_it(
                 created = client.post("/render", json={"scene": scene["scene"], "frames": "1"})
                 assert created.status_code == 202, created.text
                 job_id = created.json()["id"]
-                deadline = time.monotonic() + 180
-                while (job := client.get(f"/render/{job_id}").json())["state"] not in (
-                    "completed", "failed",
-                ):  # fmt: skip
-                    assert time.monotonic() < deadline, job
-                    time.sleep(0.5)
+                job = wait_job(client, job_id, timeout=180)
     assert job["state"] == "failed"
     error = job["failed_frames"][0]["error"]
     assert "missing library" in error and "props.blend" in error
@@ -258,12 +253,7 @@ bpy.ops.wm.save_as_mainfile(filepath={str(f.scenes / "shots/010/mounted.blend")!
             )
             assert created.status_code == 202, created.text
             job_id = created.json()["id"]
-            deadline = time.monotonic() + 180
-            while (job := client.get(f"/render/{job_id}").json())["state"] not in (
-                "completed", "failed",
-            ):  # fmt: skip
-                assert time.monotonic() < deadline, job
-                time.sleep(0.5)
+            job = wait_job(client, job_id, timeout=180)
             assert job["state"] == "completed", job
             frame = client.get(f"/render/{job_id}/frames/2")
         (tmp_path / "farm.png").write_bytes(frame.content)

@@ -5,18 +5,17 @@ import pytest
 from farm_common.errors import BadRequest
 from farm_common.protocol import image_format
 from render_node.blender import (
-    FREESTYLE_CHECK,
     ErrorLine,
     FrameStarted,
     OutputParser,
     SampleProgress,
     Saved,
-    asset_check,
     build_command,
     frames_for_one_command,
     output_file,
     parse_version,
 )
+from render_node.scene_checks import FREESTYLE_CHECK, asset_check
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "blender-3.4-cycles-2frames.txt"
 PNG = image_format("PNG")

@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 
 from farm_common.protocol import image_format
-from render_node.blender import (
-    MISSING_EXIT_CODE,
-    MissingFile,
-    OutputParser,
-    asset_check,
-    build_command,
-    path_map_expr,
-)
+from render_node.blender import MissingFile, OutputParser, build_command
+from render_node.scene_checks import MISSING_EXIT_CODE, asset_check, path_map_expr
 
 
 @pytest.mark.parametrize(
