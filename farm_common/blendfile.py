@@ -3,9 +3,12 @@ blocks by name, in every Blender version's layout, without running Blender)."""
 
 from __future__ import annotations
 
+import gzip
 import logging
+import re
 from pathlib import Path
 
+import zstandard
 from blender_asset_tracer import blendfile
 
 log = logging.getLogger(__name__)
@@ -62,3 +65,38 @@ def scene_image_format(path: Path) -> str | None:
             "in Output Properties, or ask for one (format, e.g. PNG or OPEN_EXR)"
         )
     return IMTYPES.get(imtype)
+
+
+# "BLENDER-v304" (pointer size, endianness, version 3.04) before Blender 5.0; "BLENDER17-01v0500"
+# (header size 17, header format 1, version 5.00) since.
+_HEADER = re.compile(
+    rb"^BLENDER(?:[_-][vV](?P<old>[0-9]{3})|[0-9]{2}-[0-9]{2}[vV](?P<new>[0-9]{4}))"
+)
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+HEADER_BYTES = 32
+
+
+def saved_by(path: Path) -> tuple[int, int] | None:
+    """The Blender version (major, minor) that saved the .blend, from its header (gzip- or
+    zstd-compressed files are opened as Blender opens them); None when it has no such header."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+            fh.seek(0)
+            if magic.startswith(GZIP_MAGIC):
+                with gzip.GzipFile(fileobj=fh) as unzipped:
+                    head = unzipped.read(HEADER_BYTES)
+            elif magic == ZSTD_MAGIC:
+                with zstandard.ZstdDecompressor().stream_reader(fh) as unzipped:
+                    head = unzipped.read(HEADER_BYTES)
+            else:
+                head = fh.read(HEADER_BYTES)
+    except (OSError, EOFError, zstandard.ZstdError):
+        return None
+    match = _HEADER.match(head)
+    if match is None:
+        return None
+    if match["old"]:
+        return int(match["old"][:1]), int(match["old"][1:])
+    return int(match["new"][:2]), int(match["new"][2:])

@@ -99,6 +99,26 @@ def frames_for_one_command(frames: list[int], limit: int = MAX_FRAME_LIST_CHARS)
     return frames
 
 
+def version_refusal(saved: tuple[int, int] | None, blender: str | None) -> str | None:
+    """Why this node will not render a scene saved by Blender `saved` (major, minor) with its
+    Blender `blender` ("3.4.1"): an older Blender cannot open a newer file, or opens it
+    wrong. None when it can, or when either version is unknown."""
+    if saved is None or blender is None:
+        return None
+    try:
+        ours = tuple(int(part) for part in blender.split(".")[:2])
+    except ValueError:
+        return None
+    if saved <= ours:
+        return None
+    wanted = f"{saved[0]}.{saved[1]}"
+    return (
+        f"the scene was saved by Blender {wanted}, newer than this node's Blender {blender}, "
+        f"which cannot open it correctly: render it on nodes with Blender {wanted} or later "
+        f"(a job's blender_version pins it to them)"
+    )
+
+
 _VERSION = re.compile(r"^Blender (\d+\.\d+(?:\.\d+)?)")
 
 

@@ -230,6 +230,7 @@ class JobManager:
         allow_missing: bool = False,
         manifest: Manifest | None = None,
         lay_out: Callable[[Manifest, Path], Path] | None = None,
+        refused: str | None = None,
     ) -> Job:
         """Queue a job. With a manifest, `scene_path` is the stored main file (read for its
         format) and Blender renders the tree `lay_out` makes under the job's folder."""
@@ -249,6 +250,7 @@ class JobManager:
             allow_missing=allow_missing,
             manifest=manifest,
             lay_out=lay_out,
+            refused=refused,
         )
         batch.on_end = job.touch
         self.jobs[job_id] = job
@@ -293,6 +295,11 @@ class JobManager:
         """Run Blender until every frame is decided: one process normally; another for the
         frames after a timed-out one; several when a frame list is too long for one command.
         """
+        if job.refused is not None:  # known before Blender ran (a scene too new for it)
+            now = self.clock()
+            for frame in job.batch.unfinished():
+                job.batch.fail(frame, job.refused, now)
+            return
         sandbox = self.options.sandbox
         user_dir = job.dir / "blender-user"
         # Blender's only writable places: its frames, its user folders, and where the scene

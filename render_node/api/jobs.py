@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 
-from farm_common.blendfile import SceneFormatError, scene_image_format
+from farm_common.blendfile import SceneFormatError, saved_by, scene_image_format
 from farm_common.errors import BadRequest, Conflict, ErrorBody, NotFound, binary_response
 from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
 from farm_common.paths import FrameNumber, JobId
@@ -31,6 +31,7 @@ from farm_common.protocol import (
 )
 from render_node.api.deps import NodeDep, get_job
 from render_node.archive import archive_size, stat_members, stream_archive
+from render_node.blender import version_refusal
 from render_node.jobs import FINAL
 
 router = APIRouter(prefix="/jobs")
@@ -53,6 +54,8 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         path = await node.store.resolve(body.scene)
         scene = body.scene
     fmt = await output_format(body.format, path, node.scene_formats)
+    saved = await asyncio.to_thread(saved_by, path)
+    refused = version_refusal(saved, await node.manager.blender_version())
     job = node.manager.submit(
         scene,
         path,
@@ -62,6 +65,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         allow_missing=body.allow_missing,
         manifest=body.manifest,
         lay_out=node.files.lay_out,
+        refused=refused,
     )
     if body.manifest is not None:
         await asyncio.to_thread(node.files.evict)

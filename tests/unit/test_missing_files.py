@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from farm_common.protocol import image_format
-from render_node.blender import MissingFile, OutputParser, build_command
+from render_node.blender import MissingFile, OutputParser, build_command, version_refusal
 from render_node.scene_checks import MISSING_EXIT_CODE, asset_check, path_map_expr
 
 
@@ -161,3 +161,24 @@ def test_the_path_map_rewrites_absolute_paths_only() -> None:
     assert image.filepath == "/studio/tex/a.png"
     assert relative.filepath == "//tex/b.png"
     assert elsewhere.filepath == "/mnt/projectsX/c.png"
+
+
+@pytest.mark.parametrize(
+    ("saved", "blender", "refused"),
+    [
+        ((5, 0), "3.4.1", True),
+        ((4, 2), "4.1.0", True),
+        ((3, 4), "3.4.1", False),
+        ((3, 6), "4.2.3", False),
+        ((2, 79), "3.4.1", False),
+        (None, "3.4.1", False),
+        ((5, 0), None, False),
+    ],
+)
+def test_a_node_refuses_a_scene_saved_by_a_newer_blender(
+    saved: tuple[int, int] | None, blender: str | None, refused: bool
+) -> None:
+    why = version_refusal(saved, blender)
+    assert (why is not None) == refused
+    if why:
+        assert f"saved by Blender {saved[0]}.{saved[1]}" in why and blender in why  # type: ignore[index, operator]
