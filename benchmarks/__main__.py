@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import growth, node_loss, overhead, scale, scheduling
+from benchmarks import growth, node_loss, overhead, packing, scale, scheduling
 from benchmarks.common import console
 
 ALL = {
@@ -16,6 +16,7 @@ ALL = {
     "node_loss": node_loss.main,
     "scale": scale.main,
     "growth": growth.main,
+    "packing": packing.main,
 }
 
 

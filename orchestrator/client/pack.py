@@ -16,11 +16,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 from blender_asset_tracer import blendfile, bpathlib, trace
 from blender_asset_tracer.pack import Packer
-from blender_asset_tracer.pack.transfer import Action, FileTransferer
+from blender_asset_tracer.pack.transfer import FileTransferer
 
 from farm_common.manifest import manifest_path_problem
 from farm_common.paths import file_sha256
@@ -66,7 +66,8 @@ class UnreadableBlend(PackError):
 
 
 class _Recorder(FileTransferer):  # type: ignore[misc]
-    """Takes BAT's transfers down instead of making them: copies are read from their source
+    """Takes BAT's transfers down instead of making them, at once and on the calling thread
+    (BAT's own transferer is a thread that polls its queue): copies are read from their source
     when uploaded; moves (the .blend files BAT rewrote, in its temp folder) are kept in ours."""
 
     def __init__(self, keep: Path) -> None:
@@ -74,16 +75,32 @@ class _Recorder(FileTransferer):  # type: ignore[misc]
         self.keep = keep
         self.entries: list[tuple[Path, PurePosixPath]] = []
 
+    def start(self) -> None:
+        pass  # nothing runs apart
+
     def run(self) -> None:
-        for src, dst, action in self.iter_queue():
-            rel = PurePosixPath(Path(dst).relative_to(PACK_ROOT).as_posix())
-            if action == Action.MOVE:
-                if rel.name == "pack-info.txt":
-                    continue
-                kept = self.keep / str(len(self.entries))
-                shutil.move(src, kept)
-                src = kept
-            self.entries.append((Path(src), rel))
+        pass
+
+    def queue_copy(self, src: Path, dst: PurePath) -> None:
+        self.entries.append((Path(src), _relative(dst)))
+
+    def queue_move(self, src: Path, dst: PurePath) -> None:
+        rel = _relative(dst)
+        if rel.name == "pack-info.txt":
+            return
+        kept = self.keep / str(len(self.entries))
+        shutil.move(src, kept)
+        self.entries.append((kept, rel))
+
+    def done_and_join(self) -> None:
+        pass
+
+    def abort_and_join(self) -> None:
+        pass
+
+
+def _relative(dst: PurePath) -> PurePosixPath:
+    return PurePosixPath(Path(dst).relative_to(PACK_ROOT).as_posix())
 
 
 class _RecordingPacker(Packer):  # type: ignore[misc]
@@ -110,9 +127,18 @@ def default_project(blend: Path) -> Path:
 @contextlib.contextmanager
 def pack_shot(blend: Path, project: Path | None = None) -> Iterator[Pack]:
     """Trace and pack `blend`; the Pack's rewritten files live until the context ends."""
-    blend = bpathlib.make_absolute(blend)
     try:
-        blendfile.BlendFile(blend).close()
+        with _packed(bpathlib.make_absolute(blend), project) as pack:
+            yield pack
+    finally:
+        # BAT caches parsed files by path: a .blend saved again must be read again.
+        blendfile.close_all_cached()
+
+
+@contextlib.contextmanager
+def _packed(blend: Path, project: Path | None) -> Iterator[Pack]:
+    try:
+        blendfile.open_cached(blend)  # read once: the trace below takes it from BAT's cache
     except Exception as exc:  # BAT raises what the bytes make it raise
         raise UnreadableBlend(f"cannot read {blend} as a .blend: {exc}") from exc
     if project is None:
