@@ -56,6 +56,10 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
     fmt = await output_format(body.format, path, node.scene_formats)
     saved = await asyncio.to_thread(saved_by, path)
     refused = version_refusal(saved, await node.manager.blender_version())
+    if body.manifest is not None:
+        # Again, with no await before the job holds its files: another job's eviction may
+        # have run while this one read the scene.
+        node.files.check_complete(body.manifest)
     job = node.manager.submit(
         scene,
         path,
