@@ -4,6 +4,7 @@ The client sends the orchestrator the files of a packed shot it lacks; the orche
 each node the ones it lacks. `POST /files/missing` asks about many files in one request.
 """
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated
 
@@ -42,6 +43,6 @@ def files_router(get_store: Callable[[Request], BlobStore]) -> APIRouter:
     async def missing_files(store: StoreDep, body: FilesWanted) -> FilesMissing:
         """Which of these files the store does not hold (one request for a whole shot)."""
         wanted = [check_sha256(sha) for sha in body.files]
-        return FilesMissing(missing=store.missing(wanted))
+        return FilesMissing(missing=await asyncio.to_thread(store.missing, wanted))
 
     return router

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -41,13 +42,18 @@ class BlobStore:
 
     def missing(self, shas: Iterable[str]) -> list[str]:
         """The ones of `shas` the store does not hold, each once, in order."""
-        return [sha for sha in dict.fromkeys(shas) if not self.has(sha)]
+        return [sha for sha, size in self.sizes(shas).items() if size is None]
+
+    def sizes(self, shas: Iterable[str]) -> dict[str, int | None]:
+        """Each of `shas` once, in order, with its size; None for one the store lacks."""
+        return {sha: self.size(sha) for sha in dict.fromkeys(shas)}
 
     def size(self, sha: str) -> int | None:
         try:
-            return self.path(sha).stat().st_size
+            st = self.path(sha).stat()
         except OSError:
             return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
 
     def remove_partial_uploads(self) -> int:
         """Delete temp files of uploads a previous run did not finish."""

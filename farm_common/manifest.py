@@ -13,8 +13,6 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from farm_common.errors import BadRequest
-
 MAX_MANIFEST_FILES = 20_000
 MAX_PATH_CHARS = 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -35,13 +33,6 @@ def manifest_path_problem(path: str) -> str | None:
     if any(part in ("", ".", "..") for part in path.split("/")):
         return "must not contain '..', '.' or empty parts"
     return None
-
-
-def check_manifest_path(path: str) -> str:
-    problem = manifest_path_problem(path)
-    if problem:
-        raise BadRequest(f"manifest path {path[:120]!r} {problem}")
-    return path
 
 
 def _check_sha(value: str) -> str:

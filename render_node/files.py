@@ -19,7 +19,7 @@ from pathlib import Path
 
 from farm_common.blobs import BlobStore
 from farm_common.errors import NotFound
-from farm_common.manifest import Manifest, check_manifest_path
+from farm_common.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,6 @@ class FileStore(BlobStore):
         root = tree.resolve()
         now = time.time()
         for rel, sha in sorted(manifest.files.items()):
-            check_manifest_path(rel)
             dest = root / rel
             if not dest.resolve().is_relative_to(root):
                 raise NotFound(f"manifest path {rel[:120]!r} leads outside the job's folder")

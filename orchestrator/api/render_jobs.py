@@ -61,10 +61,13 @@ def check_blender_version(wanted: str, versions: dict[str, str | None]) -> None:
     )
 
 
-async def check_manifest(manifest: Manifest, files: BlobStore) -> tuple[str, str, Path]:
-    """A packed shot's name, main file's sha256 and stored path; 409 naming the files the
-    farm does not hold yet (upload them with PUT /files/SHA256 first)."""
-    lacking = await asyncio.to_thread(files.missing, manifest.files.values())
+async def check_manifest(
+    manifest: Manifest, files: BlobStore
+) -> tuple[str, str, Path, dict[str, Any]]:
+    """A packed shot's name, main file's sha256 and stored path, and its files and bytes;
+    409 naming the files the farm does not hold yet (upload them with PUT /files/SHA256)."""
+    sizes = await asyncio.to_thread(files.sizes, manifest.files.values())
+    lacking = [sha for sha, size in sizes.items() if size is None]
     if lacking:
         names = {sha: rel for rel, sha in manifest.files.items()}
         shown = ", ".join(names[sha] for sha in lacking[:10])
@@ -74,7 +77,8 @@ async def check_manifest(manifest: Manifest, files: BlobStore) -> tuple[str, str
             "each with PUT /files/SHA256 (farm render does), then submit again"
         )
     sha = manifest.files[manifest.main]
-    return manifest.main, sha, files.path(sha)
+    assets = {"files": len(manifest.files), "bytes": sum(s or 0 for s in sizes.values())}
+    return manifest.main, sha, files.path(sha), assets
 
 
 async def job_format(asked: str | None, scene: Path | None) -> str:
@@ -113,9 +117,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         assets: dict[str, Any] | None = None
         main: Path | None
         if body.manifest is not None:
-            scene, sha, main = await check_manifest(body.manifest, farm.files)
-            sizes = [farm.files.size(s) or 0 for s in body.manifest.blobs()]
-            assets = {"files": len(body.manifest.files), "bytes": sum(sizes)}
+            scene, sha, main, assets = await check_manifest(body.manifest, farm.files)
         else:
             assert body.scene is not None  # RenderRequest holds one or the other
             scene = body.scene

@@ -20,7 +20,6 @@ from farm_common.blobs import BlobStore
 from farm_common.frames import compact_frames
 from farm_common.images import image_problem
 from farm_common.manifest import Manifest
-from farm_common.paths import SHA256_RE
 from farm_common.protocol import (
     FINAL_JOB_STATES,
     MAX_MESSAGE_CHARS,
@@ -56,6 +55,7 @@ from orchestrator.scheduling.policy import poll_base
 from orchestrator.scheduling.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Job, QueuedBatch, Store
+from orchestrator.store.scenes import is_upload_ref
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,6 @@ class Outcome:
     collected: set[int] = field(default_factory=set)
     node_job: str | None = None
     refused: str | None = None  # the node renders none of the scene (render_node Job.refused)
-
-
-def is_scene_name(scene: str) -> bool:
-    """A .blend named in the shared scenes folder, not the sha256 of an upload."""
-    return not scene.startswith("sha256:") and not SHA256_RE.fullmatch(scene)
 
 
 class BatchRunner:
@@ -172,6 +167,14 @@ class BatchRunner:
                 await self.client.put_scene(url, job.scene_sha, path)
             self._scenes_held.add(key)
 
+    def forget_job(self, job_id: str) -> None:
+        """The job is over: drop what was kept of it (its manifest, its files' pushes)."""
+        self._manifests.pop(job_id, None)
+        self._warned.pop(job_id, None)
+        self._files_held = {key for key in self._files_held if key[1] != job_id}
+        for key in [key for key in self._scene_locks if key[1] == job_id]:
+            del self._scene_locks[key]
+
     def _manifest(self, job: Job) -> Manifest | None:
         if job.manifest is None:
             return None
@@ -211,7 +214,11 @@ class BatchRunner:
         frames = compact_frames(batch.frames)
         fmt = job.format if job.format_given else None
         allow = bool(job.allow_missing)
-        if manifest is None and is_scene_name(job.scene) and (url, job.scene) not in self._unnamed:
+        if (
+            manifest is None
+            and not is_upload_ref(job.scene)
+            and (url, job.scene) not in self._unnamed
+        ):
             # Shared storage: rendered in place from the node's scenes folder, where the
             # scene's relative paths resolve. A node without it is sent the .blend alone.
             try:

@@ -100,6 +100,8 @@ class Runner(Protocol):
 
     def feed_done(self, batch_id: str) -> None: ...
 
+    def forget_job(self, job_id: str) -> None: ...
+
 
 # The runner is built by the scheduler, which owns the hooks it calls back.
 RunnerFactory = Callable[[IsCancelled, OnStatus], Runner]

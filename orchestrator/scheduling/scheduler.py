@@ -269,6 +269,7 @@ class Scheduler:
             self._queues.pop(job_id, None)
             self._batch_failures.pop(job_id, None)
             self._refused.pop(job_id, None)
+            self.runner.forget_job(job_id)
 
     def tracked_jobs(self) -> set[str]:
         """The jobs the scheduler holds anything of (finished ones drop out)."""

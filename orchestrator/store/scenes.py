@@ -57,13 +57,19 @@ async def save_upload(upload: UploadFile, store: Store, folder: Path, max_bytes:
         tmp.unlink(missing_ok=True)
 
 
+def is_upload_ref(scene: str) -> bool:
+    """A job's scene as "sha256:<hex>" (or the bare hex) of an upload, not a name under the
+    scenes folder."""
+    return scene.startswith("sha256:") or (len(scene) == 64 and not scene.endswith(".blend"))
+
+
 async def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> str:
     """Map "sha256:<hex>" or a name under scenes_dir to the scene's sha256.
 
-    Named scenes are hashed (off the event loop and off the store thread) and then pushed to
-    nodes like uploads, so nodes need no shared folder either way.
+    Named scenes are hashed (off the event loop and off the store thread): a node without the
+    name in its own scenes folder is sent the file like an upload.
     """
-    if scene.startswith("sha256:") or (len(scene) == 64 and not scene.endswith(".blend")):
+    if is_upload_ref(scene):
         sha = check_sha256(scene)
         if await store.run(store.scene_path, sha) is None:
             raise NotFound(f"unknown scene sha256:{sha}: upload it first with POST /scenes")

@@ -191,6 +191,9 @@ class BreakingRunner:
     def feed_done(self, batch_id: str) -> None:
         pass
 
+    def forget_job(self, job_id: str) -> None:
+        pass
+
 
 class NoCalls:
     async def info(self, node: str) -> dict[str, Any]:

@@ -76,6 +76,9 @@ class FakeRunner:
     def feed_done(self, batch_id: str) -> None:
         pass
 
+    def forget_job(self, job_id: str) -> None:
+        pass
+
     async def render_all(self, url: str, job: Job, batch: QueuedBatch) -> Outcome:
         pairs = [(f, 1.0) for f in batch.frames]
         collected = await self.store.run(self.store.collect_frames, job.id, batch.id, pairs)
