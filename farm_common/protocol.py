@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -170,6 +170,13 @@ class JobRequest(Request):
         description="render frames although files the scene needs are missing (listed as "
         "warnings); by default such frames fail naming the files",
     )
+    session: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="the orchestrator's job this batch belongs to: on a bpy node its next "
+        "batches find the scene loaded (a warm slot); none: nothing is kept for later",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> JobRequest:
@@ -260,6 +267,13 @@ class JobDetail(JobSummary):
         ge=0,
         description="seconds from launching Blender to its first frame (scene load, BVH...)",
     )
+    warm: bool = Field(
+        default=False,
+        description="rendered by a worker that had the scene loaded already (no start-up)",
+    )
+    device: str | None = Field(
+        default=None, max_length=300, description="what its slot renders on: CPU, 'CUDA: ...'"
+    )
 
 
 class JobList(Answer):
@@ -290,6 +304,20 @@ class NodeInfo(Answer):
     jobs: JobCounts
     # What holds Blender inside its job's folder: "bwrap", "user NAME" or "none".
     sandbox: str | None = Field(default=None, max_length=100)
+    engine: str | None = Field(
+        default=None, max_length=20, description="blender (a binary per batch) or bpy (warm)"
+    )
+    devices: list[Annotated[str, Field(max_length=300)]] = Field(
+        default_factory=list, max_length=MAX_SLOTS, description="each slot's device"
+    )
+    device: Literal["cpu", "gpu"] | None = Field(
+        default=None, description="gpu when a slot renders on a GPU"
+    )
+    warm: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_SLOTS,
+        description="orchestrator jobs whose scene a slot holds loaded",
+    )
 
 
 class FileStored(Answer):
@@ -332,6 +360,20 @@ class NodeRegistration(Request):
     name: str | None = Field(default=None, max_length=200)
     instance: str | None = Field(
         default=None, max_length=100, description="the node process, new at every start"
+    )
+    engine: str | None = Field(
+        default=None, max_length=20, description="blender (a binary per batch) or bpy (warm)"
+    )
+    devices: list[Annotated[str, Field(max_length=300)]] = Field(
+        default_factory=list, max_length=MAX_SLOTS, description="each slot's device"
+    )
+    device: Literal["cpu", "gpu"] | None = Field(
+        default=None, description="gpu when a slot renders on a GPU"
+    )
+    warm: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=MAX_SLOTS,
+        description="orchestrator jobs whose scene a slot holds loaded",
     )
 
 

@@ -11,8 +11,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from farm_common.protocol import ImageFormat, frame_name, frame_pattern
+from render_node.devices import USE_DEVICE_EXPR
 from render_node.scene_checks import FREESTYLE_CHECK, asset_check, path_map_expr, scene_guard
 
 
@@ -38,10 +40,12 @@ def build_command(
     set_format: bool = True,
     allow_missing: bool = False,
     path_map: Sequence[tuple[str, str]] = (),
+    device: dict[str, Any] | None = None,
 ) -> list[str]:
     """Blender runs its arguments in order: the .blend first, output options, render args last.
 
     `--disable-autoexec` is applied before any file is loaded, wherever it stands.
+    `device`: the slot's GPU (None: the scene's own device, the CPU on a node without).
     `guard_dir`: where the scene guard sends File Output nodes and caches (none: no guard).
     `set_format`: pass `-F fmt`; without it the scene's own output settings hold (format,
     depth, codec, layers) and `fmt` only names what it writes.
@@ -51,6 +55,8 @@ def build_command(
     assets = ["--python-expr", asset_check(allow_missing)]
     if path_map:
         assets = ["--python-expr", path_map_expr(path_map), *assets]
+    if device is not None:  # the slot's GPU (devices.USE_DEVICE_EXPR)
+        assets += ["--python-expr", USE_DEVICE_EXPR % (device,)]
     return [
         blender,
         "-b",

@@ -13,6 +13,7 @@ from farm_common.auth import redact_access_log, warn_if_open
 from farm_common.logs import configure_logging
 from render_node import __version__
 from render_node.api import create_app
+from render_node.devices import DeviceError
 from render_node.sandbox import SandboxUnavailable
 from render_node.settings import NodeSettings
 
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warn_if_open(log, settings.host, settings.token, "run Blender on this machine")
     try:
         app = create_app(settings)
-    except SandboxUnavailable as exc:
+    except (SandboxUnavailable, DeviceError) as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:

@@ -20,10 +20,20 @@ from farm_common.manifest import Manifest
 from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobState
 from render_node.batch import Batch
 from render_node.blender import ImageFormat, build_command, frames_for_one_command
+from render_node.devices import describe
+from render_node.engine import Engine, parse_engine
 from render_node.processes import kill_leftovers
 from render_node.runner import BlenderRun, blender_env, job_env, read_blender_version
 from render_node.sandbox import Sandbox, private_folder
-from render_node.scene_checks import FREESTYLE_EXIT_CODE
+from render_node.scene_checks import (
+    FREESTYLE_CHECK,
+    FREESTYLE_EXIT_CODE,
+    asset_check,
+    path_map_expr,
+    scene_guard,
+)
+from render_node.slots import Slot, SlotPool
+from render_node.warm import WarmRun, WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +57,16 @@ class Job:
     lay_out: Callable[[Manifest, Path], Path] | None = None
     warnings: list[str] = field(default_factory=list)
     blender_version: str | None = None
+    # The orchestrator's job this batch is of: its next batches find the scene loaded (bpy).
+    session: str | None = None
+    warm: bool = False  # rendered on a worker that had the scene loaded already
+    device: str | None = None  # what its slot renders on ("CPU", "CUDA: ...")
     state: JobState = JobState.QUEUED
     started: float | None = None
     finished: float | None = None
     error: str | None = None
     files: dict[int, Path] = field(default_factory=dict)
-    run: BlenderRun | None = None
+    run: BlenderRun | WarmRun | None = None
     task: asyncio.Task[None] | None = None
     launched: float | None = None  # monotonic, when the first Blender of the job was started
     # Why this node will not render the scene at all (Freestyle without --allow-freestyle): an
@@ -100,7 +114,7 @@ class Job:
             "progress": self.batch.progress(),
             "created": self.created,
         }
-        for key in ("error", "started", "finished", "refused"):
+        for key in ("error", "started", "finished", "refused", "device"):
             value = getattr(self, key)
             if value is not None:
                 result[key] = value
@@ -123,6 +137,7 @@ class Job:
             "frames": frames,
             "blender_version": self.blender_version,
             "startup_seconds": self.startup_seconds(),
+            "warm": self.warm,
             "version": self.version(),
         }
 
@@ -152,6 +167,7 @@ class BlenderOptions:
     log_lines: int = 2000  # of Blender's output kept per job
     version_timeout: float = 20.0  # for `blender --version`
     path_map: tuple[tuple[str, str], ...] = ()  # shared storage mounted elsewhere here
+    warm_seconds: float = 120.0  # a warm worker idle this long is stopped (bpy engine)
 
 
 class JobManager:
@@ -162,18 +178,25 @@ class JobManager:
         blender: str,
         slots: int,
         environ: Mapping[str, str],
+        devices: list[dict[str, Any] | None] | None = None,
         options: BlenderOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self.jobs_dir = data_dir / "jobs"
-        self.blender = _resolve_executable(blender)
+        self.workers_dir = data_dir / "workers"
+        self.engine: Engine = parse_engine(blender)
+        self.blender = self.engine.path
         self.options = options or BlenderOptions()
         self.env = blender_env(environ, self.options.env_names)
         self.clock, self.wall, self.on_finished = clock, wall, on_finished
         self.jobs: dict[str, Job] = {}
-        self._slots = asyncio.Semaphore(slots)
+        self.devices: list[dict[str, Any] | None] = (
+            list(devices) if devices is not None else [None] * slots
+        )
+        self.pool = SlotPool.of(self.devices, clock)
+        self._reaper: asyncio.Task[None] | None = None
         self._version: str | None = None
         self._version_lock = asyncio.Lock()
         self._lock: IO[str] | None = None
@@ -187,12 +210,21 @@ class JobManager:
         if killed:
             log.warning("killed %d leftover Blender group(s) at start: %s", len(killed), killed)
         await asyncio.to_thread(shutil.rmtree, self.jobs_dir, True)
+        await asyncio.to_thread(shutil.rmtree, self.workers_dir, True)
         private_folder(self.jobs_dir)
+        private_folder(self.workers_dir)
+        if self.engine.warm:
+            self._reaper = asyncio.create_task(self._stop_idle_workers(), name="warm-reaper")
 
     async def shutdown(self) -> None:
         """Cancel every job; returns when every Blender group is killed and reaped."""
         active = [job for job in self.jobs.values() if job.state not in FINAL]
         await asyncio.gather(*(self.cancel(job) for job in active), return_exceptions=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        workers = [slot.worker for slot in self.pool.slots if slot.worker is not None]
+        await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -210,14 +242,36 @@ class JobManager:
     def busy(self) -> int:
         return sum(1 for job in self.jobs.values() if job.state == JobState.RUNNING)
 
+    @property
+    def slot_count(self) -> int:
+        return len(self.pool.slots)
+
+    def warm_sessions(self) -> list[str]:
+        """The orchestrator jobs whose scene a slot holds loaded."""
+        return sorted({key[0] for key in self.pool.warm_keys() if isinstance(key, tuple)})
+
     async def blender_version(self) -> str | None:
-        """`blender --version`, cached once it answered."""
+        """`blender --version` (bpy: its version string), cached once it answered."""
         async with self._version_lock:
             if self._version is None:
                 self._version = await read_blender_version(
-                    self.blender, self.env, limit=self.options.version_timeout
+                    self.engine.version_command(), self.env, limit=self.options.version_timeout
                 )
             return self._version
+
+    async def _stop_idle_workers(self) -> None:
+        """Warm workers idle for `warm_seconds` give their memory back."""
+        while True:
+            await asyncio.sleep(min(5.0, self.options.warm_seconds / 2))
+            for slot in self.pool.take_idle(self.options.warm_seconds):
+                try:
+                    if slot.worker is not None:
+                        log.info("slot %d: warm worker idle for long, stopped", slot.index)
+                        await slot.worker.kill()
+                        await asyncio.to_thread(shutil.rmtree, slot.worker.folder, True)
+                        slot.worker = None
+                finally:
+                    await self.pool.release(slot)
 
     def submit(
         self,
@@ -231,6 +285,7 @@ class JobManager:
         manifest: Manifest | None = None,
         lay_out: Callable[[Manifest, Path], Path] | None = None,
         refused: str | None = None,
+        session: str | None = None,
     ) -> Job:
         """Queue a job. With a manifest, `scene_path` is the stored main file (read for its
         format) and Blender renders the tree `lay_out` makes under the job's folder."""
@@ -251,6 +306,7 @@ class JobManager:
             manifest=manifest,
             lay_out=lay_out,
             refused=refused,
+            session=session,
         )
         batch.on_end = job.touch
         self.jobs[job_id] = job
@@ -273,13 +329,17 @@ class JobManager:
 
     async def _execute(self, job: Job) -> None:
         try:
-            async with self._slots:
+            slot = await self.pool.acquire(self._warm_key(job))
+            try:
                 job.state = JobState.RUNNING
                 job.started = self.wall()
+                job.device = describe(slot.device)
                 job.touch()
                 job.blender_version = await self.blender_version()
-                log.info("job %s running", job.id)
-                await self._render(job)
+                log.info("job %s running on slot %d", job.id, slot.index)
+                await self._render(job, slot)
+            finally:
+                await self.pool.release(slot)
         except asyncio.CancelledError:
             self._finish(job, cancelled=True)
             raise
@@ -291,7 +351,20 @@ class JobManager:
         else:
             self._finish(job)
 
-    async def _render(self, job: Job) -> None:
+    def _warm_key(self, job: Job) -> tuple[Any, ...] | None:
+        """What a warm worker must hold to render `job`: the same orchestrator job, scene
+        file and settings. None: nothing is kept (the binary engine; a job of no session)."""
+        if not self.engine.warm or job.session is None:
+            return None
+        try:
+            st = job.scene_path.stat()
+        except OSError:
+            return None
+        files = tuple(sorted(job.manifest.files.items())) if job.manifest is not None else ()
+        scene = (str(job.scene_path), st.st_size, st.st_mtime_ns, st.st_ino, files)
+        return (job.session, scene, job.fmt.name, job.set_format, job.allow_missing)
+
+    async def _render(self, job: Job, slot: Slot) -> None:
         """Run Blender until every frame is decided: one process normally; another for the
         frames after a timed-out one; several when a frame list is too long for one command.
         """
@@ -299,6 +372,9 @@ class JobManager:
             now = self.clock()
             for frame in job.batch.unfinished():
                 job.batch.fail(frame, job.refused, now)
+            return
+        if self.engine.warm:
+            await self._render_warm(job, slot)
             return
         sandbox = self.options.sandbox
         user_dir = job.dir / "blender-user"
@@ -329,6 +405,7 @@ class JobManager:
                     set_format=job.set_format,
                     allow_missing=job.allow_missing,
                     path_map=self.options.path_map,
+                    device=slot.device,
                 ),
                 read=[job.dir / "tree" if job.manifest is not None else scene_path],
                 write=[job.output_dir, user_dir, job.passes_dir],
@@ -366,6 +443,64 @@ class JobManager:
             if len(left) >= len(remaining):  # nothing decided: never loop on it
                 break
             remaining = left
+
+    async def _render_warm(self, job: Job, slot: Slot) -> None:
+        """The bpy engine: frames one by one on the slot's worker, warm for the job's next
+        batch (render_node/warm.py)."""
+        await asyncio.to_thread(job.output_dir.mkdir, parents=True, exist_ok=True)
+        folder = (self.workers_dir / f"slot-{slot.index}").absolute()
+        sandbox = self.options.sandbox
+        checks = [] if self.options.allow_freestyle else [FREESTYLE_CHECK]
+        if self.options.path_map:
+            checks.append(path_map_expr(self.options.path_map))
+        checks += [asset_check(job.allow_missing), scene_guard(folder / "passes")]
+
+        async def prepare(folder: Path) -> tuple[Path, list[Path]]:
+            if job.manifest is not None and job.lay_out is not None:
+                tree = folder / "tree"
+                scene = await asyncio.to_thread(job.lay_out, job.manifest, tree)
+                job.log_tail.append(
+                    f"[node] {len(job.manifest.files)} files of the shot laid out in {tree}"
+                )
+                return scene, [tree]
+            return job.scene_path, [job.scene_path]
+
+        spec = WorkerSpec(
+            python=self.engine.path,
+            key=self._warm_key(job),
+            folder=folder,
+            env=sandbox.environment(job_env(self.env, folder / "user")),
+            sandbox=sandbox,
+            memory_limit_mb=self.options.memory_limit_mb,
+            prepare=prepare,
+            open_request={
+                "checks": checks,
+                "format": job.fmt.name if job.set_format else None,
+                "threads": self.options.threads,
+                "device": slot.device,
+            },
+            stall=self.options.frame_timeout,
+        )
+        job.run = run = WarmRun(
+            spec,
+            slot,
+            job.batch,
+            job.batch.unfinished(),
+            job.output_dir,
+            job.log_tail,
+            label=f"job {job.id}",
+            allow_missing=job.allow_missing,
+            warnings=job.warnings,
+            clock=self.clock,
+        )
+        try:
+            await run.run()
+        finally:
+            job.files.update(run.files)
+            job.launched = run.launched
+            job.warm = run.warm
+            if run.refused is not None and not self.options.allow_freestyle:
+                job.refused = run.refused
 
     def _finish(self, job: Job, *, cancelled: bool = False) -> None:
         now = self.clock()
@@ -421,10 +556,3 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
             f"another render node is using {data_dir}: give each node its own --data-dir"
         ) from None
     return handle
-
-
-def _resolve_executable(blender: str) -> str:
-    """An absolute path, so Blender is found whatever the working folder."""
-    if "/" in blender:
-        return str(Path(blender).expanduser().resolve())
-    return shutil.which(blender) or blender

@@ -366,11 +366,14 @@ class BlenderRun:
                 self.pid_file.unlink()
 
 
-async def read_blender_version(blender: str, env: Mapping[str, str], *, limit: float) -> str | None:
+async def read_blender_version(
+    command: Sequence[str], env: Mapping[str, str], *, limit: float
+) -> str | None:
+    """What `command` (`blender --version`, or bpy printing its version) says, as "5.0.1"."""
+    blender = command[0]
     try:
         proc = await asyncio.create_subprocess_exec(
-            blender,
-            "--version",
+            *command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -378,12 +381,12 @@ async def read_blender_version(blender: str, env: Mapping[str, str], *, limit: f
             env=dict(env),
         )
     except OSError as exc:
-        log.error("cannot run %s --version: %s", blender, exc)
+        log.error("cannot run %s for its version: %s", blender, exc)
         return None
     try:
         out, _ = await asyncio.wait_for(proc.communicate(), limit)
     except TimeoutError:
-        log.error("%s --version did not answer within %g s", blender, limit)
+        log.error("%s did not say its version within %g s", blender, limit)
         return None
     finally:
         if proc.returncode is None:

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farm_common.auth import check_token_setting
+from render_node.devices import DeviceChoice
 
 
 class NodeSettings(BaseSettings):
@@ -25,9 +26,34 @@ class NodeSettings(BaseSettings):
     )
     scenes_dir: Path = Field(default=Path("scenes"), description="folder of named scenes")
     blender: str = Field(
-        default="blender", description="Blender executable", json_schema_extra={"metavar": "PATH"}
+        default="blender",
+        description="the Blender to render with: a blender executable (started per batch); "
+        "`bpy`: Blender as a Python module installed with the node (pip install "
+        "'blender-farm[bpy]'), one warm worker per slot that keeps the scene loaded between "
+        "a job's batches; `bpy:PYTHON`: the bpy of another Python",
+        json_schema_extra={"metavar": "PATH|bpy|bpy:PYTHON"},
     )
-    slots: int = Field(default=1, ge=1, le=64, description="Blender processes at once")
+    slots: int = Field(
+        default=1, ge=1, le=64, description="Blender processes at once (--gpus: one per GPU)"
+    )
+    device: DeviceChoice = Field(
+        default="auto",
+        description="what Cycles renders on: auto (the first GPU type found, OptiX before "
+        "CUDA, HIP, oneAPI, Metal; else the CPU), cpu, or one GPU type; a type with no device "
+        "here stops the node at start",
+    )
+    gpus: str | None = Field(
+        default=None,
+        description="GPU numbers (from 0, among the --device type's) to render on, a slot "
+        "bound to each: 0,1; none: every slot uses every GPU of the type",
+        json_schema_extra={"metavar": "N,N"},
+    )
+    warm_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="bpy engine: a slot's worker that has waited this long with no batch of "
+        "its job stops, giving its memory back",
+    )
     threads: int = Field(
         default=0, ge=0, le=1024, description="render threads per Blender; 0: all cores"
     )
@@ -137,6 +163,19 @@ class NodeSettings(BaseSettings):
             if not sep or not source.startswith("/") or not target.startswith("/"):
                 raise ValueError(f"path map {item!r}: give FROM=TO, two absolute folders")
         return value
+
+    @field_validator("gpus")
+    @classmethod
+    def _check_gpus(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = [part.strip() for part in value.split(",")]
+            if not all(part.isdigit() for part in parts) or len(set(parts)) != len(parts):
+                raise ValueError(f"give GPU numbers once each, as in 0,1 (not {value!r})")
+        return value
+
+    @property
+    def gpu_numbers(self) -> list[int]:
+        return [int(part) for part in self.gpus.split(",")] if self.gpus else []
 
     @field_validator("sandbox_hide", "blender_env", "path_map", mode="before")
     @classmethod

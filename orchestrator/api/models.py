@@ -5,7 +5,7 @@ What nodes send and receive is in farm_common.protocol; these are what clients s
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -54,6 +54,11 @@ class RenderRequest(Request):
         "'4.2.1' only those (default: any node; GET /render/ID shows the versions used)",
         examples=["4.2"],
     )
+    device: Literal["cpu", "gpu"] | None = Field(
+        default=None,
+        description="render only on nodes whose slots render on a GPU (gpu) or on the CPU "
+        "(cpu); default: any node. A job no live node matches waits for one",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> RenderRequest:
@@ -92,6 +97,7 @@ class RenderSummary(BaseModel):
     format: str
     batch_size: int
     blender_version: str | None
+    device: str | None = Field(default=None, description="cpu or gpu: the nodes it renders on")
     frames: FrameTotals
     progress: float
     created: float
@@ -183,3 +189,10 @@ class NodeView(BaseModel):
         description="what holds the node's Blender inside its job's folder: bwrap, user NAME, "
         "none (only the scene guard); unknown until the node says",
     )
+    engine: str | None = Field(
+        default=None, description="blender (a binary started per batch) or bpy (warm slots)"
+    )
+    devices: list[str] = Field(
+        default_factory=list, description="what each slot renders on: CPU, 'CUDA: ...'"
+    )
+    device: str | None = Field(default=None, description="cpu or gpu")

@@ -141,7 +141,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 scene=scene, scene_sha=sha, frames_spec=body.frames, frames=frames,
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
                 now=farm.clock(), adaptive=body.batch_size is None,
-                blender_version=body.blender_version,
+                blender_version=body.blender_version, device=body.device,
                 manifest=body.manifest.model_dump_json() if body.manifest else None,
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None,

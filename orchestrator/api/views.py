@@ -33,6 +33,7 @@ def job_summary(job: Job, now: float) -> dict[str, Any]:
         "format": job.format,
         "batch_size": job.batch_size,
         "blender_version": job.blender_version,
+        "device": job.device,
         "frames": {
             "total": job.total,
             "done": job.done,

@@ -121,6 +121,7 @@ class FarmClient:
         priority: int | None = None,
         video: bool = False,
         blender_version: str | None = None,
+        device: str | None = None,
         manifest: dict[str, Any] | None = None,
         allow_missing: bool = False,
         asset_warnings: list[str] | None = None,
@@ -144,6 +145,8 @@ class FarmClient:
             body["video"] = True
         if blender_version:
             body["blender_version"] = blender_version
+        if device:
+            body["device"] = device
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

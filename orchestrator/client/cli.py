@@ -155,6 +155,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         priority=args.priority,
         video=args.video,
         blender_version=args.blender_version,
+        device=args.device,
         allow_missing=args.allow_missing,
         **submit,
     )
@@ -326,7 +327,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_nodes(args: argparse.Namespace) -> int:
     client = _client(args)
     table = Table(title="nodes", header_style="bold")
-    columns = "url name state slots busy batch frames seen blender sandbox"
+    columns = "url name state slots busy batch frames seen blender devices sandbox"
     for column in columns.split():
         table.add_column(column)
     for node in client.nodes():
@@ -342,7 +343,9 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             f"{seen:.0f} s ago"
             if isinstance(seen, int | float)
             else str(node.get("last_seen", "")),
-            str(node.get("blender_version") or ""),
+            str(node.get("blender_version") or "")
+            + (" (bpy)" if node.get("engine") == "bpy" else ""),
+            ", ".join(dict.fromkeys(str(d) for d in node.get("devices") or [])),
             _sandbox(node.get("sandbox")),
         )
     console.print(table)
@@ -445,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--blender-version",
         help="only nodes running this Blender render the job: 4.2 takes any 4.2.x (default: "
         "any node; a farm of mixed versions renders the frames with different Blenders)",
+    )
+    render.add_argument(
+        "--device",
+        choices=["cpu", "gpu"],
+        help="only nodes rendering on a GPU (gpu) or on the CPU (cpu) render the job "
+        "(default: any node)",
     )
     render.add_argument("--no-wait", action="store_true", help="submit and return")
     render.add_argument("--no-download", action="store_true", help="leave frames on the farm")

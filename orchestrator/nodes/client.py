@@ -283,6 +283,7 @@ class NodeClient:
         *,
         manifest: Manifest | None = None,
         allow_missing: bool = False,
+        session: str | None = None,
     ) -> JobCreated:
         """Hand the node a batch of a scene or of a packed shot (its files pushed first); the
         answer carries the job's status version, so the first poll can wait for a change.
@@ -296,6 +297,8 @@ class NodeClient:
             body["format"] = fmt
         if allow_missing:
             body["allow_missing"] = True
+        if session is not None:  # the job: a bpy node keeps its scene loaded for the next
+            body["session"] = session
         resp = await self._request("POST", node, "/jobs", json=body)
         if resp.status == 404:
             # The one 404 of POST /jobs: the scene, or a file of the shot, is not on the node

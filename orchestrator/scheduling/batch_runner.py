@@ -222,14 +222,16 @@ class BatchRunner:
             # Shared storage: rendered in place from the node's scenes folder, where the
             # scene's relative paths resolve. A node without it is sent the .blend alone.
             try:
-                return await self.client.submit(url, job.scene, frames, fmt, allow_missing=allow)
+                return await self.client.submit(
+                    url, job.scene, frames, fmt, allow_missing=allow, session=job.id
+                )
             except SceneMissing as exc:
                 log.warning("job %s: %s; sending it the .blend alone", job.id, exc)
                 self._unnamed.add((url, job.scene))
         await self._ensure(url, job, manifest)
         submit = partial(
             self.client.submit, url, f"sha256:{job.scene_sha}", frames, fmt,
-            manifest=manifest, allow_missing=allow,
+            manifest=manifest, allow_missing=allow, session=job.id,
         )  # fmt: skip
         try:
             return await submit()

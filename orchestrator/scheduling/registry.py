@@ -40,6 +40,10 @@ class Node:
     instance: str | None = None
     moved_to: str | None = None
     sandbox: str | None = None  # as the node says: bwrap, user NAME, none
+    engine: str | None = None  # blender (a binary per batch) or bpy (warm slots)
+    devices: list[str] = field(default_factory=list)  # each slot's, as the node says
+    device: str | None = None  # cpu or gpu
+    warm: set[str] = field(default_factory=set)  # jobs whose scene a slot holds loaded
 
 
 def normalize_url(url: str) -> str:
@@ -126,9 +130,13 @@ class Registry:
             node.slots = min(claimed, MAX_NODE_SLOTS)
         if "busy" in info:
             node.busy = int(info.get("busy") or 0)
-        for key in ("version", "blender_version", "cpu_count", "sandbox"):
+        for key in ("version", "blender_version", "cpu_count", "sandbox", "engine", "device"):
             if info.get(key) is not None:
                 setattr(node, key, info[key])
+        if isinstance(info.get("devices"), list):
+            node.devices = [str(d) for d in info["devices"]]
+        if isinstance(info.get("warm"), list):
+            node.warm = {str(j) for j in info["warm"]}
         if info.get("name"):
             node.name = str(info["name"])
         if info.get("instance"):
@@ -224,4 +232,7 @@ def node_view(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]
         "cpu_count": node.cpu_count,
         "static": node.static,
         "sandbox": node.sandbox,
+        "engine": node.engine,
+        "devices": node.devices,
+        "device": node.device,
     }

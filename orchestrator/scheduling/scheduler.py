@@ -40,7 +40,7 @@ from orchestrator.scheduling.interfaces import (
     SchedulerSettings,
     SchedulerStore,
 )
-from orchestrator.scheduling.lanes import LaneBook, SlotKey, SpeedBook
+from orchestrator.scheduling.lanes import ROUND_TRIPS, LaneBook, SlotKey, SpeedBook
 from orchestrator.scheduling.policy import blender_matches, effective_bans, node_may_take
 from orchestrator.scheduling.queue import Cut, JobQueue
 from orchestrator.scheduling.registry import Node, Registry
@@ -150,6 +150,9 @@ class Scheduler:
         self._speeds_saved_at = float("-inf")  # registry clock at the last save
         self.lanes = LaneBook()
         self._slot_of: dict[str, SlotKey] = {}  # running batch id -> its slot
+        # The job each slot of a bpy node rendered last: its worker holds that job's scene
+        # loaded, so the job's next batch there pays no start-up (render_node/warm.py).
+        self._warm: dict[SlotKey, str] = {}
         self._near_end: dict[str, asyncio.Event] = {}
         self._observed: dict[str, _Noted] = {}  # batch id -> what its polls taught
         # Nodes that stopped answering a batch's requests, and since when (registry clock).
@@ -269,6 +272,8 @@ class Scheduler:
             self._queues.pop(job_id, None)
             self._batch_failures.pop(job_id, None)
             self._refused.pop(job_id, None)
+            for slot in [s for s, j in self._warm.items() if j == job_id]:
+                del self._warm[slot]
             self.runner.forget_job(job_id)
 
     def tracked_jobs(self) -> set[str]:
@@ -490,13 +495,15 @@ class Scheduler:
         when it asked for none) that did not refuse its scene. Its frames are retried, and fail
         for good, among these alone."""
         refused = self._refused.get(job.id)
-        if not refused and not job.blender_version:
+        if not refused and not job.blender_version and not job.device:
             return nodes
         refused = refused or {}
         return [
             n
             for n in nodes
-            if n.url not in refused and blender_matches(n.blender_version, job.blender_version)
+            if n.url not in refused
+            and blender_matches(n.blender_version, job.blender_version)
+            and (not job.device or n.device == job.device)
         ]
 
     def _bans(self, job_id: str, live: set[str]) -> set[str]:
@@ -520,10 +527,12 @@ class Scheduler:
         `ahead`: the slot is still rendering; only a batch of known size is queued behind.
         """
         url = slot.url
+        warm = self._warm.get(slot)
 
-        def order(job_id: str) -> tuple[int, int]:
+        def order(job_id: str) -> tuple[int, bool, int]:
+            # Among jobs of one priority, the one whose scene the slot holds loaded first.
             job = self._jobs[job_id]
-            return (-job.priority, job.seq)
+            return (-job.priority, job_id != warm, job.seq)
 
         node = self.registry.get(url)
         if url in self._silent and node is not None:
@@ -557,10 +566,21 @@ class Scheduler:
             self._slot_of[cut.batch.id] = slot
             self._in_flight[job_id] = self._in_flight.get(job_id, 0) + 1
             spf = self.speeds.seconds_per_frame(url, job.scene_sha)
-            overhead = self.speeds.overhead(url)
+            overhead = self._overhead(slot, job_id)
             self.lanes.add(slot, cut.batch.id, len(cut.batch.frames), spf, overhead, self.clock())
+            if node is not None and node.engine == "bpy":
+                self._warm[slot] = job_id
+            else:
+                self._warm.pop(slot, None)
             return cut
         return None
+
+    def _overhead(self, slot: SlotKey, job_id: str) -> float:
+        """What one more batch of the job costs `slot` before its first frame: the round
+        trips alone on a slot that holds the job's scene loaded, else the measured start-up."""
+        if self._warm.get(slot) == job_id:
+            return ROUND_TRIPS
+        return self.speeds.overhead(slot.url)
 
     def _size(
         self,
@@ -582,11 +602,14 @@ class Scheduler:
             if node.url != url and not node_may_take(node.url, head.avoid, live, bans):
                 continue
             spf = self.speeds.seconds_per_frame(node.url, scene)
-            overhead = self.speeds.overhead(node.url)
             keys = (SlotKey(node.url, i) for i in range(node.slots))
-            others += [self.lanes.lane(key, spf, overhead, now) for key in keys if key != slot]
+            others += [
+                self.lanes.lane(key, spf, self._overhead(key, job.id), now)
+                for key in keys
+                if key != slot
+            ]
         me = self.lanes.lane(
-            slot, self.speeds.seconds_per_frame(url, scene), self.speeds.overhead(url), now
+            slot, self.speeds.seconds_per_frame(url, scene), self._overhead(slot, job.id), now
         )
         return next_batch_size(
             me,
@@ -626,7 +649,8 @@ class Scheduler:
             self.speeds.observe_frame(url, job.scene_sha, sum(times) / len(times))
         if status.startup_seconds is not None and not noted.startup:
             noted.startup = True
-            self.speeds.observe_startup(url, status.startup_seconds)
+            if not status.warm:  # a warm slot's start-up is none: not the node's
+                self.speeds.observe_startup(url, status.startup_seconds)
         spf = self.speeds.seconds_per_frame(url, job.scene_sha)
         if status.state == JobState.RUNNING:
             self.lanes.progress(slot, batch.id, left, spf, self.clock())

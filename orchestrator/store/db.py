@@ -144,6 +144,7 @@ class Store(Queries):
         now: float,
         adaptive: bool = False,
         blender_version: str | None = None,
+        device: str | None = None,
         manifest: str | None = None,
         format_given: bool = True,
         allow_missing: bool = False,
@@ -159,11 +160,11 @@ class Store(Queries):
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
-                " manifest, format_given, allow_missing, assets)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " manifest, format_given, allow_missing, assets, device)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
                  int(video), JobState.QUEUED, now, len(frames), int(adaptive), blender_version,
-                 manifest, int(format_given), int(allow_missing), assets),
+                 manifest, int(format_given), int(allow_missing), assets, device),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",

@@ -74,6 +74,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "format_given", "INTEGER NOT NULL DEFAULT 1"),
     _add_column("jobs", "allow_missing", "INTEGER NOT NULL DEFAULT 0"),
     _add_column("jobs", "assets", "TEXT"),
+    _add_column("jobs", "device", "TEXT"),
 ]
 
 

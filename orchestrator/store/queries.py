@@ -42,6 +42,7 @@ class Job:
     allow_missing: int = 0  # 1: frames render although files the scene needs are missing
     # {"files", "bytes", "warnings"}: what the client packed, and what it said of missing files.
     assets: str | None = None
+    device: str | None = None  # cpu | gpu: only nodes rendering on that render the job
 
 
 _JOB_SELECT = (

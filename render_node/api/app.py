@@ -21,10 +21,14 @@ from farm_common.protocol import NodeRegistration
 from render_node import __version__
 from render_node.api import jobs, scenes, system
 from render_node.api.deps import Node, cpu_count, file_store
+from render_node.devices import describe, plan_slots
+from render_node.devices import kind as device_kind
+from render_node.engine import discover_devices, parse_engine
 from render_node.files import FileStore
 from render_node.jobs import BlenderOptions, JobManager
 from render_node.metrics import NodeMetrics
 from render_node.registration import default_advertise_url, heartbeat_loop
+from render_node.runner import blender_env
 from render_node.sandbox import choose_sandbox
 from render_node.scenes import SceneStore
 from render_node.settings import NodeSettings
@@ -38,11 +42,20 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     sandbox = choose_sandbox(
         settings.sandbox, user=settings.sandbox_user, hide=[data_dir, *settings.sandbox_hide]
     )
+    environ = dict(os.environ) if environ is None else environ
+    engine = parse_engine(settings.blender)
+    found = []
+    if settings.device != "cpu":
+        found = discover_devices(
+            engine, blender_env(environ, settings.blender_env), timeout=settings.version_timeout
+        )
+    devices = plan_slots(settings.device, settings.gpu_numbers, found, settings.slots)
     manager = JobManager(
         data_dir=data_dir,
         blender=settings.blender,
-        slots=settings.slots,
-        environ=dict(os.environ) if environ is None else environ,
+        slots=len(devices),
+        devices=devices,
+        environ=environ,
         options=BlenderOptions(
             threads=settings.threads,
             frame_timeout=settings.frame_timeout,
@@ -53,10 +66,11 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             log_lines=settings.log_lines,
             version_timeout=settings.version_timeout,
             path_map=tuple(settings.path_pairs),
+            warm_seconds=settings.warm_seconds,
         ),
         on_finished=lambda job: metrics.record(job.batch),
     )
-    metrics = NodeMetrics(settings.slots, lambda: manager.busy)
+    metrics = NodeMetrics(manager.slot_count, lambda: manager.busy)
     store = SceneStore(
         data_dir / "scenes", settings.scenes_dir.resolve(), settings.max_upload_bytes
     )
@@ -86,7 +100,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             )
         return NodeRegistration(
             url=node.url,
-            slots=settings.slots,
+            slots=manager.slot_count,
             busy=manager.busy,
             version=__version__,
             blender_version=await manager.blender_version(),
@@ -94,6 +108,10 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             name=node.name,
             instance=node.instance,
             sandbox=sandbox.describe(),
+            engine=manager.engine.name,
+            devices=[describe(d) for d in manager.devices],
+            device=device_kind(manager.devices),
+            warm=manager.warm_sessions(),
         ).model_dump()
 
     @asynccontextmanager
@@ -116,8 +134,9 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                 )
             )
         log.info(
-            "render node up: %s, data in %s, Blender sandbox: %s",
-            node.url, data_dir, sandbox.describe(),
+            "render node up: %s, data in %s, Blender sandbox: %s, engine %s (%s), slots: %s",
+            node.url, data_dir, sandbox.describe(), engine.name, engine.path,
+            "; ".join(describe(d) for d in devices),
         )  # fmt: skip
         try:
             yield

@@ -70,6 +70,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         manifest=body.manifest,
         lay_out=node.files.lay_out,
         refused=refused,
+        session=body.session,
     )
     if body.manifest is not None:
         await asyncio.to_thread(node.files.evict)

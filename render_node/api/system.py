@@ -9,6 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from farm_common.protocol import JobCounts, JobState, NodeInfo
 from render_node import __version__
 from render_node.api.deps import NodeDep, cpu_count
+from render_node.devices import describe
+from render_node.devices import kind as device_kind
 from render_node.jobs import FINAL
 
 router = APIRouter()
@@ -27,7 +29,7 @@ async def info(node: NodeDep) -> NodeInfo:
     return NodeInfo(
         version=__version__,
         blender_version=await manager.blender_version(),
-        slots=node.settings.slots,
+        slots=manager.slot_count,
         busy=manager.busy,
         cpu_count=cpu_count(),
         threads=node.settings.threads,
@@ -39,4 +41,8 @@ async def info(node: NodeDep) -> NodeInfo:
             finished=sum(1 for s in states if s in FINAL),
         ),
         sandbox=manager.options.sandbox.describe(),
+        engine=manager.engine.name,
+        devices=[describe(d) for d in manager.devices],
+        device=device_kind(manager.devices),
+        warm=manager.warm_sessions(),
     )

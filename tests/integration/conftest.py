@@ -121,6 +121,8 @@ def start_node(tmp_path: Path) -> Iterator[StartNode]:
                 # The fake Blender writes its logs under tmp_path, which a sandbox hides from
                 # it; the tests of the sandbox ask for one.
                 "sandbox": "none",
+                # No GPU discovery: a test node renders on the CPU (test_node_warm.py asks).
+                "device": "cpu",
                 **overrides,
             }
             settings = NodeSettings(**fields)

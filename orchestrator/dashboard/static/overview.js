@@ -102,7 +102,7 @@ export function overviewPage() {
       el("td"),
       el("td", { class: "mono" }),
       el("td", { class: "num" }),
-      el("td"),
+      el("td", {}, [el("span", { class: "name" }), el("span", { class: "sub" })]),
       el("td", { class: "num" }),
     ]);
   }
@@ -123,7 +123,10 @@ export function overviewPage() {
     setText(cells[4], num(node.frames_rendered));
     // A node whose Blender runs without a sandbox stands out (README: Security).
     const open = node.sandbox === "none";
-    setText(cells[5], (node.blender_version || "–") + (open ? " · no sandbox" : ""));
+    const engine = node.engine === "bpy" ? " (bpy)" : "";
+    const devices = [...new Set(node.devices || [])].join(" · ");
+    setText(cells[5].firstChild, (node.blender_version || "–") + engine + (open ? " · no sandbox" : ""));
+    setText(cells[5].lastChild, devices);
     cells[5].classList.toggle("warn", open);
     cells[5].title = node.sandbox ? `Blender's sandbox: ${node.sandbox}` : "";
     setText(cells[6], ago(node.last_seen));
