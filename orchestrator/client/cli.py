@@ -414,7 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--data-dir", default=".farm")
     up.add_argument("--scenes-dir", default="scenes")
-    up.add_argument("--blender", help="Blender binary (FARM_BLENDER; default: blender on PATH)")
+    up.add_argument(
+        "--blender",
+        help="the nodes' Blender: bpy (Blender 5 as a module, warm slots), bpy:PYTHON, or a "
+        "blender executable (FARM_BLENDER; default: bpy when installed, else blender on PATH)",
+    )
     up.add_argument("--threads", type=int, help="threads per node (default: cores / nodes)")
     up.set_defaults(func=cmd_up)
 

@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scene", default="scenes/demo.blend")
     parser.add_argument("--out", default="renders")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--blender", help="Blender binary (default: blender on PATH)")
+    parser.add_argument(
+        "--blender",
+        help="the nodes' Blender: bpy, bpy:PYTHON or a blender executable "
+        "(default: bpy when installed, else blender on PATH)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 

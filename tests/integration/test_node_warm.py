@@ -61,7 +61,7 @@ def trace(tmp_path: Path) -> Trace:
 def bpy_node(start_node: StartNode, trace: Trace, env: dict[str, str] | None = None,
              **overrides: object) -> Node:  # fmt: skip
     return start_node(
-        env={"FAKE_BPY_TRACE": str(trace.path), **(env or {})},
+        env={"FAKE_BLENDER_TRACE": str(trace.path), **(env or {})},
         blender=ENGINE,
         blender_env=["FAKE_BLENDER_*", "FAKE_BPY_*"],
         **overrides,
@@ -123,9 +123,7 @@ def test_a_render_error_fails_its_frame_and_the_worker_goes_on(
     assert len(trace.opens()) == 1
 
 
-def test_a_stalled_frame_times_out_and_the_rest_render(
-    start_node: StartNode, trace: Trace
-) -> None:
+def test_a_stalled_frame_times_out_and_the_rest_render(start_node: StartNode, trace: Trace) -> None:
     node = bpy_node(start_node, trace, env={"FAKE_BLENDER_HANG": "2"}, frame_timeout=1.0)
     job = node.wait(node.submit("1-3", session="job-a"), timeout=20)
     states = {f["frame"]: (f["state"], f.get("error", "")) for f in job["frames"]}
@@ -165,9 +163,7 @@ def test_the_nodes_checks_run_in_the_worker(start_node: StartNode, trace: Trace)
 
 
 def test_a_worker_over_its_memory_limit_says_so(start_node: StartNode, trace: Trace) -> None:
-    node = bpy_node(
-        start_node, trace, env={"FAKE_BLENDER_ALLOCATE_MB": "600"}, memory_limit_mb=300
-    )
+    node = bpy_node(start_node, trace, env={"FAKE_BLENDER_ALLOCATE_MB": "600"}, memory_limit_mb=300)
     job = node.wait(node.submit("1", session="a"))
     assert job["state"] == "failed"
     assert "--memory-limit-mb" in job["frames"][0]["error"], job

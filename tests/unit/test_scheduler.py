@@ -118,15 +118,23 @@ class Farm:
             runner=self.runner.bind,
         )
 
-    def node(self, url: str, blender: str | None = None) -> None:
+    def node(self, url: str, blender: str | None = None, **facts: Any) -> None:
         """The node answers (a heartbeat)."""
-        self.registry.update(url, {"slots": 1, "blender_version": blender})
+        self.registry.update(url, {"slots": 1, "blender_version": blender, **facts})
 
-    async def job(self, frames: list[int], *, priority: int = 0, blender: str | None = None) -> Job:
+    async def job(
+        self,
+        frames: list[int],
+        *,
+        priority: int = 0,
+        blender: str | None = None,
+        device: str | None = None,
+        adaptive: bool = False,
+    ) -> Job:
         job, batches = self.store.create_job(
             scene="demo.blend", scene_sha=SHA, frames_spec="x", frames=frames, fmt="PNG",
             priority=priority, batch_size=1, video=False, now=self.now,
-            blender_version=blender,
+            blender_version=blender, device=device, adaptive=adaptive,
         )  # fmt: skip
         await self.scheduler.enqueue(job, batches)
         return job
@@ -190,6 +198,35 @@ async def test_a_node_not_running_the_pinned_blender_gets_nothing_of_the_job(far
     await farm.job([1, 2], blender="4.2")
     assert farm.take(A) is None
     assert farm.take(B) == [1]
+
+
+@farm_test
+async def test_a_job_asking_for_a_gpu_goes_to_gpu_nodes_only(farm: Farm) -> None:
+    farm.node(A, device="cpu")
+    farm.node(B, device="gpu")
+    await farm.job([1, 2], device="gpu")
+    await farm.job([3, 4], device="cpu")
+    assert farm.take(A) == [3]
+    assert farm.take(B) == [1]
+
+
+@farm_test
+async def test_a_warm_slot_takes_its_jobs_next_batch_first(farm: Farm) -> None:
+    farm.node(A, engine="bpy")
+    farm.node(B)  # a binary node: nothing stays loaded there
+    older = await farm.job([1, 2])
+    newer = await farm.job([3, 4])
+    assert farm.take(B) == [1]
+    assert farm.scheduler._warm == {}
+    farm.scheduler._warm[SlotKey(A, 0)] = newer.id  # A rendered a batch of the newer job
+    # A holds its scene loaded: it goes on with it before the older job, and pays no start-up.
+    assert farm.take(A) == [3]
+    assert farm.scheduler._warm == {SlotKey(A, 0): newer.id}
+    overhead = farm.scheduler._overhead
+    assert overhead(SlotKey(A, 0), newer.id) < overhead(SlotKey(A, 0), older.id)
+    assert farm.take(A) == [4]
+    assert farm.take(A) == [2]
+    assert farm.scheduler._warm == {SlotKey(A, 0): older.id}
 
 
 @farm_test

@@ -11,7 +11,7 @@ FAKE_BLENDER_CRASH     frame at which the process dies by SIGSEGV
 FAKE_BLENDER_HANG      frame at which it hangs forever, printing nothing
 FAKE_BLENDER_NO_OUTPUT frames that are "saved" but write no file
 FAKE_BLENDER_LOG       a file to which each rendered frame number is appended
-FAKE_BPY_TRACE         a file to which "PID open SCENE" and "PID frame N" lines are appended
+FAKE_BLENDER_TRACE     a file to which "PID open SCENE" and "PID frame N" lines are appended
 FAKE_BLENDER_VERSION   the version it reports, default "5.0.1"
 FAKE_BLENDER_FREESTYLE "1": the scene enables Freestyle
 FAKE_BLENDER_IMAGES    image files (comma-separated) the scene uses
@@ -44,13 +44,16 @@ def _png(shade: int) -> bytes:
 
     raw = (b"\x00" + bytes([shade % 256, 80, 160]) * 32) * 24
     header = struct.pack(">IIBBBBB", 32, 24, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + (
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + (chunk(b"IEND", b""))
     )
 
 
 def _trace(what: str) -> None:
-    trace = os.environ.get("FAKE_BPY_TRACE")
+    trace = os.environ.get("FAKE_BLENDER_TRACE")
     if trace:
         with open(trace, "a") as fh:
             fh.write(f"{os.getpid()} {what}\n")
@@ -132,7 +135,7 @@ _held: list[bytearray] = []
 
 def _open_mainfile(filepath: str, load_ui: bool = True, use_scripts: bool = True) -> set[str]:
     if not os.path.exists(filepath):
-        raise RuntimeError(f"Error: Cannot read file \"{filepath}\": No such file or directory")
+        raise RuntimeError(f'Error: Cannot read file "{filepath}": No such file or directory')
     if use_scripts:
         raise AssertionError("the node must open scenes with use_scripts=False")
     _trace(f"open {filepath}")
@@ -145,7 +148,7 @@ def _open_mainfile(filepath: str, load_ui: bool = True, use_scripts: bool = True
     ]
     app.handlers.render_pre.clear()  # as Blender: handlers go with the file loaded before
     app.handlers.render_stats.clear()
-    _log(f"Read blend: \"{filepath}\"")
+    _log(f'Read blend: "{filepath}"')
     return {"FINISHED"}
 
 
