@@ -100,3 +100,16 @@ def saved_by(path: Path) -> tuple[int, int] | None:
     if match["old"]:
         return int(match["old"][:1]), int(match["old"][1:])
     return int(match["new"][:2]), int(match["new"][2:])
+
+
+def opens(blender: str | None, saved: tuple[int, int] | None) -> bool:
+    """Whether a Blender of version `blender` ("3.4.1") opens a file `saved` by (major, minor)
+    correctly: an older Blender cannot open a newer file, or opens it wrong. True when
+    either is unknown."""
+    if saved is None or not blender:
+        return True
+    try:
+        ours = tuple(int(part) for part in blender.split(".")[:2])
+    except ValueError:
+        return True
+    return saved <= ours

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from farm_common.blendfile import opens
 from farm_common.protocol import ImageFormat, frame_name, frame_pattern
 from render_node.devices import USE_DEVICE_EXPR
 from render_node.scene_checks import FREESTYLE_CHECK, asset_check, path_map_expr, scene_guard
@@ -109,13 +110,7 @@ def version_refusal(saved: tuple[int, int] | None, blender: str | None) -> str |
     """Why this node will not render a scene saved by Blender `saved` (major, minor) with its
     Blender `blender` ("3.4.1"): an older Blender cannot open a newer file, or opens it
     wrong. None when it can, or when either version is unknown."""
-    if saved is None or blender is None:
-        return None
-    try:
-        ours = tuple(int(part) for part in blender.split(".")[:2])
-    except ValueError:
-        return None
-    if saved <= ours:
+    if saved is None or opens(blender, saved):
         return None
     wanted = f"{saved[0]}.{saved[1]}"
     return (

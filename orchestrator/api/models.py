@@ -98,6 +98,10 @@ class RenderSummary(BaseModel):
     batch_size: int
     blender_version: str | None
     device: str | None = Field(default=None, description="cpu or gpu: the nodes it renders on")
+    saved_by: str | None = Field(
+        default=None,
+        description="the Blender version that saved the scene (5.0): older nodes do not get it",
+    )
     frames: FrameTotals
     progress: float
     created: float

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from farm_common.blendfile import SceneFormatError, scene_image_format
+from farm_common.blendfile import SceneFormatError, opens, saved_by, scene_image_format
 from farm_common.blobs import BlobStore
 from farm_common.errors import (
     BadRequest,
@@ -81,6 +81,22 @@ async def check_manifest(
     return manifest.main, sha, files.path(sha), assets
 
 
+def check_saved_by(saved: tuple[int, int] | None, versions: dict[str, str | None]) -> None:
+    """409 when the farm knows nodes but every one runs a Blender older than the one that
+    saved the scene (it cannot open it, or opens it wrong); a farm with no nodes yet takes the
+    job, to wait for them. The job's batches go only to nodes that open it (scheduler)."""
+    known = [v for v in versions.values() if v]
+    if not known or any(opens(v, saved) for v in known):
+        return
+    assert saved is not None
+    counts = ", ".join(f"{v} ({known.count(v)})" for v in sorted(set(known)))
+    raise Conflict(
+        f"the scene was saved by Blender {saved[0]}.{saved[1]}, newer than every node's "
+        f"Blender: the nodes run {counts}. Start nodes with Blender {saved[0]}.{saved[1]} or "
+        "later (render-node --blender bpy runs Blender 5), or save the scene with theirs"
+    )
+
+
 async def job_format(asked: str | None, scene: Path | None) -> str:
     """The format asked for, else the one the scene's Output properties name (PNG when the
     file does not say); 400 for a scene that writes a movie."""
@@ -126,9 +142,11 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         if body.asset_warnings:
             assets = {"files": 0, "bytes": 0, **(assets or {}), "warnings": body.asset_warnings}
         fmt = await job_format(body.format, main)
+        saved = None if main is None else await asyncio.to_thread(saved_by, main)
         facts = await farm.link.facts()
         if body.blender_version:
             check_blender_version(body.blender_version, facts.blender_versions)
+        check_saved_by(saved, facts.blender_versions)
         size = body.batch_size or auto_batch_size(
             len(frames), facts.total_slots, settings.max_batch_size
         )
@@ -142,6 +160,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 fmt=fmt, priority=body.priority, batch_size=size, video=body.video,
                 now=farm.clock(), adaptive=body.batch_size is None,
                 blender_version=body.blender_version, device=body.device,
+                saved_by=None if saved is None else f"{saved[0]}.{saved[1]}",
                 manifest=body.manifest.model_dump_json() if body.manifest else None,
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None,

@@ -34,6 +34,7 @@ def job_summary(job: Job, now: float) -> dict[str, Any]:
         "batch_size": job.batch_size,
         "blender_version": job.blender_version,
         "device": job.device,
+        "saved_by": job.saved_by,
         "frames": {
             "total": job.total,
             "done": job.done,

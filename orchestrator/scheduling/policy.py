@@ -17,6 +17,14 @@ def blender_matches(version: str | None, wanted: str | None) -> bool:
     return version == wanted or version.startswith((wanted + ".", wanted + " "))
 
 
+def saved_version(text: str | None) -> tuple[int, int] | None:
+    """A job's `saved_by` ("5.0") as (5, 0); None when unknown or malformed."""
+    major, _, minor = (text or "").partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        return None
+    return int(major), int(minor)
+
+
 def node_may_take(
     node: str, avoid: Collection[str], live_nodes: Collection[str], banned: Collection[str]
 ) -> bool:

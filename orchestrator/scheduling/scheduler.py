@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from farm_common.blendfile import opens
 from farm_common.frames import compact_frames
 from farm_common.paths import check_job_id
 from farm_common.protocol import (
@@ -41,7 +42,12 @@ from orchestrator.scheduling.interfaces import (
     SchedulerStore,
 )
 from orchestrator.scheduling.lanes import ROUND_TRIPS, LaneBook, SlotKey, SpeedBook
-from orchestrator.scheduling.policy import blender_matches, effective_bans, node_may_take
+from orchestrator.scheduling.policy import (
+    blender_matches,
+    effective_bans,
+    node_may_take,
+    saved_version,
+)
 from orchestrator.scheduling.queue import Cut, JobQueue
 from orchestrator.scheduling.registry import Node, Registry
 from orchestrator.scheduling.sizing import next_batch_size
@@ -492,18 +498,21 @@ class Scheduler:
 
     def _nodes_for(self, job: Job, nodes: list[Node]) -> list[Node]:
         """Those of `nodes` that may render `job`: those running the Blender it asked for (any,
-        when it asked for none) that did not refuse its scene. Its frames are retried, and fail
-        for good, among these alone."""
+        when it asked for none), able to open its scene (not older than the Blender that saved
+        it), on the device it asked for, that did not refuse its scene. Its frames are retried,
+        and fail for good, among these alone."""
         refused = self._refused.get(job.id)
-        if not refused and not job.blender_version and not job.device:
+        if not refused and not job.blender_version and not job.device and not job.saved_by:
             return nodes
         refused = refused or {}
+        saved = saved_version(job.saved_by)
         return [
             n
             for n in nodes
             if n.url not in refused
             and blender_matches(n.blender_version, job.blender_version)
             and (not job.device or n.device == job.device)
+            and opens(n.blender_version, saved)
         ]
 
     def _bans(self, job_id: str, live: set[str]) -> set[str]:

@@ -145,6 +145,7 @@ class Store(Queries):
         adaptive: bool = False,
         blender_version: str | None = None,
         device: str | None = None,
+        saved_by: str | None = None,
         manifest: str | None = None,
         format_given: bool = True,
         allow_missing: bool = False,
@@ -160,11 +161,11 @@ class Store(Queries):
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
-                " manifest, format_given, allow_missing, assets, device)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " manifest, format_given, allow_missing, assets, device, saved_by)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
                  int(video), JobState.QUEUED, now, len(frames), int(adaptive), blender_version,
-                 manifest, int(format_given), int(allow_missing), assets, device),
+                 manifest, int(format_given), int(allow_missing), assets, device, saved_by),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",

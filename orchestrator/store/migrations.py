@@ -75,6 +75,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "allow_missing", "INTEGER NOT NULL DEFAULT 0"),
     _add_column("jobs", "assets", "TEXT"),
     _add_column("jobs", "device", "TEXT"),
+    _add_column("jobs", "saved_by", "TEXT"),
 ]
 
 

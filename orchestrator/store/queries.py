@@ -43,6 +43,7 @@ class Job:
     # {"files", "bytes", "warnings"}: what the client packed, and what it said of missing files.
     assets: str | None = None
     device: str | None = None  # cpu | gpu: only nodes rendering on that render the job
+    saved_by: str | None = None  # "5.0": the Blender that saved the scene; older nodes skip it
 
 
 _JOB_SELECT = (

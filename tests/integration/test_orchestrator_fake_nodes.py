@@ -169,6 +169,12 @@ def two_blender_versions(
         yield nodes, client
 
 
+def upload(client: httpx.Client, name: str, body: bytes) -> str:
+    answer = client.post("/scenes", files={"file": (name, body)})
+    assert answer.status_code in (200, 201), answer.text
+    return str(answer.json()["scene"])
+
+
 def submit_pinned(client: httpx.Client, frames: str, version: str) -> httpx.Response:
     body = {"scene": "demo.blend", "frames": frames, "batch_size": 2, "blender_version": version}
     return client.post("/render", json=body)
@@ -194,6 +200,16 @@ def test_a_job_pinned_to_a_blender_version_renders_on_those_nodes_only(tmp_path:
             "/render", json={"scene": "demo.blend", "frames": "1", "blender_version": "latest"}
         )
         assert bad.status_code in (400, 422) and "blender_version" in bad.text
+        # A scene saved by Blender 4.0 goes to the 4.2 node only; one by 5.0 to none of them.
+        saved_40 = upload(client, "shot40.blend", b"BLENDER-v400" + b"\0" * 64)
+        job = client.post("/render", json={"scene": saved_40, "frames": "21-24", "batch_size": 1})
+        status = wait_job(client, job.json()["id"])
+        assert status["state"] == "completed" and status["saved_by"] == "4.0"
+        assert sorted(nodes[0].rendered) == list(range(1, 25)) and nodes[1].rendered == []
+        saved_50 = upload(client, "shot50.blend", b"BLENDER17-01v0500" + b"\0" * 64)
+        newer = client.post("/render", json={"scene": saved_50, "frames": "1"})
+        assert newer.status_code == 409, newer.text
+        assert "saved by Blender 5.0, newer than every node's" in newer.json()["detail"]
         # Unpinned, the same farm renders on both.
         free = client.post("/render", json={"scene": "demo.blend", "frames": "1-20",
                                             "batch_size": 2}).json()  # fmt: skip

@@ -1,5 +1,6 @@
 import pytest
 
+from farm_common.blendfile import opens
 from farm_common.protocol import FrameStatus
 from orchestrator.scheduling.policy import (
     blender_matches,
@@ -9,6 +10,7 @@ from orchestrator.scheduling.policy import (
     node_may_take,
     poll_backoff,
     poll_base,
+    saved_version,
 )
 from orchestrator.store.transitions import final_job_state, frame_gives_up
 
@@ -118,3 +120,16 @@ def test_a_job_pinned_to_a_blender_version_takes_its_releases_only(
     version: str | None, wanted: str | None, takes: bool
 ) -> None:
     assert blender_matches(version, wanted) is takes
+
+
+def test_a_jobs_saved_by_reads_as_a_version() -> None:
+    assert saved_version("5.0") == (5, 0)
+    assert saved_version("4.10") == (4, 10)
+    assert saved_version(None) is None and saved_version("5") is None
+    assert saved_version("x.y") is None
+
+
+def test_an_older_blender_does_not_open_a_newer_file() -> None:
+    assert opens("5.0.1", (5, 0)) and opens("4.2.3", (3, 4)) and opens("4.10.0", (4, 2))
+    assert not opens("3.4.1", (5, 0)) and not opens("4.2.0", (4, 10))
+    assert opens(None, (5, 0)) and opens("3.4.1", None) and opens("weird", (5, 0))

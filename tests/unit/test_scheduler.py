@@ -130,11 +130,12 @@ class Farm:
         blender: str | None = None,
         device: str | None = None,
         adaptive: bool = False,
+        saved_by: str | None = None,
     ) -> Job:
         job, batches = self.store.create_job(
             scene="demo.blend", scene_sha=SHA, frames_spec="x", frames=frames, fmt="PNG",
             priority=priority, batch_size=1, video=False, now=self.now,
-            blender_version=blender, device=device, adaptive=adaptive,
+            blender_version=blender, device=device, adaptive=adaptive, saved_by=saved_by,
         )  # fmt: skip
         await self.scheduler.enqueue(job, batches)
         return job
@@ -207,6 +208,17 @@ async def test_a_job_asking_for_a_gpu_goes_to_gpu_nodes_only(farm: Farm) -> None
     await farm.job([1, 2], device="gpu")
     await farm.job([3, 4], device="cpu")
     assert farm.take(A) == [3]
+    assert farm.take(B) == [1]
+
+
+@farm_test
+async def test_a_scene_saved_by_a_newer_blender_goes_to_nodes_that_open_it(farm: Farm) -> None:
+    farm.node(A, blender="3.4.1")
+    farm.node(B, blender="5.0.1")
+    await farm.job([1, 2], saved_by="5.0")
+    await farm.job([3], saved_by="3.4")
+    assert farm.take(A) == [3]
+    assert farm.take(A) is None
     assert farm.take(B) == [1]
 
 
