@@ -257,8 +257,13 @@ class FakeFarm:
                 "last_seen": now - seen,
                 "blender_version": "4.2.3",
                 "sandbox": sandbox,
+                "engine": engine,
+                "devices": devices,
             }
-            for (url, name), (state, busy, batch, rendered, seen), sandbox in zip(
+            for (url, name), (state, busy, batch, rendered, seen), sandbox, (
+                engine,
+                devices,
+            ) in zip(
                 NODES.items(),
                 [
                     ("busy", 1, {"job": "j-shot010", "frames": "97-104"}, 412, 1),
@@ -266,6 +271,11 @@ class FakeFarm:
                     ("lost", 0, None, 57, 95),
                 ],
                 ["bwrap", "none", "user farm-blender"],
+                [
+                    ("bpy", ["OPTIX: RTX 4090", "OPTIX: RTX 4090"]),
+                    ("blender", ["CPU", "CPU"]),
+                    ("blender", []),
+                ],
                 strict=True,
             )
         ]

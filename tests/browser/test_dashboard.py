@@ -110,8 +110,13 @@ def test_overview_shows_the_running_job_its_progress_and_the_nodes(
     expect(page.locator("#sum-nodes")).to_have_text("2 / 3")
     # render-02's Blender runs without a sandbox: said, in the warning colour.
     open_cell = nodes.locator("tr", has_text="render-02").locator("td.warn")
-    expect(open_cell).to_have_text("4.2.3 · no sandbox")
+    expect(open_cell.locator(".name")).to_have_text("4.2.3 · no sandbox")
     expect(nodes.locator("tr", has_text="render-01").locator("td.warn")).to_have_count(0)
+    # Each node's engine and its slots' devices (render-01: bpy on two slots of one GPU).
+    engine_cell = nodes.locator("tr", has_text="render-01").locator("td").nth(5)
+    expect(engine_cell.locator(".name")).to_have_text("4.2.3 (bpy)")
+    expect(engine_cell.locator(".sub")).to_have_text("OPTIX: RTX 4090")
+    expect(nodes.locator("tr", has_text="render-02").locator("td").nth(5)).to_contain_text("CPU")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     # The token left the address bar (history, screenshots, shoulder-surfers).
     assert "token" not in page.url
