@@ -59,20 +59,23 @@ def upload(node: Node, path: Path) -> str:
     return sha
 
 
-def snapshot(folder: Path, skip: Path) -> dict[str, bytes]:
+def snapshot(folder: Path, *skip: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes()
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and not p.is_relative_to(skip)
+        if p.is_file() and not any(p.is_relative_to(s) for s in skip)
     }
 
 
 @pytest.mark.skipif(BLENDER is None and not os.environ.get("CI"), reason="no Blender installed")
-@pytest.mark.parametrize("sandbox", ["none", "auto"])
+@pytest.mark.parametrize(
+    ("engine", "sandbox"), [("blender", "none"), ("blender", "auto"), ("bpy", "auto")]
+)
 @pytest.mark.parametrize("aim", ["absolute", "parent", "database", "another scene"])
 def test_a_file_output_node_never_writes_outside_its_job(
-    start_node: StartNode, tmp_path: Path, sandbox: str, aim: str
+    start_node: StartNode, tmp_path: Path, engine: str, sandbox: str, aim: str
 ) -> None:
+    """`bpy`: the warm worker writes only into its own folder, under the same sandbox."""
     farm = tmp_path / "farm"  # laid out as `farm up` lays out .farm/
     (farm / "orchestrator").mkdir(parents=True)
     # The database's name ends in a digit here, so that frame 1 filling `#` hits it exactly.
@@ -86,17 +89,23 @@ def test_a_file_output_node_never_writes_outside_its_job(
     }[aim]
     scene = file_output_scene(tmp_path / "attack.blend", base, slot, extension=extension)
     node = start_node(
-        blender=BLENDER, sandbox=sandbox, data_dir=farm / "node-1", sandbox_hide=[farm]
+        blender=BLENDER if engine == "blender" else "bpy",
+        sandbox=sandbox,
+        data_dir=farm / "node-1",
+        sandbox_hide=[farm],
     )
     upload(node, DEMO)  # the victim: another job's scene in the node's store
     attack = upload(node, scene)
-    before = snapshot(farm, skip=farm / "node-1" / "jobs")
-    job = node.wait(node.submit(str(frame), scene=f"sha256:{attack}"), timeout=240)
+    # A job's folders, and a bpy slot's worker folder, are where Blender may write.
+    jobs, workers = farm / "node-1" / "jobs", farm / "node-1" / "workers"
+    own = jobs if engine == "blender" else workers
+    before = snapshot(farm, jobs, workers)
+    job = node.wait(node.submit(str(frame), scene=f"sha256:{attack}", session="j"), timeout=240)
     log = node.client.get(f"/jobs/{job['id']}/log").text
     assert job["state"] == "completed", log[-3000:]
-    assert snapshot(farm, skip=farm / "node-1" / "jobs") == before, log[-3000:]
+    assert snapshot(farm, jobs, workers) == before, log[-3000:]
     assert "File Output node" in log
-    passes = farm / "node-1" / "jobs" / job["id"] / "passes"
+    passes = own / (job["id"] if engine == "blender" else "slot-0") / "passes"
     assert [p for p in passes.rglob("*") if p.is_file()], log[-3000:]
     # The victim is still whole, and still served to the next job of it.
     assert node.client.head(f"/scenes/{DEMO_SHA}").status_code == 200
