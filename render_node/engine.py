@@ -6,6 +6,7 @@ bpy of another Python (several Blender versions on one host).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -53,7 +54,10 @@ class Engine:
 
 
 def parse_engine(text: str) -> Engine:
-    """`bpy`, `bpy:PYTHON` or a Blender executable (a name on PATH or a path)."""
+    """`auto`, `bpy`, `bpy:PYTHON` or a Blender executable (a name on PATH or a path).
+    `auto`: bpy when it is installed with the node, else `blender` on PATH."""
+    if text == "auto":
+        text = "bpy" if importlib.util.find_spec("bpy") is not None else "blender"
     if text == "bpy":
         return Engine("bpy", sys.executable)
     if text.startswith("bpy:"):

@@ -26,12 +26,13 @@ class NodeSettings(BaseSettings):
     )
     scenes_dir: Path = Field(default=Path("scenes"), description="folder of named scenes")
     blender: str = Field(
-        default="blender",
+        default="auto",
         description="the Blender to render with: a blender executable (started per batch); "
         "`bpy`: Blender as a Python module installed with the node (pip install "
         "'blender-farm[bpy]'), one warm worker per slot that keeps the scene loaded between "
-        "a job's batches; `bpy:PYTHON`: the bpy of another Python",
-        json_schema_extra={"metavar": "PATH|bpy|bpy:PYTHON"},
+        "a job's batches; `bpy:PYTHON`: the bpy of another Python; auto: bpy when installed, "
+        "else blender on PATH",
+        json_schema_extra={"metavar": "auto|bpy|bpy:PYTHON|PATH"},
     )
     slots: int = Field(
         default=1, ge=1, le=64, description="Blender processes at once (--gpus: one per GPU)"

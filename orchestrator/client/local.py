@@ -7,7 +7,6 @@ farm exercises the same path as a multi-machine one.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import secrets
@@ -24,12 +23,6 @@ from farm_common.auth import auth_headers
 from orchestrator.client.api import LOCAL_TOKEN_FILE
 
 log = logging.getLogger(__name__)
-
-
-def default_blender() -> str:
-    """`bpy` (Blender 5 as a module, warm slots) when it is installed with the farm
-    (`pip install 'blender-farm[bpy]'`, which `make venv` does), else `blender` on PATH."""
-    return "bpy" if importlib.util.find_spec("bpy") is not None else "blender"
 
 
 @dataclass
@@ -76,8 +69,6 @@ class LocalCluster:
         env["FARM_TOKEN"] = self.ensure_token()
         if self.blender:
             env["FARM_BLENDER"] = self.blender
-        elif "FARM_BLENDER" not in env:
-            env["FARM_BLENDER"] = default_blender()
         return env
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import sys
 from types import SimpleNamespace
@@ -53,6 +54,13 @@ def test_devices_that_are_not_there_are_named(
 ) -> None:
     with pytest.raises(DeviceError, match=re.escape(message)):
         plan_slots(choice, gpus, found, 1)  # type: ignore[arg-type]
+
+
+def test_auto_is_bpy_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    assert parse_engine("auto").kind == "bpy"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert parse_engine("auto").kind == "binary"
 
 
 def test_the_engine_is_named_by_blender() -> None:
