@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import growth, node_loss, overhead, packing, scale, scheduling
+from benchmarks import (
+    growth,
+    node_loss,
+    overhead,
+    packing,
+    real_scheduling,
+    scale,
+    scheduling,
+    startup,
+)
 from benchmarks.common import console
 
 ALL = {
@@ -17,6 +26,8 @@ ALL = {
     "scale": scale.main,
     "growth": growth.main,
     "packing": packing.main,
+    "startup": startup.main,
+    "real_scheduling": real_scheduling.main,
 }
 
 

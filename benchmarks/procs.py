@@ -23,6 +23,8 @@ from tests.integration.farm_procs import base_env
 from tests.servers import CliServer, free_port, run_cli
 
 FAKE_BLENDER = Path(__file__).resolve().parents[1] / "tests" / "fake_blender.py"
+# A Python whose bpy is the stand-in: `--blender bpy:FAKE_BPY_PYTHON` is the warm engine, fast.
+FAKE_BPY_PYTHON = Path(__file__).resolve().parents[1] / "tests" / "fake_bpy" / "python"
 FINAL = ("completed", "failed", "cancelled")
 
 
@@ -63,7 +65,10 @@ class ProcFarm:
         blender: str,
         threads: int = 0,
         env: Mapping[str, str] | None = None,
+        job_log: bool = False,
     ) -> CliServer:
+        """`job_log`: the node logs each job's steps at info level as JSON lines, for
+        benchmarks.nodelog to read (its output is kept until the farm stops)."""
         index = len(self.nodes)
         port = free_port()
         argv = [
@@ -71,10 +76,11 @@ class ProcFarm:
             "--data-dir", str(self.root / f"node{index}"), "--scenes-dir", str(scenes_dir),
             "--blender", blender, "--slots", "1", "--threads", str(threads),
             "--orchestrator", self.url, "--advertise-url", f"http://127.0.0.1:{port}",
-            "--log-level", "warning", "--blender-env", "FAKE_BLENDER_*",
+            "--log-level", "info" if job_log else "warning", "--log-format",
+            "json" if job_log else "text", "--blender-env", "FAKE_BLENDER_*",
         ]  # fmt: skip
-        if blender == str(FAKE_BLENDER):  # its FAKE_BLENDER_LOG is in a folder a sandbox hides
-            argv += ["--sandbox", "none"]
+        if blender in (str(FAKE_BLENDER), f"bpy:{FAKE_BPY_PYTHON}"):
+            argv += ["--sandbox", "none"]  # its FAKE_BLENDER_LOG is in a folder a sandbox hides
         node = self.stack.enter_context(
             run_cli(argv, port=port, env=clean_env(env), cwd=self.root, startup_timeout=60)
         )

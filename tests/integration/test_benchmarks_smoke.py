@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import growth, node_loss, overhead, scale, scheduling
-from benchmarks.procs import FAKE_BLENDER
+from benchmarks import growth, node_loss, overhead, real_scheduling, scale, scheduling, startup
+from benchmarks.procs import FAKE_BLENDER, FAKE_BPY_PYTHON
 from tests.orch_helpers import BLEND
 
 
@@ -64,3 +64,45 @@ def test_scale_and_growth_harness_collect_every_frame(tmp_path: Path) -> None:
     body = read(tmp_path, "growth")
     assert [r["frames_done"] for r in body["results"]] == [100, 100, 200, 200]
     assert len(body["ratios"]) == 4
+
+
+def test_startup_harness_times_four_ways_and_sees_the_warm_slot(tmp_path: Path) -> None:
+    scene = tmp_path / "demo.blend"
+    scene.write_bytes(BLEND)
+    startup.main(
+        ["--runs", "1", "--frames", "3", "--threads", "1", "--blender", str(FAKE_BLENDER),
+         "--bpy", f"bpy:{FAKE_BPY_PYTHON}", "--scene", str(scene), "--results-dir", str(tmp_path)]
+    )  # fmt: skip
+    body = read(tmp_path, "startup")
+    (run,) = body["runs"]
+    for way in ("bare_binary", "farm_binary", "bare_bpy", "farm_bpy"):
+        assert run[way] > 0, way
+    binary, warm = run["farm_binary_detail"], run["farm_bpy_detail"]
+    # batch_size 1: a Blender per batch on the binary engine; one worker for the whole job on bpy
+    assert (binary["batches"], binary["blender_starts"], binary["warm_batches"]) == (3, 3, 0)
+    assert (warm["batches"], warm["blender_starts"], warm["warm_batches"]) == (3, 1, 2)
+    assert warm["warm_by_batch"] == [False, True, True]
+
+
+def test_real_scheduling_harness_counts_batches_warm_ones_and_speeds(tmp_path: Path) -> None:
+    scene = tmp_path / "demo.blend"
+    scene.write_bytes(BLEND)
+    real_scheduling.main(
+        ["--runs", "1", "--frames", "12", "--blender", str(FAKE_BLENDER),
+         "--bpy", f"bpy:{FAKE_BPY_PYTHON}", "--scene", str(scene), "--results-dir", str(tmp_path)]
+    )  # fmt: skip
+    body = read(tmp_path, "real_scheduling")
+    for name in ("bpy", "binary"):
+        (run,) = body[name]["runs"]
+        assert run["frames_done"] == 12
+        nodes = run["nodes"]
+        assert sum(n["frames"] for n in nodes) == 12
+        # every batch the orchestrator sent ran as one job on its node, and the log says so
+        assert [n["batches"] for n in nodes] == [n["node_jobs"] for n in nodes]
+        for n in nodes:
+            assert n["warm_batches"] + n["blender_starts"] == n["node_jobs"]
+            assert n["frames"] == 0 or n["speed_frames_per_second"] > 0
+        assert run["bound"] > 0 and 0 <= run["lost_to_startups"] < 1
+    assert all(n["warm_batches"] == 0 for n in body["binary"]["runs"][0]["nodes"])
+    # a bpy node starts one worker for the job, however many batches it takes
+    assert all(n["blender_starts"] <= 1 for n in body["bpy"]["runs"][0]["nodes"])
