@@ -144,9 +144,12 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         fmt = await job_format(body.format, main)
         saved = None if main is None else await asyncio.to_thread(saved_by, main)
         facts = await farm.link.facts()
+        versions = facts.blender_versions
         if body.blender_version:
-            check_blender_version(body.blender_version, facts.blender_versions)
-        check_saved_by(saved, facts.blender_versions)
+            check_blender_version(body.blender_version, versions)
+            pinned = body.blender_version
+            versions = {u: v for u, v in versions.items() if v and blender_matches(v, pinned)}
+        check_saved_by(saved, versions)
         size = body.batch_size or auto_batch_size(
             len(frames), facts.total_slots, settings.max_batch_size
         )

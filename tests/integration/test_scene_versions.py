@@ -30,6 +30,15 @@ def test_only_a_node_with_a_new_enough_blender_renders_a_newer_scene(tmp_path: P
         assert f.rendered_by(0) == []  # the 3.4 node never started Blender for it
         assert sorted(f.rendered_by(1)) == list(range(1, 9))
 
+        # Pinned to the Blender that cannot open it: refused at once, not queued forever.
+        pinned = client.post(
+            "/render",
+            json={"scene": scene["scene"], "frames": "1", "blender_version": "3.4"},
+        )
+        assert pinned.status_code == 409, pinned.text
+        detail = pinned.json()["detail"]
+        assert "saved by Blender 5.0" in detail and "3.4.1 (1)" in detail, detail
+
 
 def test_a_farm_whose_nodes_are_all_older_refuses_the_job_and_a_node_says_why(
     tmp_path: Path,
