@@ -10,7 +10,12 @@ for work, from what the scheduler has measured:
 - the frames left are shared out as if every lane rendered until one common finish time T,
   each starting once it is free and has paid one start-up (water filling);
 - the asking lane takes its part: what it can render by T. A lane that cannot finish a single
-  frame by T takes none and leaves the frames to faster lanes.
+  frame by T takes none and leaves the frames to faster lanes;
+- or half of its part, when the half is worth a batch of its own: measured speeds are only
+  estimates (a node slows down while others share its CPU, speeds up when they stop), and a
+  part handed out in one piece ends off T by the error on all of it. The lane comes back for
+  the other half sized by fresher figures, so its batches shrink geometrically towards T --
+  down to a frame on a warm slot, whose next batch costs only the round trips.
 
 A lane of unknown speed (the first batch of a job) takes a "blind" batch, small enough that a
 slow node does not sit on a large share before the farm knows it is slow.
@@ -21,6 +26,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+# How far off a measured speed may be for the rest of a job (the error that splitting a part
+# corrects). A part is halved while SPEED_ERROR times half of its seconds, the end imbalance
+# the split saves, exceeds the overhead of the extra batch.
+SPEED_ERROR = 0.1
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,8 @@ def next_batch_size(
     if not math.isfinite(share):  # the lanes' figures are checked where they come in; still
         return max(1, min(blind, remaining))
     size = min(round(share), remaining)
+    if size > 1 and SPEED_ERROR * (size / 2) * spf > me.overhead:
+        size = math.ceil(size / 2)
     if size <= 0:
         # Shares of under half a frame round to none for everyone: the slot that would finish
         # a frame first still takes one, or nobody would.

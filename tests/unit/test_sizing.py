@@ -45,8 +45,9 @@ def test_nothing_left_means_nothing_taken() -> None:
 
 
 def test_known_speeds_split_the_job_in_proportion_in_one_batch_each() -> None:
-    """120 frames on 0.2/0.2/0.8 s nodes: asked in turn, they take 53/54/13 or so."""
-    lanes = [Lane(FAST, 0.5, 0.0), Lane(FAST, 0.5, 0.0), Lane(SLOW, 0.5, 0.0)]
+    """120 frames on 0.2/0.2/0.8 s nodes whose next batch costs 1 s: asked in turn, they take
+    53/54/13 or so, each its whole part (half a part would not be worth a second start-up)."""
+    lanes = [Lane(FAST, 1.0, 0.0), Lane(FAST, 1.0, 0.0), Lane(SLOW, 1.0, 0.0)]
     remaining = 120
     taken = []
     for i, lane in enumerate(lanes):
@@ -57,7 +58,39 @@ def test_known_speeds_split_the_job_in_proportion_in_one_batch_each() -> None:
         remaining -= n
         taken.append(n)
     assert sum(taken) == 120
-    assert taken[0] in (53, 54) and taken[1] in (53, 54) and taken[2] in (12, 13, 14)
+    assert taken[0] in (52, 53, 54) and taken[1] in (52, 53, 54) and taken[2] in (12, 13, 14)
+
+
+def test_cheap_batches_take_half_a_part_and_shrink_to_a_frame_at_the_end() -> None:
+    """Warm slots (a batch costs 0.15 s) on 3 s/3 s/6 s frames: each takes half of its part
+    and comes back; the batches shrink geometrically to a frame, every frame is taken once,
+    and the lanes end within a frame of each other."""
+    speed = [3.0, 3.0, 6.0]
+    free = [0.0, 0.0, 0.0]
+    batches: list[list[int]] = [[], [], []]
+    remaining = 60
+    while remaining:
+        i = min(range(3), key=lambda k: free[k])  # the lane that frees first asks next
+        lanes = [Lane(speed[k], 0.15, free[k]) for k in range(3)]
+        n = size(lanes[i], lanes[:i] + lanes[i + 1 :], remaining, now=free[i])
+        if n == 0:
+            free[i] = max(free)  # it leaves the rest to the others
+            continue
+        batches[i].append(n)
+        free[i] += 0.15 + n * speed[i]
+        remaining -= n
+    assert sum(map(sum, batches)) == 60
+    for sizes in batches:
+        assert sizes == sorted(sizes, reverse=True) and len(sizes) >= 3
+    assert batches[0][0] == 12  # half of the fast lane's 24
+    assert batches[0][-1] == batches[1][-1] == 1
+    assert max(free) - min(free) <= 6.0
+
+
+def test_a_part_is_not_halved_when_the_batch_costs_more_than_the_split_saves() -> None:
+    # 20 frames of 0.2 s: halving saves 10 % of 2 s = 0.2 s; a start-up of 0.5 s costs more
+    assert size(Lane(FAST, 0.5, 0.0), [], 20) == 20
+    assert size(Lane(FAST, 0.15, 0.0), [], 20) == 10
 
 
 SPEED = (FAST, FAST, SLOW)
@@ -77,14 +110,14 @@ def test_batch_is_capped_by_expected_seconds() -> None:
 
 
 def test_unknown_other_lanes_count_at_the_median_known_speed() -> None:
-    me = Lane(FAST, 0.0, 0.0)
-    assert size(me, [Lane(None, 0.0, 0.0)], 100) == size(me, [Lane(FAST, 0.0, 0.0)], 100) == 50
+    me = Lane(FAST, 1.0, 0.0)
+    assert size(me, [Lane(None, 1.0, 0.0)], 100) == size(me, [Lane(FAST, 1.0, 0.0)], 100) == 50
 
 
 def test_an_unknown_lane_that_has_shown_it_is_slow_counts_as_slow() -> None:
-    me = Lane(FAST, 0.0, 0.0)
+    me = Lane(FAST, 2.0, 0.0)
     # its first frame has been rendering for 0.8 s: it gets little of the share
-    assert size(me, [Lane(None, 0.0, 0.0, at_least=SLOW)], 100) == 80
+    assert size(me, [Lane(None, 2.0, 0.0, at_least=SLOW)], 100) == 80
 
 
 def test_a_last_frame_shared_by_equal_slots_is_still_taken() -> None:
