@@ -167,6 +167,37 @@ PY
     echo "$want" >"$stamp"
 }
 
+# The bpy wheel (Blender 5.0 as a module, ~375 MB) and its dependencies, for the render-node
+# image's `engine` stage, into docker/bpy-wheels: apart from docker/wheels, so that the
+# other build stages (and the orchestrator image) never copy it. Skipped when the bpy
+# requirement is unchanged.
+prepare_bpy_wheels() {
+    local wheels="$ROOT/docker/bpy-wheels" stamp want
+    stamp="$wheels/.stamp"
+    python3 - "$ROOT/pyproject.toml" >"$CACHE/requirements-bpy.txt" <<'PY'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["bpy"]))
+PY
+    want="$(sha256sum "$CACHE/requirements-bpy.txt" | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && ls "$wheels"/bpy-*.whl >/dev/null 2>&1; then
+        log "bpy wheels up to date in docker/bpy-wheels"
+        return
+    fi
+    rm -f "$wheels"/*.whl "$stamp"
+    log "pip download bpy and its dependencies for cp311/manylinux into docker/bpy-wheels"
+    python3 -m pip download -q -d "$wheels" --only-binary=:all: \
+        --implementation cp --python-version 3.11 --abi cp311 --abi abi3 --abi none \
+        --platform manylinux_2_36_x86_64 --platform manylinux_2_28_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        --platform linux_x86_64 --platform any \
+        -r "$CACHE/requirements-bpy.txt" >"$CACHE/pip-download-bpy.log" 2>&1 \
+        || die "pip download of bpy failed, see $CACHE/pip-download-bpy.log"
+    echo "$want" >"$stamp"
+}
+
 build_image() {
     local name="$1" start=$SECONDS image="$IMAGE_PREFIX/$1:$IMAGE_TAG" before after
     before="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
@@ -193,10 +224,10 @@ if [ -z "${DOCKER_BUILDKIT:-}" ] && ! docker buildx version >/dev/null 2>&1; the
 fi
 
 case "${FARM_WHEELS:-auto}" in
-    1) prepare_wheels ;;
+    1) prepare_wheels; prepare_bpy_wheels ;;
     0) ;;
     *)  # auto: use host wheels when the host has pip (works with or without PyPI in builds)
-        if python3 -m pip --version >/dev/null 2>&1; then prepare_wheels; fi ;;
+        if python3 -m pip --version >/dev/null 2>&1; then prepare_wheels; prepare_bpy_wheels; fi ;;
 esac
 
 # Both at once: most of a fresh build is apt downloading and unpacking Blender and ffmpeg,

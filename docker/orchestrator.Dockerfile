@@ -17,7 +17,7 @@ FROM python AS requirements
 COPY pyproject.toml /src/
 RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' >/requirements.txt
 
-FROM python AS build
+FROM python AS deps
 # docker/wheels holds pre-downloaded wheels when build containers cannot reach PyPI
 # (docker/build-images.sh fills it); empty means "use PyPI".
 COPY docker/wheels/ /wheels/
@@ -26,6 +26,8 @@ RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
     python3 -m venv /opt/farm; \
     /opt/farm/bin/pip install $opts -r /requirements.txt
+
+FROM deps AS build
 COPY pyproject.toml README.md /src/
 COPY farm_common /src/farm_common
 COPY render_node /src/render_node

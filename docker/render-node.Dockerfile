@@ -1,6 +1,8 @@
-# The render node: Debian bookworm's Blender run headless by `render-node`, under tini.
+# The render node under tini, with two Blenders: 5.0 as a Python module (bpy, from PyPI: the
+# default engine, warm slots) and Debian bookworm's 3.4 binary (`--blender /usr/bin/blender`).
 #   make images        (or: docker build -f docker/render-node.Dockerfile -t blender-farm/render-node .)
-# A newer Blender: --build-arg BASE_IMAGE=<a Debian/Ubuntu image whose `blender` package you want>.
+# Without bpy (an image ~1 GB smaller, Blender 3.4 only): --build-arg BPY=0.
+# Another Debian Blender: --build-arg BASE_IMAGE=<a Debian/Ubuntu image whose `blender` you want>.
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # ---- build: a virtualenv with the dependencies, and a wheel of the farm package ----
@@ -17,7 +19,7 @@ FROM python AS requirements
 COPY pyproject.toml /src/
 RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' >/requirements.txt
 
-FROM python AS build
+FROM python AS deps
 # docker/wheels holds pre-downloaded wheels when build containers cannot reach PyPI
 # (docker/build-images.sh fills it); empty means "use PyPI".
 COPY docker/wheels/ /wheels/
@@ -26,6 +28,8 @@ RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
     python3 -m venv /opt/farm; \
     /opt/farm/bin/pip install $opts -r /requirements.txt
+
+FROM deps AS build
 COPY pyproject.toml README.md /src/
 COPY farm_common /src/farm_common
 COPY render_node /src/render_node
@@ -36,17 +40,38 @@ RUN set -eu; \
     opts=""; if ls /wheels/*.whl >/dev/null 2>&1; then opts="--no-index --find-links /wheels"; fi; \
     PYTHONDONTWRITEBYTECODE=1 /opt/farm/bin/pip wheel --no-deps $opts -w /dist /src
 
+# ---- bpy: Blender 5.0 as a Python module, in the venv (its own stage: the other image shares
+# the ones above) ----
+FROM python AS bpy-requirements
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["optional-dependencies"]["bpy"]))' >/requirements-bpy.txt
+
+# From `deps`, not `build`: a source edit leaves this big layer cached. docker/bpy-wheels holds
+# the bpy wheel when build containers cannot reach PyPI (build-images.sh), like docker/wheels.
+FROM deps AS engine
+ARG BPY=1
+COPY --from=bpy-requirements /requirements-bpy.txt /requirements-bpy.txt
+COPY docker/bpy-wheels/ /bpy-wheels/
+RUN set -eu; \
+    if [ "$BPY" = 1 ]; then \
+        opts=""; if ls /bpy-wheels/*.whl >/dev/null 2>&1; then \
+            opts="--no-index --find-links /bpy-wheels --find-links /wheels"; fi; \
+        /opt/farm/bin/pip install $opts -r /requirements-bpy.txt; \
+    fi
+
 # ---- runtime ----
 FROM ${BASE_IMAGE}
 ARG BLENDER_PACKAGE=blender
 ENV DEBIAN_FRONTEND=noninteractive
-# Blender pulls in python3.11 itself; python3 is named for the venv's interpreter link.
+# Blender pulls in python3.11 itself; python3 is named for the venv's interpreter link. bpy
+# links a few X11/GL client libraries; EGL (Mesa) lets it render EEVEE without a display.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 tini ${BLENDER_PACKAGE} \
+        libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1 libegl1 libegl-mesa0 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin --uid 10002 --user-group farm-blender \
  && mkdir -p /var/lib/farm /scenes
-COPY --from=build /opt/farm /opt/farm
+COPY --from=engine /opt/farm /opt/farm
 COPY docker/healthcheck.py /opt/farm/healthcheck.py
 ENV PATH=/opt/farm/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -54,7 +79,7 @@ ENV PATH=/opt/farm/bin:$PATH \
     FARM_PORT=8100 \
     FARM_DATA_DIR=/var/lib/farm \
     FARM_SCENES_DIR=/scenes \
-    FARM_BLENDER=/usr/bin/blender
+    FARM_BLENDER=auto
 WORKDIR /var/lib/farm
 EXPOSE 8100
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

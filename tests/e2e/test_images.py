@@ -61,3 +61,22 @@ def test_images_run_under_tini_with_a_health_check(
     assert config["User"] == ("farm" if image == ORCHESTRATOR else "")
     assert "/opt/farm/healthcheck.py" in config["Healthcheck"]["Test"]
     assert not any("TOKEN" in env for env in config["Env"]), "no token baked into the image"
+
+
+def test_node_image_defaults_to_bpy_which_farm_blender_can_import(
+    docker_client: docker.DockerClient, images: None
+) -> None:
+    """`--blender auto` (FARM_BLENDER in the image) picks Blender 5.0's bpy, and the user the
+    worker runs as can import it from the read-only venv."""
+    probe = (
+        "from render_node.engine import parse_engine; from render_node.settings import "
+        "NodeSettings; e = parse_engine(NodeSettings().blender); print(e.kind)"
+    )
+    out = run(
+        docker_client, NODE, "sh", "-c",
+        f'python3 -c "{probe}"; setpriv --reuid 10002 --regid 10002 --clear-groups '
+        "python3 -c 'import bpy; print(bpy.app.version_string)'",
+    )  # fmt: skip
+    lines = out.splitlines()
+    assert lines[0] == "bpy", out
+    assert lines[-1].startswith("5.0"), out
