@@ -292,6 +292,23 @@ class JobCounts(Answer):
     finished: int
 
 
+# What a node says of its engine and slots, in /info and in its heartbeat alike.
+EngineName = Annotated[
+    str | None, Field(max_length=20, description="blender (a binary per batch) or bpy (warm)")
+]
+SlotDevices = Annotated[
+    list[Annotated[str, Field(max_length=300)]],
+    Field(max_length=MAX_SLOTS, description="each slot's device"),
+]
+DeviceKind = Annotated[
+    Literal["cpu", "gpu"] | None, Field(description="gpu when a slot renders on a GPU")
+]
+WarmJobs = Annotated[
+    list[Annotated[str, Field(max_length=64)]],
+    Field(max_length=MAX_SLOTS, description="orchestrator jobs whose scene a slot holds loaded"),
+]
+
+
 class NodeInfo(Answer):
     version: str = Field(max_length=100)
     blender_version: str | None = Field(max_length=100)
@@ -304,20 +321,10 @@ class NodeInfo(Answer):
     jobs: JobCounts
     # What holds Blender inside its job's folder: "bwrap", "user NAME" or "none".
     sandbox: str | None = Field(default=None, max_length=100)
-    engine: str | None = Field(
-        default=None, max_length=20, description="blender (a binary per batch) or bpy (warm)"
-    )
-    devices: list[Annotated[str, Field(max_length=300)]] = Field(
-        default_factory=list, max_length=MAX_SLOTS, description="each slot's device"
-    )
-    device: Literal["cpu", "gpu"] | None = Field(
-        default=None, description="gpu when a slot renders on a GPU"
-    )
-    warm: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=list,
-        max_length=MAX_SLOTS,
-        description="orchestrator jobs whose scene a slot holds loaded",
-    )
+    engine: EngineName = None
+    devices: SlotDevices = []
+    device: DeviceKind = None
+    warm: WarmJobs = []
 
 
 class FileStored(Answer):
@@ -361,20 +368,10 @@ class NodeRegistration(Request):
     instance: str | None = Field(
         default=None, max_length=100, description="the node process, new at every start"
     )
-    engine: str | None = Field(
-        default=None, max_length=20, description="blender (a binary per batch) or bpy (warm)"
-    )
-    devices: list[Annotated[str, Field(max_length=300)]] = Field(
-        default_factory=list, max_length=MAX_SLOTS, description="each slot's device"
-    )
-    device: Literal["cpu", "gpu"] | None = Field(
-        default=None, description="gpu when a slot renders on a GPU"
-    )
-    warm: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=list,
-        max_length=MAX_SLOTS,
-        description="orchestrator jobs whose scene a slot holds loaded",
-    )
+    engine: EngineName = None
+    devices: SlotDevices = []
+    device: DeviceKind = None
+    warm: WarmJobs = []
 
 
 class Registered(Answer):
