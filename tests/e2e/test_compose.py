@@ -17,6 +17,7 @@ import pytest
 from PIL import Image, ImageChops
 
 from tests.e2e.farm import (
+    DEMO_SCENE,
     DONE_STATES,
     ComposeStack,
     FarmAPI,
@@ -52,7 +53,7 @@ def test_a_packed_shot_renders_in_containers_that_share_nothing_with_the_client(
 ) -> None:
     """`farm render` of scenes/shot from the host: its library, textures, sequence and cache
     reach the node containers only through the orchestrator's file store, and the frames are
-    Blender's own (the images run the same Debian Blender as the host)."""
+    Blender's own (the nodes run the bpy the host's venv has, from the same wheel)."""
     api.wait_nodes(3)
     shot = Path(__file__).resolve().parents[2] / "scenes" / "shot" / "shots" / "010" / "shot.blend"
     env = {**os.environ, "FARM_ORCHESTRATOR": stack.url, "FARM_TOKEN": stack.token}
@@ -71,18 +72,76 @@ def test_a_packed_shot_renders_in_containers_that_share_nothing_with_the_client(
     again = farm_render("--frames", "1", "--no-download")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "sending 0 files, 0.0 MB" in again.stdout
-    if BLENDER is not None:  # every frame as Blender renders the shot in place
-        local = tmp_path / "local"
+    # every frame as bpy renders the shot in place, in one process
+    local = tmp_path / "local"
+    code = (
+        "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1], use_scripts=False); "
+        "s = bpy.context.scene; s.frame_start, s.frame_end = 1, 6; "
+        "s.render.filepath = sys.argv[2]; bpy.ops.render.render(animation=True)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(shot), str(local / "frame_#####")],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    for frame in range(1, 7):
+        name = f"frame_{frame:05d}.png"
+        with Image.open(tmp_path / "f" / name) as ours, Image.open(local / name) as theirs:
+            difference = ImageChops.difference(ours.convert("RGBA"), theirs.convert("RGBA"))
+            assert difference.getbbox() is None, name
+
+
+def save_with_bpy(source: Path, target: Path) -> Path:
+    """`source` saved by the host's bpy (Blender 5.0: the header says so)."""
+    code = (
+        "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1], use_scripts=False); "
+        "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], copy=True)"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(source), str(target)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert target.read_bytes()[:17] == b"BLENDER17-01v0500"
+    return target
+
+
+def test_a_blender_5_scene_renders_on_bpy_nodes_and_never_on_a_3_4_node(
+    stack: ComposeStack, api: FarmAPI, tmp_path: Path
+) -> None:
+    """The image's default engine is bpy 5.0; a fourth node of the same image started with
+    Debian's Blender 3.4 joins the farm and is never handed the 5.0 scene; pinned to 3.4, the
+    job is refused at submission, saying why."""
+    nodes = api.wait_nodes(3)
+    assert {(n["engine"], n["blender_version"][:2]) for n in nodes} == {("bpy", "5.")}, nodes
+    scene = api.upload_scene(save_with_bpy(DEMO_SCENE, tmp_path / "demo_50.blend"))
+    stack.compose(
+        "run", "-d", "--no-deps", "-e", "FARM_BLENDER=/usr/bin/blender", "--name",
+        f"{stack.project}-old-blender", "render-node",
+    )  # fmt: skip
+    try:
+        nodes = api.wait_nodes(4)
+        old = [n["url"] for n in nodes if n["engine"] == "blender"]
+        assert len(old) == 1, nodes
+        assert [n["blender_version"][:4] for n in nodes if n["url"] in old] == ["3.4."], nodes
+        job = api.wait_job(api.render(scene, "1-8", batch_size=1))
+        assert_every_frame_once(api, job, range(1, 9))
+        assert old[0] not in {b["node"] for b in job["batches"]}, job["batches"]
+
+        pinned = api.http.post(
+            "/render", json={"scene": scene, "frames": "1", "blender_version": "3.4"}
+        )
+        assert pinned.status_code == 409, pinned.text
+        assert "saved by Blender 5.0" in pinned.json()["detail"], pinned.text
+    finally:
         subprocess.run(
-            [BLENDER, "-b", str(shot), "-o", str(local / "frame_#####"), "-s", "1", "-e", "6",
-             "-a"],
-            check=True, capture_output=True, timeout=300,
+            ["docker", "rm", "-f", f"{stack.project}-old-blender"],
+            capture_output=True, timeout=60,
         )  # fmt: skip
-        for frame in range(1, 7):
-            name = f"frame_{frame:05d}.png"
-            with Image.open(tmp_path / "f" / name) as ours, Image.open(local / name) as theirs:
-                difference = ImageChops.difference(ours.convert("RGBA"), theirs.convert("RGBA"))
-                assert difference.getbbox() is None, name
+        # the next tests count healthy nodes: wait until the farm has seen it go
+        wait_for(
+            "the 3.4 node lost",
+            lambda: all(n["engine"] != "blender" for n in api.healthy_nodes()) or None,
+            timeout=60,
+        )
 
 
 def test_dashboard_and_its_static_files_are_in_the_image(api: FarmAPI) -> None:
