@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from farm_common.errors import BadRequest
 from farm_common.frames import MAX_FRAME_NUMBER, MAX_FRAMES
 from farm_common.manifest import Manifest
+from farm_common.tiles import MAX_TILES
 
 
 class JobState(StrEnum):
@@ -146,6 +147,24 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Tile(Request):
+    """One region of a frame split in a grid (farm_common/tiles.py): rendered with Blender's
+    border and crop, the image holds that region alone."""
+
+    cols: int = Field(ge=1, le=MAX_TILES)
+    rows: int = Field(ge=1, le=MAX_TILES)
+    col: int = Field(ge=0, lt=MAX_TILES, description="from the left, 0 first")
+    row: int = Field(ge=0, lt=MAX_TILES, description="from the top, 0 first")
+
+    @model_validator(mode="after")
+    def _inside(self) -> Tile:
+        if self.cols * self.rows > MAX_TILES:
+            raise ValueError(f"at most {MAX_TILES} regions a frame")
+        if self.col >= self.cols or self.row >= self.rows:
+            raise ValueError(f"no region ({self.col}, {self.row}) in {self.cols}x{self.rows}")
+        return self
+
+
 class JobRequest(Request):
     scene: str | None = Field(
         default=None,
@@ -176,6 +195,11 @@ class JobRequest(Request):
         pattern=r"^[A-Za-z0-9_-]+$",
         description="the orchestrator's job this batch belongs to: on a bpy node its next "
         "batches find the scene loaded (a warm slot); none: nothing is kept for later",
+    )
+    tile: Tile | None = Field(
+        default=None,
+        description="render only this region of each frame (its image is the region alone); "
+        "none: whole frames",
     )
 
     @model_validator(mode="after")

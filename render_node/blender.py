@@ -15,6 +15,7 @@ from typing import Any
 
 from farm_common.blendfile import opens
 from farm_common.protocol import ImageFormat, frame_name, frame_pattern
+from farm_common.tiles import Border
 from render_node.devices import USE_DEVICE_EXPR
 from render_node.scene_checks import FREESTYLE_CHECK, asset_check, path_map_expr, scene_guard
 
@@ -42,6 +43,7 @@ def build_command(
     allow_missing: bool = False,
     path_map: Sequence[tuple[str, str]] = (),
     device: dict[str, Any] | None = None,
+    border: Border | None = None,
 ) -> list[str]:
     """Blender runs its arguments in order: the .blend first, output options, render args last.
 
@@ -50,6 +52,7 @@ def build_command(
     `guard_dir`: where the scene guard sends File Output nodes and caches (none: no guard).
     `set_format`: pass `-F fmt`; without it the scene's own output settings hold (format,
     depth, codec, layers) and `fmt` only names what it writes.
+    `border`: render that region of each frame alone (farm_common/tiles.py).
     """
     check = [] if allow_freestyle else ["--python-expr", FREESTYLE_CHECK]
     guard = [] if guard_dir is None else ["--python-expr", scene_guard(guard_dir)]
@@ -58,6 +61,8 @@ def build_command(
         assets = ["--python-expr", path_map_expr(path_map), *assets]
     if device is not None:  # the slot's GPU (devices.USE_DEVICE_EXPR)
         assets += ["--python-expr", USE_DEVICE_EXPR % (device,)]
+    if border is not None:
+        assets += ["--python-expr", border_expr(border)]
     return [
         blender,
         "-b",
@@ -73,6 +78,18 @@ def build_command(
         str(threads),
         *blender_frame_args(frames),
     ]
+
+
+def border_expr(border: Border) -> str:
+    """Python for Blender: render `border` of the frame, cropped to it. The edges are set
+    after a reset to the whole frame, so no minimum ever exceeds its maximum on the way."""
+    return (
+        "import bpy; r = bpy.context.scene.render; "
+        "r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = 0.0, 1.0, 0.0, 1.0; "
+        f"r.border_min_x, r.border_max_x = {border.min_x!r}, {border.max_x!r}; "
+        f"r.border_min_y, r.border_max_y = {border.min_y!r}, {border.max_y!r}; "
+        "r.use_border = True; r.use_crop_to_border = True"
+    )
 
 
 def blender_frame_args(frames: list[int]) -> list[str]:

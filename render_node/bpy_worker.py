@@ -30,7 +30,7 @@ def send(event, **fields):
 
 
 GPU_TYPES = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
-_state = {"frame": None, "sample": None}
+_state: dict = {"frame": None, "sample": None, "border": None}
 
 
 def _check_print(*args, **kwargs):
@@ -117,7 +117,24 @@ def open_scene(bpy, request):
         use_device(bpy, scene, request.get("device"))
     bpy.app.handlers.render_pre.append(_on_pre)
     bpy.app.handlers.render_stats.append(_on_stats)
+    r = scene.render
+    _state["border"] = (r.use_border, r.use_crop_to_border, r.border_min_x, r.border_max_x,
+                        r.border_min_y, r.border_max_y)  # fmt: skip
     return scene
+
+
+def set_border(scene, border):
+    """Render `border` (min_x, max_x, min_y, max_y) of the frame, cropped to it; None: the
+    scene's own border settings, as it was opened."""
+    r = scene.render
+    if border is None:
+        use, crop, *edges = _state["border"]
+    else:
+        use, crop, edges = True, True, border
+    r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = 0.0, 1.0, 0.0, 1.0
+    r.border_min_x, r.border_max_x = edges[0], edges[1]
+    r.border_min_y, r.border_max_y = edges[2], edges[3]
+    r.use_border, r.use_crop_to_border = use, crop
 
 
 def render(bpy, scene, request):
@@ -127,6 +144,7 @@ def render(bpy, scene, request):
     path = request["path"]
     if scene.render.use_file_extension:
         path += scene.render.file_extension
+    set_border(scene, request.get("border"))
     scene.frame_set(frame)
     start = time.monotonic()
     bpy.ops.render.render(write_still=True)

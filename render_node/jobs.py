@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from farm_common.manifest import Manifest
 from farm_common.protocol import FINAL_JOB_STATES, FrameState, JobState
+from farm_common.tiles import Border
 from render_node.batch import Batch
 from render_node.blender import ImageFormat, build_command, frames_for_one_command
 from render_node.devices import describe
@@ -61,6 +62,7 @@ class Job:
     session: str | None = None
     warm: bool = False  # rendered on a worker that had the scene loaded already
     device: str | None = None  # what its slot renders on ("CPU", "CUDA: ...")
+    border: Border | None = None  # one region of each frame (a tile), else whole frames
     state: JobState = JobState.QUEUED
     started: float | None = None
     finished: float | None = None
@@ -286,9 +288,11 @@ class JobManager:
         lay_out: Callable[[Manifest, Path], Path] | None = None,
         refused: str | None = None,
         session: str | None = None,
+        border: Border | None = None,
     ) -> Job:
         """Queue a job. With a manifest, `scene_path` is the stored main file (read for its
-        format) and Blender renders the tree `lay_out` makes under the job's folder."""
+        format) and Blender renders the tree `lay_out` makes under the job's folder. With a
+        `border`, each frame's image is that region of it alone (a tile)."""
         job_id = secrets.token_hex(8)
         batch = Batch(frames)
         job = Job(
@@ -307,6 +311,7 @@ class JobManager:
             lay_out=lay_out,
             refused=refused,
             session=session,
+            border=border,
         )
         batch.on_end = job.touch
         self.jobs[job_id] = job
@@ -406,6 +411,7 @@ class JobManager:
                     allow_missing=job.allow_missing,
                     path_map=self.options.path_map,
                     device=slot.device,
+                    border=job.border,
                 ),
                 read=[job.dir / "tree" if job.manifest is not None else scene_path],
                 write=[job.output_dir, user_dir, job.passes_dir],
@@ -492,6 +498,7 @@ class JobManager:
             allow_missing=job.allow_missing,
             warnings=job.warnings,
             clock=self.clock,
+            border=job.border,
         )
         try:
             await run.run()

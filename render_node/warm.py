@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from farm_common.protocol import FrameState, frame_name
+from farm_common.tiles import Border
 from render_node.batch import RENDERING, Batch
 from render_node.blender import ErrorLine, MissingFile, OutputParser
 from render_node.runner import MAX_WARNINGS, MTIME_SLACK, describe_exit, verify_output
@@ -63,6 +64,7 @@ class WarmRun:
     allow_missing: bool = False
     warnings: list[str] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
+    border: Border | None = None  # render this region of each frame alone
     files: dict[int, Path] = field(default_factory=dict, init=False)
     warm: bool = field(default=False, init=False)  # the first worker was warm already
     launched: float | None = field(default=None, init=False)
@@ -171,7 +173,9 @@ class WarmRun:
         since = time.time() - MTIME_SLACK
         stem = worker.folder / "out" / frame_name(frame, "")
         try:
-            await worker.send({"op": "render", "frame": frame, "path": str(stem)})
+            await worker.send(
+                {"op": "render", "frame": frame, "path": str(stem), "border": self.border}
+            )
             while True:
                 message = await worker.next_message(self.spec.stall)
                 event = message.get("event")

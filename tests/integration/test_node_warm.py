@@ -221,3 +221,28 @@ def test_devices_that_are_not_there_stop_the_node(tmp_path: Path) -> None:
         create_app(NodeSettings(**base, device="cuda", gpus="0,2"), environ=environ)
     cpu = create_app(NodeSettings(**base, device="auto"), environ=dict(os.environ))
     assert cpu.state.manager.devices == [None]
+
+
+def test_a_warm_worker_renders_one_region_per_batch_then_whole_frames_again(
+    start_node: StartNode, trace: Trace
+) -> None:
+    """Tiles of one job share the warm worker; each batch sets its own border, and a batch
+    of whole frames after them gets the scene's own settings back."""
+    node = bpy_node(start_node, trace)
+    top_left = {"cols": 2, "rows": 2, "col": 0, "row": 0}
+    bottom_right = {"cols": 2, "rows": 2, "col": 1, "row": 1}
+    jobs = [
+        node.wait(node.submit("1", session="job-a", tile=top_left)),
+        node.wait(node.submit("1", session="job-a", tile=bottom_right)),
+        node.wait(node.submit("2", session="job-a")),
+    ]
+    assert [j["state"] for j in jobs] == ["completed"] * 3, jobs
+    assert [j["warm"] for j in jobs] == [False, True, True]
+    borders = [arg for _, what, arg in trace.lines() if what == "border"]
+    assert borders == ["1:0.0,0.5,0.5,1.0:1", "1:0.5,1.0,0.0,0.5:1"]  # none for frame 2
+    assert len(trace.opens()) == 1
+
+    refused = node.client.post(
+        "/jobs", json={"scene": "demo.blend", "frames": "1", "tile": {**top_left, "col": 2}}
+    )
+    assert refused.status_code == 422 and "no region (2, 0)" in refused.text, refused.text

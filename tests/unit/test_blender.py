@@ -260,3 +260,34 @@ def test_long_frame_lists_are_split_to_fit_a_command_line() -> None:
 def test_even_ranges_are_never_split() -> None:
     frames = list(range(1, 100_001))
     assert frames_for_one_command(frames, limit=100) == frames
+
+
+def test_a_tile_renders_its_border_cropped_set_after_the_scene_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from farm_common.tiles import border
+
+    region = border(3, 3, 1, 0)  # the top middle third: y from 2/3 to 1
+    cmd = build_command("blender", Path("a.blend"), Path("o"), [1], PNG, 0, border=region)
+    exprs = [i + 1 for i, arg in enumerate(cmd) if arg == "--python-expr"]
+    tile_expr = cmd[exprs[-1]]
+    assert cmd.index("a.blend") < exprs[-1] < cmd.index("-o")
+    # Run it against a stand-in scene, its border set the other way round first.
+    render = types.SimpleNamespace(
+        use_border=False, use_crop_to_border=False,
+        border_min_x=0.9, border_max_x=0.95, border_min_y=0.0, border_max_y=0.1,
+    )  # fmt: skip
+    scene = types.SimpleNamespace(render=render)
+    monkeypatch.setitem(
+        sys.modules, "bpy", types.SimpleNamespace(context=types.SimpleNamespace(scene=scene))
+    )
+    exec(tile_expr, {})
+    assert (render.border_min_x, render.border_max_x) == (1 / 3, 2 / 3)
+    assert (render.border_min_y, render.border_max_y) == (2 / 3, 1.0)
+    assert render.use_border and render.use_crop_to_border
+    # Without a tile, no border is touched.
+    plain = build_command("blender", Path("a.blend"), Path("o"), [1], PNG, 0)
+    assert not any("border" in arg for arg in plain)

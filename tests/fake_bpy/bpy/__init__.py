@@ -11,7 +11,8 @@ FAKE_BLENDER_CRASH     frame at which the process dies by SIGSEGV
 FAKE_BLENDER_HANG      frame at which it hangs forever, printing nothing
 FAKE_BLENDER_NO_OUTPUT frames that are "saved" but write no file
 FAKE_BLENDER_LOG       a file to which each rendered frame number is appended
-FAKE_BLENDER_TRACE     a file to which "PID open SCENE" and "PID frame N" lines are appended
+FAKE_BLENDER_TRACE     a file to which "PID open SCENE" and "PID frame N" lines are appended,
+                       and "PID border N:MINX,MAXX,MINY,MAXY:CROP" for a frame of a region
 FAKE_BLENDER_VERSION   the version it reports, default "5.0.1"
 FAKE_BLENDER_FREESTYLE "1": the scene enables Freestyle
 FAKE_BLENDER_IMAGES    image files (comma-separated) the scene uses
@@ -98,6 +99,10 @@ class _Render:
         self.threads = 1
         self.engine = "CYCLES"
         self.use_freestyle = os.environ.get("FAKE_BLENDER_FREESTYLE") == "1"
+        self.use_border = False
+        self.use_crop_to_border = False
+        self.border_min_x = self.border_min_y = 0.0
+        self.border_max_x = self.border_max_y = 1.0
 
     @property
     def file_extension(self) -> str:
@@ -191,6 +196,10 @@ def _render(write_still: bool = False) -> set[str]:
     if log:
         with open(log, "a") as fh:
             fh.write(f"{frame}\n")
+    r = scene.render
+    if r.use_border:
+        edges = (r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y)
+        _trace(f"border {frame}:{','.join(map(str, edges))}:{int(r.use_crop_to_border)}")
     _trace(f"frame {frame}")
     _log(f"Saved: '{target}'")
     return {"FINISHED"}

@@ -1,0 +1,55 @@
+"""One frame as a grid of regions that nodes render apart and the orchestrator stitches. Pure.
+
+A region is (col, row) of a grid, row 0 at the top as in the image file; to Blender it is a
+render border with crop: fractions of the frame, x from the left and y from the bottom. Blender
+turns each edge into a pixel as `int(fraction * width)`, the same computation for the right
+edge of a region and the left edge of the next, so neighbouring regions share their edge pixel
+for pixel and the grid covers the frame with no gap and no overlap, whatever the resolution:
+nobody needs to know it to cut the frame. The stitcher places each region by the sizes of the
+images it gets back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+MAX_TILES = 256  # regions of one frame; more is a task per few pixels
+
+
+class Border(NamedTuple):
+    """Blender's render border: fractions of the frame's width and height."""
+
+    min_x: float
+    max_x: float
+    min_y: float
+    max_y: float
+
+
+def grid(tiles: int) -> tuple[int, int]:
+    """(columns, rows) for `tiles` regions: the squarest grid of exactly that many, wider
+    than tall (16: 4x4, 12: 4x3, 8: 4x2, 7: 7x1)."""
+    if not 1 <= tiles <= MAX_TILES:
+        raise ValueError(f"tiles must be 1 to {MAX_TILES}, not {tiles}")
+    rows = max(r for r in range(1, math.isqrt(tiles) + 1) if tiles % r == 0)
+    return tiles // rows, rows
+
+
+def border(cols: int, rows: int, col: int, row: int) -> Border:
+    """The border of region (`col`, `row`) of a `cols` x `rows` grid (row 0: the top)."""
+    if not (0 <= col < cols and 0 <= row < rows):
+        raise ValueError(f"no region ({col}, {row}) in a {cols}x{rows} grid")
+    up = rows - 1 - row  # Blender counts rows from the bottom
+    return Border(col / cols, (col + 1) / cols, up / rows, (up + 1) / rows)
+
+
+def tile_index(cols: int, col: int, row: int) -> int:
+    """A region's number, 0 to cols x rows - 1: left to right, from the top row down."""
+    return col + cols * row
+
+
+def tile_of(cols: int, rows: int, index: int) -> tuple[int, int]:
+    """(col, row) of region number `index` (see `tile_index`)."""
+    if not 0 <= index < cols * rows:
+        raise ValueError(f"no region {index} in a {cols}x{rows} grid")
+    return index % cols, index // cols

@@ -1,0 +1,109 @@
+"""Regions of a frame stitched back into it, in the frame's own format, pixel for pixel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import OpenImageIO as oiio
+import pytest
+
+from orchestrator.stitch import StitchError, stitch
+
+# Uneven columns and rows, as Blender's int(fraction x size) makes of 101 x 77 in 3 x 2.
+XS = (0, 33, 67, 101)
+YS = (0, 38, 77)
+BLENDER_LAYERS = ("ViewLayer.Combined.R", "ViewLayer.Combined.G", "ViewLayer.Combined.B",
+                  "ViewLayer.Combined.A", "ViewLayer.Depth.Z")  # fmt: skip
+
+
+def noise(channels: int, fmt: str, names: tuple[str, ...] | None = None) -> oiio.ImageBuf:
+    spec = oiio.ImageSpec(XS[-1], YS[-1], channels, fmt)
+    if names:
+        spec.channelnames = names
+    image = oiio.ImageBuf(spec)
+    assert oiio.ImageBufAlgo.noise(image, "uniform", 0.0, 1.0, False, 7)
+    if channels == 4 and fmt in ("uint8", "uint16"):  # straight alpha, some of it zero
+        assert oiio.ImageBufAlgo.fill(image, (0, 0, 0, 0), roi=oiio.ROI(0, 10, 0, 10, 0, 1, 3, 4))
+    return image
+
+
+def cut_into_regions(image: oiio.ImageBuf, folder: Path, ext: str) -> dict[tuple[int, int], Path]:
+    regions = {}
+    for r in range(len(YS) - 1):
+        for c in range(len(XS) - 1):
+            piece = oiio.ImageBufAlgo.cut(image, oiio.ROI(XS[c], XS[c + 1], YS[r], YS[r + 1]))
+            path = folder / f"r{c}_{r}{ext}"
+            assert piece.write(str(path)), piece.geterror()
+            regions[c, r] = path
+    return regions
+
+
+def read(path: Path) -> oiio.ImageBuf:
+    config = oiio.ImageSpec()
+    config.attribute("oiio:UnassociatedAlpha", 1)
+    return oiio.ImageBuf(str(path), 0, 0, config)
+
+
+@pytest.mark.parametrize(
+    ("ext", "channels", "fmt", "names"),
+    [
+        (".png", 4, "uint8", None),
+        (".png", 3, "uint16", None),
+        (".tif", 4, "uint16", None),
+        (".exr", 4, "half", None),
+        (".exr", 5, "float", BLENDER_LAYERS),
+    ],
+)
+def test_stitched_frame_is_the_whole_frame_pixel_for_pixel(
+    tmp_path: Path, ext: str, channels: int, fmt: str, names: tuple[str, ...] | None
+) -> None:
+    whole = tmp_path / f"whole{ext}"
+    assert noise(channels, fmt, names).write(str(whole))
+    regions = cut_into_regions(read(whole), tmp_path, ext)
+
+    result = stitch(regions, 3, 2, tmp_path / f"frame{ext}")
+
+    assert (result.width, result.height) == (101, 77)
+    ours, theirs = read(tmp_path / f"frame{ext}"), read(whole)
+    assert ours.spec().format == theirs.spec().format
+    assert list(ours.spec().channelnames) == list(theirs.spec().channelnames)
+    comparison = oiio.ImageBufAlgo.compare(ours, theirs, 0.0, 0.0)
+    assert comparison.nfail == 0 and comparison.maxerror == 0.0
+
+
+def test_a_jpeg_frame_is_encoded_once_from_lossless_regions(tmp_path: Path) -> None:
+    whole = noise(3, "uint8")
+    regions = cut_into_regions(whole, tmp_path, ".png")
+    result = stitch(regions, 3, 2, tmp_path / "frame.jpg", attributes={"Compression": "jpeg:95"})
+    frame = read(tmp_path / "frame.jpg")
+    assert (result.width, result.height) == (frame.spec().width, frame.spec().height) == (101, 77)
+    assert frame.spec().format == "uint8"
+
+
+def test_a_missing_region_fails_the_frame_naming_it(tmp_path: Path) -> None:
+    regions = cut_into_regions(noise(3, "uint8"), tmp_path, ".png")
+    del regions[2, 1]
+    with pytest.raises(StitchError, match=r"1 of 6 regions missing, first \(2, 1\)"):
+        stitch(regions, 3, 2, tmp_path / "frame.png")
+    assert not (tmp_path / "frame.png").exists()
+
+
+def test_a_region_of_the_wrong_size_or_channels_fails_the_frame(tmp_path: Path) -> None:
+    regions = cut_into_regions(noise(3, "uint8"), tmp_path, ".png")
+    wrong = oiio.ImageBufAlgo.cut(read(regions[1, 1]), oiio.ROI(0, 30, 0, 39))
+    assert wrong.write(str(regions[1, 1]))
+    with pytest.raises(StitchError, match=r"region \(1, 1\) is 30x39, its column and row"):
+        stitch(regions, 3, 2, tmp_path / "frame.png")
+
+    regions = cut_into_regions(noise(3, "uint8"), tmp_path, ".png")
+    assert noise(4, "uint8").write(str(tmp_path / "rgba.png"))
+    regions[2, 0] = tmp_path / "rgba.png"
+    with pytest.raises(StitchError):
+        stitch(regions, 3, 2, tmp_path / "frame.png")
+
+
+def test_a_region_that_is_no_image_fails_the_frame(tmp_path: Path) -> None:
+    regions = cut_into_regions(noise(3, "uint8"), tmp_path, ".png")
+    regions[0, 1].write_bytes(b"not a png")
+    with pytest.raises(StitchError, match=r"cannot read r0_1\.png"):
+        stitch(regions, 3, 2, tmp_path / "frame.png")
