@@ -4,7 +4,8 @@ Run with: blender -b --factory-startup --python scenes/build.py
 Saved by Blender 3.4 so that every later version opens them. Denoising stays off because
 Debian's Blender is built without OpenImageDenoise.
 
-Besides demo.blend it builds shot/, a small production-like project whose shot depends on
+Besides demo.blend (24 frames) and demo_still.blend (one heavier 640x480 frame, for split
+stills; `-- --still-only` builds it alone) it builds shot/, a small production-like project whose shot depends on
 other files the way real shots do: a linked library (with a texture of its own), textures,
 an image sequence and an Alembic cache, every one by a relative path (//...). The order
 matters: textures, then the library, then the cache, then the shot that uses them all.
@@ -104,6 +105,59 @@ def build_demo(path: str, frames: int = 24) -> None:
     bpy.context.object.rotation_euler = (0.6, 0.2, 0.8)
 
     bpy.ops.object.camera_add(location=(6, -6, 4.5))
+    camera = bpy.context.object
+    constraint = camera.constraints.new("TRACK_TO")
+    constraint.target = cube
+    constraint.track_axis = "TRACK_NEGATIVE_Z"
+    constraint.up_axis = "UP_Y"
+    scene.camera = camera
+
+    bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
+
+
+def build_demo_still(path: str) -> None:
+    """One heavier 640x480 frame for split stills (tiles, samples): a ring of spheres around
+    a glossy cube on a floor, 128 samples, glossy and transmission bounces. Dither is off, so
+    that regions of it stitch into the whole frame bit for bit (dither noise depends on a
+    pixel's place in the image buffer)."""
+    scene = reset()
+    cycles_settings(scene, samples=128, width=640, height=480)
+    scene.cycles.max_bounces = 8
+    scene.cycles.seed = 0
+    scene.render.dither_intensity = 0.0
+    scene.frame_start = scene.frame_end = 1
+    add_world(scene)
+
+    bpy.ops.mesh.primitive_plane_add(size=14, location=(0, 0, 0))
+    bpy.context.object.data.materials.append(material("Floor", (0.55, 0.55, 0.6)))
+    bpy.ops.mesh.primitive_cube_add(size=1.4, location=(0, 0, 0.7))
+    cube = bpy.context.object
+    glossy = material("Gloss", (0.9, 0.9, 0.95))
+    glossy.node_tree.nodes["Principled BSDF"].inputs["Metallic"].default_value = 1.0
+    glossy.node_tree.nodes["Principled BSDF"].inputs["Roughness"].default_value = 0.15
+    cube.data.materials.append(glossy)
+    for i, color in enumerate(GLOW_COLORS):
+        angle = 2 * math.pi * i / len(GLOW_COLORS)
+        bpy.ops.mesh.primitive_uv_sphere_add(
+            radius=0.45, location=(2.4 * math.cos(angle), 2.4 * math.sin(angle), 0.45)
+        )
+        bpy.ops.object.shade_smooth()
+        glass = material(f"Sphere{i}", color)
+        glass.node_tree.nodes["Principled BSDF"].inputs["Roughness"].default_value = 0.05
+        transmission = glass.node_tree.nodes["Principled BSDF"].inputs.get("Transmission")
+        if transmission is None:  # Blender 4+: "Transmission Weight"
+            transmission = glass.node_tree.nodes["Principled BSDF"].inputs["Transmission Weight"]
+        transmission.default_value = 0.8 if i % 2 else 0.0
+        bpy.context.object.data.materials.append(glass)
+
+    bpy.ops.object.light_add(type="AREA", location=(2, -3, 5))
+    bpy.context.object.data.energy = 600.0
+    bpy.context.object.data.size = 2.0
+    bpy.ops.object.light_add(type="SUN", location=(-3, 3, 6))
+    bpy.context.object.data.energy = 1.5
+    bpy.context.object.rotation_euler = (0.5, -0.3, 2.2)
+
+    bpy.ops.object.camera_add(location=(5.5, -5.5, 3.8))
     camera = bpy.context.object
     constraint = camera.constraints.new("TRACK_TO")
     constraint.target = cube
@@ -358,9 +412,15 @@ def main() -> None:
         build_wave_cache(cache)
         print("built", cache, file=sys.stderr)
         return
+    if "--still-only" in script_args():
+        build_demo_still(os.path.join(HERE, "demo_still.blend"))
+        print("built", os.path.join(HERE, "demo_still.blend"), file=sys.stderr)
+        return
 
     build_demo(os.path.join(HERE, "demo.blend"))
     print("built", os.path.join(HERE, "demo.blend"), file=sys.stderr)
+    build_demo_still(os.path.join(HERE, "demo_still.blend"))
+    print("built", os.path.join(HERE, "demo_still.blend"), file=sys.stderr)
 
     build_textures()
     build_props_library(shot_path("lib", "props.blend"))
