@@ -37,13 +37,13 @@ class SceneFormatError(ValueError):
     """The scene's own output format is not one the farm can collect frame by frame."""
 
 
-def scene_image_format(path: Path) -> str | None:
-    """The image format the .blend's current scene renders to (its Output properties); None
-    when the file cannot be read this way. Raises SceneFormatError for a movie format."""
+def _render_settings(path: Path, *fields: tuple[bytes, ...]) -> list[int] | None:
+    """`fields` of the .blend's current scene's render settings (paths under its `r`), as
+    ints; None when the file cannot be read this way."""
     try:
         bfile = blendfile.BlendFile(path)
     except Exception as exc:  # BAT raises what the file's bytes make it raise
-        log.warning("cannot read %s's output format: %r", path, exc)
+        log.warning("cannot read %s's render settings: %r", path, exc)
         return None
     try:
         globals_ = bfile.find_blocks_from_code(b"GLOB")
@@ -53,12 +53,31 @@ def scene_image_format(path: Path) -> str | None:
             scene = scenes[0] if scenes else None
         if scene is None:
             return None
-        imtype = int(scene[b"r", b"im_format", b"imtype"])
+        return [int(scene[(b"r", *field)]) for field in fields]
     except Exception as exc:
-        log.warning("cannot read %s's output format: %r", path, exc)
+        log.warning("cannot read %s's render settings: %r", path, exc)
         return None
     finally:
         bfile.close()
+
+
+def scene_resolution(path: Path) -> tuple[int, int] | None:
+    """The size in pixels of the frames the .blend's current scene renders (resolution times
+    its percentage, as Blender computes it); None when the file cannot be read this way."""
+    read = _render_settings(path, (b"xsch",), (b"ysch",), (b"size",))
+    if read is None:
+        return None
+    width, height, percent = read
+    return width * percent // 100, height * percent // 100
+
+
+def scene_image_format(path: Path) -> str | None:
+    """The image format the .blend's current scene renders to (its Output properties); None
+    when the file cannot be read this way. Raises SceneFormatError for a movie format."""
+    read = _render_settings(path, (b"im_format", b"imtype"))
+    if read is None:
+        return None
+    (imtype,) = read
     if imtype in MOVIE_IMTYPES:
         raise SceneFormatError(
             "the scene's output is a movie file; a farm renders frames: choose an image format "

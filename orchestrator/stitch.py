@@ -44,11 +44,13 @@ def stitch(
     rows: int,
     out: Path,
     *,
+    size: tuple[int, int] | None = None,
     attributes: Mapping[str, Any] | None = None,
 ) -> Stitched:
     """Write to `out` the frame whose region (col, row) is `regions[col, row]` (row 0 at the
     top), in `out`'s format (by its extension) with the regions' data type, channels and
-    metadata, plus `attributes` (e.g. {"Compression": "jpeg:90"})."""
+    metadata, plus `attributes` (e.g. {"Compression": "jpeg:90"}). `size`: the frame's width
+    and height when known (blendfile.scene_resolution); regions that make another fail."""
     lacking = [(c, r) for r in range(rows) for c in range(cols) if (c, r) not in regions]
     if lacking:
         raise StitchError(f"{len(lacking)} of {cols * rows} regions missing, first {lacking[0]}")
@@ -68,6 +70,11 @@ def stitch(
                 f"region ({c}, {r}) has channels {list(spec.channelnames)} of {spec.format}, "
                 f"region (0, 0) {list(first.channelnames)} of {first.format}"
             )
+    if size is not None and (sum(widths), sum(heights)) != tuple(size):
+        raise StitchError(
+            f"the regions make a {sum(widths)}x{sum(heights)} frame, the scene a "
+            f"{size[0]}x{size[1]} one"
+        )
     spec = oiio.ImageSpec(first)
     spec.width, spec.height = sum(widths), sum(heights)
     spec.full_width, spec.full_height = spec.width, spec.height

@@ -13,6 +13,7 @@ from pathlib import Path
 import OpenImageIO as oiio
 import pytest
 
+from farm_common.blendfile import scene_resolution
 from farm_common.tiles import grid, tile_of
 from orchestrator.stitch import stitch
 from tests.integration.conftest import SCENES, Node, StartNode
@@ -60,7 +61,7 @@ def render_tiles(node: Node, scene: Path, tiles: int, folder: Path) -> tuple[Pat
     whole = node.wait(node.submit("1", f"sha256:{sha}", session="j"), timeout=120)
     assert whole["state"] == "completed"
     (folder / "whole.png").write_bytes(node.client.get(f"/jobs/{whole['id']}/frames/1").content)
-    stitched = stitch(regions, cols, rows, folder / "stitched.png")
+    stitched = stitch(regions, cols, rows, folder / "stitched.png", size=scene_resolution(scene))
     assert (stitched.width, stitched.height) == (320, 240)
     return folder / "stitched.png", folder / "whole.png"
 
@@ -86,3 +87,26 @@ def test_regions_from_a_warm_bpy_slot_stitch_into_its_whole_frame(
     node = start_node(blender="bpy", threads=2)
     stitched, whole = render_tiles(node, undithered, 6, tmp_path)  # 3x2: uneven edges
     assert_identical(stitched, whole)
+
+
+@needs_blender
+def test_the_size_read_from_the_file_is_the_size_blender_renders(tmp_path: Path) -> None:
+    """Resolution times an odd percentage, as the stitcher checks a frame against it."""
+    assert BLENDER is not None
+    scene = tmp_path / "odd.blend"
+    code = (
+        "import bpy, sys; s = bpy.context.scene; s.cycles.samples = 1; "
+        "s.render.resolution_x, s.render.resolution_y = 333, 201; "
+        "s.render.resolution_percentage = 37; "
+        "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1], copy=True)"
+    )
+    subprocess.run(
+        [BLENDER, "-b", str(SCENES / "demo.blend"), "--python-expr", code, "--", str(scene)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    subprocess.run(
+        [BLENDER, "-b", str(scene), "-o", str(tmp_path / "f_#"), "-F", "PNG", "-f", "1"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    rendered = oiio.ImageBuf(str(tmp_path / "f_1.png")).spec()
+    assert scene_resolution(scene) == (rendered.width, rendered.height) == (123, 74)

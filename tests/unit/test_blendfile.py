@@ -1,5 +1,5 @@
-"""What a .blend says of itself: the Blender that saved it (its header, compressed or not)
-and its output format."""
+"""What a .blend says of itself: the Blender that saved it (its header, compressed or not),
+its output format and the size of its frames."""
 
 import gzip
 from pathlib import Path
@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from farm_common.blendfile import saved_by, scene_image_format
+from farm_common.blendfile import saved_by, scene_image_format, scene_resolution
 
-DEMO = Path(__file__).resolve().parents[2] / "scenes" / "demo.blend"
+SCENES = Path(__file__).resolve().parents[2] / "scenes"
+DEMO = SCENES / "demo.blend"
 
 
 @pytest.mark.parametrize(
@@ -48,3 +49,18 @@ def test_a_file_that_is_no_blend_has_no_format(tmp_path: Path) -> None:
     path.write_bytes(b"not a blend at all")
     assert scene_image_format(path) is None
     assert saved_by(tmp_path / "absent.blend") is None
+
+
+@pytest.mark.parametrize(
+    ("scene", "size"),
+    [("demo.blend", (320, 240)), ("demo_still.blend", (640, 480)),
+     ("shot/shots/010/shot.blend", (160, 120))],
+)  # fmt: skip
+def test_a_scene_says_the_size_of_its_frames(scene: str, size: tuple[int, int]) -> None:
+    assert scene_resolution(SCENES / scene) == size
+
+
+def test_a_file_that_is_no_blend_has_no_size(tmp_path: Path) -> None:
+    path = tmp_path / "x.blend"
+    path.write_bytes(b"not a blend at all")
+    assert scene_resolution(path) is None

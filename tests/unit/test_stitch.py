@@ -102,6 +102,13 @@ def test_a_region_of_the_wrong_size_or_channels_fails_the_frame(tmp_path: Path) 
         stitch(regions, 3, 2, tmp_path / "frame.png")
 
 
+def test_regions_that_make_another_size_than_the_scenes_fail_the_frame(tmp_path: Path) -> None:
+    regions = cut_into_regions(noise(3, "uint8"), tmp_path, ".png")
+    assert stitch(regions, 3, 2, tmp_path / "frame.png", size=(101, 77)).width == 101
+    with pytest.raises(StitchError, match="make a 101x77 frame, the scene a 101x78 one"):
+        stitch(regions, 3, 2, tmp_path / "other.png", size=(101, 78))
+
+
 def test_a_region_that_is_no_image_fails_the_frame(tmp_path: Path) -> None:
     regions = cut_into_regions(noise(3, "uint8"), tmp_path, ".png")
     regions[0, 1].write_bytes(b"not a png")
