@@ -79,6 +79,18 @@ def material(name: str, color: tuple[float, float, float]) -> bpy.types.Material
     return mat
 
 
+def add_camera(scene: bpy.types.Scene, location: tuple[float, float, float],
+               target: bpy.types.Object) -> None:
+    """The scene's camera at `location`, aimed at `target` (a Track To constraint)."""
+    bpy.ops.object.camera_add(location=location)
+    camera = bpy.context.object
+    constraint = camera.constraints.new("TRACK_TO")
+    constraint.target = target
+    constraint.track_axis = "TRACK_NEGATIVE_Z"
+    constraint.up_axis = "UP_Y"
+    scene.camera = camera
+
+
 def build_demo(path: str, frames: int = 24) -> None:
     """A cube orbiting and spinning over a floor: 24 frames, 320x240, 16 samples."""
     scene = reset()
@@ -104,13 +116,7 @@ def build_demo(path: str, frames: int = 24) -> None:
     bpy.context.object.data.energy = 3.0
     bpy.context.object.rotation_euler = (0.6, 0.2, 0.8)
 
-    bpy.ops.object.camera_add(location=(6, -6, 4.5))
-    camera = bpy.context.object
-    constraint = camera.constraints.new("TRACK_TO")
-    constraint.target = cube
-    constraint.track_axis = "TRACK_NEGATIVE_Z"
-    constraint.up_axis = "UP_Y"
-    scene.camera = camera
+    add_camera(scene, (6, -6, 4.5), cube)
 
     bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
 
@@ -157,13 +163,7 @@ def build_demo_still(path: str) -> None:
     bpy.context.object.data.energy = 1.5
     bpy.context.object.rotation_euler = (0.5, -0.3, 2.2)
 
-    bpy.ops.object.camera_add(location=(5.5, -5.5, 3.8))
-    camera = bpy.context.object
-    constraint = camera.constraints.new("TRACK_TO")
-    constraint.target = cube
-    constraint.track_axis = "TRACK_NEGATIVE_Z"
-    constraint.up_axis = "UP_Y"
-    scene.camera = camera
+    add_camera(scene, (5.5, -5.5, 3.8), cube)
 
     bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
 
@@ -385,16 +385,10 @@ def build_shot(path: str) -> None:
     bpy.context.object.data.energy = 3.0
     bpy.context.object.rotation_euler = (0.6, 0.2, 0.8)
 
-    bpy.ops.object.camera_add(location=(0, -7.5, 4.2))
-    camera = bpy.context.object
     target = bpy.data.objects.new("CameraTarget", None)
     target.location = (0, 0, 0.6)
     scene.collection.objects.link(target)
-    constraint = camera.constraints.new("TRACK_TO")
-    constraint.target = target
-    constraint.track_axis = "TRACK_NEGATIVE_Z"
-    constraint.up_axis = "UP_Y"
-    scene.camera = camera
+    add_camera(scene, (0, -7.5, 4.2), target)
 
     bpy.ops.wm.save_as_mainfile(filepath=path, compress=False)
 
