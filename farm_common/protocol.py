@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from farm_common.errors import BadRequest
 from farm_common.frames import MAX_FRAME_NUMBER, MAX_FRAMES
 from farm_common.manifest import Manifest
-from farm_common.tiles import MAX_TILES
+from farm_common.tiles import MAX_TILES, Border, border
 
 
 class JobState(StrEnum):
@@ -160,9 +160,12 @@ class Tile(Request):
     def _inside(self) -> Tile:
         if self.cols * self.rows > MAX_TILES:
             raise ValueError(f"at most {MAX_TILES} regions a frame")
-        if self.col >= self.cols or self.row >= self.rows:
-            raise ValueError(f"no region ({self.col}, {self.row}) in {self.cols}x{self.rows}")
+        self.border()  # raises for a region outside the grid
         return self
+
+    def border(self) -> Border:
+        """The region as Blender's render border."""
+        return border(self.cols, self.rows, self.col, self.row)
 
 
 class JobRequest(Request):

@@ -70,13 +70,13 @@ def stitch(
                 f"region ({c}, {r}) has channels {list(spec.channelnames)} of {spec.format}, "
                 f"region (0, 0) {list(first.channelnames)} of {first.format}"
             )
-    if size is not None and (sum(widths), sum(heights)) != tuple(size):
+    width, height = sum(widths), sum(heights)
+    if size is not None and (width, height) != tuple(size):
         raise StitchError(
-            f"the regions make a {sum(widths)}x{sum(heights)} frame, the scene a "
-            f"{size[0]}x{size[1]} one"
+            f"the regions make a {width}x{height} frame, the scene a {size[0]}x{size[1]} one"
         )
     spec = oiio.ImageSpec(first)
-    spec.width, spec.height = sum(widths), sum(heights)
+    spec.width, spec.height = width, height
     spec.full_width, spec.full_height = spec.width, spec.height
     spec.x = spec.y = spec.full_x = spec.full_y = 0
     for name, value in (attributes or {}).items():

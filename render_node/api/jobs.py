@@ -29,7 +29,6 @@ from farm_common.protocol import (
     frame_name,
     image_format,
 )
-from farm_common.tiles import border
 from render_node.api.deps import NodeDep, get_job
 from render_node.archive import archive_size, stat_members, stream_archive
 from render_node.blender import version_refusal
@@ -72,7 +71,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         lay_out=node.files.lay_out,
         refused=refused,
         session=body.session,
-        border=None if (t := body.tile) is None else border(t.cols, t.rows, t.col, t.row),
+        border=None if body.tile is None else body.tile.border(),
     )
     if body.manifest is not None:
         await asyncio.to_thread(node.files.evict)

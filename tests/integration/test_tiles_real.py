@@ -27,13 +27,12 @@ needs_blender = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def undithered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scenes/demo.blend with dither off, saved by Blender 3.4 (so both engines open it)."""
+def demo_with(target: Path, change: str) -> Path:
+    """scenes/demo.blend with `change` (Python run on `s`, its scene) saved as `target` by
+    Blender 3.4, so both engines open it."""
     assert BLENDER is not None, "blender is not on PATH"
-    target = tmp_path_factory.mktemp("tiles") / "demo_undithered.blend"
     code = (
-        "import bpy, sys; bpy.context.scene.render.dither_intensity = 0.0; "
+        f"import bpy, sys; s = bpy.context.scene; {change}; "
         "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1], copy=True)"
     )
     subprocess.run(
@@ -41,6 +40,13 @@ def undithered(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     return target
+
+
+@pytest.fixture(scope="module")
+def undithered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo with dither off."""
+    target = tmp_path_factory.mktemp("tiles") / "demo_undithered.blend"
+    return demo_with(target, "s.render.dither_intensity = 0.0")
 
 
 def render_tiles(node: Node, scene: Path, tiles: int, folder: Path) -> tuple[Path, Path]:
@@ -93,17 +99,11 @@ def test_regions_from_a_warm_bpy_slot_stitch_into_its_whole_frame(
 def test_the_size_read_from_the_file_is_the_size_blender_renders(tmp_path: Path) -> None:
     """Resolution times an odd percentage, as the stitcher checks a frame against it."""
     assert BLENDER is not None
-    scene = tmp_path / "odd.blend"
-    code = (
-        "import bpy, sys; s = bpy.context.scene; s.cycles.samples = 1; "
-        "s.render.resolution_x, s.render.resolution_y = 333, 201; "
-        "s.render.resolution_percentage = 37; "
-        "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1], copy=True)"
+    scene = demo_with(
+        tmp_path / "odd.blend",
+        "s.cycles.samples = 1; s.render.resolution_x, s.render.resolution_y = 333, 201; "
+        "s.render.resolution_percentage = 37",
     )
-    subprocess.run(
-        [BLENDER, "-b", str(SCENES / "demo.blend"), "--python-expr", code, "--", str(scene)],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
     subprocess.run(
         [BLENDER, "-b", str(scene), "-o", str(tmp_path / "f_#"), "-F", "PNG", "-f", "1"],
         check=True, capture_output=True, timeout=120,
