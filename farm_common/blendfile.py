@@ -71,6 +71,13 @@ def scene_resolution(path: Path) -> tuple[int, int] | None:
     return width * percent // 100, height * percent // 100
 
 
+def scene_quality(path: Path) -> int | None:
+    """The JPEG quality (0-100) of the .blend's current scene's output; None when the file
+    cannot be read this way."""
+    read = _render_settings(path, (b"im_format", b"quality"))
+    return None if read is None else read[0]
+
+
 def scene_image_format(path: Path) -> str | None:
     """The image format the .blend's current scene renders to (its Output properties); None
     when the file cannot be read this way. Raises SceneFormatError for a movie format."""

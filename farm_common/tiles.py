@@ -53,3 +53,38 @@ def tile_of(cols: int, rows: int, index: int) -> tuple[int, int]:
     if not 0 <= index < cols * rows:
         raise ValueError(f"no region {index} in a {cols}x{rows} grid")
     return index % cols, index // cols
+
+
+# A tiled job's units of work: (frame, tile) in one integer, where the rest of the farm keeps
+# frame numbers (the store's frames table, batches, the queue). Frames are below 2^21
+# (frames.MAX_FRAME_NUMBER), so tile 0 is the frame itself and an untiled job's units are its
+# frames.
+TILE_SHIFT = 21
+FRAME_MASK = (1 << TILE_SHIFT) - 1
+
+
+def unit(frame: int, tile: int) -> int:
+    """The unit of work rendering region number `tile` (see `tile_index`) of `frame`."""
+    return tile << TILE_SHIFT | frame
+
+
+def unit_frame(unit: int) -> int:
+    return unit & FRAME_MASK
+
+
+def unit_tile(unit: int) -> int:
+    return unit >> TILE_SHIFT
+
+
+def tiled_units(frames: list[int], tiles: int, chunk: int) -> list[int]:
+    """The units of `frames` split in `tiles` regions, in the order they are queued: a chunk
+    of `chunk` frames region by region, then the next chunk. Batches of `chunk` units are then
+    one region of up to `chunk` frames each, and a frame's regions go out together."""
+    if tiles == 1:
+        return list(frames)
+    return [
+        unit(frame, tile)
+        for start in range(0, len(frames), chunk)
+        for tile in range(tiles)
+        for frame in frames[start : start + chunk]
+    ]

@@ -10,11 +10,17 @@ channels disagree with its neighbours' fails the frame rather than giving a wron
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import OpenImageIO as oiio
+
+from farm_common.tiles import tile_of
 
 # Read PNG/TIFF alpha as it is stored (straight), not premultiplied: written back unchanged.
 _AS_STORED = oiio.ImageSpec()
@@ -76,6 +82,10 @@ def stitch(
             f"the regions make a {width}x{height} frame, the scene a {size[0]}x{size[1]} one"
         )
     spec = oiio.ImageSpec(first)
+    if out.suffix.lower() in (".jpg", ".jpeg") and spec.nchannels > 3:
+        # Blender writes RGBA scenes' JPEGs as RGB; the regions came as RGBA PNGs.
+        images = {key: oiio.ImageBufAlgo.channels(buf, (0, 1, 2)) for key, buf in images.items()}
+        spec = oiio.ImageSpec(images[0, 0].spec())
     spec.width, spec.height = width, height
     spec.full_width, spec.full_height = spec.width, spec.height
     spec.x = spec.y = spec.full_x = spec.full_y = 0
@@ -94,3 +104,31 @@ def stitch(
     if not frame.write(str(out)):
         raise StitchError(f"cannot write {out.name}: {frame.geterror()}")
     return Stitched(spec.width, spec.height, tuple(spec.channelnames))
+
+
+def stitch_frame(
+    regions: Mapping[int, Path],
+    cols: int,
+    rows: int,
+    out: Path,
+    *,
+    size: tuple[int, int] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Stitched | None:
+    """Stitch a frame from its region files by region number (tiles.tile_index) when every one
+    of them is on disk; None while some are not. The frame appears at `out` whole or not at
+    all (written beside it, then renamed), and the regions' folder goes once it is there."""
+    if not all(path.is_file() for path in regions.values()):
+        return None
+    grid = {tile_of(cols, rows, index): path for index, path in regions.items()}
+    part = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}{out.suffix}")
+    try:
+        done = stitch(grid, cols, rows, part, size=size, attributes=attributes)
+        os.replace(part, out)
+    finally:
+        part.unlink(missing_ok=True)
+    for folder in {path.parent for path in regions.values()}:
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the frames' folder, once no frame waits in it
+            folder.parent.rmdir()
+    return done

@@ -28,6 +28,9 @@ FAKE_BLENDER_IMAGES    image files (comma-separated) the scene uses: the node's 
                        finds the absent ones missing, as in Blender
 FAKE_BLENDER_WRITE     files (comma-separated) it tries to write at start, as an exploited
                        Blender would; it prints what happened to each
+FAKE_BLENDER_SIZE      the frames' size, default "32x24"; a render border with crop set by
+                       `--python-expr` code (a tile) gives that region of it, as Blender
+FAKE_BLENDER_FAIL_AT   "X,Y": frames whose region holds that pixel fail like FAKE_BLENDER_FAIL
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ import types
 import zlib
 
 PYTHON_EXPRS: list[str] = []
+SIZE = (32, 24)  # the frame's
+REGION = (0, 0, 32, 24)  # what an image holds: (left, top, right, bottom) of the frame
 
 
 def frames_from_args(args: list[str]) -> tuple[str, str, list[int]]:
@@ -103,13 +108,23 @@ def output_path(pattern: str, frame: int, ext: str = ".png") -> str:
     return pattern + str(frame).zfill(4) + ext
 
 
-def png_bytes(width: int, height: int, shade: int) -> bytes:
+def png_bytes(
+    width: int, height: int, shade: int, region: tuple[int, int, int, int] | None = None
+) -> bytes:
+    """A `width` x `height` RGB PNG, red `shade`, green and blue by column and row; `region`
+    (left, top, right, bottom): that part of it alone, as a cropped render."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    row = b"\x00" + bytes([shade % 256, 80, 160]) * width
-    raw = row * height
+    left, top, right, bottom = region or (0, 0, width, height)
+    width, height = right - left, bottom - top
+    raw = b"".join(
+        b"\x00"
+        + b"".join(bytes([shade % 256, x * 7 % 256, y * 11 % 256]) for x in range(left, right))
+        for y in range(top, bottom)
+    )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
@@ -142,6 +157,7 @@ def run_python_exprs() -> list[types.SimpleNamespace]:
     tree = types.SimpleNamespace(name="Compositing", nodes=outputs)
     scene = types.SimpleNamespace(name="Scene", render=render, node_tree=tree)
     bpy = types.ModuleType("bpy")
+    bpy.context = types.SimpleNamespace(scene=scene)  # type: ignore[attr-defined]
     # FAKE_BLENDER_IMAGES: image files the scene uses (comma-separated; absent ones are missing)
     images = [
         types.SimpleNamespace(source="FILE", filepath=path, packed_file=None, library=None)
@@ -159,6 +175,19 @@ def run_python_exprs() -> list[types.SimpleNamespace]:
     sys.modules["bpy"] = bpy
     for expr in PYTHON_EXPRS:
         exec(compile(expr, "<string>", "exec"), {"__name__": "__main__"})
+    global REGION, SIZE
+    width, height = (int(n) for n in os.environ.get("FAKE_BLENDER_SIZE", "32x24").split("x"))
+    if getattr(render, "use_border", False) and getattr(render, "use_crop_to_border", False):
+        # Blender's pixels: int(fraction x size) for each edge, y counted from the bottom.
+        REGION = (
+            int(render.border_min_x * width),
+            height - int(render.border_max_y * height),
+            int(render.border_max_x * width),
+            height - int(render.border_min_y * height),
+        )
+    else:
+        REGION = (0, 0, width, height)
+    SIZE = (width, height)
     return outputs
 
 
@@ -221,6 +250,10 @@ def main() -> int:
     time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
     seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
     fail = env_frames("FAKE_BLENDER_FAIL")
+    if os.environ.get("FAKE_BLENDER_FAIL_AT"):
+        x, y = (int(n) for n in os.environ["FAKE_BLENDER_FAIL_AT"].split(","))
+        if REGION[0] <= x < REGION[2] and REGION[1] <= y < REGION[3]:
+            fail.update(frames)
     no_output = env_frames("FAKE_BLENDER_NO_OUTPUT")
     broken = env_frames("FAKE_BLENDER_BROKEN")
     crash = env_frames("FAKE_BLENDER_CRASH")
@@ -253,7 +286,7 @@ def main() -> int:
         if frame not in no_output:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             with open(path + ".tmp", "wb") as fh:
-                fh.write(png_bytes(32, 24, frame))
+                fh.write(png_bytes(*SIZE, frame, REGION))
             os.replace(path + ".tmp", path)
         for node in file_outputs:
             for slot in node.file_slots:

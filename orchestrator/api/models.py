@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from farm_common.manifest import Manifest
 from farm_common.protocol import BatchState, FrameState, JobState, Request
+from farm_common.tiles import MAX_TILES
 
 
 class RenderRequest(Request):
@@ -59,6 +60,14 @@ class RenderRequest(Request):
         description="render only on nodes whose slots render on a GPU (gpu) or on the CPU "
         "(cpu); default: any node. A job no live node matches waits for one",
     )
+    tiles: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_TILES,
+        description="split every frame in this many regions (a grid: 9 is 3x3, 16 is 4x4), "
+        "rendered apart like batches and stitched into the frame; for stills on many nodes. "
+        "Formats PNG, JPEG, TIFF, OPEN_EXR, OPEN_EXR_MULTILAYER",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> RenderRequest:
@@ -73,6 +82,7 @@ class RenderCreated(BaseModel):
     state: JobState
     frames: int = Field(description="how many frames the job renders")
     batch_size: int
+    tiles: int = Field(default=1, description="regions each frame is split in")
 
 
 class SceneUploaded(BaseModel):
@@ -81,6 +91,15 @@ class SceneUploaded(BaseModel):
 
 
 class FrameTotals(BaseModel):
+    total: int
+    done: int
+    failed: int
+    rendering: int
+
+
+class TileTotals(BaseModel):
+    per_frame: int = Field(description="regions a frame is split in")
+    grid: list[int] = Field(description="[columns, rows]")
     total: int
     done: int
     failed: int
@@ -102,7 +121,10 @@ class RenderSummary(BaseModel):
         default=None,
         description="the Blender version that saved the scene (5.0): older nodes do not get it",
     )
-    frames: FrameTotals
+    frames: FrameTotals = Field(
+        description="frames; of a tiled job, a frame is done once its regions are stitched"
+    )
+    tiles: TileTotals | None = Field(default=None, description="a tiled job's regions")
     progress: float
     created: float
     started: float | None
@@ -114,6 +136,7 @@ class RenderSummary(BaseModel):
 
 class FailedFrame(BaseModel):
     frame: int
+    tile: int | None = Field(default=None, description="a tiled job's region that failed")
     error: str | None
     nodes: list[str]
 
@@ -127,6 +150,7 @@ class BatchView(BaseModel):
     done: int
     started: float | None
     finished: float | None
+    tile: int | None = Field(default=None, description="a tiled job's region the batch renders")
 
 
 class AssetSummary(BaseModel):
@@ -157,6 +181,9 @@ class FrameEntry(BaseModel):
     seconds: float | None = None
     node: str | None = None
     error: str | None = None
+    tiles: int | None = Field(default=None, description="a tiled job's regions of the frame")
+    tiles_done: int | None = None
+    nodes: list[str] | None = Field(default=None, description="where its regions rendered")
 
 
 class FrameList(BaseModel):

@@ -23,7 +23,7 @@ from farm_common.errors import (
     Unavailable,
     binary_response,
 )
-from farm_common.frames import FrameSpecError, parse_frame_spec
+from farm_common.frames import MAX_FRAMES, FrameSpecError, parse_frame_spec
 from farm_common.limits import RateLimiter
 from farm_common.manifest import Manifest
 from farm_common.paths import FrameNumber, JobId, check_job_id
@@ -39,10 +39,11 @@ from orchestrator.api.models import (
     RenderSummary,
 )
 from orchestrator.dashboard.pages import framemap
-from orchestrator.renders import output_path, output_suffix, video_path
+from orchestrator.renders import TILED_FORMATS, output_path, output_suffix, video_path
 from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.scheduling.batching import auto_batch_size
 from orchestrator.scheduling.policy import blender_matches
+from orchestrator.store.db import Job, Store
 from orchestrator.store.scenes import resolve_scene
 
 JOBS_LISTED = 200
@@ -95,6 +96,22 @@ def check_saved_by(saved: tuple[int, int] | None, versions: dict[str, str | None
         f"Blender: the nodes run {counts}. Start nodes with Blender {saved[0]}.{saved[1]} or "
         "later (render-node --blender bpy runs Blender 5), or save the scene with theirs"
     )
+
+
+def check_tiles(tiles: int, fmt: str, frames: int) -> None:
+    """400 for a split the farm cannot stitch: a format it does not, or too many regions."""
+    if tiles == 1:
+        return
+    if fmt not in TILED_FORMATS:
+        raise BadRequest(
+            f"frames split in tiles are stitched in {', '.join(TILED_FORMATS)}, and this job's "
+            f"are {fmt}: ask for one of those (format), or leave tiles out"
+        )
+    if frames * tiles > MAX_FRAMES:
+        raise BadRequest(
+            f"{frames} frames of {tiles} tiles are {frames * tiles} regions to render, more than "
+            f"the {MAX_FRAMES} a job holds: split the frames over several jobs, or use fewer tiles"
+        )
 
 
 async def job_format(asked: str | None, scene: Path | None) -> str:
@@ -150,8 +167,10 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             pinned = body.blender_version
             versions = {u: v for u, v in versions.items() if v and blender_matches(v, pinned)}
         check_saved_by(saved, versions)
+        check_tiles(body.tiles, fmt, len(frames))
+        # A batch is one region of up to `size` frames.
         size = body.batch_size or auto_batch_size(
-            len(frames), facts.total_slots, settings.max_batch_size
+            len(frames) * body.tiles, facts.total_slots, settings.max_batch_size
         )
 
         def create() -> Any:
@@ -166,7 +185,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 saved_by=None if saved is None else f"{saved[0]}.{saved[1]}",
                 manifest=body.manifest.model_dump_json() if body.manifest else None,
                 format_given=body.format is not None, allow_missing=body.allow_missing,
-                assets=json.dumps(assets) if assets else None,
+                assets=json.dumps(assets) if assets else None, tiles=body.tiles,
             )  # fmt: skip
 
         created = await farm.store.run(create)
@@ -192,24 +211,35 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             state=job.state,
             frames=len(frames),
             batch_size=size,
+            tiles=body.tiles,
         )
 
     @router.get("", response_model=list[RenderSummary])
     async def list_jobs(farm: FarmDep) -> list[dict[str, Any]]:
-        jobs = await farm.store.run(farm.store.list_jobs, JOBS_LISTED)
+        def read(store: Store) -> list[tuple[Job, dict[str, int] | None]]:
+            jobs = store.list_jobs(JOBS_LISTED)
+            return [(j, store.tiled_counts(j.id, j.tiles) if j.tiles > 1 else None) for j in jobs]
+
         now = farm.clock()
-        return [views.job_summary(j, now) for j in jobs]
+        return [views.job_summary(j, now, tiled) for j, tiled in await farm.store.read(read)]
 
     @router.get("/{job_id}", responses={200: {"model": RenderDetail}})
     async def job_status(farm: FarmDep, job_id: JobId) -> Response:
         check_job_id(job_id)
+
         # One read, on the reader connection: status polls never wait behind frame writes.
-        found = await farm.store.read(lambda store: store.job_view(job_id))
+        def read(store: Store) -> Any:
+            found = store.job_view(job_id)
+            if found is None or found[0].tiles == 1:
+                return found, None
+            return found, store.tiled_counts(job_id, found[0].tiles)
+
+        found, tiled = await farm.store.read(read)
         if found is None:
             raise no_such_job(job_id)
         job, batches_json, nodes, failed = found
         versions = (await farm.link.facts()).blender_versions
-        detail = views.job_detail(job, farm.clock(), nodes, failed, versions)
+        detail = views.job_detail(job, farm.clock(), nodes, failed, versions, tiled)
         renders = farm.settings.renders_dir
         detail["video_requested"] = bool(job.video)
         detail["video"] = video_path(renders, job_id).is_file()
@@ -223,8 +253,11 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     @router.delete("/{job_id}", response_model=RenderSummary)
     async def cancel(farm: FarmDep, job: JobDep) -> dict[str, Any]:
         await farm.link.cancel(job.id)
-        after = await farm.store.run(farm.store.get_job, job.id)
-        return views.job_summary(after or job, farm.clock())
+        after = await farm.store.run(farm.store.get_job, job.id) or job
+        tiled = None
+        if after.tiles > 1:
+            tiled = await farm.store.run(farm.store.tiled_counts, after.id, after.tiles)
+        return views.job_summary(after, farm.clock(), tiled)
 
     @router.get(
         "/{job_id}/frames/{frame}",
@@ -234,7 +267,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     async def frame_file(farm: FarmDep, job_id: JobId, frame: FrameNumber) -> FileResponse:
         # Looked up here, not as a dependency: a bad frame number is a 422 whatever the job.
         job = await get_job(farm, job_id)
-        state = await farm.store.run(farm.store.frame_state, job.id, frame)
+        state = await farm.store.run(farm.store.frame_state, job.id, frame, job.tiles)
         if state is None:
             raise NotFound(f"frame {frame} is not part of job {job.id} ({job.frames_spec})")
         suffix = output_suffix(job.format)
@@ -249,7 +282,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         """Per-frame states (pending|rendering|done|failed), optionally one state only."""
         if state is not None and state not in set(FrameState):
             raise BadRequest(f"state {state!r}: use {', '.join(FrameState)}")
-        frames = await farm.store.run(farm.store.frame_list, job.id, state)
+        frames = await farm.store.run(farm.store.frame_list, job.id, state, job.tiles)
         return FrameList.model_validate({"id": job.id, "frames": frames})
 
     @router.get(
@@ -258,7 +291,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         responses={200: binary_response("every collected frame", ["application/zip"])},
     )
     async def frames_zip(farm: FarmDep, job: JobDep) -> StreamingResponse:
-        frames = await farm.store.run(farm.store.done_frames, job.id)
+        frames = await farm.store.run(farm.store.done_frames, job.id, job.tiles)
         suffix = output_suffix(job.format)
         paths = [output_path(farm.settings.renders_dir, job.id, f, suffix) for f in frames]
         return StreamingResponse(
@@ -270,7 +303,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     @router.get("/{job_id}/framemap", response_model=FrameMap, response_model_exclude_none=True)
     async def frame_map(farm: FarmDep, job: JobDep) -> dict[str, Any]:
         """Every frame's state in one compact string (for the dashboard's frame grid)."""
-        frames, states = await farm.store.run(farm.store.frame_states, job.id)
+        frames, states = await farm.store.run(farm.store.frame_states, job.id, job.tiles)
         return framemap(frames, states)
 
     @router.get(

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from farm_common.protocol import FINAL_JOB_STATES
+from farm_common.tiles import grid
 from orchestrator.scheduling.policy import eta_seconds
 from orchestrator.store.db import Job
 
@@ -19,8 +20,9 @@ def _elapsed(job: Job, now: float) -> float | None:
     return round(max(0.0, end - job.started), 3)
 
 
-def job_summary(job: Job, now: float) -> dict[str, Any]:
-    """What a job list shows: counters only, O(1) per job."""
+def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> dict[str, Any]:
+    """What a job list shows: counters only, O(1) per job. A tiled job's counters count its
+    frames' regions; `tiled` (Queries.tiled_counts) counts its frames."""
     elapsed = _elapsed(job, now)
     remaining = job.total - job.done - job.failed
     summary: dict[str, Any] = {
@@ -41,13 +43,24 @@ def job_summary(job: Job, now: float) -> dict[str, Any]:
             "failed": job.failed,
             "rendering": job.rendering,
         },
-        "progress": round(job.done / job.total, 4) if job.total else 1.0,
+        "progress": round(job.done / job.total, 4) if job.total else 1.0,  # by regions
         "created": job.created,
         "started": job.started,
         "finished": job.finished,
         "elapsed_seconds": elapsed,
         "status_url": f"/render/{job.id}",
     }
+    if job.tiles > 1:
+        cols, rows = grid(job.tiles)
+        summary["tiles"] = {
+            "per_frame": job.tiles,
+            "grid": [cols, rows],
+            "total": job.total,
+            "done": job.done,
+            "failed": job.failed,
+            "rendering": job.rendering,
+        }
+        summary["frames"] = {"total": job.frame_count, **(tiled or {})}
     if job.state not in FINAL_JOB_STATES and elapsed is not None:
         eta = eta_seconds(elapsed, job.done, remaining)
         if eta is not None:
@@ -61,9 +74,10 @@ def job_detail(
     nodes: dict[str, int],
     failed_frames: list[dict[str, Any]],
     blender_versions: dict[str, str | None],
+    tiled: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """GET /render/{id} but its batches: the summary, frames per node and failed frames."""
-    detail = job_summary(job, now)
+    detail = job_summary(job, now, tiled)
     detail["nodes"] = nodes
     detail["failed_frames"] = failed_frames[:FAILED_FRAMES_SHOWN]
     versions = {v for url, v in blender_versions.items() if v and url in nodes}
@@ -73,9 +87,11 @@ def job_detail(
         detail["assets"] = json.loads(job.assets)
     if job.failed:
         first = failed_frames[0] if failed_frames else {}
-        detail["error"] = (
-            f"{job.failed} frame(s) failed; first: frame {first.get('frame')}: {first.get('error')}"
-        )
+        where = f"frame {first.get('frame')}"
+        if job.tiles > 1:
+            where += f" region {first.get('tile')}"
+        failed = detail["frames"]["failed"]
+        detail["error"] = f"{failed} frame(s) failed; first: {where}: {first.get('error')}"
     return detail
 
 

@@ -125,6 +125,7 @@ class FarmClient:
         manifest: dict[str, Any] | None = None,
         allow_missing: bool = False,
         asset_warnings: list[str] | None = None,
+        tiles: int = 1,
     ) -> str:
         body: dict[str, Any] = {"frames": frames}
         if manifest is not None:
@@ -147,6 +148,8 @@ class FarmClient:
             body["blender_version"] = blender_version
         if device:
             body["device"] = device
+        if tiles != 1:
+            body["tiles"] = tiles
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -77,8 +77,14 @@ def job_summary_line(job: dict[str, Any], elapsed: float) -> str:
     frames = job.get("frames", {})
     done = int(frames.get("done", 0))
     rate = done / elapsed if elapsed > 0 else 0.0
+    tiles = job.get("tiles")
+    split = ""
+    if tiles:
+        cols, rows = tiles["grid"]
+        split = f"regions {tiles['done']}/{tiles['total']} ({cols}x{rows} a frame) | "
+        split += f"frames {done}/{frames.get('total', 0)} | "
     return (
-        f"{job.get('state', '?')} | {rate:.2f} frames/s | "
+        f"{job.get('state', '?')} | {split}{rate:.2f} frames/s | "
         f"ETA {format_seconds(job.get('eta_seconds'))} | "
         f"failed {frames.get('failed', 0)} | nodes busy {len(busy_nodes(job))}"
     )
@@ -157,6 +163,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         blender_version=args.blender_version,
         device=args.device,
         allow_missing=args.allow_missing,
+        tiles=args.tiles,
         **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
@@ -234,7 +241,9 @@ def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True
                 job = client.job(job_id)
                 frames = job.get("frames", {})
                 elapsed = time.monotonic() - started
-                progress.update(task, total=frames.get("total"), completed=frames.get("done", 0))
+                # A tiled job's bar counts regions: a still fills in as they come.
+                bar = job.get("tiles") or frames
+                progress.update(task, total=bar.get("total"), completed=bar.get("done", 0))
                 live.update(Group(progress, Text(job_summary_line(job, elapsed)), node_lines(job)))
                 if downloader:
                     downloader.poll(int(frames.get("done", 0)))
@@ -458,6 +467,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["cpu", "gpu"],
         help="only nodes rendering on a GPU (gpu) or on the CPU (cpu) render the job "
         "(default: any node)",
+    )
+    render.add_argument(
+        "--tiles",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split every frame in N regions (9: 3x3, 16: 4x4) rendered on as many slots and "
+        "stitched: a still on many nodes (default 1, the whole frame)",
     )
     render.add_argument("--no-wait", action="store_true", help="submit and return")
     render.add_argument("--no-download", action="store_true", help="leave frames on the farm")

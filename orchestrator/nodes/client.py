@@ -24,6 +24,7 @@ from farm_common.protocol import (
     JobCreated,
     JobDetail,
     NodeInfo,
+    Tile,
 )
 from orchestrator.nodes.archive import ArchiveError, FrameFiles, Piece, TarReader
 
@@ -284,6 +285,7 @@ class NodeClient:
         manifest: Manifest | None = None,
         allow_missing: bool = False,
         session: str | None = None,
+        tile: Tile | None = None,
     ) -> JobCreated:
         """Hand the node a batch of a scene or of a packed shot (its files pushed first); the
         answer carries the job's status version, so the first poll can wait for a change.
@@ -299,6 +301,8 @@ class NodeClient:
             body["allow_missing"] = True
         if session is not None:  # the job: a bpy node keeps its scene loaded for the next
             body["session"] = session
+        if tile is not None:  # one region of each frame
+            body["tile"] = tile.model_dump()
         resp = await self._request("POST", node, "/jobs", json=body)
         if resp.status == 404:
             # The one 404 of POST /jobs: the scene, or a file of the shot, is not on the node

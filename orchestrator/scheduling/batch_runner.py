@@ -15,7 +15,9 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any, NamedTuple
 
+from farm_common.blendfile import scene_quality, scene_resolution
 from farm_common.blobs import BlobStore
 from farm_common.frames import compact_frames
 from farm_common.images import image_problem
@@ -26,8 +28,10 @@ from farm_common.protocol import (
     BatchState,
     JobCreated,
     JobDetail,
+    Tile,
     image_format,
 )
+from farm_common.tiles import grid, tile_of, unit, unit_frame, unit_tile
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.archive import FrameFiles
 from orchestrator.nodes.client import (
@@ -38,7 +42,13 @@ from orchestrator.nodes.client import (
     NodeRejected,
     SceneMissing,
 )
-from orchestrator.renders import output_path, output_suffix, part_path
+from orchestrator.renders import (
+    output_path,
+    output_suffix,
+    part_path,
+    tile_format,
+    tile_path,
+)
 from orchestrator.scheduling.decisions import (
     MAX_STATUS_MISSES,
     BatchBook,
@@ -54,11 +64,13 @@ from orchestrator.scheduling.decisions import (
 from orchestrator.scheduling.policy import poll_base
 from orchestrator.scheduling.registry import Registry
 from orchestrator.settings import OrchestratorSettings
+from orchestrator.stitch import StitchError, stitch_frame
 from orchestrator.store.db import Job, QueuedBatch, Store
 from orchestrator.store.scenes import is_upload_ref
 
 log = logging.getLogger(__name__)
 
+DEFAULT_JPEG_QUALITY = 90  # Blender's, for a scene whose own cannot be read
 # How long a collection waits at most while batches are on their way to idle slots.
 FEED_FIRST_SECONDS = 0.25
 
@@ -71,6 +83,11 @@ class Outcome:
     collected: set[int] = field(default_factory=set)
     node_job: str | None = None
     refused: str | None = None  # the node renders none of the scene (render_node Job.refused)
+
+
+class _Look(NamedTuple):
+    size: tuple[int, int] | None  # the scene's frames in pixels, if the file says
+    attributes: dict[str, Any]  # written with the stitched frame (the JPEG quality)
 
 
 class BatchRunner:
@@ -99,6 +116,7 @@ class BatchRunner:
         self._manifests: dict[str, Manifest] = {}
         self._unnamed: set[tuple[str, str]] = set()  # (node, scene name) not in its folder
         self._warned: dict[str, set[str]] = {}  # job -> missing-file warnings stored
+        self._looks: dict[str, _Look] = {}  # tiled job -> what its stitched frames must be
         self.files = BlobStore(settings.files_dir, settings.max_upload_mb << 20)
         self._following = 0  # batches whose node job is being polled
         # Batches on their way to an idle slot (taken, not yet on the node): see feed_started.
@@ -125,7 +143,10 @@ class BatchRunner:
         )
 
     async def run(self, url: str, job: Job, batch: QueuedBatch) -> Outcome:
-        book = BatchBook.of(batch.frames)
+        # What the node is told and tells back are frames: a tiled job's units (one region of
+        # several frames a batch, farm_common/tiles.py) are those plus the region's offset.
+        offset = unit(0, unit_tile(batch.frames[0]))
+        book = BatchBook.of([f - offset for f in batch.frames])
         attempt = asyncio.create_task(self._attempt(url, job, batch, book))
         watcher = asyncio.create_task(self._until_lost(url))
         try:
@@ -148,8 +169,9 @@ class BatchRunner:
         else:
             state, answered = attempt.result()
         # The store keeps these and the API shows them: a message, not whatever a node said.
-        errors = {frame: why[:MAX_MESSAGE_CHARS] for frame, why in book.errors.items()}
-        return Outcome(state, answered, errors, book.collected, book.node_job, book.refused)
+        errors = {frame + offset: why[:MAX_MESSAGE_CHARS] for frame, why in book.errors.items()}
+        collected = {frame + offset for frame in book.collected}
+        return Outcome(state, answered, errors, collected, book.node_job, book.refused)
 
     async def _ensure_scene(self, url: str, job: Job) -> None:
         key = (url, job.scene_sha)
@@ -171,6 +193,7 @@ class BatchRunner:
         """The job is over: drop what was kept of it (its manifest, its files' pushes)."""
         self._manifests.pop(job_id, None)
         self._warned.pop(job_id, None)
+        self._looks.pop(job_id, None)
         self._files_held = {key for key in self._files_held if key[1] != job_id}
         for key in [key for key in self._scene_locks if key[1] == job_id]:
             del self._scene_locks[key]
@@ -211,8 +234,15 @@ class BatchRunner:
         """Send the batch to the node, pushing the scene (or the shot's files) first if it
         does not hold them."""
         manifest = self._manifest(job)
-        frames = compact_frames(batch.frames)
+        frames = compact_frames(unit_frame(f) for f in batch.frames)
         fmt = job.format if job.format_given else None
+        tile = None
+        if job.tiles > 1:
+            cols, rows = grid(job.tiles)
+            col, row = tile_of(cols, rows, unit_tile(batch.frames[0]))
+            tile = Tile(cols=cols, rows=rows, col=col, row=row)
+            if tile_format(job.format) != job.format:
+                fmt = tile_format(job.format)
         allow = bool(job.allow_missing)
         if (
             manifest is None
@@ -223,7 +253,7 @@ class BatchRunner:
             # scene's relative paths resolve. A node without it is sent the .blend alone.
             try:
                 return await self.client.submit(
-                    url, job.scene, frames, fmt, allow_missing=allow, session=job.id
+                    url, job.scene, frames, fmt, allow_missing=allow, session=job.id, tile=tile
                 )
             except SceneMissing as exc:
                 log.warning("job %s: %s; sending it the .blend alone", job.id, exc)
@@ -231,7 +261,7 @@ class BatchRunner:
         await self._ensure(url, job, manifest)
         submit = partial(
             self.client.submit, url, f"sha256:{job.scene_sha}", frames, fmt,
-            manifest=manifest, allow_missing=allow, session=job.id,
+            manifest=manifest, allow_missing=allow, session=job.id, tile=tile,
         )  # fmt: skip
         try:
             return await submit()
@@ -357,13 +387,19 @@ class BatchRunner:
         if not self._fed.is_set():
             with contextlib.suppress(TimeoutError):  # a long scene push holds nobody long
                 await asyncio.wait_for(self._fed.wait(), FEED_FIRST_SECONDS)
-        suffix = output_suffix(job.format)
         renders = self.settings.renders_dir
+        tile = unit_tile(batch.frames[0])
+        fmt = tile_format(job.format) if job.tiles > 1 else job.format
+        suffix = output_suffix(fmt)
+        if job.tiles > 1:
+            targets = {f: tile_path(renders, job.id, f, tile, suffix) for f in ready}
+        else:
+            targets = {f: output_path(renders, job.id, f, suffix) for f in ready}
         files = FrameFiles(
-            {f: output_path(renders, job.id, f, suffix) for f in ready},
+            targets,
             lambda dest: part_path(dest, batch.id),
             max_bytes=int(self.settings.max_frame_mb * (1 << 20)),
-            check=partial(image_problem, image_format(job.format).name),
+            check=partial(image_problem, image_format(fmt).name),
         )
         why = f"frame done on {url} but not served"
         try:
@@ -372,11 +408,11 @@ class BatchRunner:
             why = str(exc)
         except NodeError:
             # What came before the node failed is in place: record it.
-            await self._record(job, batch, files.placed, ready)
+            await self._keep(job, batch, files, ready)
             raise
         finally:
             files.discard()
-        await self._record(job, batch, files.placed, ready)
+        await self._keep(job, batch, files, ready)
         if files.ignored:
             log.warning(
                 "job %s batch %s: %s sent unexpected members %s",
@@ -385,16 +421,79 @@ class BatchRunner:
         settled = {*files.placed, *files.failed}
         return Fetched(files.placed, files.failed, {f: why for f in ready if f not in settled})
 
+    async def _keep(
+        self, job: Job, batch: QueuedBatch, files: FrameFiles, seconds: dict[int, float | None]
+    ) -> None:
+        """Record the frames `files` placed; a tiled job's frames whose regions are all in are
+        stitched first (those that fail to stitch move to `files.failed`)."""
+        if job.tiles > 1 and files.placed:
+            unstitched = await self._stitch(job, files.placed, unit_tile(batch.frames[0]))
+            files.placed = [f for f in files.placed if f not in unstitched]
+            files.failed.update(unstitched)
+        await self._record(job, batch, files.placed, seconds)
+
+    async def _stitch(self, job: Job, frames: list[int], tile: int) -> dict[int, str]:
+        """Each of `frames` whose regions are all collected now, this batch's `tile` among
+        them, is stitched into the frame the user asked for and checked; returns the frames
+        that could not be (frame -> why), whose region this batch must render again."""
+        look = self._looks.get(job.id)
+        if look is None:
+            look = self._looks[job.id] = await self._look(job)
+        renders = self.settings.renders_dir
+        cols, rows = grid(job.tiles)
+        suffix = output_suffix(tile_format(job.format))
+        out_suffix = output_suffix(job.format)
+        name = image_format(job.format).name
+        failed: dict[int, str] = {}
+        for frame in frames:
+            regions = {t: tile_path(renders, job.id, frame, t, suffix) for t in range(job.tiles)}
+            out = output_path(renders, job.id, frame, out_suffix)
+            try:
+                done = await asyncio.to_thread(
+                    stitch_frame, regions, cols, rows, out, size=look.size,
+                    attributes=look.attributes,
+                )  # fmt: skip
+                if done is not None:
+                    with await asyncio.to_thread(out.open, "rb") as fh:
+                        problem = image_problem(name, fh.read(16))
+                    if problem:
+                        out.unlink(missing_ok=True)
+                        raise StitchError(f"the stitched frame is {problem}")
+            except (StitchError, OSError) as exc:
+                why = f"frame {frame} could not be stitched from its {job.tiles} regions: {exc}"
+                log.error("job %s: %s", job.id, why)
+                regions[tile].unlink(missing_ok=True)  # rendered again, not kept
+                failed[frame] = why
+        return failed
+
+    async def _look(self, job: Job) -> _Look:
+        """What a stitched frame of the job must be: the scene's size, its JPEG quality."""
+        path = (
+            self.files.path(job.scene_sha)
+            if job.manifest is not None
+            else await self.store.run(self.store.scene_path, job.scene_sha)
+        )
+        if path is None:
+            return _Look(None, {})
+        size, quality = await asyncio.gather(
+            asyncio.to_thread(scene_resolution, path), asyncio.to_thread(scene_quality, path)
+        )
+        attributes: dict[str, Any] = {}
+        if job.format == "JPEG":
+            attributes["Compression"] = f"jpeg:{quality or DEFAULT_JPEG_QUALITY}"
+        return _Look(size, attributes)
+
     async def _record(
         self, job: Job, batch: QueuedBatch, frames: list[int], seconds: dict[int, float | None]
     ) -> None:
         if not frames:
             return
+        offset = unit(0, unit_tile(batch.frames[0]))
         newly = await self.store.run(
-            self.store.collect_frames, job.id, batch.id, [(f, seconds[f]) for f in frames]
+            self.store.collect_frames, job.id, batch.id, [(f + offset, seconds[f]) for f in frames]
         )
         self.metrics.frames_rendered.inc(len(newly))
         for frame in newly:
-            secs = seconds[frame]
+            secs = seconds[frame - offset]
             if secs is not None and math.isfinite(secs):  # checked at the edge; and here
                 self.metrics.frame_seconds.observe(secs)

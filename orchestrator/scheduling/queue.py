@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+from farm_common.tiles import unit_tile
 from orchestrator.store.db import QueuedBatch, new_id
 
 
@@ -36,15 +37,16 @@ class JobQueue:
 
     def take(self, head: QueuedBatch, size: int) -> Cut:
         """Cut `size` frames starting at `head` (0: `head` as it is). Only batches never tried
-        are joined."""
+        are joined, and only those of `head`'s region (a node renders one region a batch)."""
         at = self.batches.index(head)
         del self.batches[at]
         taken = QueuedBatch(head.id, head.job, list(head.frames), head.avoid, head.attempts)
         absorbed: list[str] = []
         fresh = not head.avoid and not head.attempts
+        tile = unit_tile(head.frames[0])
         while fresh and len(taken.frames) < size and at < len(self.batches):
             after = self.batches[at]
-            if after.avoid or after.attempts:
+            if after.avoid or after.attempts or unit_tile(after.frames[0]) != tile:
                 break
             del self.batches[at]
             absorbed.append(after.id)

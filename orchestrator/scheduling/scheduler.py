@@ -11,25 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from farm_common.blendfile import opens
 from farm_common.frames import compact_frames
-from farm_common.paths import check_job_id
 from farm_common.protocol import (
     FINAL_JOB_STATES,
     BatchState,
     FrameState,
     JobDetail,
     JobState,
-    parse_frame_name,
 )
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.client import NodeClient, NodeError
-from orchestrator.renders import output_suffix, video_path
+from orchestrator.renders import collected_units, output_suffix, video_path
 from orchestrator.scheduling.batch_runner import BatchRunner
 from orchestrator.scheduling.interfaces import (
     IsCancelled,
@@ -211,15 +208,8 @@ class Scheduler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _on_disk(self, job_id: str) -> set[int]:
-        folder = self.settings.renders_dir / check_job_id(job_id)
-        frames: set[int] = set()
-        if folder.is_dir():
-            for name in os.listdir(folder):
-                parsed = parse_frame_name(name)
-                if parsed is not None:
-                    frames.add(parsed[0])
-        return frames
+    def _on_disk(self, job_id: str, tiles: int) -> set[int]:
+        return collected_units(self.settings.renders_dir, job_id, tiles)
 
     async def _remember(self, job_id: str) -> Job | None:
         if job_id not in self._jobs:
@@ -564,7 +554,7 @@ class Scheduler:
                 continue
             size = 0
             if job.adaptive:
-                blind = ahead and self.speeds.seconds_per_frame(url, job.scene_sha) is None
+                blind = ahead and self.speeds.seconds_per_frame(url, job.speed_key) is None
                 size = 0 if blind else self._size(slot, job, queue, nodes, head, bans)
                 if size == 0:
                     continue  # faster slots will render these first (or: speed not known yet)
@@ -574,7 +564,7 @@ class Scheduler:
             # Booked at once: the next slot to ask must see this one's new work.
             self._slot_of[cut.batch.id] = slot
             self._in_flight[job_id] = self._in_flight.get(job_id, 0) + 1
-            spf = self.speeds.seconds_per_frame(url, job.scene_sha)
+            spf = self.speeds.seconds_per_frame(url, job.speed_key)
             overhead = self._overhead(slot, job_id)
             self.lanes.add(slot, cut.batch.id, len(cut.batch.frames), spf, overhead, self.clock())
             if node is not None and node.engine == "bpy":
@@ -604,7 +594,7 @@ class Scheduler:
         that may take `head` share the work."""
         url = slot.url
         now = self.clock()
-        scene = job.scene_sha
+        scene = job.speed_key
         others = []
         live = {node.url for node in nodes}
         for node in nodes:
@@ -655,12 +645,12 @@ class Scheduler:
                 noted.frames.add(info.frame)
                 times.append(info.seconds)
         if times:
-            self.speeds.observe_frame(url, job.scene_sha, sum(times) / len(times))
+            self.speeds.observe_frame(url, job.speed_key, sum(times) / len(times))
         if status.startup_seconds is not None and not noted.startup:
             noted.startup = True
             if not status.warm:  # a warm slot's start-up is none: not the node's
                 self.speeds.observe_startup(url, status.startup_seconds)
-        spf = self.speeds.seconds_per_frame(url, job.scene_sha)
+        spf = self.speeds.seconds_per_frame(url, job.speed_key)
         if status.state == JobState.RUNNING:
             self.lanes.progress(slot, batch.id, left, spf, self.clock())
         near_end = self._near_end.get(batch.id)
@@ -747,7 +737,7 @@ class Scheduler:
 
     async def _make_video(self, job: Job) -> None:
         """The preview video of a finished job, from the frames that were collected."""
-        frames = await self.store.run(self.store.done_frames, job.id)
+        frames = await self.store.run(self.store.done_frames, job.id, job.tiles)
         if not frames:
             return
         if not ffmpeg_available():

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from farm_common.frames import compact_frames
 from farm_common.protocol import FrameState, JobState
+from farm_common.tiles import tiled_units, unit_frame
 from orchestrator.store.migrations import migrate
 from orchestrator.store.queries import Job, Queries
 from orchestrator.store.transitions import final_job_state, frame_gives_up, split_batches
@@ -48,6 +49,11 @@ class Settled:
     failed: list[int]
     retried: int
     job_state: str | None
+
+
+def batch_spec(frames: list[int]) -> str:
+    """A batch's frames as the API shows them ("1-8"): a tiled job's without their region."""
+    return compact_frames(unit_frame(f) for f in frames)
 
 
 def new_id() -> str:
@@ -150,26 +156,30 @@ class Store(Queries):
         format_given: bool = True,
         allow_missing: bool = False,
         assets: str | None = None,
+        tiles: int = 1,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
         cut them again to fit each node's speed (no batch size was asked for);
-        `blender_version`: only nodes running that Blender render it (policy.blender_matches)."""
+        `blender_version`: only nodes running that Blender render it (policy.blender_matches);
+        `tiles`: each frame is split in that many regions (units, farm_common/tiles.py)."""
         job_id = new_id()
-        batches = [QueuedBatch(new_id(), job_id, b) for b in split_batches(frames, batch_size)]
+        units = tiled_units(frames, tiles, batch_size)
+        batches = [QueuedBatch(new_id(), job_id, b) for b in split_batches(units, batch_size)]
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
-                " manifest, format_given, allow_missing, assets, device, saved_by)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " manifest, format_given, allow_missing, assets, device, saved_by, tiles)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
-                 int(video), JobState.QUEUED, now, len(frames), int(adaptive), blender_version,
-                 manifest, int(format_given), int(allow_missing), assets, device, saved_by),
+                 int(video), JobState.QUEUED, now, len(units), int(adaptive), blender_version,
+                 manifest, int(format_given), int(allow_missing), assets, device, saved_by,
+                 tiles),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",
-                ((job_id, f, i) for i, f in enumerate(frames)),
+                ((job_id, f, i) for i, f in enumerate(units)),
             )
             self._insert_batches(db, batches)
         job = self.get_job(job_id)
@@ -189,7 +199,7 @@ class Store(Queries):
                     b.job,
                     seq,
                     json.dumps(b.frames),
-                    compact_frames(b.frames),
+                    batch_spec(b.frames),
                     json.dumps(sorted(b.avoid)),
                     b.attempts,
                 ),
@@ -230,7 +240,7 @@ class Store(Queries):
             db.execute(
                 "UPDATE batches SET state='running', node=?, started=?, attempts=attempts+1,"
                 " frames=?, spec=? WHERE id=?",
-                (node, now, json.dumps(batch.frames), compact_frames(batch.frames), batch.id),
+                (node, now, json.dumps(batch.frames), batch_spec(batch.frames), batch.id),
             )
             db.executemany(
                 "DELETE FROM batches WHERE id=? AND state='queued'", ((b,) for b in absorbed)
@@ -436,18 +446,20 @@ class Store(Queries):
 
     # -- restart ------------------------------------------------------------------------------
     def recover(
-        self, collected: Callable[[str], set[int]]
+        self, collected: Callable[[str, int], set[int]]
     ) -> tuple[list[QueuedBatch], list[tuple[str, str]]]:
         """After a restart: requeue unfinished work; return (queue, orphaned node jobs).
 
-        `collected(job)` lists frames whose output file exists: a crash between writing a frame
-        and recording it must not make us render (and write) it again.
+        `collected(job, tiles)` lists frames (units of a tiled job) whose output file exists: a
+        crash between writing a frame and recording it must not make us render (and write) it
+        again.
         """
         queue: list[QueuedBatch] = []
         orphans: list[tuple[str, str]] = []
         with self._tx() as db:
             jobs = db.execute(
-                "SELECT id, batch_size FROM jobs WHERE state IN ('queued','running') ORDER BY seq"
+                "SELECT id, batch_size, tiles FROM jobs WHERE state IN ('queued','running')"
+                " ORDER BY seq"
             ).fetchall()
             for j in jobs:
                 job_id = j["id"]
@@ -469,7 +481,7 @@ class Store(Queries):
                     " AND state='rendering'",
                     (job_id,),
                 )
-                on_disk = collected(job_id)
+                on_disk = collected(job_id, j["tiles"])
                 pending = db.execute(
                     "SELECT frame, nodes_failed FROM frames WHERE job=? AND state='pending'"
                     " ORDER BY idx",

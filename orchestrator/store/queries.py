@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from farm_common.tiles import FRAME_MASK, TILE_SHIFT, unit, unit_frame, unit_tile
 
 
 @dataclass
@@ -44,6 +46,19 @@ class Job:
     assets: str | None = None
     device: str | None = None  # cpu | gpu: only nodes rendering on that render the job
     saved_by: str | None = None  # "5.0": the Blender that saved the scene; older nodes skip it
+    # Regions each frame is split in (farm_common/tiles.py): the frames table then holds one
+    # unit per region of a frame, and `total`, `done`, `failed`, `rendering` count units.
+    tiles: int = 1
+
+    @property
+    def frame_count(self) -> int:
+        return self.total // self.tiles
+
+    @property
+    def speed_key(self) -> str:
+        """What node speeds are learned under: the scene, and the region size it is cut in
+        (a ninth of a frame renders in about a ninth of the time)."""
+        return self.scene_sha if self.tiles == 1 else f"{self.scene_sha}:tiles{self.tiles}"
 
 
 _JOB_SELECT = (
@@ -65,16 +80,18 @@ _BATCHES_JSON = (
 _API_BATCHES_JSON = (
     "SELECT '[' || coalesce(group_concat(b, ','), '') || ']' FROM (SELECT json_object('id', id,"
     " 'frames', spec, 'node', node, 'state', state, 'attempts', attempts, 'done', done_count,"
-    " 'started', started, 'finished', finished) AS b " + _BATCH_ROWS + ")"
+    " 'started', started, 'finished', finished, 'tile', CASE WHEN (SELECT tiles FROM jobs"
+    " WHERE id=:job) > 1 THEN json_extract(frames, '$[0]') >> :shift END) AS b " + _BATCH_ROWS + ")"
 )
 _NODES_JSON = (
     "SELECT json_group_object(node, n) FROM (SELECT node, SUM(done_count) AS n FROM batches"
     " WHERE job=:job AND node IS NOT NULL GROUP BY node)"
 )
+# A tiled job's units (farm_common/tiles.py) give their frame and region.
 _FAILED_JSON = (
-    "SELECT json_group_array(json_object('frame', frame, 'error', error,"
-    " 'nodes', json(nodes_failed))) FROM (SELECT frame, error, nodes_failed FROM frames"
-    " WHERE job=:job AND state='failed' ORDER BY idx LIMIT :limit)"
+    "SELECT json_group_array(json_object('frame', frame & :mask, 'tile', frame >> :shift,"
+    " 'error', error, 'nodes', json(nodes_failed))) FROM (SELECT frame, error, nodes_failed"
+    " FROM frames WHERE job=:job AND state='failed' ORDER BY idx LIMIT :limit)"
 )
 
 
@@ -85,9 +102,49 @@ def _batches(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _failed(text: str) -> list[dict[str, Any]]:
+def _failed(text: str, tiles: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(text)
+    if tiles == 1:
+        for row in rows:
+            del row["tile"]
     return rows
+
+
+_UNIT_KEYS = {"mask": FRAME_MASK, "shift": TILE_SHIFT}
+
+
+@dataclass
+class _Frame:
+    """A tiled job's frame, from its units."""
+
+    frame: int
+    tiles: int
+    done: int = 0
+    failed: int = 0
+    rendering: int = 0
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    nodes: list[str] = field(default_factory=list)
+
+    @property
+    def state(self) -> str:
+        if self.failed:
+            return "failed"
+        if self.done == self.tiles:
+            return "done"
+        return "rendering" if self.rendering or self.done else "pending"
+
+    def entry(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"frame": self.frame, "state": self.state}
+        entry.update(tiles=self.tiles, tiles_done=self.done, attempts=self.attempts)
+        if self.state == "done":
+            entry["seconds"] = round(self.seconds, 3)  # render time of its regions, all told
+        if self.error:
+            entry["error"] = self.error
+        if self.nodes:
+            entry["nodes"] = self.nodes
+        return entry
 
 
 class Queries:
@@ -125,14 +182,14 @@ class Queries:
             f"SELECT ({_API_BATCHES_JSON}) AS batches_json, ({_NODES_JSON}) AS nodes_json,"
             f" ({_FAILED_JSON}) AS failed_json, jobs.*, scenes.name AS scene_name"
             " FROM jobs LEFT JOIN scenes ON scenes.sha = jobs.scene_sha WHERE jobs.id=:job",
-            {"job": job_id, "limit": 100},
+            {"job": job_id, "limit": 100, **_UNIT_KEYS},
         ).fetchone()
         if row is None:
             return None
         fields = dict(row)
         batches = fields.pop("batches_json")
         nodes = json.loads(fields.pop("nodes_json"))
-        failed = _failed(fields.pop("failed_json"))
+        failed = _failed(fields.pop("failed_json"), fields["tiles"])
         return Job(**fields), batches, nodes, failed
 
     def job_batches(self, job_id: str) -> list[dict[str, Any]]:
@@ -146,23 +203,76 @@ class Queries:
         nodes: dict[str, int] = json.loads(text)
         return nodes
 
-    def failed_frames(self, job_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        (text,) = self._db.execute(_FAILED_JSON, {"job": job_id, "limit": limit}).fetchone()
-        return _failed(text)
+    def failed_frames(self, job_id: str, limit: int = 100, tiles: int = 1) -> list[dict[str, Any]]:
+        (text,) = self._db.execute(
+            _FAILED_JSON, {"job": job_id, "limit": limit, **_UNIT_KEYS}
+        ).fetchone()
+        return _failed(text, tiles)
 
-    def frame_state(self, job_id: str, frame: int) -> str | None:
+    def _tiled_frames(self, job_id: str, tiles: int, frame: int | None = None) -> list[_Frame]:
+        """A tiled job's frames (or the one `frame`), each from its units, in the job's order."""
+        query = "SELECT frame, state, node, attempts, error, seconds FROM frames WHERE job=?"
+        args: tuple[Any, ...] = (job_id,)
+        if frame is not None:
+            query += f" AND frame IN ({','.join('?' * tiles)})"
+            args += tuple(unit(frame, t) for t in range(tiles))
+        frames: dict[int, _Frame] = {}
+        for row in self._db.execute(query + " ORDER BY idx", args):
+            number = unit_frame(row["frame"])
+            one = frames.get(number)
+            if one is None:
+                one = frames[number] = _Frame(number, tiles)
+            state = row["state"]
+            if state == "done":
+                one.done += 1
+                one.seconds += row["seconds"] or 0.0
+            elif state == "failed":
+                one.failed += 1
+                if one.error is None:
+                    one.error = f"region {unit_tile(row['frame'])}: {row['error']}"
+            elif state == "rendering":
+                one.rendering += 1
+            one.attempts = max(one.attempts, row["attempts"])
+            if row["node"] and row["node"] not in one.nodes:
+                one.nodes.append(row["node"])
+        return list(frames.values())  # in the order of the frame spec, as units are queued
+
+    def tiled_counts(self, job_id: str, tiles: int) -> dict[str, int]:
+        """A tiled job's frames done (every region in, stitched), failed (a region failed
+        for good) and rendering (some regions in or under way)."""
+        counts = {"done": 0, "failed": 0, "rendering": 0}
+        rows = self._db.execute(
+            "SELECT SUM(state='done'), SUM(state='failed'), SUM(state='rendering') FROM frames"
+            " WHERE job=? AND state!='pending' GROUP BY frame & ?",
+            (job_id, FRAME_MASK),
+        )
+        for done, failed, rendering in rows:
+            one = _Frame(0, tiles, done=done, failed=failed, rendering=rendering)
+            counts[one.state] += 1
+        return counts
+
+    def frame_state(self, job_id: str, frame: int, tiles: int = 1) -> str | None:
+        if tiles > 1:
+            found = self._tiled_frames(job_id, tiles, frame)
+            return found[0].state if found else None
         row = self._db.execute(
             "SELECT state FROM frames WHERE job=? AND frame=?", (job_id, frame)
         ).fetchone()
         return row["state"] if row else None
 
-    def frame_states(self, job_id: str) -> tuple[list[int], list[str]]:
+    def frame_states(self, job_id: str, tiles: int = 1) -> tuple[list[int], list[str]]:
+        if tiles > 1:
+            frames = self._tiled_frames(job_id, tiles)
+            return [f.frame for f in frames], [f.state for f in frames]
         rows = self._db.execute(
             "SELECT frame, state FROM frames WHERE job=? ORDER BY idx", (job_id,)
         ).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows]
 
-    def frame_list(self, job_id: str, state: str | None) -> list[dict[str, Any]]:
+    def frame_list(self, job_id: str, state: str | None, tiles: int = 1) -> list[dict[str, Any]]:
+        if tiles > 1:
+            frames = self._tiled_frames(job_id, tiles)
+            return [f.entry() for f in frames if state is None or f.state == state]
         query = "SELECT frame, state, node, attempts, error, seconds FROM frames WHERE job=?"
         args: tuple[Any, ...] = (job_id,)
         if state:
@@ -171,7 +281,15 @@ class Queries:
         rows = self._db.execute(query + " ORDER BY idx", args)
         return [{k: v for k, v in dict(r).items() if v is not None} for r in rows]
 
-    def done_frames(self, job_id: str) -> list[int]:
+    def done_frames(self, job_id: str, tiles: int = 1) -> list[int]:
+        """The frames collected (of a tiled job: every region in, so stitched), in order."""
+        if tiles > 1:
+            rows = self._db.execute(
+                "SELECT frame & ? FROM frames WHERE job=? AND state='done' GROUP BY frame & ?"
+                " HAVING COUNT(*)=? ORDER BY 1",
+                (FRAME_MASK, job_id, FRAME_MASK, tiles),
+            )
+            return [r[0] for r in rows]
         rows = self._db.execute(
             "SELECT frame FROM frames WHERE job=? AND state='done' ORDER BY idx", (job_id,)
         )

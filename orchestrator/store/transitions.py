@@ -6,13 +6,25 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from farm_common.protocol import JobState
+from farm_common.tiles import FRAME_MASK, unit_tile
 
 
 def split_batches(frames: Sequence[int], size: int) -> list[list[int]]:
-    """Cut `frames` into consecutive batches of at most `size`, order kept."""
+    """Cut `frames` into consecutive batches of at most `size`, order kept. A batch is one
+    region of its frames (a node renders one border a batch): units of a tiled job
+    (farm_common/tiles.py) of another region start a new batch."""
     if size < 1:
         raise ValueError("batch size must be at least 1")
-    return [list(frames[i : i + size]) for i in range(0, len(frames), size)]
+    if not frames or max(frames) <= FRAME_MASK:  # one region: frames of an untiled job
+        return [list(frames[i : i + size]) for i in range(0, len(frames), size)]
+    batches: list[list[int]] = []
+    for frame in frames:
+        last = batches[-1] if batches else None
+        if last is None or len(last) >= size or unit_tile(last[0]) != unit_tile(frame):
+            batches.append([frame])
+        else:
+            last.append(frame)
+    return batches
 
 
 def frame_gives_up(

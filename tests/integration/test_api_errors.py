@@ -186,5 +186,5 @@ def test_a_field_the_service_does_not_know_is_a_422_naming_it(
 ) -> None:
     kind, client = service
     path = "/jobs" if kind == "node" else "/render"
-    response = client.post(path, json={"scene": "demo.blend", "frames": "7", "tiles": 4})
-    assert_error(response, 422, "invalid_request", "tiles")
+    response = client.post(path, json={"scene": "demo.blend", "frames": "7", "samples": 4})
+    assert_error(response, 422, "invalid_request", "samples")

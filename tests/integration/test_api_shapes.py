@@ -70,7 +70,7 @@ def test_an_unknown_format_is_a_400_listing_the_known_ones(idle_farm: httpx.Clie
 @pytest.mark.parametrize(
     ("path", "body", "unknown"),
     [
-        ("/render", {"scene": "demo.blend", "frames": "7", "tiles": 4}, "tiles"),
+        ("/render", {"scene": "demo.blend", "frames": "7", "tile_count": 4}, "tile_count"),
         ("/render", {"scene": "demo.blend", "frames": "7", "batchsize": 2}, "batchsize"),
         ("/nodes/register", {"url": "http://127.0.0.1:9", "slot": 2}, "slot"),
     ],

@@ -47,6 +47,20 @@ def test_summary_line_shows_rate_eta_and_failures() -> None:
     assert "failed 2" in line
 
 
+def test_summary_line_of_a_tiled_job_counts_regions_and_frames() -> None:
+    job = {
+        "state": "running",
+        "frames": {"done": 1, "total": 2, "failed": 0},
+        "tiles": {"per_frame": 9, "grid": [3, 3], "total": 18, "done": 13},
+    }
+    line = job_summary_line(job, elapsed=2.0)
+    assert "regions 13/18 (3x3 a frame)" in line and "frames 1/2" in line
+    assert (
+        build_parser().parse_args(["render", "s.blend", "--frames", "1", "--tiles", "9"]).tiles == 9
+    )
+    assert build_parser().parse_args(["render", "s.blend", "--frames", "1"]).tiles == 1
+
+
 @pytest.mark.parametrize(
     ("state", "failed", "code"),
     [

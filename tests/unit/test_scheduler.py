@@ -521,7 +521,7 @@ async def test_frames_on_disk_are_read_by_their_file_names(farm: Farm) -> None:
     for name in ("frame_00003.png", "frame_00012.exr", ".frame_00004.png.b1.part",
                  "frame_x.png", "preview.mp4", "frame_00004.png.tmp"):  # fmt: skip
         (folder / name).write_bytes(b"x")
-    assert farm.scheduler._on_disk(job.id) == {3, 12}
+    assert farm.scheduler._on_disk(job.id, 1) == {3, 12}
 
 
 @farm_test

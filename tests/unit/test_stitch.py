@@ -7,7 +7,7 @@ from pathlib import Path
 import OpenImageIO as oiio
 import pytest
 
-from orchestrator.stitch import StitchError, stitch
+from orchestrator.stitch import StitchError, stitch, stitch_frame
 
 # Uneven columns and rows, as Blender's int(fraction x size) makes of 101 x 77 in 3 x 2.
 XS = (0, 33, 67, 101)
@@ -114,3 +114,39 @@ def test_a_region_that_is_no_image_fails_the_frame(tmp_path: Path) -> None:
     regions[0, 1].write_bytes(b"not a png")
     with pytest.raises(StitchError, match=r"cannot read r0_1\.png"):
         stitch(regions, 3, 2, tmp_path / "frame.png")
+
+
+def test_a_frame_is_stitched_once_its_regions_are_all_in_then_they_go(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.png"
+    assert noise(4, "uint8").write(str(whole))
+    folder = tmp_path / "tiles" / "frame_00001"
+    folder.mkdir(parents=True)
+    grid = cut_into_regions(read(whole), folder, ".png")
+    regions = {c + 3 * r: path for (c, r), path in grid.items()}
+    out = tmp_path / "frame_00001.png"
+    kept = regions[5].read_bytes()
+    regions[5].unlink()
+    assert stitch_frame(regions, 3, 2, out) is None  # one region still missing
+    assert not out.exists() and regions[0].is_file()
+    regions[5].write_bytes(kept)
+
+    assert stitch_frame(regions, 3, 2, out, size=(101, 77)) == (101, 77, ("R", "G", "B", "A"))
+
+    comparison = oiio.ImageBufAlgo.compare(read(out), read(whole), 0.0, 0.0)
+    assert comparison.nfail == 0
+    assert not (tmp_path / "tiles").exists()  # the regions, and their emptied folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frame_00001.png", "whole.png"]
+
+
+def test_a_failed_stitch_leaves_no_frame_and_keeps_the_regions(tmp_path: Path) -> None:
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    regions = {
+        c + 3 * r: path
+        for (c, r), path in cut_into_regions(noise(3, "uint8"), folder, ".png").items()
+    }
+    out = tmp_path / "frame_00001.png"
+    with pytest.raises(StitchError, match="the scene a 100x77 one"):
+        stitch_frame(regions, 3, 2, out, size=(100, 77))
+    assert not out.exists() and all(p.is_file() for p in regions.values())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -67,7 +67,7 @@ def test_restart_requeues_in_flight_frames_and_keeps_collected_ones(tmp_path: Pa
     store.close()
 
     store = Store(path)
-    queue, orphans = store.recover(lambda job_id: {3})
+    queue, orphans = store.recover(lambda job_id, tiles: {3})
     assert orphans == [("a", "nj1")]
     assert [b.frames for b in queue] == [[2, 4], [5]]
     j = store.get_job(job.id)

@@ -68,7 +68,7 @@ def test_job_view_is_the_job_with_its_batches_nodes_and_failed_frames_in_order(
         assert batch_rows == [
             {"id": r["id"], "frames": r["frames"], "node": r["node"], "state": r["state"],
              "attempts": r["attempts"], "done": r["done_count"], "started": r["started"],
-             "finished": r["finished"]}
+             "finished": r["finished"], "tile": None}
             for r in rows
         ]  # fmt: skip
         assert [b["state"] for b in batch_rows] == ["running", "queued", "failed", "queued"]
