@@ -7,6 +7,7 @@ import gzip
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import zstandard
 from blender_asset_tracer import blendfile
@@ -46,11 +47,7 @@ def _render_settings(path: Path, *fields: tuple[bytes, ...]) -> list[int] | None
         log.warning("cannot read %s's render settings: %r", path, exc)
         return None
     try:
-        globals_ = bfile.find_blocks_from_code(b"GLOB")
-        scene = globals_[0].get_pointer(b"curscene") if globals_ else None
-        if scene is None:
-            scenes = bfile.find_blocks_from_code(b"SC")
-            scene = scenes[0] if scenes else None
+        scene = _scene_block(bfile)
         if scene is None:
             return None
         return [int(scene[(b"r", *field)]) for field in fields]
@@ -69,6 +66,74 @@ def scene_resolution(path: Path) -> tuple[int, int] | None:
         return None
     width, height, percent = read
     return width * percent // 100, height * percent // 100
+
+
+def _scene_block(bfile: blendfile.BlendFile) -> blendfile.BlendFileBlock | None:
+    globals_ = bfile.find_blocks_from_code(b"GLOB")
+    scene = globals_[0].get_pointer(b"curscene") if globals_ else None
+    if scene is None:
+        scenes = bfile.find_blocks_from_code(b"SC")
+        scene = scenes[0] if scenes else None
+    return scene
+
+
+def _id_property(
+    block: blendfile.BlendFileBlock, holders: tuple[Any, ...], group: bytes, name: bytes
+) -> int | None:
+    """An int property `name` in the ID property group `group` of `block`, looked up under
+    each of `holders` in turn (add-on settings such as Cycles' live there: in
+    `system_properties` since Blender 5.0, in `properties`/`id_properties` before)."""
+    for holder in holders:
+        try:
+            props = block.get_pointer(holder)
+        except KeyError:
+            continue
+        item = None if props is None else props.get_pointer((b"data", b"group", b"first"))
+        while item is not None:
+            if item[b"name"] == group:
+                entry = item.get_pointer((b"data", b"group", b"first"))
+                while entry is not None:
+                    if entry[b"name"] == name:
+                        return int(entry[(b"data", b"val")])
+                    entry = entry.get_pointer(b"next")
+                return None
+            item = item.get_pointer(b"next")
+    return None
+
+
+_SCENE_PROPS = ((b"id", b"system_properties"), (b"id", b"properties"))
+_LAYER_PROPS = (b"system_properties", b"id_properties")
+
+
+def scene_denoises(path: Path) -> bool | None:
+    """Whether the .blend's current scene renders with Cycles' denoiser: on for the scene and
+    for one of its view layers (Cycles' default, unless the file turns it off); None when the
+    file cannot be read this way."""
+    try:
+        bfile = blendfile.BlendFile(path)
+    except Exception as exc:  # BAT raises what the file's bytes make it raise
+        log.warning("cannot read %s's render settings: %r", path, exc)
+        return None
+    try:
+        scene = _scene_block(bfile)
+        if scene is None:
+            return None
+        if scene[(b"r", b"engine")] != b"CYCLES":
+            return False
+        if _id_property(scene, _SCENE_PROPS, b"cycles", b"use_denoising") == 0:
+            return False
+        # And a view layer that denoises (each has its own switch, on by default).
+        layer = scene.get_pointer((b"view_layers", b"first"))
+        while layer is not None:
+            if _id_property(layer, _LAYER_PROPS, b"cycles", b"use_denoising") != 0:
+                return True
+            layer = layer.get_pointer(b"next")
+        return False
+    except Exception as exc:
+        log.warning("cannot read %s's render settings: %r", path, exc)
+        return None
+    finally:
+        bfile.close()
 
 
 def scene_quality(path: Path) -> int | None:

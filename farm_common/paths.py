@@ -13,6 +13,7 @@ from pydantic import BeforeValidator
 
 from farm_common.errors import BadRequest
 from farm_common.frames import MAX_FRAME_DIGITS, MAX_FRAME_NUMBER
+from farm_common.tiles import MAX_TILES
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -54,6 +55,13 @@ def _frame_digits(value: object) -> object:
 FrameNumber = Annotated[
     int,
     PathParam(ge=0, le=MAX_FRAME_NUMBER, description="a frame number of the job"),
+    BeforeValidator(_frame_digits),
+]
+
+
+TileNumber = Annotated[
+    int,
+    PathParam(ge=0, lt=MAX_TILES, description="a region of the frame, 0 at the top left"),
     BeforeValidator(_frame_digits),
 ]
 

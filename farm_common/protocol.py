@@ -17,7 +17,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from farm_common.errors import BadRequest
 from farm_common.frames import MAX_FRAME_NUMBER, MAX_FRAMES
 from farm_common.manifest import Manifest
-from farm_common.tiles import MAX_TILES, Border, border
+from farm_common.tiles import (
+    MAX_MARGIN,
+    MAX_TILES,
+    Border,
+    Box,
+    border,
+    box_border,
+    core_box,
+    margin_box,
+)
 
 
 class JobState(StrEnum):
@@ -147,6 +156,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Pixels = Annotated[int, Field(ge=1, le=65536)]
+
+
 class Tile(Request):
     """One region of a frame split in a grid (farm_common/tiles.py): rendered with Blender's
     border and crop, the image holds that region alone."""
@@ -155,16 +167,39 @@ class Tile(Request):
     rows: int = Field(ge=1, le=MAX_TILES)
     col: int = Field(ge=0, lt=MAX_TILES, description="from the left, 0 first")
     row: int = Field(ge=0, lt=MAX_TILES, description="from the top, 0 first")
+    margin: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_MARGIN,
+        description="pixels rendered around the region, inside the frame (for a denoiser); "
+        "then the grid is cut in whole pixels of `size`, which must be given",
+    )
+    size: tuple[Pixels, Pixels] | None = Field(
+        default=None, description="the frame's width and height in pixels (with a margin)"
+    )
 
     @model_validator(mode="after")
     def _inside(self) -> Tile:
         if self.cols * self.rows > MAX_TILES:
             raise ValueError(f"at most {MAX_TILES} regions a frame")
+        if self.margin and self.size is None:
+            raise ValueError("a tile with a margin needs the frame's size")
         self.border()  # raises for a region outside the grid
         return self
 
+    def box(self) -> Box | None:
+        """With a margin, the pixels rendered (the region and its margin); else None."""
+        if not self.margin or self.size is None:
+            return None
+        width, height = self.size
+        core = core_box(self.cols, self.rows, self.col, self.row, width, height)
+        return margin_box(core, self.margin, width, height)
+
     def border(self) -> Border:
-        """The region as Blender's render border."""
+        """The region as Blender's render border (with its margin)."""
+        box = self.box()
+        if box is not None and self.size is not None:
+            return box_border(box, *self.size)
         return border(self.cols, self.rows, self.col, self.row)
 
 

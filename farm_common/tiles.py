@@ -88,3 +88,53 @@ def tiled_units(frames: list[int], tiles: int, chunk: int) -> list[int]:
         for tile in range(tiles)
         for frame in frames[start : start + chunk]
     ]
+
+
+# With a margin (a scene that denoises: the denoiser needs the pixels around a region, or its
+# edges show), a region is rendered larger by `margin` pixels on every side inside the frame
+# and cut back by the stitcher. Both must then know each region's pixels exactly, so the grid
+# is split in whole pixels of the frame's known size (column c: c x width // cols onwards), and
+# each edge is sent to Blender as the fraction of its pixel plus half a pixel: int(fraction x
+# size) is that pixel, whatever the float rounding.
+MAX_MARGIN = 256
+DEFAULT_MARGIN = 32  # OpenImageDenoise's filters reach a few pixels; a compositor blur, its size
+
+
+class Box(NamedTuple):
+    """Pixels of a frame: columns left..right-1, rows top..bottom-1 (row 0 at the top)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+
+def core_box(cols: int, rows: int, col: int, row: int, width: int, height: int) -> Box:
+    """The pixels region (`col`, `row`) holds of a `width` x `height` frame, with a margin."""
+    if not (0 <= col < cols and 0 <= row < rows):
+        raise ValueError(f"no region ({col}, {row}) in a {cols}x{rows} grid")
+    return Box(
+        col * width // cols, row * height // rows,
+        (col + 1) * width // cols, (row + 1) * height // rows,
+    )  # fmt: skip
+
+
+def margin_box(core: Box, margin: int, width: int, height: int) -> Box:
+    """`core` grown by `margin` pixels on each side, inside the frame: what is rendered."""
+    return Box(
+        max(0, core.left - margin), max(0, core.top - margin),
+        min(width, core.right + margin), min(height, core.bottom + margin),
+    )  # fmt: skip
+
+
+def box_border(box: Box, width: int, height: int) -> Border:
+    """The render border whose crop is exactly `box` (see MAX_MARGIN's note)."""
+
+    def edge(pixel: int, size: int) -> float:
+        return 0.0 if pixel == 0 else 1.0 if pixel == size else (pixel + 0.5) / size
+
+    # Blender's y counts from the bottom.
+    return Border(
+        edge(box.left, width), edge(box.right, width),
+        edge(height - box.bottom, height), edge(height - box.top, height),
+    )  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import OpenImageIO as oiio
 
-from farm_common.tiles import tile_of
+from farm_common.tiles import Box, core_box, margin_box, tile_of
 
 # Read PNG/TIFF alpha as it is stored (straight), not premultiplied: written back unchanged.
 _AS_STORED = oiio.ImageSpec()
@@ -44,6 +44,19 @@ def _read(path: Path) -> oiio.ImageBuf:
     return image
 
 
+def _cut(image: oiio.ImageBuf, key: tuple[int, int], rendered: Box, core: Box) -> oiio.ImageBuf:
+    spec = image.spec()
+    width, height = rendered.right - rendered.left, rendered.bottom - rendered.top
+    if (spec.width, spec.height) != (width, height):
+        raise StitchError(
+            f"region {key} with its margin is {spec.width}x{spec.height}, the frame's pixels "
+            f"make it {width}x{height}"
+        )
+    x, y = core.left - rendered.left, core.top - rendered.top
+    roi = oiio.ROI(x, x + core.right - core.left, y, y + core.bottom - core.top, 0, 1)
+    return oiio.ImageBufAlgo.cut(image, roi)
+
+
 def stitch(
     regions: Mapping[tuple[int, int], Path],
     cols: int,
@@ -52,15 +65,20 @@ def stitch(
     *,
     size: tuple[int, int] | None = None,
     attributes: Mapping[str, Any] | None = None,
+    margins: Mapping[tuple[int, int], tuple[Box, Box]] | None = None,
 ) -> Stitched:
     """Write to `out` the frame whose region (col, row) is `regions[col, row]` (row 0 at the
     top), in `out`'s format (by its extension) with the regions' data type, channels and
     metadata, plus `attributes` (e.g. {"Compression": "jpeg:90"}). `size`: the frame's width
-    and height when known (blendfile.scene_resolution); regions that make another fail."""
+    and height when known (blendfile.scene_resolution); regions that make another fail.
+    `margins`: regions rendered with a margin, as (the pixels rendered, the region's own),
+    both in the frame's pixels (tiles.margin_box): each is cut down to its own first."""
     lacking = [(c, r) for r in range(rows) for c in range(cols) if (c, r) not in regions]
     if lacking:
         raise StitchError(f"{len(lacking)} of {cols * rows} regions missing, first {lacking[0]}")
     images = {key: _read(path) for key, path in regions.items()}
+    for key, (rendered, core) in (margins or {}).items():
+        images[key] = _cut(images[key], key, rendered, core)
     first = images[0, 0].spec()
     widths = [images[c, 0].spec().width for c in range(cols)]
     heights = [images[0, r].spec().height for r in range(rows)]
@@ -114,16 +132,26 @@ def stitch_frame(
     *,
     size: tuple[int, int] | None = None,
     attributes: Mapping[str, Any] | None = None,
+    margin: int = 0,
 ) -> Stitched | None:
     """Stitch a frame from its region files by region number (tiles.tile_index) when every one
     of them is on disk; None while some are not. The frame appears at `out` whole or not at
-    all (written beside it, then renamed), and the regions' folder goes once it is there."""
+    all (written beside it, then renamed), and the regions' folder goes once it is there.
+    `margin`: the regions were rendered with one (tiles.margin_box), in a frame of `size`."""
     if not all(path.is_file() for path in regions.values()):
         return None
     grid = {tile_of(cols, rows, index): path for index, path in regions.items()}
+    margins = None
+    if margin:
+        if size is None:
+            raise StitchError("regions with a margin need the frame's size to be cut down")
+        margins = {}
+        for col, row in grid:
+            core = core_box(cols, rows, col, row, *size)
+            margins[col, row] = (margin_box(core, margin, *size), core)
     part = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}{out.suffix}")
     try:
-        done = stitch(grid, cols, rows, part, size=size, attributes=attributes)
+        done = stitch(grid, cols, rows, part, size=size, attributes=attributes, margins=margins)
         os.replace(part, out)
     finally:
         part.unlink(missing_ok=True)

@@ -31,6 +31,8 @@ FAKE_BLENDER_WRITE     files (comma-separated) it tries to write at start, as an
 FAKE_BLENDER_SIZE      the frames' size, default "32x24"; a render border with crop set by
                        `--python-expr` code (a tile) gives that region of it, as Blender
 FAKE_BLENDER_FAIL_AT   "X,Y": frames whose region holds that pixel fail like FAKE_BLENDER_FAIL
+FAKE_BLENDER_BY_AREA   "1": FAKE_BLENDER_SECONDS is for the whole frame, a region takes its
+                       share of it by area (a path tracer's time goes with its pixels)
 """
 
 from __future__ import annotations
@@ -176,19 +178,34 @@ def run_python_exprs() -> list[types.SimpleNamespace]:
     for expr in PYTHON_EXPRS:
         exec(compile(expr, "<string>", "exec"), {"__name__": "__main__"})
     global REGION, SIZE
-    width, height = (int(n) for n in os.environ.get("FAKE_BLENDER_SIZE", "32x24").split("x"))
-    if getattr(render, "use_border", False) and getattr(render, "use_crop_to_border", False):
-        # Blender's pixels: int(fraction x size) for each edge, y counted from the bottom.
-        REGION = (
-            int(render.border_min_x * width),
-            height - int(render.border_max_y * height),
-            int(render.border_max_x * width),
-            height - int(render.border_min_y * height),
-        )
-    else:
-        REGION = (0, 0, width, height)
-    SIZE = (width, height)
+    SIZE, REGION = frame_region(render)
     return outputs
+
+
+def frame_region(render: object) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """The frame's size (FAKE_BLENDER_SIZE) and the part of it a render of `render`'s settings
+    holds: (left, top, right, bottom), the whole frame but for a border with crop."""
+    width, height = (int(n) for n in os.environ.get("FAKE_BLENDER_SIZE", "32x24").split("x"))
+    if not (getattr(render, "use_border", False) and getattr(render, "use_crop_to_border", False)):
+        return (width, height), (0, 0, width, height)
+    # Blender's pixels: int(fraction x size) for each edge, y counted from the bottom.
+    edges = (render.border_min_x, render.border_max_x, render.border_min_y, render.border_max_y)  # type: ignore[attr-defined]
+    min_x, max_x, min_y, max_y = (struct.unpack("f", struct.pack("f", e))[0] for e in edges)
+    region = (
+        int(min_x * width),
+        height - int(max_y * height),
+        int(max_x * width),
+        height - int(min_y * height),
+    )
+    return (width, height), region
+
+
+def seconds_for(region: tuple[int, int, int, int], size: tuple[int, int]) -> float:
+    """FAKE_BLENDER_SECONDS, or with FAKE_BLENDER_BY_AREA the region's share of it."""
+    seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
+    if os.environ.get("FAKE_BLENDER_BY_AREA") == "1":
+        seconds *= (region[2] - region[0]) * (region[3] - region[1]) / (size[0] * size[1])
+    return seconds
 
 
 def file_output_path(base: str, slot: str, frame: int, blend: str) -> str:
@@ -248,7 +265,7 @@ def main() -> int:
     allocate_mb = int(os.environ.get("FAKE_BLENDER_ALLOCATE_MB", "0"))
     held: bytearray | None = None
     time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
-    seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
+    seconds = seconds_for(REGION, SIZE)
     fail = env_frames("FAKE_BLENDER_FAIL")
     if os.environ.get("FAKE_BLENDER_FAIL_AT"):
         x, y = (int(n) for n in os.environ["FAKE_BLENDER_FAIL_AT"].split(","))

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from farm_common.manifest import Manifest
 from farm_common.protocol import BatchState, FrameState, JobState, Request
-from farm_common.tiles import MAX_TILES
+from farm_common.tiles import DEFAULT_MARGIN, MAX_MARGIN, MAX_TILES
 
 
 class RenderRequest(Request):
@@ -68,6 +68,14 @@ class RenderRequest(Request):
         "rendered apart like batches and stitched into the frame; for stills on many nodes. "
         "Formats PNG, JPEG, TIFF, OPEN_EXR, OPEN_EXR_MULTILAYER",
     )
+    tile_margin: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MARGIN,
+        description="pixels rendered around each region and cut off when stitching, so a "
+        "denoiser (or a compositor filter) sees past the region's edges; default: "
+        f"{DEFAULT_MARGIN} where the scene denoises with Cycles, else 0",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> RenderRequest:
@@ -100,6 +108,7 @@ class FrameTotals(BaseModel):
 class TileTotals(BaseModel):
     per_frame: int = Field(description="regions a frame is split in")
     grid: list[int] = Field(description="[columns, rows]")
+    margin: int = Field(description="pixels rendered around each region, cut off when stitched")
     total: int
     done: int
     failed: int
@@ -184,6 +193,25 @@ class FrameEntry(BaseModel):
     tiles: int | None = Field(default=None, description="a tiled job's regions of the frame")
     tiles_done: int | None = None
     nodes: list[str] | None = Field(default=None, description="where its regions rendered")
+
+
+class TileEntry(BaseModel):
+    tile: int = Field(description="the region's number: left to right, from the top row down")
+    col: int
+    row: int
+    state: FrameState
+    node: str | None = None
+    seconds: float | None = None
+
+
+class FrameTiles(BaseModel):
+    frame: int
+    state: FrameState = Field(description="done once its regions are stitched")
+    cols: int
+    rows: int
+    width: int | None = Field(default=None, description="the frame's size, when the scene says")
+    height: int | None = None
+    tiles: list[TileEntry]
 
 
 class FrameList(BaseModel):

@@ -13,7 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from farm_common.blendfile import SceneFormatError, opens, saved_by, scene_image_format
+from farm_common.blendfile import (
+    SceneFormatError,
+    opens,
+    saved_by,
+    scene_denoises,
+    scene_image_format,
+    scene_resolution,
+)
 from farm_common.blobs import BlobStore
 from farm_common.errors import (
     BadRequest,
@@ -26,20 +33,29 @@ from farm_common.errors import (
 from farm_common.frames import MAX_FRAMES, FrameSpecError, parse_frame_spec
 from farm_common.limits import RateLimiter
 from farm_common.manifest import Manifest
-from farm_common.paths import FrameNumber, JobId, check_job_id
+from farm_common.paths import FrameNumber, JobId, TileNumber, check_job_id
 from farm_common.protocol import CONTENT_TYPES, FrameState, image_format
+from farm_common.tiles import DEFAULT_MARGIN, grid, tile_of
 from orchestrator.api import views
 from orchestrator.api.deps import FarmDep, JobDep, get_job, no_such_job
 from orchestrator.api.models import (
     FrameList,
     FrameMap,
+    FrameTiles,
     RenderCreated,
     RenderDetail,
     RenderRequest,
     RenderSummary,
 )
 from orchestrator.dashboard.pages import framemap
-from orchestrator.renders import TILED_FORMATS, output_path, output_suffix, video_path
+from orchestrator.renders import (
+    TILED_FORMATS,
+    output_path,
+    output_suffix,
+    tile_format,
+    tile_path,
+    video_path,
+)
 from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.scheduling.batching import auto_batch_size
 from orchestrator.scheduling.policy import blender_matches
@@ -114,6 +130,21 @@ def check_tiles(tiles: int, fmt: str, frames: int) -> None:
         )
 
 
+async def tile_margin(asked: int | None, scene: Path | None) -> int:
+    """The margin a tiled job's regions are rendered with: as asked, else DEFAULT_MARGIN where
+    the scene denoises. 400 when the scene's size, which a margin needs, cannot be read."""
+    if asked is None:
+        denoises = None if scene is None else await asyncio.to_thread(scene_denoises, scene)
+        asked = DEFAULT_MARGIN if denoises else 0
+    if asked and (scene is None or await asyncio.to_thread(scene_resolution, scene) is None):
+        raise BadRequest(
+            "tiles with a margin (tile_margin, or a scene that denoises) need the scene's "
+            "resolution, and it cannot be read from the file: give tile_margin 0, or render "
+            "whole frames"
+        )
+    return asked
+
+
 async def job_format(asked: str | None, scene: Path | None) -> str:
     """The format asked for, else the one the scene's Output properties name (PNG when the
     file does not say); 400 for a scene that writes a movie."""
@@ -168,6 +199,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             versions = {u: v for u, v in versions.items() if v and blender_matches(v, pinned)}
         check_saved_by(saved, versions)
         check_tiles(body.tiles, fmt, len(frames))
+        margin = 0 if body.tiles == 1 else await tile_margin(body.tile_margin, main)
         # A batch is one region of up to `size` frames.
         size = body.batch_size or auto_batch_size(
             len(frames) * body.tiles, facts.total_slots, settings.max_batch_size
@@ -186,6 +218,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 manifest=body.manifest.model_dump_json() if body.manifest else None,
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None, tiles=body.tiles,
+                tile_margin=margin,
             )  # fmt: skip
 
         created = await farm.store.run(create)
@@ -276,6 +309,53 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             raise NotFound(f"frame {frame} of job {job.id} is not collected yet (it is {state})")
         media_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
         return FileResponse(path, media_type=media_type, filename=path.name)
+
+    @router.get(
+        "/{job_id}/frames/{frame}/tiles",
+        response_model=FrameTiles,
+        response_model_exclude_none=True,
+    )
+    async def frame_tiles(farm: FarmDep, job_id: JobId, frame: FrameNumber) -> dict[str, Any]:
+        """A tiled job's frame region by region (the dashboard draws it filling in)."""
+        job = await get_job(farm, job_id)
+        if job.tiles == 1:
+            raise NotFound(f"job {job.id} renders whole frames: it has no tiles")
+        tiles = await farm.store.run(farm.store.frame_tiles, job.id, frame, job.tiles)
+        if not tiles:
+            raise NotFound(f"frame {frame} is not part of job {job.id} ({job.frames_spec})")
+        state = await farm.store.run(farm.store.frame_state, job.id, frame, job.tiles)
+        cols, rows = grid(job.tiles)
+        for entry in tiles:
+            entry["col"], entry["row"] = tile_of(cols, rows, entry["tile"])
+        answer: dict[str, Any] = {"frame": frame, "state": state, "cols": cols, "rows": rows}
+        scene = await farm.store.run(farm.store.scene_path, job.scene_sha)
+        if job.manifest is not None:
+            scene = farm.files.path(job.scene_sha)
+        size = None if scene is None else await asyncio.to_thread(scene_resolution, scene)
+        if size is not None:
+            answer["width"], answer["height"] = size
+        return {**answer, "tiles": tiles}
+
+    @router.get(
+        "/{job_id}/frames/{frame}/tiles/{tile}",
+        response_class=FileResponse,
+        responses={
+            200: binary_response("a region waiting for the rest of its frame", ["image/png"])
+        },
+    )
+    async def tile_file(
+        farm: FarmDep, job_id: JobId, frame: FrameNumber, tile: TileNumber
+    ) -> FileResponse:
+        job = await get_job(farm, job_id)
+        if tile >= job.tiles:
+            raise NotFound(f"job {job.id} splits frames in {job.tiles} tiles: no tile {tile}")
+        suffix = output_suffix(tile_format(job.format))
+        path = tile_path(farm.settings.renders_dir, job.id, frame, tile, suffix)
+        if not path.is_file():
+            state = await farm.store.run(farm.store.frame_state, job.id, frame, job.tiles)
+            why = "stitched: get the frame" if state == FrameState.DONE else "not collected"
+            raise NotFound(f"tile {tile} of frame {frame} of job {job.id} is {why}")
+        return FileResponse(path, media_type=CONTENT_TYPES.get(suffix, "application/octet-stream"))
 
     @router.get("/{job_id}/frames", response_model=FrameList, response_model_exclude_none=True)
     async def frame_states(farm: FarmDep, job: JobDep, state: str | None = None) -> FrameList:

@@ -55,6 +55,7 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
         summary["tiles"] = {
             "per_frame": job.tiles,
             "grid": [cols, rows],
+            "margin": job.tile_margin,
             "total": job.total,
             "done": job.done,
             "failed": job.failed,

@@ -240,7 +240,8 @@ class BatchRunner:
         if job.tiles > 1:
             cols, rows = grid(job.tiles)
             col, row = tile_of(cols, rows, unit_tile(batch.frames[0]))
-            tile = Tile(cols=cols, rows=rows, col=col, row=row)
+            size = (await self._look_of(job)).size if job.tile_margin else None
+            tile = Tile(cols=cols, rows=rows, col=col, row=row, margin=job.tile_margin, size=size)
             if tile_format(job.format) != job.format:
                 fmt = tile_format(job.format)
         allow = bool(job.allow_missing)
@@ -436,9 +437,7 @@ class BatchRunner:
         """Each of `frames` whose regions are all collected now, this batch's `tile` among
         them, is stitched into the frame the user asked for and checked; returns the frames
         that could not be (frame -> why), whose region this batch must render again."""
-        look = self._looks.get(job.id)
-        if look is None:
-            look = self._looks[job.id] = await self._look(job)
+        look = await self._look_of(job)
         renders = self.settings.renders_dir
         cols, rows = grid(job.tiles)
         suffix = output_suffix(tile_format(job.format))
@@ -451,7 +450,7 @@ class BatchRunner:
             try:
                 done = await asyncio.to_thread(
                     stitch_frame, regions, cols, rows, out, size=look.size,
-                    attributes=look.attributes,
+                    attributes=look.attributes, margin=job.tile_margin,
                 )  # fmt: skip
                 if done is not None:
                     with await asyncio.to_thread(out.open, "rb") as fh:
@@ -465,6 +464,12 @@ class BatchRunner:
                 regions[tile].unlink(missing_ok=True)  # rendered again, not kept
                 failed[frame] = why
         return failed
+
+    async def _look_of(self, job: Job) -> _Look:
+        look = self._looks.get(job.id)
+        if look is None:
+            look = self._looks[job.id] = await self._look(job)
+        return look
 
     async def _look(self, job: Job) -> _Look:
         """What a stitched frame of the job must be: the scene's size, its JPEG quality."""

@@ -157,6 +157,7 @@ class Store(Queries):
         allow_missing: bool = False,
         assets: str | None = None,
         tiles: int = 1,
+        tile_margin: int = 0,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
         cut them again to fit each node's speed (no batch size was asked for);
@@ -170,12 +171,12 @@ class Store(Queries):
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
-                " manifest, format_given, allow_missing, assets, device, saved_by, tiles)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " manifest, format_given, allow_missing, assets, device, saved_by, tiles,"
+                " tile_margin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
                  int(video), JobState.QUEUED, now, len(units), int(adaptive), blender_version,
                  manifest, int(format_given), int(allow_missing), assets, device, saved_by,
-                 tiles),
+                 tiles, tile_margin),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",

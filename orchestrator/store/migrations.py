@@ -77,6 +77,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "device", "TEXT"),
     _add_column("jobs", "saved_by", "TEXT"),
     _add_column("jobs", "tiles", "INTEGER NOT NULL DEFAULT 1"),
+    _add_column("jobs", "tile_margin", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 

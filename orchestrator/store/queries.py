@@ -49,6 +49,7 @@ class Job:
     # Regions each frame is split in (farm_common/tiles.py): the frames table then holds one
     # unit per region of a frame, and `total`, `done`, `failed`, `rendering` count units.
     tiles: int = 1
+    tile_margin: int = 0  # pixels rendered around each region, cut off by the stitcher
 
     @property
     def frame_count(self) -> int:
@@ -236,6 +237,20 @@ class Queries:
             if row["node"] and row["node"] not in one.nodes:
                 one.nodes.append(row["node"])
         return list(frames.values())  # in the order of the frame spec, as units are queued
+
+    def frame_tiles(self, job_id: str, frame: int, tiles: int) -> list[dict[str, Any]]:
+        """A tiled job's frame, region by region: its state, node and render seconds."""
+        marks = ",".join("?" * tiles)
+        rows = self._db.execute(
+            "SELECT frame, state, node, seconds FROM frames WHERE job=? AND frame IN"
+            f" ({marks}) ORDER BY frame",
+            (job_id, *(unit(frame, t) for t in range(tiles))),
+        )
+        return [
+            {k: v for k, v in {**dict(r), "frame": None, "tile": unit_tile(r["frame"])}.items()
+             if v is not None}
+            for r in rows
+        ]  # fmt: skip
 
     def tiled_counts(self, job_id: str, tiles: int) -> dict[str, int]:
         """A tiled job's frames done (every region in, stitched), failed (a region failed

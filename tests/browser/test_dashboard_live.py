@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.fake_node import FakeNode, fake_farm_app, serve_in_thread
+from tests.integration import farm_procs
 from tests.orch_helpers import fast_settings, orchestrator_in_thread, wait_job, wait_until
 
 pytestmark = pytest.mark.browser
@@ -82,3 +83,36 @@ def test_a_running_job_its_progress_and_a_thumbnail_appear_from_the_real_api(
         assert status["state"] == "completed"
         # The page follows the job to its end without a reload.
         expect(page.locator("#job-state")).to_have_text("completed", timeout=10_000)
+
+
+def test_a_tiled_still_fills_in_region_by_region_then_shows_stitched(
+    page: Page, tmp_path: Path
+) -> None:
+    with farm_procs.farm(tmp_path) as f:
+        f.start_orchestrator(token=TOKEN)
+        for _ in range(2):
+            f.start_node(token=TOKEN, SIZE="160x120", SECONDS="1.5")
+        client = f.client()
+        client.headers["Authorization"] = f"Bearer {TOKEN}"
+        f.wait_nodes(client, 2)
+        job_id = farm_procs.submit(client, frames="4", tiles=9)
+        page.goto(f"{f.url}/jobs/{job_id}?token={TOKEN}")
+        # Some regions in, as images, while others still render or wait.
+        page.wait_for_function(
+            "() => { const imgs = [...document.querySelectorAll('#tiles .tile img')]"
+            ".filter(img => img.src.startsWith('blob:') && img.naturalWidth > 0);"
+            " const open = document.querySelectorAll('#tiles .tile:not(.d)').length;"
+            " return imgs.length >= 1 && open >= 1; }",
+            timeout=30_000,
+        )
+        expect(page.locator("#tiles-title")).to_contain_text("Frame 4: ")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-tiles-filling.png"), full_page=True)
+        assert wait_job(client, job_id, timeout=60)["state"] == "completed"
+        expect(page.locator("#tiles-title")).to_have_text("Frame 4: 9 of 9 regions", timeout=10_000)
+        page.wait_for_function(
+            "() => { const img = document.querySelector('#tiles img.whole');"
+            " return img && img.naturalWidth === 160 && img.naturalHeight === 120; }",
+            timeout=10_000,
+        )
+        expect(page.locator("#tiles-readout")).to_have_text("Stitched.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import zipfile
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from farm_common.protocol import frame_name
 from tests.fake_blender import png_bytes
+from tests.integration.conftest import SCENES
 from tests.integration.farm_procs import Farm, blender_processes, farm, submit
 from tests.orch_helpers import wait_job, wait_until
 
@@ -49,7 +51,8 @@ def test_a_still_in_nine_tiles_is_stitched_equal_to_the_whole_frame(tmp_path: Pa
         assert status["state"] == "completed", status
         assert status["frames"] == {"total": 1, "done": 1, "failed": 0, "rendering": 0}
         assert status["tiles"] == {
-            "per_frame": 9, "grid": [3, 3], "total": 9, "done": 9, "failed": 0, "rendering": 0,
+            "per_frame": 9, "grid": [3, 3], "margin": 0, "total": 9, "done": 9, "failed": 0,
+            "rendering": 0,
         }  # fmt: skip
         assert f.outputs(job_id) == [frame_name(7, ".png")]  # the regions' folder is gone
         out = tmp_path / "orch" / "renders" / job_id / frame_name(7, ".png")
@@ -88,6 +91,30 @@ def test_every_frame_of_a_range_is_split_and_stitched(tmp_path: Path) -> None:
         assert names.namelist() == [frame_name(n, ".jpg") for n in range(1, 6)]
         framemap = client.get(f"/render/{job_id}/framemap").json()
         assert framemap["states"] == "ddddd"
+
+
+def test_regions_rendered_with_a_margin_are_cut_back_to_the_whole_frame(tmp_path: Path) -> None:
+    """The margin's pixel arithmetic against the stand-in, which crops as Blender does
+    (float32 borders); the size comes from a real scene file, as the stitcher needs it."""
+    with farm(tmp_path) as f:
+        shutil.copy(SCENES / "demo.blend", f.scenes / "real.blend")  # 320 x 240
+        f.start_orchestrator()
+        for _ in range(2):
+            f.start_node(SIZE="320x240")
+        client = f.client()
+        f.wait_nodes(client, 2)
+        job_id = submit(client, scene="real.blend", frames="2", tiles=6, tile_margin=13)
+        status = wait_job(client, job_id, timeout=60)
+        assert status["state"] == "completed", status
+        assert status["tiles"]["margin"] == 13
+        whole = tmp_path / "whole.png"
+        whole.write_bytes(png_bytes(320, 240, 2))
+        assert same_pixels(tmp_path / "orch" / "renders" / job_id / frame_name(2, ".png"), whole)
+        # Without the file's size there is no margin: the stand-in scene has none to read.
+        resp = client.post(
+            "/render", json={"scene": "demo.blend", "frames": "1", "tiles": 4, "tile_margin": 8}
+        )
+        assert resp.status_code == 400 and "need the scene's resolution" in resp.text
 
 
 def test_a_region_failing_on_three_nodes_fails_its_frame_with_blenders_error(

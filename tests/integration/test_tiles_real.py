@@ -13,7 +13,7 @@ from pathlib import Path
 import OpenImageIO as oiio
 import pytest
 
-from farm_common.blendfile import scene_resolution
+from farm_common.blendfile import scene_denoises, scene_resolution
 from farm_common.tiles import grid, tile_of
 from orchestrator.stitch import stitch
 from tests.integration.conftest import SCENES, Node, StartNode
@@ -110,3 +110,20 @@ def test_the_size_read_from_the_file_is_the_size_blender_renders(tmp_path: Path)
     )  # fmt: skip
     rendered = oiio.ImageBuf(str(tmp_path / "f_1.png")).spec()
     assert scene_resolution(scene) == (rendered.width, rendered.height) == (123, 74)
+
+
+@needs_blender
+@pytest.mark.parametrize(
+    ("change", "denoises"),
+    [
+        ("s.cycles.use_denoising = True; s.view_layers[0].cycles.use_denoising = True", True),
+        ("s.cycles.use_denoising = False; s.view_layers[0].cycles.use_denoising = True", False),
+        ("s.cycles.use_denoising = True; s.view_layers[0].cycles.use_denoising = False", False),
+        ("s.cycles.use_denoising = True; s.render.engine = 'BLENDER_EEVEE'", False),
+    ],
+)
+def test_whether_a_scene_denoises_is_read_from_the_file(
+    tmp_path: Path, change: str, denoises: bool
+) -> None:
+    """What decides a tiled job's default margin, against files Blender 3.4 saves."""
+    assert scene_denoises(demo_with(tmp_path / "scene.blend", change)) is denoises

@@ -7,6 +7,7 @@ from pathlib import Path
 import OpenImageIO as oiio
 import pytest
 
+from farm_common.tiles import core_box, margin_box
 from orchestrator.stitch import StitchError, stitch, stitch_frame
 
 # Uneven columns and rows, as Blender's int(fraction x size) makes of 101 x 77 in 3 x 2.
@@ -150,3 +151,32 @@ def test_a_failed_stitch_leaves_no_frame_and_keeps_the_regions(tmp_path: Path) -
         stitch_frame(regions, 3, 2, out, size=(100, 77))
     assert not out.exists() and all(p.is_file() for p in regions.values())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_regions_rendered_with_a_margin_are_cut_to_their_own_pixels(tmp_path: Path) -> None:
+    image = noise(4, "half")  # 101 x 77
+    regions = {}
+    for index in range(6):
+        col, row = index % 3, index // 3
+        rendered = margin_box(core_box(3, 2, col, row, 101, 77), 9, 101, 77)
+        roi = oiio.ROI(rendered.left, rendered.right, rendered.top, rendered.bottom)
+        path = tmp_path / f"tile_{index:03d}.exr"
+        assert oiio.ImageBufAlgo.cut(image, roi).write(str(path))
+        regions[index] = path
+    whole = tmp_path / "whole.exr"
+    assert image.write(str(whole))
+    out = tmp_path / "frame.exr"
+
+    assert stitch_frame(regions, 3, 2, out, size=(101, 77), margin=9) is not None
+
+    comparison = oiio.ImageBufAlgo.compare(read(out), read(whole), 0.0, 0.0)
+    assert comparison.nfail == 0 and comparison.maxerror == 0.0
+
+
+def test_a_region_whose_margin_is_not_the_one_asked_fails_the_stitch(tmp_path: Path) -> None:
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    grid = cut_into_regions(noise(3, "uint8"), folder, ".png")  # no margin rendered
+    regions = {c + 3 * r: path for (c, r), path in grid.items()}
+    with pytest.raises(StitchError, match=r"with its margin is 33x38, the frame's pixels make it"):
+        stitch_frame(regions, 3, 2, tmp_path / "frame.png", size=(101, 77), margin=4)

@@ -8,7 +8,17 @@ import pytest
 from pydantic import ValidationError
 
 from farm_common.protocol import JobRequest, Tile
-from farm_common.tiles import MAX_TILES, border, grid, tile_index, tile_of
+from farm_common.tiles import (
+    MAX_TILES,
+    Border,
+    Box,
+    border,
+    core_box,
+    grid,
+    margin_box,
+    tile_index,
+    tile_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,3 +88,40 @@ def test_a_node_is_asked_for_one_region_inside_its_grid() -> None:
     ):
         with pytest.raises(ValidationError):
             Tile(**bad)
+
+
+def blender_pixels(edges: Border, width: int, height: int) -> Box:
+    """What Blender crops a border to: each edge int(float32 fraction x size, in float32),
+    y counted from the bottom; as a Box of the image (row 0 at the top)."""
+    x0, x1 = (int(as_float32(as_float32(f) * width)) for f in (edges.min_x, edges.max_x))
+    y0, y1 = (int(as_float32(as_float32(f) * height)) for f in (edges.min_y, edges.max_y))
+    return Box(x0, height - y1, x1, height - y0)
+
+
+@pytest.mark.parametrize(("cols", "rows"), [(3, 3), (4, 4), (7, 1), (5, 3)])
+@pytest.mark.parametrize("size", [(320, 240), (641, 479), (1920, 1080), (7919, 4001)])
+@pytest.mark.parametrize("margin", [1, 16, 32, 256])
+def test_with_a_margin_blender_renders_exactly_the_pixels_the_stitcher_cuts(
+    cols: int, rows: int, size: tuple[int, int], margin: int
+) -> None:
+    width, height = size
+    cores = []
+    for row in range(rows):
+        for col in range(cols):
+            tile = Tile(cols=cols, rows=rows, col=col, row=row, margin=margin, size=size)
+            core = core_box(cols, rows, col, row, width, height)
+            rendered = tile.box()
+            assert rendered == margin_box(core, margin, width, height)
+            assert blender_pixels(tile.border(), width, height) == rendered
+            assert rendered.left == max(0, core.left - margin)  # margins stop at the frame
+            assert rendered.bottom == min(height, core.bottom + margin)
+            cores.append(core)
+    # The regions' own pixels tile the frame: columns and rows meet, edge to edge.
+    assert sum((c.right - c.left) * (c.bottom - c.top) for c in cores) == width * height
+    assert {c.left for c in cores} | {width} == {c.right for c in cores} | {0}
+
+
+def test_a_margin_without_the_frames_size_is_refused() -> None:
+    with pytest.raises(ValidationError, match="needs the frame's size"):
+        Tile(cols=2, rows=2, col=0, row=0, margin=8)
+    assert Tile(cols=2, rows=2, col=0, row=0).box() is None  # no margin: the border's pixels

@@ -303,6 +303,80 @@ export function jobPage(jobId) {
     images.keep(keep);
   }
 
+  // ---- a tiled job's frame, region by region: each region's image as it is collected, then
+  // the stitched frame in their place
+  const tileUrls = new Map(); // "frame/tile" -> Promise<objectURL>
+  let tilesShown = "";
+
+  function tileFrame() {
+    if (!map) return null;
+    let lastDone = null;
+    for (let i = 0; i < map.length; i++) {
+      if (map.states[i] === "r") return map.frameAt(i);
+      if (map.states[i] === "d" || map.states[i] === "f") lastDone = map.frameAt(i);
+    }
+    return lastDone ?? (map.length ? map.frameAt(0) : null);
+  }
+
+  function tileImage(frame, tile) {
+    const key = `${frame}/${tile}`;
+    if (!tileUrls.has(key)) {
+      const promise = blobUrl(`${base}/frames/${encodeURIComponent(frame)}/tiles/${tile}`);
+      promise.catch(() => tileUrls.delete(key));
+      tileUrls.set(key, promise);
+    }
+    return tileUrls.get(key);
+  }
+
+  function dropTileImages(frame) {
+    for (const [key, promise] of tileUrls) {
+      if (!key.startsWith(`${frame}/`)) {
+        tileUrls.delete(key);
+        promise.then((url) => URL.revokeObjectURL(url), () => {});
+      }
+    }
+  }
+
+  async function renderTiles() {
+    const panel = document.getElementById("tiles-panel");
+    panel.hidden = !job.tiles;
+    const frame = job.tiles ? tileFrame() : null;
+    if (frame === null) return;
+    const info = await api(`${base}/frames/${encodeURIComponent(frame)}/tiles`);
+    const tiles = listOf(info, "tiles");
+    const done = tiles.filter((t) => t.state === "done").length;
+    setText("tiles-title", `Frame ${frame}: ${done} of ${tiles.length} regions`);
+    setText("tiles-readout", info.state === "done" ? "Stitched." : `${info.cols} × ${info.rows} regions`);
+    const key = `${frame}:${info.state}:${tiles.map((t) => t.state[0]).join("")}`;
+    if (key === tilesShown) return;
+    tilesShown = key;
+    dropTileImages(frame);
+    const box = document.getElementById("tiles");
+    box.style.gridTemplateColumns = `repeat(${info.cols}, 1fr)`;
+    box.style.aspectRatio = info.width && info.height ? `${info.width} / ${info.height}` : "4 / 3";
+    if (info.state === "done") {
+      const img = el("img", { class: "whole", alt: `Frame ${frame}, stitched` });
+      images.get(frame).then((url) => {
+        img.src = url;
+      }, () => {});
+      box.replaceChildren(img);
+      return;
+    }
+    const cells = tiles.map((t) => {
+      const cell = el("div", { class: `tile ${t.state[0]}`, title: `Region ${t.tile} · ${t.state}` });
+      cell.dataset.tile = String(t.tile);
+      if (t.state === "done") {
+        const img = el("img", { alt: `Region ${t.tile}` });
+        cell.append(img);
+        tileImage(frame, t.tile).then((url) => {
+          img.src = url;
+        }, () => {});
+      }
+      return cell;
+    });
+    box.replaceChildren(...cells);
+  }
+
   // ---- timeline
   const timelineReadout = document.getElementById("timeline-readout");
   const timeline = new Timeline(document.getElementById("timeline"), (batch) => {
@@ -312,7 +386,7 @@ export function jobPage(jobId) {
     }
     const end = typeof batch.finished === "number" ? batch.finished : Date.now() / 1000;
     const parts = [
-      `Frames ${batch.frames}`,
+      batch.tile == null ? `Frames ${batch.frames}` : `Frames ${batch.frames}, region ${batch.tile}`,
       nodeLabel(batch.node, job && job.nodes),
       batch.state,
       duration(end - batch.started),
@@ -360,10 +434,10 @@ export function jobPage(jobId) {
     syncRows(
       document.querySelector("#failed tbody"),
       shown,
-      (f) => f.frame,
+      (f) => (f.tile == null ? f.frame : `${f.frame}/${f.tile}`),
       () => el("tr", {}, [el("td", { class: "num" }), el("td")]),
       (row, f) => {
-        setText(row.cells[0], f.frame);
+        setText(row.cells[0], f.tile == null ? f.frame : `${f.frame} (region ${f.tile})`);
         const children = [];
         const nodes = Array.isArray(f.nodes) ? f.nodes : f.node ? [f.node] : [];
         if (nodes.length) {
@@ -400,6 +474,7 @@ export function jobPage(jobId) {
     map = frames.value;
     renderMap();
     renderThumbs();
+    await renderTiles();
   }
 
   poll = poller(refresh, POLL_MS);

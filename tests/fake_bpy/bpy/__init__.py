@@ -18,6 +18,8 @@ FAKE_BLENDER_FREESTYLE "1": the scene enables Freestyle
 FAKE_BLENDER_IMAGES    image files (comma-separated) the scene uses
 FAKE_BLENDER_ALLOCATE_MB  MB allocated at the first frame (a memory limit makes it crash)
 FAKE_BPY_DEVICES       the GPUs Cycles finds, as JSON: [{"type": "CUDA", "id": ..., "name": ...}]
+FAKE_BLENDER_SIZE, FAKE_BLENDER_BY_AREA  as tests/fake_blender.py: with either set, a frame is
+                       that size (a region: its part of it) and takes its region's share
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ import sys
 import time
 import types
 import zlib
+
+# tests/fake_blender.py, from wherever the worker runs: the same images and regions.
+_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+sys.path.insert(0, _ROOT)
+from tests.fake_blender import frame_region, png_bytes, seconds_for  # noqa: E402
 
 time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
 
@@ -177,7 +184,8 @@ def _render(write_still: bool = False) -> set[str]:
         while True:
             time.sleep(3600)
     samples = 4
-    seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
+    size, region = frame_region(scene.render)
+    seconds = seconds_for(region, size)
     for sample in range(1, samples + 1):
         time.sleep(seconds / samples)
         for handler in list(app.handlers.render_stats):
@@ -189,8 +197,9 @@ def _render(write_still: bool = False) -> set[str]:
     if scene.render.use_file_extension:
         target += scene.render.file_extension
     if write_still and frame not in _frames("FAKE_BLENDER_NO_OUTPUT"):
+        sized = "FAKE_BLENDER_SIZE" in os.environ or "FAKE_BLENDER_BY_AREA" in os.environ
         with open(target + ".tmp", "wb") as fh:
-            fh.write(_png(frame))
+            fh.write(png_bytes(*size, frame, region) if sized else _png(frame))
         os.replace(target + ".tmp", target)
     log = os.environ.get("FAKE_BLENDER_LOG")
     if log:
