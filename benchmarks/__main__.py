@@ -16,6 +16,7 @@ from benchmarks import (
     scale,
     scheduling,
     startup,
+    still,
 )
 from benchmarks.common import console
 
@@ -28,6 +29,7 @@ ALL = {
     "packing": packing.main,
     "startup": startup.main,
     "real_scheduling": real_scheduling.main,
+    "still": still.main,
 }
 
 

@@ -16,6 +16,11 @@ registered over HTTP; started before the clock):
    ceiling. The stitched frame is compared with the one-node frame: max and mean absolute
    difference (0-255) and PSNR (none when identical).
 
+Region seconds: each region's render time on its node (GET /render/ID/frames/1/tiles), the
+whole frame's for the one-node render: their sum over the whole frame's says what splitting adds
+to the work (each region is a render of its own), the slowest region's share how far the last
+region to finish can hold up the frame.
+
 Makespan: from POST /render (the scene in the shared scenes folder) to the job's `finished`
 time (the orchestrator's clock, same machine): when the frame was stitched and recorded.
 Speed-up = one-node makespan / three-node makespan, per run; medians over `--runs`.
@@ -61,13 +66,22 @@ def render(
             start = time.time()
             job = submit(client, "still.blend", "1", tiles=tiles)
             status = wait_final(client, job["id"], timeout=3600, every=0.1)
-    if status["state"] != "completed":
-        raise RuntimeError(f"job ended {status['state']}: {status.get('error')}")
+            if status["state"] != "completed":
+                raise RuntimeError(f"job ended {status['state']}: {status.get('error')}")
+            if tiles > 1:
+                listed = client.get(f"/render/{job['id']}/frames/1/tiles").json()["tiles"]
+                seconds = [t["seconds"] for t in listed]
+            else:
+                seconds = [client.get(f"/render/{job['id']}/frames").json()["frames"][0]["seconds"]]
     return {
         "nodes": nodes,
         "tiles": tiles,
         "makespan": status["finished"] - start,
         "nodes_used": len(status["nodes"]),
+        # Each region's render seconds on its node (from the frame's start to its file on
+        # disk): how unequal the regions are, and what splitting adds to the frame's work.
+        "region_seconds": [round(s, 3) for s in seconds],
+        "render_seconds": sum(seconds),
         "frame": str(root / "orch" / "renders" / job["id"] / frame_name(1, ".png")),
     }
 
@@ -98,12 +112,15 @@ def part(
             run = render(root / f"{name}{i}-{count}", scene, nodes=NODES, tiles=count,
                          blender=blender, env=env)  # fmt: skip
             run["speedup"] = whole["makespan"] / run["makespan"]
+            run["work_ratio"] = run["render_seconds"] / whole["render_seconds"]
+            run["slowest_region_share"] = max(run["region_seconds"]) / run["render_seconds"]
             run["difference"] = difference(run["frame"], whole["frame"])
             tiled[str(count)] = run
             console.print(
                 f"{name} run {i + 1}, {count} tiles: {run['makespan']:.2f} s against "
                 f"{whole['makespan']:.2f} s whole: speed-up {run['speedup']:.2f}, identical "
-                f"{run['difference']['identical']}"
+                f"{run['difference']['identical']}; regions' render time / whole frame's "
+                f"{run['work_ratio']:.2f}, slowest region {run['slowest_region_share']:.1%}"
             )
         rounds.append({"run": i + 1, "whole": whole, "tiled": tiled})
     summary: dict[str, Any] = {"runs": rounds}
@@ -122,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m benchmarks.still", description=__doc__)
     p.add_argument("--runs", type=int, default=3, help="rounds of the equal-nodes part")
     p.add_argument("--real-runs", type=int, default=3, help="rounds with real Blender (0: none)")
-    p.add_argument("--seconds", type=float, default=12.0, help="fake Blender: a whole frame")
+    p.add_argument("--seconds", type=float, default=60.0, help="stand-in: a whole frame")
     p.add_argument("--startup", type=float, default=0.6, help="stand-in Blender: start-up")
     p.add_argument("--fake-engine", choices=["bpy", "binary"], default="bpy")
     p.add_argument(

@@ -126,6 +126,7 @@ class FarmClient:
         allow_missing: bool = False,
         asset_warnings: list[str] | None = None,
         tiles: int = 1,
+        tile_margin: int | None = None,
     ) -> str:
         body: dict[str, Any] = {"frames": frames}
         if manifest is not None:
@@ -150,6 +151,8 @@ class FarmClient:
             body["device"] = device
         if tiles != 1:
             body["tiles"] = tiles
+        if tile_margin is not None:
+            body["tile_margin"] = tile_margin
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -164,6 +164,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         device=args.device,
         allow_missing=args.allow_missing,
         tiles=args.tiles,
+        tile_margin=args.tile_margin,
         **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
@@ -475,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="split every frame in N regions (9: 3x3, 16: 4x4) rendered on as many slots and "
         "stitched: a still on many nodes (default 1, the whole frame)",
+    )
+    render.add_argument(
+        "--tile-margin",
+        type=int,
+        metavar="PX",
+        help="pixels rendered around each region and cut off when stitching, so a denoiser "
+        "sees past its edges (default: 32 where the scene denoises with Cycles, else 0)",
     )
     render.add_argument("--no-wait", action="store_true", help="submit and return")
     render.add_argument("--no-download", action="store_true", help="leave frames on the farm")

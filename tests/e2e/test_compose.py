@@ -90,10 +90,12 @@ def test_a_packed_shot_renders_in_containers_that_share_nothing_with_the_client(
             assert difference.getbbox() is None, name
 
 
-def save_with_bpy(source: Path, target: Path) -> Path:
-    """`source` saved by the host's bpy (Blender 5.0: the header says so)."""
+def save_with_bpy(source: Path, target: Path, change: str = "") -> Path:
+    """`source` saved by the host's bpy (Blender 5.0: the header says so), after `change`
+    (Python run on `s`, its scene)."""
     code = (
         "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1], use_scripts=False); "
+        f"s = bpy.context.scene; {change or 'pass'}; "
         "bpy.ops.wm.save_as_mainfile(filepath=sys.argv[2], copy=True)"
     )
     subprocess.run(
@@ -142,6 +144,40 @@ def test_a_blender_5_scene_renders_on_bpy_nodes_and_never_on_a_3_4_node(
             lambda: all(n["engine"] != "blender" for n in api.healthy_nodes()) or None,
             timeout=60,
         )
+
+
+def test_a_still_split_in_nine_tiles_is_the_frame_bpy_renders_in_place(
+    stack: ComposeStack, api: FarmAPI, tmp_path: Path
+) -> None:
+    """`farm render --tiles 9` from the host: the three containers render the regions and the
+    orchestrator's stitched frame is, pixel for pixel, the frame bpy renders whole on the host
+    (dither off: Blender seeds its dither noise per region)."""
+    api.wait_nodes(3)
+    scene = save_with_bpy(DEMO_SCENE, tmp_path / "still.blend", "s.render.dither_intensity = 0")
+    env = {**os.environ, "FARM_ORCHESTRATOR": stack.url, "FARM_TOKEN": stack.token}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.client.cli", "render", str(scene), "--frames", "3",
+         "--tiles", "9", "--out", str(tmp_path / "out")],
+        env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "regions 9/9 (3x3 a frame)" in done.stdout
+    job = api.wait_job(api.http.get("/render").json()[0]["id"])
+    assert job["tiles"]["done"] == 9 and len(job["nodes"]) >= 2, job
+    code = (
+        "import bpy, sys; bpy.ops.wm.open_mainfile(filepath=sys.argv[1], use_scripts=False); "
+        "s = bpy.context.scene; s.frame_set(3); s.render.filepath = sys.argv[2]; "
+        "bpy.ops.render.render(write_still=True)"
+    )
+    whole = tmp_path / "whole.png"
+    subprocess.run(
+        [sys.executable, "-c", code, str(scene), str(whole)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    with Image.open(tmp_path / "out" / "frame_00003.png") as ours, Image.open(whole) as theirs:
+        assert ours.size == theirs.size == (320, 240)
+        difference = ImageChops.difference(ours.convert("RGBA"), theirs.convert("RGBA"))
+        assert difference.getbbox() is None
 
 
 def test_dashboard_and_its_static_files_are_in_the_image(api: FarmAPI) -> None:

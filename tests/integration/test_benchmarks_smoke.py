@@ -9,7 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import growth, node_loss, overhead, real_scheduling, scale, scheduling, startup
+from benchmarks import (
+    growth,
+    node_loss,
+    overhead,
+    real_scheduling,
+    scale,
+    scheduling,
+    startup,
+    still,
+)
 from benchmarks.procs import FAKE_BLENDER, FAKE_BPY_PYTHON
 from tests.orch_helpers import BLEND
 
@@ -106,3 +115,14 @@ def test_real_scheduling_harness_counts_batches_warm_ones_and_speeds(tmp_path: P
     assert all(n["warm_batches"] == 0 for n in body["binary"]["runs"][0]["nodes"])
     # a bpy node starts one worker for the job, however many batches it takes
     assert all(n["blender_starts"] <= 1 for n in body["bpy"]["runs"][0]["nodes"])
+
+
+def test_still_harness_splits_the_frame_and_compares_it_with_the_whole_one(tmp_path: Path) -> None:
+    still.main(["--runs", "1", "--real-runs", "0", "--seconds", "0.5", "--startup", "0",
+                "--results-dir", str(tmp_path)])  # fmt: skip
+    body = read(tmp_path, "still")
+    (run,) = body["equal_nodes"]["runs"]
+    for tiles in ("9", "16"):
+        tiled = run["tiled"][tiles]
+        assert tiled["difference"]["identical"] and len(tiled["region_seconds"]) == int(tiles)
+        assert tiled["speedup"] > 0 and tiled["nodes_used"] >= 2

@@ -58,7 +58,10 @@ def test_summary_line_of_a_tiled_job_counts_regions_and_frames() -> None:
     assert (
         build_parser().parse_args(["render", "s.blend", "--frames", "1", "--tiles", "9"]).tiles == 9
     )
-    assert build_parser().parse_args(["render", "s.blend", "--frames", "1"]).tiles == 1
+    plain = build_parser().parse_args(["render", "s.blend", "--frames", "1"])
+    assert (plain.tiles, plain.tile_margin) == (1, None)
+    margin = ["render", "s.blend", "--frames", "1", "--tiles", "4", "--tile-margin", "0"]
+    assert build_parser().parse_args(margin).tile_margin == 0
 
 
 @pytest.mark.parametrize(
