@@ -6,13 +6,15 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zstandard
 from blender_asset_tracer import blendfile
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Blender's R_IMF_IMTYPE_* (DNA_scene_types.h) -> our format names (protocol.FORMATS).
 IMTYPES: dict[int, str] = {
@@ -38,9 +40,9 @@ class SceneFormatError(ValueError):
     """The scene's own output format is not one the farm can collect frame by frame."""
 
 
-def _render_settings(path: Path, *fields: tuple[bytes, ...]) -> list[int] | None:
-    """`fields` of the .blend's current scene's render settings (paths under its `r`), as
-    ints; None when the file cannot be read this way."""
+def _read_scene(path: Path, read: Callable[[blendfile.BlendFileBlock], T]) -> T | None:
+    """`read` of the .blend's current scene block; None when the file cannot be read this
+    way (not a .blend, no scene, a layout `read` does not know)."""
     try:
         bfile = blendfile.BlendFile(path)
     except Exception as exc:  # BAT raises what the file's bytes make it raise
@@ -48,14 +50,18 @@ def _render_settings(path: Path, *fields: tuple[bytes, ...]) -> list[int] | None
         return None
     try:
         scene = _scene_block(bfile)
-        if scene is None:
-            return None
-        return [int(scene[(b"r", *field)]) for field in fields]
+        return None if scene is None else read(scene)
     except Exception as exc:
         log.warning("cannot read %s's render settings: %r", path, exc)
         return None
     finally:
         bfile.close()
+
+
+def _render_settings(path: Path, *fields: tuple[bytes, ...]) -> list[int] | None:
+    """`fields` of the .blend's current scene's render settings (paths under its `r`), as
+    ints; None when the file cannot be read this way."""
+    return _read_scene(path, lambda scene: [int(scene[(b"r", *field)]) for field in fields])
 
 
 def scene_resolution(path: Path) -> tuple[int, int] | None:
@@ -105,35 +111,25 @@ _SCENE_PROPS = ((b"id", b"system_properties"), (b"id", b"properties"))
 _LAYER_PROPS = (b"system_properties", b"id_properties")
 
 
+def _denoises(scene: blendfile.BlendFileBlock) -> bool:
+    if scene[(b"r", b"engine")] != b"CYCLES":
+        return False
+    if _id_property(scene, _SCENE_PROPS, b"cycles", b"use_denoising") == 0:
+        return False
+    # And a view layer that denoises (each has its own switch, on by default).
+    layer = scene.get_pointer((b"view_layers", b"first"))
+    while layer is not None:
+        if _id_property(layer, _LAYER_PROPS, b"cycles", b"use_denoising") != 0:
+            return True
+        layer = layer.get_pointer(b"next")
+    return False
+
+
 def scene_denoises(path: Path) -> bool | None:
     """Whether the .blend's current scene renders with Cycles' denoiser: on for the scene and
     for one of its view layers (Cycles' default, unless the file turns it off); None when the
     file cannot be read this way."""
-    try:
-        bfile = blendfile.BlendFile(path)
-    except Exception as exc:  # BAT raises what the file's bytes make it raise
-        log.warning("cannot read %s's render settings: %r", path, exc)
-        return None
-    try:
-        scene = _scene_block(bfile)
-        if scene is None:
-            return None
-        if scene[(b"r", b"engine")] != b"CYCLES":
-            return False
-        if _id_property(scene, _SCENE_PROPS, b"cycles", b"use_denoising") == 0:
-            return False
-        # And a view layer that denoises (each has its own switch, on by default).
-        layer = scene.get_pointer((b"view_layers", b"first"))
-        while layer is not None:
-            if _id_property(layer, _LAYER_PROPS, b"cycles", b"use_denoising") != 0:
-                return True
-            layer = layer.get_pointer(b"next")
-        return False
-    except Exception as exc:
-        log.warning("cannot read %s's render settings: %r", path, exc)
-        return None
-    finally:
-        bfile.close()
+    return _read_scene(path, _denoises)
 
 
 def scene_quality(path: Path) -> int | None:
