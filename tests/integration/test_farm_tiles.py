@@ -181,3 +181,32 @@ def test_a_split_the_farm_cannot_stitch_is_refused_saying_why(
         resp = f.client().post("/render", json={"scene": "demo.blend", **body})
         assert resp.status_code == status, resp.text
         assert says in resp.text
+
+
+def test_a_restarted_orchestrator_keeps_the_regions_it_collected(tmp_path: Path) -> None:
+    with farm(tmp_path) as f:
+        first = f.start_orchestrator()
+        for _ in range(2):
+            f.start_node(SIZE=f"{SIZE[0]}x{SIZE[1]}", SECONDS="0.15")
+        client = f.client()
+        f.wait_nodes(client, 2)
+        job_id = submit(client, frames="1-12", tiles=4, batch_size=1)
+        wait_until(
+            lambda: client.get(f"/render/{job_id}").json()["tiles"]["done"] >= 12, 60, "regions"
+        )
+        collected = client.get(f"/render/{job_id}").json()["tiles"]["done"]
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(5)
+        before = sum(f.rendered().values())
+        f.start_orchestrator()
+        status = wait_job(client, job_id, timeout=90)
+        assert status["state"] == "completed", status
+        assert f.outputs(job_id) == [frame_name(n, ".png") for n in range(1, 13)]
+        for n in (1, 12):
+            path = tmp_path / "orch" / "renders" / job_id / frame_name(n, ".png")
+            assert same_pixels(path, whole_frame(tmp_path, n))
+        # Only what was not collected is rendered again: the regions of the 48 not in, those
+        # rendering at the kill (two slots), and the last region of a frame whose regions were
+        # all in but not yet stitched (rare: the kill between the two).
+        again = sum(f.rendered().values()) - before
+        assert again <= 48 - collected + 2 + 2, (again, collected)
