@@ -353,6 +353,7 @@ export function jobPage(jobId) {
     dropTileImages(frame);
     const box = document.getElementById("tiles");
     box.style.gridTemplateColumns = `repeat(${info.cols}, 1fr)`;
+    box.style.gridTemplateRows = `repeat(${info.rows}, 1fr)`;
     box.style.aspectRatio = info.width && info.height ? `${info.width} / ${info.height}` : "4 / 3";
     if (info.state === "done") {
       const img = el("img", { class: "whole", alt: `Frame ${frame}, stitched` });
