@@ -157,6 +157,7 @@ class Request(BaseModel):
 
 
 Pixels = Annotated[int, Field(ge=1, le=65536)]
+MAX_SAMPLES = 1 << 24  # Cycles takes at most 16,777,216 samples
 
 
 class Tile(Request):
@@ -203,6 +204,24 @@ class Tile(Request):
         return border(self.cols, self.rows, self.col, self.row)
 
 
+class SampleRange(Request):
+    """Some of a frame's Cycles samples (one part of a frame split by samples): `count` of
+    the `total` from sample `start` on, with the scene's seed. Parts that cover 0..total-1
+    between them average, weighted by their counts, to the render of all `total` samples
+    (adaptive sampling and denoising are off in every part; linear light, in float)."""
+
+    start: int = Field(ge=0, lt=MAX_SAMPLES, description="Cycles' sample offset")
+    count: int = Field(ge=1, le=MAX_SAMPLES)
+    total: int = Field(ge=1, le=MAX_SAMPLES, description="the frame's samples, every part's")
+
+    @model_validator(mode="after")
+    def _inside(self) -> SampleRange:
+        if self.start + self.count > self.total:
+            raise ValueError(f"samples {self.start} to {self.start + self.count - 1} are past "
+                             f"the frame's {self.total}")  # fmt: skip
+        return self
+
+
 class JobRequest(Request):
     scene: str | None = Field(
         default=None,
@@ -239,11 +258,18 @@ class JobRequest(Request):
         description="render only this region of each frame (its image is the region alone); "
         "none: whole frames",
     )
+    samples: SampleRange | None = Field(
+        default=None,
+        description="render only these Cycles samples of each frame, as a part of a sample "
+        "split: format OPEN_EXR, written in 32-bit float, unlike the scene's own settings",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> JobRequest:
         if (self.scene is None) == (self.manifest is None):
             raise ValueError("give either `scene` or `manifest`")
+        if self.samples is not None and (self.format or "").upper() not in ("OPEN_EXR", "EXR"):
+            raise ValueError("a part of a sample split is rendered as format OPEN_EXR: ask for it")
         return self
 
 

@@ -1,4 +1,5 @@
-"""A frame put back together from its regions (farm_common/tiles.py), with OpenImageIO.
+"""A frame put back together from its regions (farm_common/tiles.py), or from parts of its
+Cycles samples (merge_samples), with OpenImageIO.
 
 OpenImageIO reads and writes every format a node writes (PNG and TIFF of 8 and 16 bits, JPEG,
 OpenEXR with any channels, Blender's multilayer ones included) in their own data types, so a
@@ -14,7 +15,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,3 +161,36 @@ def stitch_frame(
         with contextlib.suppress(OSError):  # the frames' folder, once no frame waits in it
             folder.parent.rmdir()
     return done
+
+
+def merge_samples(parts: Sequence[tuple[Path, int]], out: Path) -> Stitched:
+    """Write to `out` (OpenEXR, 32-bit float) the frame whose Cycles samples the `parts` are:
+    (a part's EXR, how many samples it holds), each rendered from its own sample offset with
+    the same seed. Their mean weighted by samples, in linear float, is the render of all the
+    samples (to float rounding: tests/integration/test_sample_parts_real.py)."""
+    if not parts:
+        raise StitchError("no parts to merge")
+    images = [(_read(path), count) for path, count in parts]
+    first = images[0][0].spec()
+    for (image, _), (path, _) in zip(images, parts, strict=True):
+        spec = image.spec()
+        if (spec.width, spec.height, list(spec.channelnames)) != (
+            first.width, first.height, list(first.channelnames)
+        ):  # fmt: skip
+            raise StitchError(
+                f"{path.name} is {spec.width}x{spec.height} {list(spec.channelnames)}, the first "
+                f"part {first.width}x{first.height} {list(first.channelnames)}"
+            )
+    total = sum(count for _, count in images)
+    spec = oiio.ImageSpec(first.width, first.height, first.nchannels, "float")
+    spec.channelnames = first.channelnames
+    spec.attribute("compression", "zip")
+    frame = oiio.ImageBuf(spec)
+    for image, count in images:
+        # frame += image x (count / total), in float whatever the parts were stored in
+        if not oiio.ImageBufAlgo.mad(frame, image, count / total, frame):
+            raise StitchError(f"cannot merge the parts: {frame.geterror()}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not frame.write(str(out), "float"):
+        raise StitchError(f"cannot write {out.name}: {frame.geterror()}")
+    return Stitched(spec.width, spec.height, tuple(spec.channelnames))

@@ -44,6 +44,7 @@ def build_command(
     path_map: Sequence[tuple[str, str]] = (),
     device: dict[str, Any] | None = None,
     border: Border | None = None,
+    samples: tuple[int, int, int] | None = None,
 ) -> list[str]:
     """Blender runs its arguments in order: the .blend first, output options, render args last.
 
@@ -53,6 +54,7 @@ def build_command(
     `set_format`: pass `-F fmt`; without it the scene's own output settings hold (format,
     depth, codec, layers) and `fmt` only names what it writes.
     `border`: render that region of each frame alone (farm_common/tiles.py).
+    `samples`: (start, count, total), render those Cycles samples alone, in float OpenEXR.
     """
     check = [] if allow_freestyle else ["--python-expr", FREESTYLE_CHECK]
     guard = [] if guard_dir is None else ["--python-expr", scene_guard(guard_dir)]
@@ -63,6 +65,8 @@ def build_command(
         assets += ["--python-expr", USE_DEVICE_EXPR % (device,)]
     if border is not None:
         assets += ["--python-expr", border_expr(border)]
+    if samples is not None:
+        assets += ["--python-expr", samples_expr(*samples)]
     return [
         blender,
         "-b",
@@ -90,6 +94,36 @@ def border_expr(border: Border) -> str:
         f"r.border_min_y, r.border_max_y = {border.min_y!r}, {border.max_y!r}; "
         "r.use_border = True; r.use_crop_to_border = True"
     )
+
+
+# A part of a frame split by samples: `count` of its `total` samples from `start` on, the
+# scene's seed, nothing that depends on the rest (adaptive sampling stops a pixel by its own
+# noise; the denoiser wants the whole), written as it is: linear light in 32-bit float. Since
+# Blender 4.2 the sampling pattern is laid out for the total, and a part is a "sample subset"
+# of it; before, `samples` from `sample_offset` on.
+SAMPLES_EXPR = (
+    "import bpy; s = bpy.context.scene; c = s.cycles\n"
+    "if s.render.engine != 'CYCLES':\n"
+    "    print('Error: a sample split renders with Cycles; the scene renders with '"
+    " + s.render.engine, flush=True); raise SystemExit(1)\n"
+    "start, count, total = %d, %d, %d\n"
+    "if hasattr(c, 'use_sample_subset'):\n"
+    "    c.samples, c.use_sample_subset, c.sample_offset, c.sample_subset_length = "
+    "total, True, start, count\n"
+    "else:\n"
+    "    c.samples, c.sample_offset = count, start\n"
+    "c.use_adaptive_sampling = c.use_denoising = False\n"
+    "for layer in s.view_layers: layer.cycles.use_denoising = False\n"
+    "f = s.render.image_settings\n"
+    "if hasattr(f, 'media_type'): f.media_type = 'IMAGE'\n"
+    "f.file_format, f.color_depth, f.exr_codec = 'OPEN_EXR', '32', 'ZIP'"
+)
+
+
+def samples_expr(start: int, count: int, total: int) -> str:
+    """Python for Blender: render samples `start`..`start + count - 1` of `total` alone, in
+    float OpenEXR."""
+    return SAMPLES_EXPR % (start, count, total)
 
 
 def blender_frame_args(frames: list[int]) -> list[str]:

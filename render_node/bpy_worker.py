@@ -7,7 +7,8 @@ Python alike) goes to stderr: the first thing this script does is to keep stdout
 messages and point fd 1 at stderr.
 
 Requests: `{"op": "open", ...}` loads a scene (auto-exec off) and runs the node's checks on
-it; `{"op": "render", "frame": N, "path": STEM}` renders one frame to STEM + extension;
+it; `{"op": "render", "frame": N, "path": STEM}` renders one frame to STEM + extension
+(`"border"`: one region of it; `"setup"`: the node's code for the job's frames, run first);
 `{"op": "devices"}` lists the GPUs Cycles sees. Messages: `ready` (version), `opened`,
 `started`, `progress`, `log` (our checks' lines), `saved`, `failed`, `devices`. A request that
 fails answers `failed` and the worker goes on; the node kills the worker to stop it.
@@ -145,6 +146,8 @@ def render(bpy, scene, request):
     if scene.render.use_file_extension:
         path += scene.render.file_extension
     set_border(scene, request.get("border"))
+    for code in request.get("setup", ()):  # a job's settings for every frame (its samples)
+        exec(compile(code, "<farm setup>", "exec"), {"print": _check_print, "__name__": "farm"})
     scene.frame_set(frame)
     start = time.monotonic()
     bpy.ops.render.render(write_still=True)

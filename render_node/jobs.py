@@ -63,6 +63,7 @@ class Job:
     warm: bool = False  # rendered on a worker that had the scene loaded already
     device: str | None = None  # what its slot renders on ("CPU", "CUDA: ...")
     border: Border | None = None  # one region of each frame (a tile), else whole frames
+    samples: tuple[int, int, int] | None = None  # (start, count, total): a sample split's part
     state: JobState = JobState.QUEUED
     started: float | None = None
     finished: float | None = None
@@ -289,10 +290,12 @@ class JobManager:
         refused: str | None = None,
         session: str | None = None,
         border: Border | None = None,
+        samples: tuple[int, int, int] | None = None,
     ) -> Job:
         """Queue a job. With a manifest, `scene_path` is the stored main file (read for its
         format) and Blender renders the tree `lay_out` makes under the job's folder. With a
-        `border`, each frame's image is that region of it alone (a tile)."""
+        `border`, each frame's image is that region of it alone (a tile); with `samples`
+        (start, count, total), each frame is those Cycles samples alone, in float OpenEXR."""
         job_id = secrets.token_hex(8)
         batch = Batch(frames)
         job = Job(
@@ -312,6 +315,7 @@ class JobManager:
             refused=refused,
             session=session,
             border=border,
+            samples=samples,
         )
         batch.on_end = job.touch
         self.jobs[job_id] = job
@@ -412,6 +416,7 @@ class JobManager:
                     path_map=self.options.path_map,
                     device=slot.device,
                     border=job.border,
+                    samples=job.samples,
                 ),
                 read=[job.dir / "tree" if job.manifest is not None else scene_path],
                 write=[job.output_dir, user_dir, job.passes_dir],
@@ -499,6 +504,7 @@ class JobManager:
             warnings=job.warnings,
             clock=self.clock,
             border=job.border,
+            samples=job.samples,
         )
         try:
             await run.run()

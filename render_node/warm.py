@@ -24,7 +24,7 @@ from typing import Any
 from farm_common.protocol import FrameState, frame_name
 from farm_common.tiles import Border
 from render_node.batch import RENDERING, Batch
-from render_node.blender import ErrorLine, MissingFile, OutputParser
+from render_node.blender import ErrorLine, MissingFile, OutputParser, samples_expr
 from render_node.runner import MAX_WARNINGS, MTIME_SLACK, describe_exit, verify_output
 from render_node.sandbox import Sandbox
 from render_node.scene_checks import FREESTYLE_EXIT_CODE
@@ -65,6 +65,7 @@ class WarmRun:
     warnings: list[str] = field(default_factory=list)
     clock: Callable[[], float] = time.monotonic
     border: Border | None = None  # render this region of each frame alone
+    samples: tuple[int, int, int] | None = None  # (start, count, total): those samples alone
     files: dict[int, Path] = field(default_factory=dict, init=False)
     warm: bool = field(default=False, init=False)  # the first worker was warm already
     launched: float | None = field(default=None, init=False)
@@ -173,9 +174,11 @@ class WarmRun:
         since = time.time() - MTIME_SLACK
         stem = worker.folder / "out" / frame_name(frame, "")
         try:
+            setup = [] if self.samples is None else [samples_expr(*self.samples)]
             await worker.send(
-                {"op": "render", "frame": frame, "path": str(stem), "border": self.border}
-            )
+                {"op": "render", "frame": frame, "path": str(stem), "border": self.border,
+                 "setup": setup}
+            )  # fmt: skip
             while True:
                 message = await worker.next_message(self.spec.stall)
                 event = message.get("event")

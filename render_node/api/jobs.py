@@ -72,6 +72,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         refused=refused,
         session=body.session,
         border=None if body.tile is None else body.tile.border(),
+        samples=None if (s := body.samples) is None else (s.start, s.count, s.total),
     )
     if body.manifest is not None:
         await asyncio.to_thread(node.files.evict)

@@ -1,9 +1,12 @@
+import sys
+import types
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from farm_common.errors import BadRequest
-from farm_common.protocol import image_format
+from farm_common.protocol import JobRequest, SampleRange, image_format
 from render_node.blender import (
     ErrorLine,
     FrameStarted,
@@ -19,6 +22,7 @@ from render_node.scene_checks import FREESTYLE_CHECK, asset_check
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "blender-3.4-cycles-2frames.txt"
 PNG = image_format("PNG")
+EXR = image_format("OPEN_EXR")
 
 
 @pytest.mark.parametrize(
@@ -291,3 +295,68 @@ def test_a_tile_renders_its_border_cropped_set_after_the_scene_opens(
     # Without a tile, no border is touched.
     plain = build_command("blender", Path("a.blend"), Path("o"), [1], PNG, 0)
     assert not any("border" in arg for arg in plain)
+
+
+def _run_samples_expr(
+    monkeypatch: pytest.MonkeyPatch, engine: str, **cycles: object
+) -> types.SimpleNamespace:
+    """The command's sample range (4 of 16 from 12 on), run against a stand-in scene whose
+    Cycles settings also have `cycles`; returns the scene."""
+    cmd = build_command("blender", Path("a.blend"), Path("o"), [1], EXR, 0, samples=(12, 4, 16))
+    exprs = [i + 1 for i, arg in enumerate(cmd) if arg == "--python-expr"]
+    assert cmd.index("a.blend") < exprs[-1] < cmd.index("-o")
+    layers = [types.SimpleNamespace(cycles=types.SimpleNamespace(use_denoising=True))] * 2
+    scene = types.SimpleNamespace(
+        render=types.SimpleNamespace(
+            engine=engine,
+            image_settings=types.SimpleNamespace(
+                file_format="PNG", color_depth="8", exr_codec="DWAA"
+            ),
+        ),
+        cycles=types.SimpleNamespace(
+            samples=128, sample_offset=0, use_adaptive_sampling=True, use_denoising=True, **cycles
+        ),
+        view_layers=layers,
+    )
+    bpy = types.SimpleNamespace(context=types.SimpleNamespace(scene=scene))
+    monkeypatch.setitem(sys.modules, "bpy", bpy)
+    exec(cmd[exprs[-1]], {})
+    return scene
+
+
+def test_a_sample_part_renders_its_samples_alone_in_float_exr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scene = _run_samples_expr(monkeypatch, "CYCLES")  # Blender 3.x: samples from an offset
+    cycles = scene.cycles
+    assert (cycles.samples, cycles.sample_offset) == (4, 12)
+    subset = _run_samples_expr(  # Blender 4.2 on: a subset of the total's sampling pattern
+        monkeypatch, "CYCLES", use_sample_subset=False, sample_subset_length=2048
+    ).cycles
+    assert (subset.samples, subset.use_sample_subset) == (16, True)
+    assert (subset.sample_offset, subset.sample_subset_length) == (12, 4)
+    assert not cycles.use_adaptive_sampling and not cycles.use_denoising
+    assert not any(layer.cycles.use_denoising for layer in scene.view_layers)
+    f = scene.render.image_settings
+    assert (f.file_format, f.color_depth, f.exr_codec) == ("OPEN_EXR", "32", "ZIP")
+
+
+def test_a_sample_part_of_a_scene_not_on_cycles_stops_blender_saying_why(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        _run_samples_expr(monkeypatch, "BLENDER_EEVEE")
+    assert stopped.value.code == 1
+    assert "Error: a sample split renders with Cycles" in capsys.readouterr().out
+
+
+def test_a_sample_part_is_asked_for_as_exr() -> None:
+    body = {"scene": "a.blend", "frames": "1", "samples": {"start": 0, "count": 8, "total": 16}}
+    asked = JobRequest(**body, format="OPEN_EXR").samples
+    assert asked == SampleRange(start=0, count=8, total=16)
+    with pytest.raises(ValidationError, match="rendered as format OPEN_EXR"):
+        JobRequest(**body, format="PNG")
+    with pytest.raises(ValidationError):
+        JobRequest(**{**body, "samples": {"start": 0, "count": 0, "total": 16}}, format="EXR")
+    with pytest.raises(ValidationError, match="samples 12 to 19 are past the frame's 16"):
+        SampleRange(start=12, count=8, total=16)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import OpenImageIO as oiio
 import pytest
 
 from farm_common.tiles import core_box, margin_box
-from orchestrator.stitch import StitchError, stitch, stitch_frame
+from orchestrator.stitch import StitchError, merge_samples, stitch, stitch_frame
 
 # Uneven columns and rows, as Blender's int(fraction x size) makes of 101 x 77 in 3 x 2.
 XS = (0, 33, 67, 101)
@@ -180,3 +181,30 @@ def test_a_region_whose_margin_is_not_the_one_asked_fails_the_stitch(tmp_path: P
     regions = {c + 3 * r: path for (c, r), path in grid.items()}
     with pytest.raises(StitchError, match=r"with its margin is 33x38, the frame's pixels make it"):
         stitch_frame(regions, 3, 2, tmp_path / "frame.png", size=(101, 77), margin=4)
+
+
+def test_sample_parts_merge_to_their_mean_weighted_by_samples(tmp_path: Path) -> None:
+    parts = []
+    for k, count in enumerate((2, 3, 5)):
+        image = noise(4, "half" if k == 1 else "float")  # parts in any float depth
+        assert oiio.ImageBufAlgo.mul(image, image, float(k + 1))
+        path = tmp_path / f"part{k}.exr"
+        assert image.write(str(path))
+        parts.append((path, count))
+    out = tmp_path / "merged.exr"
+
+    assert merge_samples(parts, out) == (101, 77, ("R", "G", "B", "A"))
+
+    read_back = [read(path).get_pixels(oiio.FLOAT) for path, _ in parts]
+    expected = sum(px * count for px, (_, count) in zip(read_back, parts, strict=True)) / 10
+    merged = read(out)
+    assert merged.spec().format == "float"
+    assert np.abs(merged.get_pixels(oiio.FLOAT) - expected).max() < 1e-6
+
+
+def test_parts_of_another_size_are_not_merged(tmp_path: Path) -> None:
+    small = oiio.ImageBufAlgo.cut(noise(4, "float"), oiio.ROI(0, 50, 0, 77))
+    paths = [tmp_path / "a.exr", tmp_path / "b.exr"]
+    assert noise(4, "float").write(str(paths[0])) and small.write(str(paths[1]))
+    with pytest.raises(StitchError, match=r"b\.exr is 50x77"):
+        merge_samples([(paths[0], 4), (paths[1], 4)], tmp_path / "merged.exr")
