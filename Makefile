@@ -45,7 +45,7 @@ fmt: $(STAMP)
 # The images are built before pytest, never under a test's timeout (a fresh machine takes
 # minutes); the e2e tests then use them as built (FARM_E2E_BUILD=0).
 test: system-deps $(STAMP) lint e2e-images
-	FARM_E2E_BUILD=0 $(BIN)/pytest -ra
+	FARM_E2E_BUILD=0 $(BIN)/pytest -ra --durations=25
 
 demo: system-deps $(STAMP)
 	$(BIN)/python -m orchestrator.client.demo

@@ -100,15 +100,22 @@ def difference(a: str, b: str) -> dict[str, Any]:
 
 
 def part(
-    name: str, root: Path, runs: int, scene: Path, blender: str, env: dict[str, str]
+    name: str,
+    root: Path,
+    runs: int,
+    scene: Path,
+    blender: str,
+    env: dict[str, str],
+    tilings: tuple[int, ...] = TILES,
 ) -> dict[str, Any]:
-    """`runs` rounds of: the frame whole on one node, then in each of TILES on NODES nodes."""
+    """`runs` rounds of: the frame whole on one node, then in each of `tilings` on NODES
+    nodes."""
     rounds: list[dict[str, Any]] = []
     for i in range(runs):
         whole = render(root / f"{name}{i}-whole", scene, nodes=1, tiles=1, blender=blender,
                        env=env)  # fmt: skip
         tiled: dict[str, dict[str, Any]] = {}
-        for count in TILES:
+        for count in tilings:
             run = render(root / f"{name}{i}-{count}", scene, nodes=NODES, tiles=count,
                          blender=blender, env=env)  # fmt: skip
             run["speedup"] = whole["makespan"] / run["makespan"]
@@ -125,7 +132,7 @@ def part(
         rounds.append({"run": i + 1, "whole": whole, "tiled": tiled})
     summary: dict[str, Any] = {"runs": rounds}
     summary["median_whole_seconds"] = median([r["whole"]["makespan"] for r in rounds])
-    for count in TILES:
+    for count in tilings:
         tiles = str(count)
         summary[f"median_speedup_{tiles}"] = median([r["tiled"][tiles]["speedup"] for r in rounds])
         summary[f"median_seconds_{tiles}"] = median([r["tiled"][tiles]["makespan"] for r in rounds])
@@ -146,6 +153,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--blender", default="bpy", help="the real part's engine (render-node --blender)"
     )
     p.add_argument("--scene", type=Path, default=SCENE)
+    p.add_argument("--tiles", type=int, nargs="+", default=list(TILES), help="the splits tried")
     p.add_argument("--results-dir", type=Path, default=None)
     args = p.parse_args(argv)
     clock = Stopwatch()
@@ -155,19 +163,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "FAKE_BLENDER_BY_AREA": "1",
         "FAKE_BLENDER_SIZE": "640x480",
     }
-    figures: dict[str, Any] = {"nodes": NODES, "tiles": list(TILES), "target": TARGET_SPEEDUP}
+    figures: dict[str, Any] = {"nodes": NODES, "tiles": args.tiles, "target": TARGET_SPEEDUP}
     with tempfile.TemporaryDirectory(prefix="bench-still-") as tmp:
         root = Path(tmp)
         fake = str(FAKE_BLENDER) if args.fake_engine == "binary" else f"bpy:{FAKE_BPY_PYTHON}"
-        equal = part("equal", root, args.runs, args.scene, fake, fake_env)
+        tilings = tuple(args.tiles)
+        equal = part("equal", root, args.runs, args.scene, fake, fake_env, tilings)
         equal.update(seconds=args.seconds, startup=args.startup, engine=args.fake_engine)
         figures["equal_nodes"] = equal
         if args.real_runs:
-            real = part("real", root, args.real_runs, args.scene, args.blender, {})
+            real = part("real", root, args.real_runs, args.scene, args.blender, {}, tilings)
             real.update(blender=args.blender, scene=str(args.scene), ceiling=2.0)
             figures["real_blender"] = real
     figures["target_met"] = all(
-        equal[f"median_speedup_{tiles}"] >= TARGET_SPEEDUP for tiles in TILES
+        equal[f"median_speedup_{tiles}"] >= TARGET_SPEEDUP for tiles in args.tiles
     )
     rows: list[list[Any]] = []
     for label, key in (
@@ -183,7 +192,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows.append([f"{label}, run {r['run']}", tiles, r["whole"]["makespan"],
                              run["makespan"], run["speedup"], diff["max_abs"], diff["mean_abs"],
                              diff["psnr_db"]])  # fmt: skip
-        for tiles in map(str, TILES):
+        for tiles in map(str, args.tiles):
             rows.append([f"{label}: median", tiles, summary["median_whole_seconds"],
                          summary[f"median_seconds_{tiles}"], summary[f"median_speedup_{tiles}"],
                          None, None, None])  # fmt: skip

@@ -77,14 +77,6 @@ def assert_identical(a: Path, b: Path) -> None:
     assert comparison.nfail == 0, (comparison.maxerror, comparison.nfail)
 
 
-@needs_blender
-def test_nine_regions_from_blender_3_4_stitch_into_its_whole_frame(
-    start_node: StartNode, undithered: Path, tmp_path: Path
-) -> None:
-    node = start_node(blender=BLENDER, threads=2)
-    assert_identical(*render_tiles(node, undithered, 9, tmp_path))
-
-
 @needs_bpy
 @needs_blender
 def test_regions_from_a_warm_bpy_slot_stitch_into_its_whole_frame(
