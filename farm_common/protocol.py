@@ -268,7 +268,8 @@ class JobRequest(Request):
     def _one_scene(self) -> JobRequest:
         if (self.scene is None) == (self.manifest is None):
             raise ValueError("give either `scene` or `manifest`")
-        if self.samples is not None and (self.format or "").upper() not in ("OPEN_EXR", "EXR"):
+        asked = (self.format or "").strip().upper()
+        if self.samples is not None and FORMAT_ALIASES.get(asked, asked) != "OPEN_EXR":
             raise ValueError("a part of a sample split is rendered as format OPEN_EXR: ask for it")
         return self
 

@@ -35,10 +35,14 @@ def grid(tiles: int) -> tuple[int, int]:
     return tiles // rows, rows
 
 
-def border(cols: int, rows: int, col: int, row: int) -> Border:
-    """The border of region (`col`, `row`) of a `cols` x `rows` grid (row 0: the top)."""
+def _check_region(cols: int, rows: int, col: int, row: int) -> None:
     if not (0 <= col < cols and 0 <= row < rows):
         raise ValueError(f"no region ({col}, {row}) in a {cols}x{rows} grid")
+
+
+def border(cols: int, rows: int, col: int, row: int) -> Border:
+    """The border of region (`col`, `row`) of a `cols` x `rows` grid (row 0: the top)."""
+    _check_region(cols, rows, col, row)
     up = rows - 1 - row  # Blender counts rows from the bottom
     return Border(col / cols, (col + 1) / cols, up / rows, (up + 1) / rows)
 
@@ -111,8 +115,7 @@ class Box(NamedTuple):
 
 def core_box(cols: int, rows: int, col: int, row: int, width: int, height: int) -> Box:
     """The pixels region (`col`, `row`) holds of a `width` x `height` frame, with a margin."""
-    if not (0 <= col < cols and 0 <= row < rows):
-        raise ValueError(f"no region ({col}, {row}) in a {cols}x{rows} grid")
+    _check_region(cols, rows, col, row)
     return Box(
         col * width // cols, row * height // rows,
         (col + 1) * width // cols, (row + 1) * height // rows,

@@ -9,10 +9,17 @@ import re
 from pathlib import Path
 
 from farm_common.paths import check_job_id
-from farm_common.protocol import frame_name, image_format, parse_frame_name
+from farm_common.protocol import (
+    FRAME_DIGITS,
+    FRAME_STEM,
+    frame_name,
+    image_format,
+    parse_frame_name,
+)
 from farm_common.tiles import unit
 
 _TILE_FILE = re.compile(r"^tile_(\d{3})\.[A-Za-z0-9]{1,8}$")
+_FRAME_FOLDER = re.compile(rf"^{FRAME_STEM}(\d{{{FRAME_DIGITS},}})$")  # tiles_dir's names
 
 
 def output_suffix(fmt: str) -> str:
@@ -63,10 +70,10 @@ def collected_units(renders_dir: Path, job_id: str, tiles: int) -> set[int]:
     if tiles == 1 or not (folder / "tiles").is_dir():
         return units
     for name in os.listdir(folder / "tiles"):
-        parsed = parse_frame_name(name + ".x")
-        if parsed is None:
+        named = _FRAME_FOLDER.match(name)
+        if named is None:
             continue
-        frame = parsed[0]
+        frame = int(named.group(1))
         found = {
             int(match.group(1))
             for match in map(_TILE_FILE.match, os.listdir(folder / "tiles" / name))

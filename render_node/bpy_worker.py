@@ -103,11 +103,16 @@ def set_format(scene, name):
     settings.file_format = name
 
 
+def _run_ours(code, name):
+    """Run the node's code (not the file's) in Blender, its prints as `log` messages."""
+    exec(compile(code, name, "exec"), {"print": _check_print, "__name__": "farm"})
+
+
 def open_scene(bpy, request):
     bpy.ops.wm.open_mainfile(filepath=request["scene"], load_ui=False, use_scripts=False)
     scene = bpy.context.scene
     for code in request.get("checks", ()):
-        exec(compile(code, "<farm check>", "exec"), {"print": _check_print, "__name__": "farm"})
+        _run_ours(code, "<farm check>")
     if request.get("format"):
         set_format(scene, request["format"])
     threads = request.get("threads") or 0
@@ -147,7 +152,7 @@ def render(bpy, scene, request):
         path += scene.render.file_extension
     set_border(scene, request.get("border"))
     for code in request.get("setup", ()):  # a job's settings for every frame (its samples)
-        exec(compile(code, "<farm setup>", "exec"), {"print": _check_print, "__name__": "farm"})
+        _run_ours(code, "<farm setup>")
     scene.frame_set(frame)
     start = time.monotonic()
     bpy.ops.render.render(write_still=True)

@@ -60,7 +60,7 @@ from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.scheduling.batching import auto_batch_size
 from orchestrator.scheduling.policy import blender_matches
 from orchestrator.store.db import Job, Store
-from orchestrator.store.scenes import resolve_scene
+from orchestrator.store.scenes import job_scene_file, resolve_scene
 
 JOBS_LISTED = 200
 
@@ -112,6 +112,23 @@ def check_saved_by(saved: tuple[int, int] | None, versions: dict[str, str | None
         f"Blender: the nodes run {counts}. Start nodes with Blender {saved[0]}.{saved[1]} or "
         "later (render-node --blender bpy runs Blender 5), or save the scene with theirs"
     )
+
+
+# The size of a scene's frames by the scene's sha256: its content, so it never changes. The
+# dashboard asks for a tiled frame's regions every second: the .blend is read once.
+_FRAME_SIZES: dict[str, tuple[int, int] | None] = {}
+FRAME_SIZES_KEPT = 256
+
+
+async def frame_size(job: Job, store: Store, files: BlobStore) -> tuple[int, int] | None:
+    """The size of the job's frames, from its scene file (None when it cannot be read)."""
+    if job.scene_sha not in _FRAME_SIZES:
+        scene = await job_scene_file(job, store, files)
+        size = None if scene is None else await asyncio.to_thread(scene_resolution, scene)
+        if len(_FRAME_SIZES) >= FRAME_SIZES_KEPT:
+            _FRAME_SIZES.pop(next(iter(_FRAME_SIZES)))
+        _FRAME_SIZES[job.scene_sha] = size
+    return _FRAME_SIZES[job.scene_sha]
 
 
 def check_tiles(tiles: int, fmt: str, frames: int) -> None:
@@ -320,18 +337,14 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         job = await get_job(farm, job_id)
         if job.tiles == 1:
             raise NotFound(f"job {job.id} renders whole frames: it has no tiles")
-        tiles = await farm.store.run(farm.store.frame_tiles, job.id, frame, job.tiles)
-        if not tiles:
+        state, tiles = await farm.store.run(farm.store.frame_tiles, job.id, frame, job.tiles)
+        if state is None:
             raise NotFound(f"frame {frame} is not part of job {job.id} ({job.frames_spec})")
-        state = await farm.store.run(farm.store.frame_state, job.id, frame, job.tiles)
         cols, rows = grid(job.tiles)
         for entry in tiles:
             entry["col"], entry["row"] = tile_of(cols, rows, entry["tile"])
         answer: dict[str, Any] = {"frame": frame, "state": state, "cols": cols, "rows": rows}
-        scene = await farm.store.run(farm.store.scene_path, job.scene_sha)
-        if job.manifest is not None:
-            scene = farm.files.path(job.scene_sha)
-        size = None if scene is None else await asyncio.to_thread(scene_resolution, scene)
+        size = await frame_size(job, farm.store, farm.files)
         if size is not None:
             answer["width"], answer["height"] = size
         return {**answer, "tiles": tiles}

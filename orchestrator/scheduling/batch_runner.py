@@ -66,7 +66,7 @@ from orchestrator.scheduling.registry import Registry
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.stitch import StitchError, stitch_frame
 from orchestrator.store.db import Job, QueuedBatch, Store
-from orchestrator.store.scenes import is_upload_ref
+from orchestrator.store.scenes import is_upload_ref, job_scene_file
 
 log = logging.getLogger(__name__)
 
@@ -473,11 +473,7 @@ class BatchRunner:
 
     async def _look(self, job: Job) -> _Look:
         """What a stitched frame of the job must be: the scene's size, its JPEG quality."""
-        path = (
-            self.files.path(job.scene_sha)
-            if job.manifest is not None
-            else await self.store.run(self.store.scene_path, job.scene_sha)
-        )
+        path = await job_scene_file(job, self.store, self.files)
         if path is None:
             return _Look(None, {})
         size, quality = await asyncio.gather(

@@ -238,19 +238,30 @@ class Queries:
                 one.nodes.append(row["node"])
         return list(frames.values())  # in the order of the frame spec, as units are queued
 
-    def frame_tiles(self, job_id: str, frame: int, tiles: int) -> list[dict[str, Any]]:
-        """A tiled job's frame, region by region: its state, node and render seconds."""
+    def frame_tiles(
+        self, job_id: str, frame: int, tiles: int
+    ) -> tuple[str | None, list[dict[str, Any]]]:
+        """A tiled job's frame: its state (None: no such frame), and region by region its
+        state, node and render seconds."""
         marks = ",".join("?" * tiles)
         rows = self._db.execute(
             "SELECT frame, state, node, seconds FROM frames WHERE job=? AND frame IN"
             f" ({marks}) ORDER BY frame",
             (job_id, *(unit(frame, t) for t in range(tiles))),
-        )
-        return [
-            {k: v for k, v in {**dict(r), "frame": None, "tile": unit_tile(r["frame"])}.items()
-             if v is not None}
+        ).fetchall()
+        if not rows:
+            return None, []
+        states = [r["state"] for r in rows]
+        whole = _Frame(
+            frame, tiles, done=states.count("done"), failed=states.count("failed"),
+            rendering=states.count("rendering"),
+        )  # fmt: skip
+        entries = [
+            {"tile": unit_tile(r["frame"]), "state": r["state"],
+             **{k: r[k] for k in ("node", "seconds") if r[k] is not None}}
             for r in rows
         ]  # fmt: skip
+        return whole.state, entries
 
     def tiled_counts(self, job_id: str, tiles: int) -> dict[str, int]:
         """A tiled job's frames done (every region in, stitched), failed (a region failed

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from fastapi import UploadFile
 
-from farm_common.blobs import write_hashed
+from farm_common.blobs import BlobStore, write_hashed
 from farm_common.errors import NotFound, PayloadTooLarge, UnsupportedMedia
 from farm_common.paths import check_sha256, file_sha256, scene_path
-from orchestrator.store.db import Store
+from orchestrator.store.db import Job, Store
 
 CHUNK = 1 << 20
 # Plain .blend files start with "BLENDER"; Blender also saves them gzip- or zstd-compressed.
@@ -83,3 +83,11 @@ async def resolve_scene(scene: str, store: Store, scenes_dir: Path) -> str:
     sha, size = await asyncio.to_thread(file_sha256, path, CHUNK)
     await store.run(store.add_scene, sha, path, scene, size, time.time())
     return sha
+
+
+async def job_scene_file(job: Job, store: Store, files: BlobStore) -> Path | None:
+    """The .blend a job renders, on the orchestrator: a packed shot's main file in the file
+    store, else the scene stored under its hash; None when it is gone."""
+    if job.manifest is not None:
+        return files.path(job.scene_sha)
+    return await store.run(store.scene_path, job.scene_sha)
