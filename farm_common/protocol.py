@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from farm_common.errors import BadRequest
 from farm_common.frames import MAX_FRAME_NUMBER, MAX_FRAMES
-from farm_common.manifest import Manifest
+from farm_common.manifest import Manifest, Sha256
 from farm_common.tiles import (
     MAX_MARGIN,
     MAX_TILES,
@@ -158,6 +158,7 @@ class Request(BaseModel):
 
 Pixels = Annotated[int, Field(ge=1, le=65536)]
 MAX_SAMPLES = 1 << 24  # Cycles takes at most 16,777,216 samples
+MAX_DEVELOP_FRAMES = 1000  # frames one develop request finishes (a batch's)
 
 
 class Tile(Request):
@@ -263,6 +264,14 @@ class JobRequest(Request):
         description="render only these Cycles samples of each frame, as a part of a sample "
         "split: format OPEN_EXR, written in 32-bit float, unlike the scene's own settings",
     )
+    develop: dict[int, Sha256] | None = Field(
+        default=None,
+        max_length=MAX_DEVELOP_FRAMES,
+        description="instead of rendering, frame -> sha256 of a linear float OpenEXR this node "
+        "holds (PUT /files/SHA256): each frame of `frames` is that image saved as the scene "
+        "saves its renders (output format and settings, view transform, look, exposure, "
+        "curves). How a frame split by samples is finished",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> JobRequest:
@@ -271,6 +280,8 @@ class JobRequest(Request):
         asked = (self.format or "").strip().upper()
         if self.samples is not None and FORMAT_ALIASES.get(asked, asked) != "OPEN_EXR":
             raise ValueError("a part of a sample split is rendered as format OPEN_EXR: ask for it")
+        if self.develop is not None and (self.tile is not None or self.samples is not None):
+            raise ValueError("`develop` saves images it is given: no `tile` or `samples` with it")
         return self
 
 

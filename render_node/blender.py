@@ -45,6 +45,7 @@ def build_command(
     device: dict[str, Any] | None = None,
     border: Border | None = None,
     samples: tuple[int, int, int] | None = None,
+    develop: dict[int, Path] | None = None,
 ) -> list[str]:
     """Blender runs its arguments in order: the .blend first, output options, render args last.
 
@@ -55,7 +56,19 @@ def build_command(
     depth, codec, layers) and `fmt` only names what it writes.
     `border`: render that region of each frame alone (farm_common/tiles.py).
     `samples`: (start, count, total), render those Cycles samples alone, in float OpenEXR.
+    `develop`: frame -> a linear float image, saved as the scene saves its renders instead of
+    rendering `frames` (nothing of the scene is evaluated but the frame's settings, so the
+    checks on what a render would run or read are not needed).
     """
+    output = ["-o", output_pattern(output_dir), *(["-F", fmt.name] if set_format else [])]
+    if develop is not None:
+        wanted = sorted(develop)
+        if wanted != sorted(frames):
+            raise ValueError(f"develop images for frames {wanted}, asked for {frames}")
+        return [
+            blender, "-b", str(scene_path), "--disable-autoexec", *output,
+            "--python-expr", develop_expr({f: develop[f] for f in frames}),
+        ]  # fmt: skip
     check = [] if allow_freestyle else ["--python-expr", FREESTYLE_CHECK]
     guard = [] if guard_dir is None else ["--python-expr", scene_guard(guard_dir)]
     assets = ["--python-expr", asset_check(allow_missing)]
@@ -75,9 +88,7 @@ def build_command(
         *check,
         *assets,
         *guard,
-        "-o",
-        output_pattern(output_dir),
-        *(["-F", fmt.name] if set_format else []),
+        *output,
         "-t",
         str(threads),
         *blender_frame_args(frames),
@@ -124,6 +135,36 @@ def samples_expr(start: int, count: int, total: int) -> str:
     """Python for Blender: render samples `start`..`start + count - 1` of `total` alone, in
     float OpenEXR."""
     return SAMPLES_EXPR % (start, count, total)
+
+
+# Finishing a frame split by samples: the merged image (linear light, float) saved the way
+# Blender saves a render of the scene: its output format and settings, view transform, look,
+# exposure, gamma and curves at that frame (`save_render` with the scene). Run with `bpy`, `s`
+# (the scene, at the frame), `source` and `path` (where the frame goes, extension included).
+DEVELOP_ONE = (
+    "image = bpy.data.images.load(source)\n"
+    "image.colorspace_settings.name = 'Linear' if bpy.app.version < (4, 0, 0) "
+    "else 'Linear Rec.709'\n"
+    "image.save_render(path, scene=s)\n"
+    "bpy.data.images.remove(image)\n"
+)
+
+
+def develop_expr(images: dict[int, Path]) -> str:
+    """Python for Blender (after `-o`): develop each frame's image (DEVELOP_ONE), saying
+    `Fra:` and `Saved:` as a render does, or `Error:` for a frame that could not be."""
+    return (
+        "import bpy; s = bpy.context.scene\n"
+        f"for frame, source in {[(f, str(p)) for f, p in sorted(images.items())]!r}:\n"
+        "    print('Fra:%d farm: developing %s' % (frame, source), flush=True)\n"
+        "    s.frame_set(frame); path = s.render.frame_path(frame=frame)\n"
+        "    try:\n"
+        f"        exec({DEVELOP_ONE!r})\n"
+        "    except Exception as exc:\n"
+        "        print('Error: cannot develop frame %d: %s' % (frame, exc), flush=True)\n"
+        "    else:\n"
+        "        print(\"Saved: '%s'\" % path, flush=True)\n"
+    )
 
 
 def blender_frame_args(frames: list[int]) -> list[str]:

@@ -8,7 +8,8 @@ messages and point fd 1 at stderr.
 
 Requests: `{"op": "open", ...}` loads a scene (auto-exec off) and runs the node's checks on
 it; `{"op": "render", "frame": N, "path": STEM}` renders one frame to STEM + extension
-(`"border"`: one region of it; `"setup"`: the node's code for the job's frames, run first);
+(`"border"`: one region of it; `"setup"`: the node's code for the job's frames, run first;
+`"develop"`: instead, the node's code saves the image `source` there as the scene's frame);
 `{"op": "devices"}` lists the GPUs Cycles sees. Messages: `ready` (version), `opened`,
 `started`, `progress`, `log` (our checks' lines), `saved`, `failed`, `devices`. A request that
 fails answers `failed` and the worker goes on; the node kills the worker to stop it.
@@ -155,7 +156,13 @@ def render(bpy, scene, request):
         _run_ours(code, "<farm setup>")
     scene.frame_set(frame)
     start = time.monotonic()
-    bpy.ops.render.render(write_still=True)
+    develop = request.get("develop")
+    if develop:  # the frame is an image it is given, saved as the scene saves a render
+        send("started", frame=frame)
+        exec(compile(develop["code"], "<farm develop>", "exec"),
+             {"bpy": bpy, "s": scene, "source": develop["source"], "path": path})  # fmt: skip
+    else:
+        bpy.ops.render.render(write_still=True)
     seconds = round(time.monotonic() - start, 3)
     _state["frame"] = None
     return path, seconds

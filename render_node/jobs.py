@@ -64,6 +64,9 @@ class Job:
     device: str | None = None  # what its slot renders on ("CPU", "CUDA: ...")
     border: Border | None = None  # one region of each frame (a tile), else whole frames
     samples: tuple[int, int, int] | None = None  # (start, count, total): a sample split's part
+    # Instead of rendering: frame -> the image (in the file store, named by its sha256) each
+    # frame is developed from (blender.DEVELOP_ONE).
+    develop: dict[int, Path] | None = None
     state: JobState = JobState.QUEUED
     started: float | None = None
     finished: float | None = None
@@ -234,12 +237,15 @@ class JobManager:
 
     def needed_files(self) -> set[str]:
         """The files of packed shots that queued and running jobs render from."""
-        return {
-            sha
-            for job in self.jobs.values()
-            if job.manifest is not None and job.state not in FINAL
-            for sha in job.manifest.files.values()
-        }
+        needed: set[str] = set()
+        for job in self.jobs.values():
+            if job.state in FINAL:
+                continue
+            if job.manifest is not None:
+                needed.update(job.manifest.files.values())
+            if job.develop is not None:
+                needed.update(path.name for path in job.develop.values())
+        return needed
 
     @property
     def busy(self) -> int:
@@ -291,11 +297,14 @@ class JobManager:
         session: str | None = None,
         border: Border | None = None,
         samples: tuple[int, int, int] | None = None,
+        develop: dict[int, Path] | None = None,
     ) -> Job:
         """Queue a job. With a manifest, `scene_path` is the stored main file (read for its
         format) and Blender renders the tree `lay_out` makes under the job's folder. With a
         `border`, each frame's image is that region of it alone (a tile); with `samples`
-        (start, count, total), each frame is those Cycles samples alone, in float OpenEXR."""
+        (start, count, total), each frame is those Cycles samples alone, in float OpenEXR;
+        with `develop` (frame -> image), each frame is its image saved as the scene saves a
+        render, and nothing is rendered."""
         job_id = secrets.token_hex(8)
         batch = Batch(frames)
         job = Job(
@@ -316,6 +325,7 @@ class JobManager:
             session=session,
             border=border,
             samples=samples,
+            develop=develop,
         )
         batch.on_end = job.touch
         self.jobs[job_id] = job
@@ -417,8 +427,12 @@ class JobManager:
                     device=slot.device,
                     border=job.border,
                     samples=job.samples,
+                    develop=job.develop,
                 ),
-                read=[job.dir / "tree" if job.manifest is not None else scene_path],
+                read=[
+                    job.dir / "tree" if job.manifest is not None else scene_path,
+                    *(job.develop or {}).values(),
+                ],
                 write=[job.output_dir, user_dir, job.passes_dir],
             )
             job.log_tail.append("[node] " + " ".join(_shown(command)))
@@ -505,6 +519,7 @@ class JobManager:
             clock=self.clock,
             border=job.border,
             samples=job.samples,
+            develop=job.develop,
         )
         try:
             await run.run()

@@ -24,7 +24,7 @@ from typing import Any
 from farm_common.protocol import FrameState, frame_name
 from farm_common.tiles import Border
 from render_node.batch import RENDERING, Batch
-from render_node.blender import ErrorLine, MissingFile, OutputParser, samples_expr
+from render_node.blender import DEVELOP_ONE, ErrorLine, MissingFile, OutputParser, samples_expr
 from render_node.runner import MAX_WARNINGS, MTIME_SLACK, describe_exit, verify_output
 from render_node.sandbox import Sandbox
 from render_node.scene_checks import FREESTYLE_EXIT_CODE
@@ -66,6 +66,7 @@ class WarmRun:
     clock: Callable[[], float] = time.monotonic
     border: Border | None = None  # render this region of each frame alone
     samples: tuple[int, int, int] | None = None  # (start, count, total): those samples alone
+    develop: dict[int, Path] | None = None  # frame -> image saved as the scene's frame instead
     files: dict[int, Path] = field(default_factory=dict, init=False)
     warm: bool = field(default=False, init=False)  # the first worker was warm already
     launched: float | None = field(default=None, init=False)
@@ -114,7 +115,7 @@ class WarmRun:
         spec = self.spec
         folder = spec.folder
         await asyncio.to_thread(shutil.rmtree, folder, True)
-        for sub in ("out", "user", "user/tmp", "passes"):
+        for sub in ("in", "out", "user", "user/tmp", "passes"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
         spec.sandbox.prepare([folder / "out", folder / "user", folder / "user" / "tmp",
                               folder / "passes"])  # fmt: skip
@@ -175,10 +176,14 @@ class WarmRun:
         stem = worker.folder / "out" / frame_name(frame, "")
         try:
             setup = [] if self.samples is None else [samples_expr(*self.samples)]
-            await worker.send(
-                {"op": "render", "frame": frame, "path": str(stem), "border": self.border,
-                 "setup": setup}
-            )  # fmt: skip
+            request = {"op": "render", "frame": frame, "path": str(stem), "border": self.border,
+                       "setup": setup}  # fmt: skip
+            if self.develop is not None:
+                request["develop"] = {
+                    "code": DEVELOP_ONE,
+                    "source": str(await self._take_in(worker, frame)),
+                }
+            await worker.send(request)
             while True:
                 message = await worker.next_message(self.spec.stall)
                 event = message.get("event")
@@ -216,6 +221,15 @@ class WarmRun:
                     self.batch.frames[frame].error)  # fmt: skip
         await self._drop(worker)
         return False
+
+    async def _take_in(self, worker: Worker, frame: int) -> Path:
+        """The image `frame` is developed from, put where the worker may read it (its `in`
+        folder: the file store is not in its sandbox)."""
+        assert self.develop is not None
+        source = self.develop[frame]
+        target = worker.folder / "in" / f"{frame_name(frame, '')}{source.suffix or '.exr'}"
+        await asyncio.to_thread(_link_or_copy, source, target)
+        return target
 
     def _saved(self, frame: int, worker: Worker, said: str, since: float) -> None:
         now = self.clock()
@@ -284,6 +298,14 @@ class WarmRun:
         if self.slot.worker is worker:
             self.slot.worker = None
         await asyncio.to_thread(shutil.rmtree, worker.folder, True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)  # another file system
 
 
 def _int(value: Any) -> int:

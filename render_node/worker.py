@@ -74,7 +74,7 @@ class Worker:
         """Start a worker; raises OSError when it cannot be started."""
         argv = sandbox.command(
             [python, "-s", str(WORKER_SCRIPT)],
-            read=[WORKER_SCRIPT, *read],
+            read=[WORKER_SCRIPT, folder / "in", *read],
             write=[folder / "out", folder / "user", folder / "passes"],
         )
         try:

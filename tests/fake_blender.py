@@ -33,10 +33,18 @@ FAKE_BLENDER_SIZE      the frames' size, default "32x24"; a render border with c
 FAKE_BLENDER_FAIL_AT   "X,Y": frames whose region holds that pixel fail like FAKE_BLENDER_FAIL
 FAKE_BLENDER_BY_AREA   "1": FAKE_BLENDER_SECONDS is for the whole frame, a region takes its
                        share of it by area (a path tracer's time goes with its pixels)
+FAKE_BLENDER_SAMPLES   the scene's Cycles samples: each sample of a pixel has its own value
+                       (`sample_pixels`), an OPEN_EXR frame holds the float mean of the samples
+                       rendered (all, or a part's: `--python-expr` code sets Cycles' sample
+                       offset, as Blender), other formats that mean developed (`develop`), and
+                       `image.save_render` develops an EXR it is given. Needs OpenImageIO
+                       (found in the checkout's .venv when the Python running this lacks it)
+FAKE_BLENDER_ENGINE    the scene's render engine, default CYCLES
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -45,8 +53,12 @@ import sys
 import time
 import types
 import zlib
+from typing import Any
 
 PYTHON_EXPRS: list[str] = []
+FORMAT = ["PNG"]
+OUTPUT = ["//render_"]  # -o  # -F, or the scene's (a stand-in's: PNG)
+EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "OPEN_EXR": ".exr", "OPEN_EXR_MULTILAYER": ".exr"}
 SIZE = (32, 24)  # the frame's
 REGION = (0, 0, 32, 24)  # what an image holds: (left, top, right, bottom) of the frame
 
@@ -91,7 +103,10 @@ def frames_from_args(args: list[str]) -> tuple[str, str, list[int]]:
         elif arg == "--python-expr":
             PYTHON_EXPRS.append(args[i + 1])
             i += 1
-        elif arg in ("-F", "--render-format", "-t", "--threads", "-E", "--engine"):
+        elif arg in ("-F", "--render-format"):
+            FORMAT[0] = args[i + 1]
+            i += 1
+        elif arg in ("-t", "--threads", "-E", "--engine"):
             i += 1
         i += 1
     return scene, output, frames
@@ -157,7 +172,18 @@ def run_python_exprs() -> list[types.SimpleNamespace]:
             )
         )
     tree = types.SimpleNamespace(name="Compositing", nodes=outputs)
-    scene = types.SimpleNamespace(name="Scene", render=render, node_tree=tree)
+    render.engine = os.environ.get("FAKE_BLENDER_ENGINE", "CYCLES")
+    render.image_settings = types.SimpleNamespace(
+        file_format=FORMAT[0], color_depth="8", exr_codec="ZIP"
+    )
+    scene = types.SimpleNamespace(
+        name="Scene", render=render, node_tree=tree, cycles=cycles_settings(),
+        view_layers=[types.SimpleNamespace(cycles=types.SimpleNamespace(use_denoising=True))],
+    )  # fmt: skip
+    scene.frame_set = lambda frame: None
+    scene.render.frame_path = lambda frame: output_path(
+        OUTPUT[0], frame, EXTENSIONS.get(render.image_settings.file_format, ".png")
+    )
     bpy = types.ModuleType("bpy")
     bpy.context = types.SimpleNamespace(scene=scene)  # type: ignore[attr-defined]
     # FAKE_BLENDER_IMAGES: image files the scene uses (comma-separated; absent ones are missing)
@@ -166,20 +192,123 @@ def run_python_exprs() -> list[types.SimpleNamespace]:
         for path in filter(None, os.environ.get("FAKE_BLENDER_IMAGES", "").split(","))
     ]
     bpy.data = types.SimpleNamespace(  # type: ignore[attr-defined]
-        scenes=[scene], node_groups=[], objects=[], libraries=[], images=images
+        scenes=[scene], node_groups=[], objects=[], libraries=[], images=StandInImages(images)
     )
     bpy.path = types.SimpleNamespace(  # type: ignore[attr-defined]
         abspath=lambda path, start=None, library=None: path
     )
     bpy.app = types.SimpleNamespace(  # type: ignore[attr-defined]
-        handlers=types.SimpleNamespace(render_pre=[])
+        handlers=types.SimpleNamespace(render_pre=[]), version=(3, 4, 1)
     )
     sys.modules["bpy"] = bpy
-    for expr in PYTHON_EXPRS:
-        exec(compile(expr, "<string>", "exec"), {"__name__": "__main__"})
     global REGION, SIZE
+    for expr in PYTHON_EXPRS:
+        SIZE, REGION = frame_region(render)  # what an image it develops holds
+        exec(compile(expr, "<string>", "exec"), {"__name__": "__main__"})
     SIZE, REGION = frame_region(render)
+    FORMAT[0] = render.image_settings.file_format
+    SAMPLES[0] = rendered_samples(scene.cycles)
     return outputs
+
+
+# --- samples: FAKE_BLENDER_SAMPLES ----------------------------------------------------------
+
+SAMPLES = [range(0)]  # the samples a frame renders (none: not a sampled scene)
+
+
+def cycles_settings(subset: bool = False) -> types.SimpleNamespace:
+    """Cycles' scene settings as a stand-in has them; `subset`: Blender 4.2's sample subset."""
+    cycles = types.SimpleNamespace(
+        samples=int(os.environ.get("FAKE_BLENDER_SAMPLES", "0")), sample_offset=0,
+        use_adaptive_sampling=True, use_denoising=True, device="CPU",
+    )  # fmt: skip
+    if subset:
+        cycles.use_sample_subset, cycles.sample_subset_length = False, 0
+    return cycles
+
+
+def rendered_samples(cycles: Any) -> range:
+    """The samples a render with `cycles`' settings takes, as Cycles counts them."""
+    if getattr(cycles, "use_sample_subset", False):
+        return range(cycles.sample_offset, cycles.sample_offset + cycles.sample_subset_length)
+    return range(cycles.sample_offset, cycles.sample_offset + cycles.samples)
+
+
+def _oiio() -> Any:
+    try:
+        import OpenImageIO
+    except ImportError:  # the system's Python: the checkout's virtual environment has it
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        sys.path[:0] = glob.glob(os.path.join(root, ".venv", "lib", "python3*", "site-packages"))
+        import OpenImageIO
+    return OpenImageIO
+
+
+def sample_pixels(size: tuple[int, int], region: tuple[int, int, int, int], frame: int,
+                  samples: range) -> list[float]:  # fmt: skip
+    """The RGB floats (row by row, from the top) of `region` of a frame: each pixel the mean
+    of its `samples`, every sample a value of its own around the pixel's colour."""
+    left, top, right, bottom = region
+    values = []
+    for y in range(top, bottom):
+        for x in range(left, right):
+            base = (frame % 256 / 255, x * 7 % 256 / 255, y * 11 % 256 / 255)
+            for channel, level in enumerate(base):
+                noise = sum((s * 7919 + x * 31 + y * 17 + channel) % 13 - 6 for s in samples)
+                values.append(level + noise / len(samples) / 255)
+    return values
+
+
+def write_image(path: str, width: int, height: int, pixels: list[float], fmt: str) -> None:
+    """Float RGB `pixels` as a 32-bit float EXR, or developed (clamped, 8-bit) otherwise."""
+    oiio = _oiio()
+    exr = fmt.startswith("OPEN_EXR")
+    spec = oiio.ImageSpec(width, height, 3, oiio.FLOAT if exr else oiio.UINT8)
+    if exr:
+        spec.attribute("compression", "zip")
+    out = oiio.ImageOutput.create(path)
+    if out is None or not out.open(path, spec):
+        raise OSError(f"cannot write {path}: {oiio.geterror()}")
+    import array
+
+    data = array.array("f", pixels if exr else (min(max(v, 0.0), 1.0) for v in pixels))
+    out.write_image(data)
+    out.close()
+
+
+def develop(source: str, path: str, fmt: str) -> None:
+    """A float image saved in `fmt` as a stand-in develops it (clamped to 0..1, 8-bit)."""
+    oiio = _oiio()
+    buf = oiio.ImageBuf(source)
+    spec = buf.spec()
+    pixels = buf.get_pixels(oiio.FLOAT).reshape(-1).tolist()
+    write_image(path, spec.width, spec.height, pixels, fmt)
+
+
+class StandInImage:
+    def __init__(self, source: str) -> None:
+        self.filepath = source
+        self.colorspace_settings = types.SimpleNamespace(name="sRGB")
+
+    def save_render(self, filepath: str, scene: Any = None) -> None:
+        if not self.colorspace_settings.name.startswith("Linear"):
+            raise RuntimeError("the stand-in develops linear images only")
+        develop(self.filepath, filepath, scene.render.image_settings.file_format)
+
+
+class StandInImages(list[Any]):
+    """bpy.data.images: the scene's images, and `load`/`remove` for the ones code loads."""
+
+    def load(self, filepath: str) -> StandInImage:
+        if not os.path.isfile(filepath):
+            raise RuntimeError(f'Error: Cannot read image "{filepath}"')
+        image = StandInImage(filepath)
+        self.append(image)
+        return image
+
+    def remove(self, image: Any) -> None:
+        if image in self:
+            list.remove(self, image)
 
 
 def frame_region(render: object) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
@@ -221,6 +350,18 @@ def file_output_path(base: str, slot: str, frame: int, blend: str) -> str:
     return os.path.normpath(path) + ".png"
 
 
+def write_frame(path: str, frame: int, fmt: str) -> None:
+    """The frame's image (REGION of it), written whole or not at all."""
+    tmp = path + ".tmp" + os.path.splitext(path)[1]
+    if SAMPLES[0]:
+        width, height = REGION[2] - REGION[0], REGION[3] - REGION[1]
+        write_image(tmp, width, height, sample_pixels(SIZE, REGION, frame, SAMPLES[0]), fmt)
+    else:
+        with open(tmp, "wb") as fh:
+            fh.write(png_bytes(*SIZE, frame, REGION))
+    os.replace(tmp, path)
+
+
 def exploit_writes() -> None:
     for target in filter(None, os.environ.get("FAKE_BLENDER_WRITE", "").split(",")):
         try:
@@ -251,6 +392,7 @@ def main() -> int:
         print("\tbuild date: 2026-01-01")
         return 0
     scene, output, frames = frames_from_args(args)
+    OUTPUT[0] = output
     print(f"Blender {version}", flush=True)
     if not scene or not os.path.exists(scene):
         print(f"Error: Cannot read file '{scene}': No such file or directory", flush=True)
@@ -299,12 +441,12 @@ def main() -> int:
         if frame in broken:
             print(f"Error: CUDA error: an illegal memory access (frame {frame})", flush=True)
         print(prefix + "Finished", flush=True)
-        path = output_path(output, frame)
+        path = output_path(
+            output, frame, EXTENSIONS.get(FORMAT[0], ".png") if SAMPLES[0] else ".png"
+        )
         if frame not in no_output:
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            with open(path + ".tmp", "wb") as fh:
-                fh.write(png_bytes(*SIZE, frame, REGION))
-            os.replace(path + ".tmp", path)
+            write_frame(path, frame, FORMAT[0])
         for node in file_outputs:
             for slot in node.file_slots:
                 extra = file_output_path(node.base_path, slot.path, frame, scene)

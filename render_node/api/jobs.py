@@ -45,6 +45,8 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         frames = parse_frame_spec(body.frames)
     except FrameSpecError as exc:
         raise BadRequest(str(exc)) from None
+    if body.develop is not None and set(body.develop) != set(frames):
+        raise BadRequest("`develop` must name an image for each frame of `frames`, no more")
     if body.manifest is not None:
         node.files.check_complete(body.manifest)
         path = node.files.path(body.manifest.files[body.manifest.main])
@@ -60,6 +62,16 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         # Again, with no await before the job holds its files: another job's eviction may
         # have run while this one read the scene.
         node.files.check_complete(body.manifest)
+    # Checked with no await before the job holds them, as the files of a manifest.
+    develop = None
+    if body.develop is not None:
+        lacking = node.files.missing(body.develop.values())
+        if lacking:
+            raise NotFound(
+                f"this node lacks {len(lacking)} image(s) to develop ({lacking[0][:12]}...): "
+                "PUT /files/SHA256 each first"
+            )
+        develop = {frame: node.files.path(sha) for frame, sha in body.develop.items()}
     job = node.manager.submit(
         scene,
         path,
@@ -73,6 +85,7 @@ async def submit(node: NodeDep, body: JobRequest) -> JobCreated:
         session=body.session,
         border=None if body.tile is None else body.tile.border(),
         samples=None if (s := body.samples) is None else (s.start, s.count, s.total),
+        develop=develop,
     )
     if body.manifest is not None:
         await asyncio.to_thread(node.files.evict)

@@ -129,3 +129,17 @@ def test_token_guards_every_endpoint_but_health(start_node: StartNode) -> None:
     assert missing.json()["error"] == "unauthorized"
     assert node.client.get("/info").status_code == 200
     assert node.wait(node.submit("1"))["state"] == "completed"
+
+
+def test_develop_needs_its_images_on_the_node_and_one_for_each_frame(node: Node) -> None:
+    image = b"not yet pushed"
+    sha = hashlib.sha256(image).hexdigest()
+    body = {"scene": "demo.blend", "frames": "1", "develop": {"1": sha}}
+    response = node.client.post("/jobs", json=body)
+    assert response.status_code == 404
+    assert "lacks 1 image(s) to develop" in response.json()["detail"]
+    assert node.client.put(f"/files/{sha}", content=image).status_code == 201
+    response = node.client.post("/jobs", json={**body, "frames": "1-2"})
+    assert response.status_code == 400
+    assert "an image for each frame" in response.json()["detail"]
+    assert node.client.post("/jobs", json=body).status_code == 202

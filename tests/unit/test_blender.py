@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from farm_common.errors import BadRequest
 from farm_common.protocol import JobRequest, SampleRange, image_format
 from render_node.blender import (
+    DEVELOP_ONE,
     ErrorLine,
     FrameStarted,
     OutputParser,
@@ -360,3 +361,77 @@ def test_a_sample_part_is_asked_for_as_exr() -> None:
         JobRequest(**{**body, "samples": {"start": 0, "count": 0, "total": 16}}, format="EXR")
     with pytest.raises(ValidationError, match="samples 12 to 19 are past the frame's 16"):
         SampleRange(start=12, count=8, total=16)
+
+
+class _Image:
+    def __init__(self, path: str, saved: list[tuple[str, str, object]]) -> None:
+        self.path, self.saved = path, saved
+        self.colorspace_settings = types.SimpleNamespace(name="sRGB")
+
+    def save_render(self, path: str, scene: object = None) -> None:
+        if "broken" in self.path:
+            raise RuntimeError("Error: Cannot read image")
+        self.saved.append((self.path, path, (self.colorspace_settings.name, scene)))
+
+
+def _develop_in_stand_in(
+    monkeypatch: pytest.MonkeyPatch, images: dict[int, Path], version: tuple[int, int, int]
+) -> tuple[list[str], list[tuple[str, str, object]], list[int]]:
+    """The develop command run against a stand-in Blender; returns (its command, what it
+    saved: (source, target, (colour space, scene)), the frames it was set to)."""
+    cmd = build_command("blender", Path("a.blend"), Path("/o"), sorted(images), PNG, 0,
+                        develop=images)  # fmt: skip
+    saved: list[tuple[str, str, object]] = []
+    frames: list[int] = []
+    scene = types.SimpleNamespace(
+        frame_set=frames.append,
+        render=types.SimpleNamespace(frame_path=lambda frame: f"/o/frame_{frame:05d}.png"),
+    )
+    removed: list[object] = []
+    data = types.SimpleNamespace(
+        images=types.SimpleNamespace(load=lambda p: _Image(p, saved), remove=removed.append)
+    )
+    bpy = types.SimpleNamespace(
+        context=types.SimpleNamespace(scene=scene), data=data,
+        app=types.SimpleNamespace(version=version),
+    )  # fmt: skip
+    monkeypatch.setitem(sys.modules, "bpy", bpy)
+    exec(cmd[-1], {})
+    assert len(removed) == len(saved)  # every image it loaded is let go
+    return cmd, saved, frames
+
+
+def test_developing_saves_each_image_as_the_scene_saves_its_frame(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = {3: Path("/store/ab/merged3"), 1: Path("/store/cd/broken1")}
+    cmd, saved, frames = _develop_in_stand_in(monkeypatch, images, (5, 0, 1))
+    # No render arguments and none of the render checks: the script is the last argument.
+    assert cmd[:4] == ["blender", "-b", "a.blend", "--disable-autoexec"]
+    assert cmd[cmd.index("-o") + 1] == "/o/frame_#####" and cmd[-2] == "--python-expr"
+    assert "-f" not in cmd and "-a" not in cmd and FREESTYLE_CHECK not in cmd
+    assert frames == [1, 3]  # each at its frame (animated exposure, say)
+    ((source, target, (space, _)),) = saved
+    assert (source, target, space) == ("/store/ab/merged3", "/o/frame_00003.png", "Linear Rec.709")
+    parser = OutputParser()
+    events = [e for line in capsys.readouterr().out.splitlines() for e in parser.feed(line)]
+    assert events == [
+        FrameStarted(1), ErrorLine(1, "cannot develop frame 1: Error: Cannot read image"),
+        FrameStarted(3), Saved(3, "/o/frame_00003.png"),
+    ]  # fmt: skip
+    _, saved, _ = _develop_in_stand_in(monkeypatch, {2: Path("/s/m")}, (3, 4, 1))
+    assert saved[0][2][0] == "Linear"  # Blender 3's name for it
+    assert "save_render(path, scene=s)" in DEVELOP_ONE
+
+
+def test_develop_names_an_image_for_each_frame_and_nothing_else() -> None:
+    with pytest.raises(ValueError, match="develop images for frames"):
+        build_command("blender", Path("a.blend"), Path("o"), [1, 2], PNG, 0,
+                      develop={1: Path("m")})  # fmt: skip
+    sha = "a" * 64
+    assert JobRequest(scene="a.blend", frames="1", develop={"1": sha}).develop == {1: sha}
+    with pytest.raises(ValidationError, match="no `tile` or `samples`"):
+        JobRequest(scene="a.blend", frames="1", develop={1: sha}, format="OPEN_EXR",
+                   samples={"start": 0, "count": 1, "total": 2})  # fmt: skip
+    with pytest.raises(ValidationError, match="sha256"):
+        JobRequest(scene="a.blend", frames="1", develop={1: "../etc/passwd"})

@@ -20,6 +20,7 @@ FAKE_BLENDER_ALLOCATE_MB  MB allocated at the first frame (a memory limit makes 
 FAKE_BPY_DEVICES       the GPUs Cycles finds, as JSON: [{"type": "CUDA", "id": ..., "name": ...}]
 FAKE_BLENDER_SIZE, FAKE_BLENDER_BY_AREA  as tests/fake_blender.py: with either set, a frame is
                        that size (a region: its part of it) and takes its region's share
+FAKE_BLENDER_SAMPLES   as tests/fake_blender.py (Cycles' samples; Blender 4.2's sample subset)
 """
 
 from __future__ import annotations
@@ -36,7 +37,16 @@ import zlib
 # tests/fake_blender.py, from wherever the worker runs: the same images and regions.
 _ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 sys.path.insert(0, _ROOT)
-from tests.fake_blender import frame_region, png_bytes, seconds_for  # noqa: E402
+from tests.fake_blender import (  # noqa: E402
+    StandInImages,
+    cycles_settings,
+    frame_region,
+    png_bytes,
+    rendered_samples,
+    sample_pixels,
+    seconds_for,
+    write_image,
+)
 
 time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
 
@@ -95,6 +105,8 @@ class _CyclesPrefs:
 class _ImageSettings:
     file_format = "PNG"
     media_type = "IMAGE"
+    color_depth = "8"
+    exr_codec = "ZIP"
 
 
 class _Render:
@@ -113,16 +125,20 @@ class _Render:
 
     @property
     def file_extension(self) -> str:
-        return {"PNG": ".png", "JPEG": ".jpg", "OPEN_EXR": ".exr"}.get(
-            self.image_settings.file_format, ".png"
-        )
+        return {
+            "PNG": ".png",
+            "JPEG": ".jpg",
+            "OPEN_EXR": ".exr",
+            "OPEN_EXR_MULTILAYER": ".exr",
+        }.get(self.image_settings.file_format, ".png")
 
 
 class _Scene:
     def __init__(self) -> None:
         self.name = "Scene"
         self.render = _Render()
-        self.cycles = types.SimpleNamespace(device="CPU")
+        self.cycles = cycles_settings(subset=True)
+        self.view_layers = [types.SimpleNamespace(cycles=types.SimpleNamespace(use_denoising=True))]
         self.frame_current = 1
         self.node_tree = types.SimpleNamespace(name="Compositing", nodes=[])
 
@@ -132,6 +148,7 @@ class _Scene:
 
 app = types.SimpleNamespace(
     version_string=os.environ.get("FAKE_BLENDER_VERSION", "5.0.1"),
+    version=(5, 0, 1),
     handlers=types.SimpleNamespace(render_pre=[], render_stats=[]),
 )
 path = types.SimpleNamespace(abspath=lambda p, start=None, library=None: p)
@@ -141,7 +158,9 @@ context = types.SimpleNamespace(
         addons={"cycles": types.SimpleNamespace(preferences=_CyclesPrefs())}
     ),
 )
-data = types.SimpleNamespace(scenes=[], node_groups=[], objects=[], libraries=[], images=[])
+data = types.SimpleNamespace(
+    scenes=[], node_groups=[], objects=[], libraries=[], images=StandInImages()
+)
 _held: list[bytearray] = []
 
 
@@ -154,10 +173,10 @@ def _open_mainfile(filepath: str, load_ui: bool = True, use_scripts: bool = True
     scene = _Scene()
     context.scene = scene
     data.scenes = [scene]
-    data.images = [
+    data.images = StandInImages(
         types.SimpleNamespace(source="FILE", filepath=p, packed_file=None, library=None)
         for p in filter(None, os.environ.get("FAKE_BLENDER_IMAGES", "").split(","))
-    ]
+    )
     app.handlers.render_pre.clear()  # as Blender: handlers go with the file loaded before
     app.handlers.render_stats.clear()
     _log(f'Read blend: "{filepath}"')
@@ -198,9 +217,16 @@ def _render(write_still: bool = False) -> set[str]:
         target += scene.render.file_extension
     if write_still and frame not in _frames("FAKE_BLENDER_NO_OUTPUT"):
         sized = "FAKE_BLENDER_SIZE" in os.environ or "FAKE_BLENDER_BY_AREA" in os.environ
-        with open(target + ".tmp", "wb") as fh:
-            fh.write(png_bytes(*size, frame, region) if sized else _png(frame))
-        os.replace(target + ".tmp", target)
+        tmp = target + ".tmp" + os.path.splitext(target)[1]
+        samples = rendered_samples(scene.cycles)
+        if samples:
+            width, height = region[2] - region[0], region[3] - region[1]
+            pixels = sample_pixels(size, region, frame, samples)
+            write_image(tmp, width, height, pixels, scene.render.image_settings.file_format)
+        else:
+            with open(tmp, "wb") as fh:
+                fh.write(png_bytes(*size, frame, region) if sized else _png(frame))
+        os.replace(tmp, target)
     log = os.environ.get("FAKE_BLENDER_LOG")
     if log:
         with open(log, "a") as fh:
