@@ -8,7 +8,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import zstandard
 from blender_asset_tracer import blendfile
@@ -130,6 +130,32 @@ def scene_denoises(path: Path) -> bool | None:
     for one of its view layers (Cycles' default, unless the file turns it off); None when the
     file cannot be read this way."""
     return _read_scene(path, _denoises)
+
+
+# Cycles' samples when the file does not set them (its default since Blender 3.0).
+CYCLES_DEFAULT_SAMPLES = 4096
+
+
+class CyclesScene(NamedTuple):
+    engine: str  # "CYCLES", "BLENDER_EEVEE_NEXT", ...
+    samples: int  # Cycles' render samples (the default where the file does not set them)
+    denoises: bool
+
+
+def _cycles(scene: blendfile.BlendFileBlock) -> CyclesScene:
+    engine = scene[(b"r", b"engine")]
+    samples = _id_property(scene, _SCENE_PROPS, b"cycles", b"samples")
+    return CyclesScene(
+        engine.decode("ascii", "replace") if isinstance(engine, bytes) else str(engine),
+        CYCLES_DEFAULT_SAMPLES if samples is None else samples,
+        _denoises(scene),
+    )
+
+
+def scene_cycles(path: Path) -> CyclesScene | None:
+    """The .blend's current scene's engine, Cycles samples and denoising; None when the file
+    cannot be read this way."""
+    return _read_scene(path, _cycles)
 
 
 def scene_quality(path: Path) -> int | None:

@@ -81,9 +81,10 @@ def unit_tile(unit: int) -> int:
 
 
 def tiled_units(frames: list[int], tiles: int, chunk: int) -> list[int]:
-    """The units of `frames` split in `tiles` regions, in the order they are queued: a chunk
-    of `chunk` frames region by region, then the next chunk. Batches of `chunk` units are then
-    one region of up to `chunk` frames each, and a frame's regions go out together."""
+    """The units of `frames` split in `tiles` regions (or sample parts), in the order they
+    are queued: a chunk of `chunk` frames region by region, then the next chunk. Batches of
+    `chunk` units are then one region of up to `chunk` frames each, and a frame's regions go
+    out together."""
     if tiles == 1:
         return list(frames)
     return [
@@ -92,6 +93,20 @@ def tiled_units(frames: list[int], tiles: int, chunk: int) -> list[int]:
         for tile in range(tiles)
         for frame in frames[start : start + chunk]
     ]
+
+
+# A frame split by samples instead: part k of `parts` renders its share of the frame's
+# samples, the units numbered as regions are (unit(frame, k)).
+MAX_PARTS = MAX_TILES
+
+
+def sample_range(part: int, parts: int, total: int) -> tuple[int, int]:
+    """(start, count): the samples of part `part` of `parts` of a frame of `total` samples,
+    in contiguous runs as even as whole samples allow."""
+    if not 0 <= part < parts <= total:
+        raise ValueError(f"no part {part} of {parts} of {total} samples")
+    start = part * total // parts
+    return start, (part + 1) * total // parts - start
 
 
 # With a margin (a scene that denoises: the denoiser needs the pixels around a region, or its

@@ -51,6 +51,17 @@ def tile_format(fmt: str) -> str:
     return "PNG" if fmt == "JPEG" else fmt
 
 
+PART_FORMAT = "OPEN_EXR"  # a sample split's parts: linear light in float, whatever the frame's
+
+
+def piece_format(fmt: str, tiles: int, sample_parts: int) -> str:
+    """The format a unit of a job whose frames are in `fmt` is rendered in: the frame's, a
+    region's (tile_format) or a sample part's."""
+    if sample_parts > 1:
+        return PART_FORMAT
+    return tile_format(fmt) if tiles > 1 else fmt
+
+
 def tiles_dir(renders_dir: Path, job_id: str, frame: int) -> Path:
     """Where a frame's regions wait for the rest of them: removed once it is stitched."""
     return renders_dir / check_job_id(job_id) / "tiles" / frame_name(frame, "")

@@ -157,10 +157,16 @@ def stitch_frame(
     finally:
         part.unlink(missing_ok=True)
     for folder in {path.parent for path in regions.values()}:
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):  # the frames' folder, once no frame waits in it
-            folder.parent.rmdir()
+        remove_pieces(folder)
     return done
+
+
+def remove_pieces(folder: Path) -> None:
+    """Delete a finished frame's folder of pieces (regions, parts), and the job's folder of
+    them once no frame waits in it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()
 
 
 def merge_samples(parts: Sequence[tuple[Path, int]], out: Path) -> Stitched:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from farm_common.manifest import Manifest
 from farm_common.protocol import BatchState, FrameState, JobState, Request
-from farm_common.tiles import DEFAULT_MARGIN, MAX_MARGIN, MAX_TILES
+from farm_common.tiles import DEFAULT_MARGIN, MAX_MARGIN, MAX_PARTS, MAX_TILES
 
 
 class RenderRequest(Request):
@@ -76,6 +76,15 @@ class RenderRequest(Request):
         "denoiser (or a compositor filter) sees past the region's edges; default: "
         f"{DEFAULT_MARGIN} where the scene denoises with Cycles, else 0",
     )
+    split_samples: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PARTS,
+        description="split every frame's Cycles samples in this many parts, each rendered "
+        "whole frame (a node each), merged in linear float and saved as the scene saves its "
+        "renders: no seams. Cycles only, no denoising, not with tiles; any still format but "
+        "OPEN_EXR_MULTILAYER",
+    )
 
     @model_validator(mode="after")
     def _one_scene(self) -> RenderRequest:
@@ -91,6 +100,7 @@ class RenderCreated(BaseModel):
     frames: int = Field(description="how many frames the job renders")
     batch_size: int
     tiles: int = Field(default=1, description="regions each frame is split in")
+    split_samples: int = Field(default=1, description="parts each frame's samples are split in")
 
 
 class SceneUploaded(BaseModel):
@@ -109,6 +119,15 @@ class TileTotals(BaseModel):
     per_frame: int = Field(description="regions a frame is split in")
     grid: list[int] = Field(description="[columns, rows]")
     margin: int = Field(description="pixels rendered around each region, cut off when stitched")
+    total: int
+    done: int
+    failed: int
+    rendering: int
+
+
+class SampleTotals(BaseModel):
+    per_frame: int = Field(description="parts a frame's samples are split in")
+    samples: int = Field(description="the frame's Cycles samples, all its parts'")
     total: int
     done: int
     failed: int
@@ -134,6 +153,9 @@ class RenderSummary(BaseModel):
         description="frames; of a tiled job, a frame is done once its regions are stitched"
     )
     tiles: TileTotals | None = Field(default=None, description="a tiled job's regions")
+    samples: SampleTotals | None = Field(
+        default=None, description="a job split by samples: its parts"
+    )
     progress: float
     created: float
     started: float | None
@@ -146,6 +168,7 @@ class RenderSummary(BaseModel):
 class FailedFrame(BaseModel):
     frame: int
     tile: int | None = Field(default=None, description="a tiled job's region that failed")
+    part: int | None = Field(default=None, description="a sample split's part that failed")
     error: str | None
     nodes: list[str]
 
@@ -160,6 +183,7 @@ class BatchView(BaseModel):
     started: float | None
     finished: float | None
     tile: int | None = Field(default=None, description="a tiled job's region the batch renders")
+    part: int | None = Field(default=None, description="a sample split's part it renders")
 
 
 class AssetSummary(BaseModel):
@@ -192,7 +216,9 @@ class FrameEntry(BaseModel):
     error: str | None = None
     tiles: int | None = Field(default=None, description="a tiled job's regions of the frame")
     tiles_done: int | None = None
-    nodes: list[str] | None = Field(default=None, description="where its regions rendered")
+    parts: int | None = Field(default=None, description="a sample split's parts of the frame")
+    parts_done: int | None = None
+    nodes: list[str] | None = Field(default=None, description="where its pieces rendered")
 
 
 class TileEntry(BaseModel):

@@ -17,6 +17,7 @@ from farm_common.blendfile import (
     SceneFormatError,
     opens,
     saved_by,
+    scene_cycles,
     scene_denoises,
     scene_image_format,
     scene_resolution,
@@ -147,6 +148,50 @@ def check_tiles(tiles: int, fmt: str, frames: int) -> None:
         )
 
 
+async def check_split_samples(
+    parts: int, tiles: int, fmt: str, scene: Path | None, frames: int
+) -> int:
+    """The frame's samples of a job split by samples; 400 for a split the farm cannot make:
+    with tiles, a multilayer EXR, a scene not on Cycles, one that denoises, or too many
+    parts."""
+    if tiles > 1:
+        raise BadRequest("split a frame in tiles or in samples, not both: leave one out")
+    if fmt == "OPEN_EXR_MULTILAYER":
+        raise BadRequest(
+            "a frame split by samples is merged from its parts' Combined image alone, so a "
+            "multilayer EXR would lose its passes: ask for OPEN_EXR or a display format, or "
+            "split it in tiles"
+        )
+    if frames * parts > MAX_FRAMES:
+        raise BadRequest(
+            f"{frames} frames of {parts} parts are {frames * parts} parts to render, more than "
+            f"the {MAX_FRAMES} a job holds: split the frames over several jobs, or use fewer parts"
+        )
+    cycles = None if scene is None else await asyncio.to_thread(scene_cycles, scene)
+    if cycles is None:
+        raise BadRequest(
+            "a sample split needs the scene's render engine and samples, and they cannot be "
+            "read from the file: render whole frames or split them in tiles"
+        )
+    if cycles.engine != "CYCLES":
+        raise BadRequest(
+            f"a sample split renders with Cycles, and the scene renders with {cycles.engine}: "
+            "split it in tiles instead"
+        )
+    if cycles.denoises:
+        raise BadRequest(
+            "the scene denoises (Render Properties > Sampling > Denoise): a sample split merges "
+            "parts rendered without denoising and does not denoise the merged frame, so it "
+            "would come out noisy. Turn denoising off in the scene, or split the frame in tiles "
+            "(they keep denoising, with a margin)"
+        )
+    if parts > cycles.samples:
+        raise BadRequest(
+            f"the scene renders {cycles.samples} samples: it splits in at most that many parts"
+        )
+    return cycles.samples
+
+
 async def tile_margin(asked: int | None, scene: Path | None) -> int:
     """The margin a tiled job's regions are rendered with: as asked, else DEFAULT_MARGIN where
     the scene denoises. 400 when the scene's size, which a margin needs, cannot be read."""
@@ -217,9 +262,12 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         check_saved_by(saved, versions)
         check_tiles(body.tiles, fmt, len(frames))
         margin = 0 if body.tiles == 1 else await tile_margin(body.tile_margin, main)
-        # A batch is one region of up to `size` frames.
+        parts, samples = body.split_samples, None
+        if parts > 1:
+            samples = await check_split_samples(parts, body.tiles, fmt, main, len(frames))
+        # A batch is one region (or sample part) of up to `size` frames.
         size = body.batch_size or auto_batch_size(
-            len(frames) * body.tiles, facts.total_slots, settings.max_batch_size
+            len(frames) * body.tiles * parts, facts.total_slots, settings.max_batch_size
         )
 
         def create() -> Any:
@@ -235,7 +283,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 manifest=body.manifest.model_dump_json() if body.manifest else None,
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None, tiles=body.tiles,
-                tile_margin=margin,
+                tile_margin=margin, sample_parts=parts, samples=samples,
             )  # fmt: skip
 
         created = await farm.store.run(create)
@@ -262,13 +310,14 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             frames=len(frames),
             batch_size=size,
             tiles=body.tiles,
+            split_samples=parts,
         )
 
     @router.get("", response_model=list[RenderSummary])
     async def list_jobs(farm: FarmDep) -> list[dict[str, Any]]:
         def read(store: Store) -> list[tuple[Job, dict[str, int] | None]]:
             jobs = store.list_jobs(JOBS_LISTED)
-            return [(j, store.tiled_counts(j.id, j.tiles) if j.tiles > 1 else None) for j in jobs]
+            return [(j, store.tiled_counts(j.id, j.pieces) if j.pieces > 1 else None) for j in jobs]
 
         now = farm.clock()
         return [views.job_summary(j, now, tiled) for j, tiled in await farm.store.read(read)]
@@ -280,9 +329,9 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         # One read, on the reader connection: status polls never wait behind frame writes.
         def read(store: Store) -> Any:
             found = store.job_view(job_id)
-            if found is None or found[0].tiles == 1:
+            if found is None or found[0].pieces == 1:
                 return found, None
-            return found, store.tiled_counts(job_id, found[0].tiles)
+            return found, store.tiled_counts(job_id, found[0].pieces)
 
         found, tiled = await farm.store.read(read)
         if found is None:
@@ -305,8 +354,8 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         await farm.link.cancel(job.id)
         after = await farm.store.run(farm.store.get_job, job.id) or job
         tiled = None
-        if after.tiles > 1:
-            tiled = await farm.store.run(farm.store.tiled_counts, after.id, after.tiles)
+        if after.pieces > 1:
+            tiled = await farm.store.run(farm.store.tiled_counts, after.id, after.pieces)
         return views.job_summary(after, farm.clock(), tiled)
 
     @router.get(
@@ -317,7 +366,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     async def frame_file(farm: FarmDep, job_id: JobId, frame: FrameNumber) -> FileResponse:
         # Looked up here, not as a dependency: a bad frame number is a 422 whatever the job.
         job = await get_job(farm, job_id)
-        state = await farm.store.run(farm.store.frame_state, job.id, frame, job.tiles)
+        state = await farm.store.run(farm.store.frame_state, job.id, frame, job.pieces)
         if state is None:
             raise NotFound(f"frame {frame} is not part of job {job.id} ({job.frames_spec})")
         suffix = output_suffix(job.format)
@@ -375,8 +424,9 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         """Per-frame states (pending|rendering|done|failed), optionally one state only."""
         if state is not None and state not in set(FrameState):
             raise BadRequest(f"state {state!r}: use {', '.join(FrameState)}")
-        frames = await farm.store.run(farm.store.frame_list, job.id, state, job.tiles)
-        return FrameList.model_validate({"id": job.id, "frames": frames})
+        piece = "part" if job.sample_parts > 1 else "region"
+        frames = await farm.store.run(farm.store.frame_list, job.id, state, job.pieces, piece)
+        return FrameList.model_validate({"id": job.id, "frames": views.as_parts(frames, job)})
 
     @router.get(
         "/{job_id}/frames.zip",
@@ -384,7 +434,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         responses={200: binary_response("every collected frame", ["application/zip"])},
     )
     async def frames_zip(farm: FarmDep, job: JobDep) -> StreamingResponse:
-        frames = await farm.store.run(farm.store.done_frames, job.id, job.tiles)
+        frames = await farm.store.run(farm.store.done_frames, job.id, job.pieces)
         suffix = output_suffix(job.format)
         paths = [output_path(farm.settings.renders_dir, job.id, f, suffix) for f in frames]
         return StreamingResponse(
@@ -396,7 +446,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     @router.get("/{job_id}/framemap", response_model=FrameMap, response_model_exclude_none=True)
     async def frame_map(farm: FarmDep, job: JobDep) -> dict[str, Any]:
         """Every frame's state in one compact string (for the dashboard's frame grid)."""
-        frames, states = await farm.store.run(farm.store.frame_states, job.id, job.tiles)
+        frames, states = await farm.store.run(farm.store.frame_states, job.id, job.pieces)
         return framemap(frames, states)
 
     @router.get(

@@ -62,6 +62,16 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
             "rendering": job.rendering,
         }
         summary["frames"] = {"total": job.frame_count, **(tiled or {})}
+    if job.sample_parts > 1:
+        summary["samples"] = {
+            "per_frame": job.sample_parts,
+            "samples": job.samples,
+            "total": job.total,
+            "done": job.done,
+            "failed": job.failed,
+            "rendering": job.rendering,
+        }
+        summary["frames"] = {"total": job.frame_count, **(tiled or {})}
     if job.state not in FINAL_JOB_STATES and elapsed is not None:
         eta = eta_seconds(elapsed, job.done, remaining)
         if eta is not None:
@@ -79,6 +89,7 @@ def job_detail(
 ) -> dict[str, Any]:
     """GET /render/{id} but its batches: the summary, frames per node and failed frames."""
     detail = job_summary(job, now, tiled)
+    failed_frames = as_parts(failed_frames, job)
     detail["nodes"] = nodes
     detail["failed_frames"] = failed_frames[:FAILED_FRAMES_SHOWN]
     versions = {v for url, v in blender_versions.items() if v and url in nodes}
@@ -91,9 +102,20 @@ def job_detail(
         where = f"frame {first.get('frame')}"
         if job.tiles > 1:
             where += f" region {first.get('tile')}"
+        elif job.sample_parts > 1:
+            where += f" part {first.get('part')}"
         failed = detail["frames"]["failed"]
         detail["error"] = f"{failed} frame(s) failed; first: {where}: {first.get('error')}"
     return detail
+
+
+def as_parts(entries: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:
+    """The store's entries of a split job's frames (`tile`, `tiles`, `tiles_done`) as a job
+    split by samples names them (`part`, `parts`, `parts_done`)."""
+    if job.sample_parts == 1:
+        return entries
+    names = {"tile": "part", "tiles": "parts", "tiles_done": "parts_done"}
+    return [{names.get(key, key): value for key, value in entry.items()} for entry in entries]
 
 
 def job_detail_body(detail: dict[str, Any], batches_json: str) -> bytes:

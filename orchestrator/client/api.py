@@ -127,6 +127,7 @@ class FarmClient:
         asset_warnings: list[str] | None = None,
         tiles: int = 1,
         tile_margin: int | None = None,
+        split_samples: int = 1,
     ) -> str:
         body: dict[str, Any] = {"frames": frames}
         if manifest is not None:
@@ -153,6 +154,8 @@ class FarmClient:
             body["tiles"] = tiles
         if tile_margin is not None:
             body["tile_margin"] = tile_margin
+        if split_samples != 1:
+            body["split_samples"] = split_samples
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

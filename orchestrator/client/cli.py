@@ -77,12 +77,15 @@ def job_summary_line(job: dict[str, Any], elapsed: float) -> str:
     frames = job.get("frames", {})
     done = int(frames.get("done", 0))
     rate = done / elapsed if elapsed > 0 else 0.0
-    tiles = job.get("tiles")
+    tiles, parts = job.get("tiles"), job.get("samples")
     split = ""
     if tiles:
         cols, rows = tiles["grid"]
         split = f"regions {tiles['done']}/{tiles['total']} ({cols}x{rows} a frame) | "
         split += f"frames {done}/{frames.get('total', 0)} | "
+    elif parts:
+        split = f"parts {parts['done']}/{parts['total']} ({parts['per_frame']} a frame, "
+        split += f"{parts['samples']} samples) | frames {done}/{frames.get('total', 0)} | "
     return (
         f"{job.get('state', '?')} | {split}{rate:.2f} frames/s | "
         f"ETA {format_seconds(job.get('eta_seconds'))} | "
@@ -165,6 +168,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         allow_missing=args.allow_missing,
         tiles=args.tiles,
         tile_margin=args.tile_margin,
+        split_samples=args.split_samples,
         **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
@@ -242,8 +246,8 @@ def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True
                 job = client.job(job_id)
                 frames = job.get("frames", {})
                 elapsed = time.monotonic() - started
-                # A tiled job's bar counts regions: a still fills in as they come.
-                bar = job.get("tiles") or frames
+                # A split job's bar counts its pieces: a still fills in as they come.
+                bar = job.get("tiles") or job.get("samples") or frames
                 progress.update(task, total=bar.get("total"), completed=bar.get("done", 0))
                 live.update(Group(progress, Text(job_summary_line(job, elapsed)), node_lines(job)))
                 if downloader:
@@ -483,6 +487,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="pixels rendered around each region and cut off when stitching, so a denoiser "
         "sees past its edges (default: 32 where the scene denoises with Cycles, else 0)",
+    )
+    render.add_argument(
+        "--split-samples",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split every frame's Cycles samples in N parts rendered whole on as many slots, "
+        "merged and saved as Blender saves the frame: no seams (Cycles, denoising off; "
+        "default 1)",
     )
     render.add_argument("--no-wait", action="store_true", help="submit and return")
     render.add_argument("--no-download", action="store_true", help="leave frames on the farm")

@@ -24,6 +24,7 @@ from farm_common.protocol import (
     JobCreated,
     JobDetail,
     NodeInfo,
+    SampleRange,
     Tile,
 )
 from orchestrator.nodes.archive import ArchiveError, FrameFiles, Piece, TarReader
@@ -286,6 +287,8 @@ class NodeClient:
         allow_missing: bool = False,
         session: str | None = None,
         tile: Tile | None = None,
+        samples: SampleRange | None = None,
+        develop: dict[int, str] | None = None,
     ) -> JobCreated:
         """Hand the node a batch of a scene or of a packed shot (its files pushed first); the
         answer carries the job's status version, so the first poll can wait for a change.
@@ -303,6 +306,10 @@ class NodeClient:
             body["session"] = session
         if tile is not None:  # one region of each frame
             body["tile"] = tile.model_dump()
+        if samples is not None:  # a part of each frame's samples
+            body["samples"] = samples.model_dump()
+        if develop is not None:  # frame -> merged image (pushed first) to save as the frame
+            body["develop"] = {str(frame): sha for frame, sha in develop.items()}
         resp = await self._request("POST", node, "/jobs", json=body)
         if resp.status == 404:
             # The one 404 of POST /jobs: the scene, or a file of the shot, is not on the node

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from farm_common.blendfile import scene_quality, scene_resolution
@@ -22,16 +23,19 @@ from farm_common.blobs import BlobStore
 from farm_common.frames import compact_frames
 from farm_common.images import image_problem
 from farm_common.manifest import Manifest
+from farm_common.paths import file_sha256
 from farm_common.protocol import (
     FINAL_JOB_STATES,
     MAX_MESSAGE_CHARS,
     BatchState,
+    FrameState,
     JobCreated,
     JobDetail,
+    SampleRange,
     Tile,
     image_format,
 )
-from farm_common.tiles import grid, tile_of, unit, unit_frame, unit_tile
+from farm_common.tiles import grid, sample_range, tile_of, unit, unit_frame, unit_tile
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.archive import FrameFiles
 from orchestrator.nodes.client import (
@@ -43,11 +47,14 @@ from orchestrator.nodes.client import (
     SceneMissing,
 )
 from orchestrator.renders import (
+    PART_FORMAT,
     output_path,
     output_suffix,
     part_path,
+    piece_format,
     tile_format,
     tile_path,
+    tiles_dir,
 )
 from orchestrator.scheduling.decisions import (
     MAX_STATUS_MISSES,
@@ -64,7 +71,7 @@ from orchestrator.scheduling.decisions import (
 from orchestrator.scheduling.policy import poll_base
 from orchestrator.scheduling.registry import Registry
 from orchestrator.settings import OrchestratorSettings
-from orchestrator.stitch import StitchError, stitch_frame
+from orchestrator.stitch import StitchError, merge_samples, remove_pieces, stitch_frame
 from orchestrator.store.db import Job, QueuedBatch, Store
 from orchestrator.store.scenes import is_upload_ref, job_scene_file
 
@@ -231,19 +238,31 @@ class BatchRunner:
             await self._ensure_scene(url, job)
 
     async def _submit(self, url: str, job: Job, batch: QueuedBatch) -> JobCreated:
-        """Send the batch to the node, pushing the scene (or the shot's files) first if it
-        does not hold them."""
-        manifest = self._manifest(job)
+        """Send the batch to the node: its frames, and the region or samples part they are of."""
         frames = compact_frames(unit_frame(f) for f in batch.frames)
         fmt = job.format if job.format_given else None
-        tile = None
+        piece = unit_tile(batch.frames[0])
+        tile = samples = None
         if job.tiles > 1:
             cols, rows = grid(job.tiles)
-            col, row = tile_of(cols, rows, unit_tile(batch.frames[0]))
+            col, row = tile_of(cols, rows, piece)
             size = (await self._look_of(job)).size if job.tile_margin else None
             tile = Tile(cols=cols, rows=rows, col=col, row=row, margin=job.tile_margin, size=size)
             if tile_format(job.format) != job.format:
                 fmt = tile_format(job.format)
+        elif job.sample_parts > 1:
+            assert job.samples is not None  # set with sample_parts (api.check_split_samples)
+            start, count = sample_range(piece, job.sample_parts, job.samples)
+            samples = SampleRange(start=start, count=count, total=job.samples)
+            fmt = PART_FORMAT
+        return await self._send(url, job, frames, fmt, tile=tile, samples=samples)
+
+    async def _send(
+        self, url: str, job: Job, frames: str, fmt: str | None, **what: Any
+    ) -> JobCreated:
+        """Submit `frames` of the job's scene to the node (`what`: the submit's other fields),
+        pushing the scene (or the shot's files) first if it does not hold them."""
+        manifest = self._manifest(job)
         allow = bool(job.allow_missing)
         if (
             manifest is None
@@ -254,7 +273,7 @@ class BatchRunner:
             # scene's relative paths resolve. A node without it is sent the .blend alone.
             try:
                 return await self.client.submit(
-                    url, job.scene, frames, fmt, allow_missing=allow, session=job.id, tile=tile
+                    url, job.scene, frames, fmt, allow_missing=allow, session=job.id, **what
                 )
             except SceneMissing as exc:
                 log.warning("job %s: %s; sending it the .blend alone", job.id, exc)
@@ -262,13 +281,13 @@ class BatchRunner:
         await self._ensure(url, job, manifest)
         submit = partial(
             self.client.submit, url, f"sha256:{job.scene_sha}", frames, fmt,
-            manifest=manifest, allow_missing=allow, session=job.id, tile=tile,
+            manifest=manifest, allow_missing=allow, session=job.id, **what,
         )  # fmt: skip
         try:
             return await submit()
         except SceneMissing as exc:
             # The node lost it (a restart on a fresh disk, a cleanup): push it and try once more.
-            log.info("job %s batch %s: %s; pushing it again", job.id, batch.id, exc)
+            log.info("job %s on %s: %s; pushing it again", job.id, url, exc)
             self._scenes_held.discard((url, job.scene_sha))
             self._files_held.discard((url, job.id))
             await self._ensure(url, job, manifest)
@@ -390,9 +409,9 @@ class BatchRunner:
                 await asyncio.wait_for(self._fed.wait(), FEED_FIRST_SECONDS)
         renders = self.settings.renders_dir
         tile = unit_tile(batch.frames[0])
-        fmt = tile_format(job.format) if job.tiles > 1 else job.format
+        fmt = piece_format(job.format, job.tiles, job.sample_parts)
         suffix = output_suffix(fmt)
-        if job.tiles > 1:
+        if job.pieces > 1:
             targets = {f: tile_path(renders, job.id, f, tile, suffix) for f in ready}
         else:
             targets = {f: output_path(renders, job.id, f, suffix) for f in ready}
@@ -409,11 +428,11 @@ class BatchRunner:
             why = str(exc)
         except NodeError:
             # What came before the node failed is in place: record it.
-            await self._keep(job, batch, files, ready)
+            await self._keep(url, job, batch, files, ready)
             raise
         finally:
             files.discard()
-        await self._keep(job, batch, files, ready)
+        await self._keep(url, job, batch, files, ready)
         if files.ignored:
             log.warning(
                 "job %s batch %s: %s sent unexpected members %s",
@@ -423,14 +442,24 @@ class BatchRunner:
         return Fetched(files.placed, files.failed, {f: why for f in ready if f not in settled})
 
     async def _keep(
-        self, job: Job, batch: QueuedBatch, files: FrameFiles, seconds: dict[int, float | None]
+        self,
+        url: str,
+        job: Job,
+        batch: QueuedBatch,
+        files: FrameFiles,
+        seconds: dict[int, float | None],
     ) -> None:
-        """Record the frames `files` placed; a tiled job's frames whose regions are all in are
-        stitched first (those that fail to stitch move to `files.failed`)."""
-        if job.tiles > 1 and files.placed:
-            unstitched = await self._stitch(job, files.placed, unit_tile(batch.frames[0]))
-            files.placed = [f for f in files.placed if f not in unstitched]
-            files.failed.update(unstitched)
+        """Record the frames `files` placed; a split job's frames whose pieces are all in are
+        stitched (regions) or merged and developed on `url` (sample parts) first; those that
+        could not be move to `files.failed`."""
+        if job.pieces > 1 and files.placed:
+            piece = unit_tile(batch.frames[0])
+            if job.tiles > 1:
+                unfinished = await self._stitch(job, files.placed, piece)
+            else:
+                unfinished = await self._merge(url, job, files.placed, piece)
+            files.placed = [f for f in files.placed if f not in unfinished]
+            files.failed.update(unfinished)
         await self._record(job, batch, files.placed, seconds)
 
     async def _stitch(self, job: Job, frames: list[int], tile: int) -> dict[int, str]:
@@ -464,6 +493,107 @@ class BatchRunner:
                 regions[tile].unlink(missing_ok=True)  # rendered again, not kept
                 failed[frame] = why
         return failed
+
+    async def _merge(self, url: str, job: Job, frames: list[int], part: int) -> dict[int, str]:
+        """Each of `frames` whose sample parts are all collected now, this batch's `part`
+        among them, is merged (stitch.merge_samples) and developed into the frame the user
+        asked for on `url`, the node that rendered the last part (`_develop`); returns the
+        frames that could not be (frame -> why), whose part this batch must render again."""
+        assert job.samples is not None
+        renders = self.settings.renders_dir
+        suffix = output_suffix(PART_FORMAT)
+        counts = [
+            sample_range(k, job.sample_parts, job.samples)[1] for k in range(job.sample_parts)
+        ]
+        merged: dict[int, Path] = {}
+        failed: dict[int, str] = {}
+        for frame in frames:
+            parts = [
+                (tile_path(renders, job.id, frame, k, suffix), n) for k, n in enumerate(counts)
+            ]
+            if not all(await asyncio.gather(*(asyncio.to_thread(p.is_file) for p, _ in parts))):
+                continue
+            out = tiles_dir(renders, job.id, frame) / "merged.exr"
+            try:
+                await asyncio.to_thread(merge_samples, parts, out)
+                merged[frame] = out
+            except (StitchError, OSError) as exc:
+                failed[frame] = f"the parts of frame {frame} could not be merged: {exc}"
+        if merged:
+            failed.update(await self._develop(url, job, merged))
+        for frame, why in failed.items():
+            log.error("job %s: %s", job.id, why)
+            await asyncio.to_thread(tile_path(renders, job.id, frame, part, suffix).unlink, True)
+        for frame in merged:
+            if frame not in failed:
+                await asyncio.to_thread(remove_pieces, tiles_dir(renders, job.id, frame))
+        return failed
+
+    async def _develop(self, url: str, job: Job, merged: dict[int, Path]) -> dict[int, str]:
+        """Have `url` save each merged frame as the scene saves its renders (Blender's own
+        colour management and output settings: render_node blender.DEVELOP_ONE), and put
+        the frames in place; returns the frames that could not be (frame -> why)."""
+        renders = self.settings.renders_dir
+        name = image_format(job.format).name
+        targets = {f: output_path(renders, job.id, f, output_suffix(job.format)) for f in merged}
+        failed: dict[int, str] = {}
+        node_job = None
+        try:
+            shas = {}
+            for frame, path in merged.items():
+                shas[frame], _ = await asyncio.to_thread(file_sha256, path)
+                await self.client.put_file(url, shas[frame], path)
+            fmt = job.format if job.format_given else None
+            frames = sorted(merged)
+            taken = await self._send(url, job, compact_frames(frames), fmt, develop=shas)
+            node_job = taken.id
+            status = await self._wait_for(url, taken, len(frames))
+            ended = {f.frame: f for f in status.frames}
+            done = [f for f in frames if f in ended and ended[f].state == FrameState.DONE]
+            for frame in frames:
+                if frame not in done:
+                    error = ended[frame].error if frame in ended else None
+                    failed[frame] = error or status.error or f"the node job ended {status.state}"
+            if done:
+                files = FrameFiles(
+                    {f: targets[f] for f in done},
+                    lambda dest: part_path(dest, node_job or ""),
+                    max_bytes=int(self.settings.max_frame_mb * (1 << 20)),
+                    check=partial(image_problem, name),
+                )
+                try:
+                    await self.client.download_archive(url, taken.id, done, files)
+                finally:
+                    files.discard()
+                failed.update(files.failed)
+                failed.update(
+                    {f: "developed but not served" for f in done if f not in files.placed}
+                )
+        except NodeError as exc:
+            failed.update({f: str(exc) for f in merged if f not in failed})
+        finally:
+            if node_job is not None:
+                with contextlib.suppress(NodeError):
+                    await self.client.delete(url, node_job)
+        return {f: f"frame {f} could not be developed on {url}: {why}" for f, why in failed.items()}
+
+    async def _wait_for(self, url: str, taken: JobCreated, frames: int) -> JobDetail:
+        """Follow a node job of ours to its end; NodeError when it stalls past
+        --batch-stall-seconds or the node stops answering."""
+        clock = self.registry.clock
+        deadline = clock() + self.settings.batch_stall_seconds
+        since: str | None = taken.version
+        while True:
+            status = await self.client.status(
+                url, taken.id, wait=self.settings.poll_interval, since=since, frames=frames
+            )
+            if status.state in FINAL_JOB_STATES:
+                return status
+            if clock() > deadline:
+                raise NodeError(f"developing took over {self.settings.batch_stall_seconds:g} s")
+            if status.version == since:
+                await asyncio.sleep(self.settings.poll_interval)
+            since = status.version
 
     async def _look_of(self, job: Job) -> _Look:
         look = self._looks.get(job.id)

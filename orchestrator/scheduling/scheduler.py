@@ -208,8 +208,8 @@ class Scheduler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _on_disk(self, job_id: str, tiles: int) -> set[int]:
-        return collected_units(self.settings.renders_dir, job_id, tiles)
+    def _on_disk(self, job_id: str, pieces: int) -> set[int]:
+        return collected_units(self.settings.renders_dir, job_id, pieces)
 
     async def _remember(self, job_id: str) -> Job | None:
         if job_id not in self._jobs:
@@ -737,7 +737,7 @@ class Scheduler:
 
     async def _make_video(self, job: Job) -> None:
         """The preview video of a finished job, from the frames that were collected."""
-        frames = await self.store.run(self.store.done_frames, job.id, job.tiles)
+        frames = await self.store.run(self.store.done_frames, job.id, job.pieces)
         if not frames:
             return
         if not ffmpeg_available():

@@ -158,13 +158,16 @@ class Store(Queries):
         assets: str | None = None,
         tiles: int = 1,
         tile_margin: int = 0,
+        sample_parts: int = 1,
+        samples: int | None = None,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
         cut them again to fit each node's speed (no batch size was asked for);
         `blender_version`: only nodes running that Blender render it (policy.blender_matches);
-        `tiles`: each frame is split in that many regions (units, farm_common/tiles.py)."""
+        `tiles`: each frame is split in that many regions (units, farm_common/tiles.py);
+        `sample_parts`: or in that many parts of its `samples`."""
         job_id = new_id()
-        units = tiled_units(frames, tiles, batch_size)
+        units = tiled_units(frames, tiles * sample_parts, batch_size)
         batches = [QueuedBatch(new_id(), job_id, b) for b in split_batches(units, batch_size)]
         with self._tx() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
@@ -172,11 +175,12 @@ class Store(Queries):
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
                 " manifest, format_given, allow_missing, assets, device, saved_by, tiles,"
-                " tile_margin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tile_margin, sample_parts, samples)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
                  int(video), JobState.QUEUED, now, len(units), int(adaptive), blender_version,
                  manifest, int(format_given), int(allow_missing), assets, device, saved_by,
-                 tiles, tile_margin),
+                 tiles, tile_margin, sample_parts, samples),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",
@@ -451,7 +455,7 @@ class Store(Queries):
     ) -> tuple[list[QueuedBatch], list[tuple[str, str]]]:
         """After a restart: requeue unfinished work; return (queue, orphaned node jobs).
 
-        `collected(job, tiles)` lists frames (units of a tiled job) whose output file exists: a
+        `collected(job, pieces)` lists frames (units of a split job) whose output file exists: a
         crash between writing a frame and recording it must not make us render (and write) it
         again.
         """
@@ -459,7 +463,8 @@ class Store(Queries):
         orphans: list[tuple[str, str]] = []
         with self._tx() as db:
             jobs = db.execute(
-                "SELECT id, batch_size, tiles FROM jobs WHERE state IN ('queued','running')"
+                "SELECT id, batch_size, tiles * sample_parts AS pieces FROM jobs"
+                " WHERE state IN ('queued','running')"
                 " ORDER BY seq"
             ).fetchall()
             for j in jobs:
@@ -482,7 +487,7 @@ class Store(Queries):
                     " AND state='rendering'",
                     (job_id,),
                 )
-                on_disk = collected(job_id, j["tiles"])
+                on_disk = collected(job_id, j["pieces"])
                 pending = db.execute(
                     "SELECT frame, nodes_failed FROM frames WHERE job=? AND state='pending'"
                     " ORDER BY idx",

@@ -78,6 +78,8 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "saved_by", "TEXT"),
     _add_column("jobs", "tiles", "INTEGER NOT NULL DEFAULT 1"),
     _add_column("jobs", "tile_margin", "INTEGER NOT NULL DEFAULT 0"),
+    _add_column("jobs", "sample_parts", "INTEGER NOT NULL DEFAULT 1"),
+    _add_column("jobs", "samples", "INTEGER"),
 ]
 
 

@@ -50,15 +50,25 @@ class Job:
     # unit per region of a frame, and `total`, `done`, `failed`, `rendering` count units.
     tiles: int = 1
     tile_margin: int = 0  # pixels rendered around each region, cut off by the stitcher
+    # Or parts of its Cycles `samples` it is split in, units as regions are (one split or
+    # the other: `pieces` is the number of units a frame is).
+    sample_parts: int = 1
+    samples: int | None = None
+
+    @property
+    def pieces(self) -> int:
+        return self.tiles * self.sample_parts
 
     @property
     def frame_count(self) -> int:
-        return self.total // self.tiles
+        return self.total // self.pieces
 
     @property
     def speed_key(self) -> str:
-        """What node speeds are learned under: the scene, and the region size it is cut in
-        (a ninth of a frame renders in about a ninth of the time)."""
+        """What node speeds are learned under: the scene, and the piece of a frame a unit is
+        (a ninth of a frame, or of its samples, renders in about a ninth of the time)."""
+        if self.sample_parts > 1:
+            return f"{self.scene_sha}:samples{self.sample_parts}"
         return self.scene_sha if self.tiles == 1 else f"{self.scene_sha}:tiles{self.tiles}"
 
 
@@ -81,7 +91,8 @@ _BATCHES_JSON = (
 _API_BATCHES_JSON = (
     "SELECT '[' || coalesce(group_concat(b, ','), '') || ']' FROM (SELECT json_object('id', id,"
     " 'frames', spec, 'node', node, 'state', state, 'attempts', attempts, 'done', done_count,"
-    " 'started', started, 'finished', finished, 'tile', CASE WHEN (SELECT tiles FROM jobs"
+    " 'started', started, 'finished', finished, (SELECT CASE WHEN sample_parts > 1 THEN 'part'"
+    " ELSE 'tile' END FROM jobs WHERE id=:job), CASE WHEN (SELECT tiles * sample_parts FROM jobs"
     " WHERE id=:job) > 1 THEN json_extract(frames, '$[0]') >> :shift END) AS b " + _BATCH_ROWS + ")"
 )
 _NODES_JSON = (
@@ -103,9 +114,9 @@ def _batches(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _failed(text: str, tiles: int) -> list[dict[str, Any]]:
+def _failed(text: str, pieces: int) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(text)
-    if tiles == 1:
+    if pieces == 1:
         for row in rows:
             del row["tile"]
     return rows
@@ -190,7 +201,7 @@ class Queries:
         fields = dict(row)
         batches = fields.pop("batches_json")
         nodes = json.loads(fields.pop("nodes_json"))
-        failed = _failed(fields.pop("failed_json"), fields["tiles"])
+        failed = _failed(fields.pop("failed_json"), fields["tiles"] * fields["sample_parts"])
         return Job(**fields), batches, nodes, failed
 
     def job_batches(self, job_id: str) -> list[dict[str, Any]]:
@@ -204,14 +215,17 @@ class Queries:
         nodes: dict[str, int] = json.loads(text)
         return nodes
 
-    def failed_frames(self, job_id: str, limit: int = 100, tiles: int = 1) -> list[dict[str, Any]]:
+    def failed_frames(self, job_id: str, limit: int = 100, pieces: int = 1) -> list[dict[str, Any]]:
         (text,) = self._db.execute(
             _FAILED_JSON, {"job": job_id, "limit": limit, **_UNIT_KEYS}
         ).fetchone()
-        return _failed(text, tiles)
+        return _failed(text, pieces)
 
-    def _tiled_frames(self, job_id: str, tiles: int, frame: int | None = None) -> list[_Frame]:
-        """A tiled job's frames (or the one `frame`), each from its units, in the job's order."""
+    def _tiled_frames(
+        self, job_id: str, tiles: int, frame: int | None = None, piece: str = "region"
+    ) -> list[_Frame]:
+        """A tiled job's frames (or the one `frame`), each from its units, in the job's order;
+        `piece` names a unit in errors (a region, a part)."""
         query = "SELECT frame, state, node, attempts, error, seconds FROM frames WHERE job=?"
         args: tuple[Any, ...] = (job_id,)
         if frame is not None:
@@ -230,7 +244,7 @@ class Queries:
             elif state == "failed":
                 one.failed += 1
                 if one.error is None:
-                    one.error = f"region {unit_tile(row['frame'])}: {row['error']}"
+                    one.error = f"{piece} {unit_tile(row['frame'])}: {row['error']}"
             elif state == "rendering":
                 one.rendering += 1
             one.attempts = max(one.attempts, row["attempts"])
@@ -295,9 +309,11 @@ class Queries:
         ).fetchall()
         return [r[0] for r in rows], [r[1] for r in rows]
 
-    def frame_list(self, job_id: str, state: str | None, tiles: int = 1) -> list[dict[str, Any]]:
+    def frame_list(
+        self, job_id: str, state: str | None, tiles: int = 1, piece: str = "region"
+    ) -> list[dict[str, Any]]:
         if tiles > 1:
-            frames = self._tiled_frames(job_id, tiles)
+            frames = self._tiled_frames(job_id, tiles, piece=piece)
             return [f.entry() for f in frames if state is None or f.state == state]
         query = "SELECT frame, state, node, attempts, error, seconds FROM frames WHERE job=?"
         args: tuple[Any, ...] = (job_id,)

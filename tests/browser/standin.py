@@ -86,6 +86,7 @@ class Job:
     video: Path | None = None
     blender_versions: list[str] = field(default_factory=lambda: ["4.2.3"])
     assets: dict[str, Any] | None = None  # a packed shot's files, bytes, warnings
+    samples: dict[str, Any] | None = None  # a job split by samples: its parts (GET /render/ID)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -134,6 +135,8 @@ class Job:
         out["mixed_blender_versions"] = len(self.blender_versions) > 1
         if self.assets is not None:
             out["assets"] = self.assets
+        if self.samples is not None:
+            out["samples"] = self.samples
         return out
 
 

@@ -392,6 +392,18 @@ def test_a_job_rendered_by_mixed_blender_versions_says_so(
     )
 
 
+def test_a_job_split_by_samples_shows_its_parts(page: Page, base_url: str, farm: FakeFarm) -> None:
+    page.goto(f"{base_url}/jobs/{RUNNING}?token={TOKEN}")
+    expect(page.locator("#job-scene")).not_to_have_text("Job " + RUNNING)  # loaded
+    expect(page.locator("#job-split-row")).to_be_hidden()  # whole frames
+    farm.jobs[RUNNING].samples = {
+        "per_frame": 4, "samples": 1024, "total": 8, "done": 3, "failed": 0, "rendering": 2,
+    }  # fmt: skip
+    page.reload()
+    expect(page.locator("#job-split")).to_have_text("4 parts of 1,024 samples: 3 of 8 in")
+    expect(page.locator("#tiles-panel")).to_be_hidden()
+
+
 def test_a_packed_shot_shows_its_files_and_its_missing_file_warnings(
     page: Page, base_url: str, farm: FakeFarm
 ) -> None:

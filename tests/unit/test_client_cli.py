@@ -64,6 +64,19 @@ def test_summary_line_of_a_tiled_job_counts_regions_and_frames() -> None:
     assert build_parser().parse_args(margin).tile_margin == 0
 
 
+def test_summary_line_of_a_job_split_by_samples_counts_parts_and_frames() -> None:
+    job = {
+        "state": "running",
+        "frames": {"done": 0, "total": 1, "failed": 0},
+        "samples": {"per_frame": 4, "samples": 128, "total": 4, "done": 3},
+    }
+    line = job_summary_line(job, elapsed=2.0)
+    assert "parts 3/4 (4 a frame, 128 samples)" in line and "frames 0/1" in line
+    args = ["render", "s.blend", "--frames", "1", "--split-samples", "4"]
+    assert build_parser().parse_args(args).split_samples == 4
+    assert build_parser().parse_args(args[:4]).split_samples == 1
+
+
 @pytest.mark.parametrize(
     ("state", "failed", "code"),
     [

@@ -78,7 +78,7 @@ def test_a_tiled_jobs_frames_count_when_every_region_is_in(tmp_path: Path) -> No
         batches[3].id, "failed", {unit(1, 3): "Error: out of memory"}, {"http://b"}, 1, 4.0
     )
     assert settled.failed == [unit(1, 3)] and settled.job_state == "failed"
-    assert store.failed_frames(job.id, tiles=4) == [
+    assert store.failed_frames(job.id, pieces=4) == [
         {"frame": 1, "tile": 3, "error": "Error: out of memory", "nodes": ["http://b"]}
     ]
     one, two = store.frame_list(job.id, None, 4)

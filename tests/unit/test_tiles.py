@@ -16,6 +16,7 @@ from farm_common.tiles import (
     core_box,
     grid,
     margin_box,
+    sample_range,
     tile_index,
     tile_of,
 )
@@ -125,3 +126,18 @@ def test_a_margin_without_the_frames_size_is_refused() -> None:
     with pytest.raises(ValidationError, match="needs the frame's size"):
         Tile(cols=2, rows=2, col=0, row=0, margin=8)
     assert Tile(cols=2, rows=2, col=0, row=0).box() is None  # no margin: the border's pixels
+
+
+@pytest.mark.parametrize(("parts", "total"), [(2, 16), (3, 16), (4, 128), (7, 9), (5, 5)])
+def test_sample_parts_cover_every_sample_once_in_even_runs(parts: int, total: int) -> None:
+    ranges = [sample_range(k, parts, total) for k in range(parts)]
+    covered = [s for start, count in ranges for s in range(start, start + count)]
+    assert covered == list(range(total))
+    counts = [count for _, count in ranges]
+    assert max(counts) - min(counts) <= 1 and min(counts) >= 1
+
+
+def test_no_sample_part_past_the_samples() -> None:
+    for bad in ((4, 4, 16), (-1, 4, 16), (0, 17, 16)):
+        with pytest.raises(ValueError, match="no part"):
+            sample_range(*bad)

@@ -194,6 +194,15 @@ export function jobPage(jobId) {
     mixed.hidden = !(job.mixed_blender_versions || versions.length > 1);
     setText(mixed, `Nodes with different Blender versions rendered this job (${versions.join(", ")}): frames may differ. ` +
       "To render with one, submit with blender_version (farm render --blender-version).");
+    // A split frame's pieces: regions of a grid, or parts of its samples.
+    const split = job.tiles
+      ? `${job.tiles.grid[0]} × ${job.tiles.grid[1]} regions: ${count(job.tiles.done)} of ${count(job.tiles.total)} in`
+      : job.samples
+        ? `${job.samples.per_frame} parts of ${count(job.samples.samples)} samples: ` +
+          `${count(job.samples.done)} of ${count(job.samples.total)} in`
+        : "";
+    document.getElementById("job-split-row").hidden = !split;
+    setText("job-split", split);
     const assets = job.assets || null;
     document.getElementById("job-assets-row").hidden = !assets || !assets.files;
     if (assets) setText("job-assets", `${assets.files} files, ${bytes(assets.bytes)}`);
