@@ -1,28 +1,32 @@
-"""Split stills: one 640x480 frame rendered whole on one node, and in 9 and 16 tiles on three.
+"""Split stills: one 640x480 frame rendered whole on one node, and on three in 9 and 16 tiles and
+in 3 parts of its samples.
 
 Two parts, each on fresh farms of real processes (orchestrator and `render-node` CLIs,
 registered over HTTP; started before the clock):
 
 1. Equal nodes (stand-in Blender). Three nodes of exactly equal speed cannot share this
    machine's 2 cores, so here Blender is a stand-in: a frame takes `--seconds` (a region its
-   share by area, FAKE_BLENDER_BY_AREA) and writes a real 640x480 PNG (a region: its part of
-   it). By default the nodes are warm-engine nodes (`--blender bpy:tests/fake_bpy/python`, as
-   `--blender auto` picks bpy): `--startup` seconds to import it, once a slot; `--fake-engine
-   binary` (tests/fake_blender.py) pays it every batch, as the Blender binary does. The
-   speed-up is then the farm's own: what dispatching regions, collecting and stitching cost.
+   share by area, a sample part its share of the samples: FAKE_BLENDER_BY_AREA) and writes a
+   real 640x480 image (a region: its part of it; a sample part: the float mean of its samples,
+   which a node then develops). By default the nodes are warm-engine nodes (`--blender
+   bpy:tests/fake_bpy/python`, as `--blender auto` picks bpy): `--startup` seconds to import
+   it, once a slot; `--fake-engine binary` (tests/fake_blender.py) pays it every batch, as the
+   Blender binary does. The speed-up is then the farm's own: what dispatching pieces,
+   collecting, stitching, merging and developing cost.
 2. Real Blender: scenes/demo_still.blend (640x480, 128 samples, dither off) on `--blender`
-   nodes of `--threads 1` each: one node whole, three nodes in tiles. Three single-thread nodes
+   nodes of `--threads 1` each: one node whole, three nodes split. Three single-thread nodes
    on 2 cores render at most twice as fast as one, so the speed-up is shown beside that
-   ceiling. The stitched frame is compared with the one-node frame: max and mean absolute
-   difference (0-255) and PSNR (none when identical).
+   ceiling. The stitched (or merged and developed) frame is compared with the one-node frame:
+   max and mean absolute difference (0-255) and PSNR (none when identical).
 
-Region seconds: each region's render time on its node (GET /render/ID/frames/1/tiles), the
-whole frame's for the one-node render: their sum over the whole frame's says what splitting adds
-to the work (each region is a render of its own), the slowest region's share how far the last
-region to finish can hold up the frame.
+Render seconds: each piece's render time on its node, all told (GET /render/ID/frames), the
+whole frame's for the one-node render: their ratio says what splitting adds to the work (each
+piece is a render of its own). For tiles, each region's too (GET /render/ID/frames/1/tiles):
+the slowest region's share says how far the last region to finish can hold up the frame.
 
 Makespan: from POST /render (the scene in the shared scenes folder) to the job's `finished`
-time (the orchestrator's clock, same machine): when the frame was stitched and recorded.
+time (the orchestrator's clock, same machine): when the frame was stitched (or merged and
+developed) and recorded.
 Speed-up = one-node makespan / three-node makespan, per run; medians over `--runs`.
 """
 
@@ -44,16 +48,32 @@ from benchmarks.procs import FAKE_BLENDER, FAKE_BPY_PYTHON, proc_farm, submit, w
 from farm_common.protocol import frame_name
 
 SCENE = ROOT / "scenes" / "demo_still.blend"
+SCENE_SAMPLES = 128  # demo_still.blend's (the stand-in times a sample part by them)
 TILES = (9, 16)
+SAMPLE_PARTS = (3,)
 NODES = 3
 TARGET_SPEEDUP = 2.6
 
 
+def splits(tiles: tuple[int, ...], parts: tuple[int, ...]) -> dict[str, dict[str, int]]:
+    """Each split tried, by its name in the results ("9": 9 tiles, "samples3": 3 parts), as
+    POST /render's fields."""
+    named = {str(n): {"tiles": n} for n in tiles}
+    named.update({f"samples{n}": {"split_samples": n} for n in parts})
+    return named
+
+
 def render(
-    root: Path, scene: Path, *, nodes: int, tiles: int, blender: str, env: dict[str, str]
+    root: Path,
+    scene: Path,
+    *,
+    nodes: int,
+    split: dict[str, int],
+    blender: str,
+    env: dict[str, str],
 ) -> dict[str, Any]:
-    """Frame 1 of `scene` on a fresh farm of `nodes` one-slot, one-thread nodes; `tiles` 1:
-    whole. Returns the makespan and where the frame is."""
+    """Frame 1 of `scene` on a fresh farm of `nodes` one-slot, one-thread nodes, `split` as
+    POST /render takes it (none: whole). Returns the makespan and where the frame is."""
     scenes = root / "scenes"
     scenes.mkdir(parents=True)
     shutil.copy(scene, scenes / "still.blend")
@@ -64,24 +84,24 @@ def render(
         with httpx.Client(base_url=farm.url, timeout=30) as client:
             farm.wait_nodes(client, nodes)
             start = time.time()
-            job = submit(client, "still.blend", "1", tiles=tiles)
+            job = submit(client, "still.blend", "1", **split)
             status = wait_final(client, job["id"], timeout=3600, every=0.1)
             if status["state"] != "completed":
                 raise RuntimeError(f"job ended {status['state']}: {status.get('error')}")
-            if tiles > 1:
+            frame = client.get(f"/render/{job['id']}/frames").json()["frames"][0]
+            regions = None
+            if split.get("tiles", 1) > 1:
                 listed = client.get(f"/render/{job['id']}/frames/1/tiles").json()["tiles"]
-                seconds = [t["seconds"] for t in listed]
-            else:
-                seconds = [client.get(f"/render/{job['id']}/frames").json()["frames"][0]["seconds"]]
+                regions = [round(t["seconds"], 3) for t in listed]
     return {
         "nodes": nodes,
-        "tiles": tiles,
+        **split,
         "makespan": status["finished"] - start,
         "nodes_used": len(status["nodes"]),
-        # Each region's render seconds on its node (from the frame's start to its file on
-        # disk): how unequal the regions are, and what splitting adds to the frame's work.
-        "region_seconds": [round(s, 3) for s in seconds],
-        "render_seconds": sum(seconds),
+        # The pieces' render seconds on their nodes, all told (from a frame's start to its
+        # file on disk): what splitting adds to the frame's work; each region's, how unequal.
+        "render_seconds": frame["seconds"],
+        "region_seconds": regions,
         "frame": str(root / "orch" / "renders" / job["id"] / frame_name(1, ".png")),
     }
 
@@ -106,38 +126,42 @@ def part(
     scene: Path,
     blender: str,
     env: dict[str, str],
-    tilings: tuple[int, ...] = TILES,
+    tried: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
-    """`runs` rounds of: the frame whole on one node, then in each of `tilings` on NODES
+    """`runs` rounds of: the frame whole on one node, then in each split `tried` on NODES
     nodes."""
     rounds: list[dict[str, Any]] = []
     for i in range(runs):
-        whole = render(root / f"{name}{i}-whole", scene, nodes=1, tiles=1, blender=blender,
+        whole = render(root / f"{name}{i}-whole", scene, nodes=1, split={}, blender=blender,
                        env=env)  # fmt: skip
         tiled: dict[str, dict[str, Any]] = {}
-        for count in tilings:
-            run = render(root / f"{name}{i}-{count}", scene, nodes=NODES, tiles=count,
+        for label, split in tried.items():
+            run = render(root / f"{name}{i}-{label}", scene, nodes=NODES, split=split,
                          blender=blender, env=env)  # fmt: skip
             run["speedup"] = whole["makespan"] / run["makespan"]
             run["work_ratio"] = run["render_seconds"] / whole["render_seconds"]
-            run["slowest_region_share"] = max(run["region_seconds"]) / run["render_seconds"]
+            regions = run["region_seconds"]
+            run["slowest_region_share"] = regions and max(regions) / run["render_seconds"]
             run["difference"] = difference(run["frame"], whole["frame"])
-            tiled[str(count)] = run
+            tiled[label] = run
+            slowest = f", slowest region {run['slowest_region_share']:.1%}" if regions else ""
             console.print(
-                f"{name} run {i + 1}, {count} tiles: {run['makespan']:.2f} s against "
+                f"{name} run {i + 1}, {label}: {run['makespan']:.2f} s against "
                 f"{whole['makespan']:.2f} s whole: speed-up {run['speedup']:.2f}, identical "
-                f"{run['difference']['identical']}; regions' render time / whole frame's "
-                f"{run['work_ratio']:.2f}, slowest region {run['slowest_region_share']:.1%}"
+                f"{run['difference']['identical']} (max {run['difference']['max_abs']:.0f}); "
+                f"pieces' render time / whole frame's {run['work_ratio']:.2f}" + slowest
             )
         rounds.append({"run": i + 1, "whole": whole, "tiled": tiled})
     summary: dict[str, Any] = {"runs": rounds}
     summary["median_whole_seconds"] = median([r["whole"]["makespan"] for r in rounds])
-    for count in tilings:
-        tiles = str(count)
-        summary[f"median_speedup_{tiles}"] = median([r["tiled"][tiles]["speedup"] for r in rounds])
-        summary[f"median_seconds_{tiles}"] = median([r["tiled"][tiles]["makespan"] for r in rounds])
-        summary[f"all_identical_{tiles}"] = all(
-            r["tiled"][tiles]["difference"]["identical"] for r in rounds
+    for label in tried:
+        summary[f"median_speedup_{label}"] = median([r["tiled"][label]["speedup"] for r in rounds])
+        summary[f"median_seconds_{label}"] = median([r["tiled"][label]["makespan"] for r in rounds])
+        summary[f"all_identical_{label}"] = all(
+            r["tiled"][label]["difference"]["identical"] for r in rounds
+        )
+        summary[f"max_abs_{label}"] = max(
+            r["tiled"][label]["difference"]["max_abs"] for r in rounds
         )
     return summary
 
@@ -153,7 +177,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--blender", default="bpy", help="the real part's engine (render-node --blender)"
     )
     p.add_argument("--scene", type=Path, default=SCENE)
-    p.add_argument("--tiles", type=int, nargs="+", default=list(TILES), help="the splits tried")
+    p.add_argument("--tiles", type=int, nargs="*", default=list(TILES), help="tilings tried")
+    p.add_argument(
+        "--split-samples", type=int, nargs="*", default=list(SAMPLE_PARTS),
+        help="sample splits tried",
+    )  # fmt: skip
     p.add_argument("--results-dir", type=Path, default=None)
     args = p.parse_args(argv)
     clock = Stopwatch()
@@ -162,21 +190,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "FAKE_BLENDER_STARTUP": str(args.startup),
         "FAKE_BLENDER_BY_AREA": "1",
         "FAKE_BLENDER_SIZE": "640x480",
+        "FAKE_BLENDER_SAMPLES": str(SCENE_SAMPLES),
     }
-    figures: dict[str, Any] = {"nodes": NODES, "tiles": args.tiles, "target": TARGET_SPEEDUP}
+    tried = splits(tuple(args.tiles), tuple(args.split_samples))
+    figures: dict[str, Any] = {
+        "nodes": NODES, "tiles": args.tiles, "split_samples": args.split_samples,
+        "target": TARGET_SPEEDUP,
+    }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-still-") as tmp:
         root = Path(tmp)
         fake = str(FAKE_BLENDER) if args.fake_engine == "binary" else f"bpy:{FAKE_BPY_PYTHON}"
-        tilings = tuple(args.tiles)
-        equal = part("equal", root, args.runs, args.scene, fake, fake_env, tilings)
+        equal = part("equal", root, args.runs, args.scene, fake, fake_env, tried)
         equal.update(seconds=args.seconds, startup=args.startup, engine=args.fake_engine)
         figures["equal_nodes"] = equal
         if args.real_runs:
-            real = part("real", root, args.real_runs, args.scene, args.blender, {}, tilings)
+            real = part("real", root, args.real_runs, args.scene, args.blender, {}, tried)
             real.update(blender=args.blender, scene=str(args.scene), ceiling=2.0)
             figures["real_blender"] = real
     figures["target_met"] = all(
-        equal[f"median_speedup_{tiles}"] >= TARGET_SPEEDUP for tiles in args.tiles
+        equal[f"median_speedup_{label}"] >= TARGET_SPEEDUP for label in tried
     )
     rows: list[list[Any]] = []
     for label, key in (
@@ -192,13 +224,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows.append([f"{label}, run {r['run']}", tiles, r["whole"]["makespan"],
                              run["makespan"], run["speedup"], diff["max_abs"], diff["mean_abs"],
                              diff["psnr_db"]])  # fmt: skip
-        for tiles in map(str, args.tiles):
-            rows.append([f"{label}: median", tiles, summary["median_whole_seconds"],
-                         summary[f"median_seconds_{tiles}"], summary[f"median_speedup_{tiles}"],
-                         None, None, None])  # fmt: skip
+        for split in tried:
+            rows.append([f"{label}: median", split, summary["median_whole_seconds"],
+                         summary[f"median_seconds_{split}"], summary[f"median_speedup_{split}"],
+                         summary[f"max_abs_{split}"], None, None])  # fmt: skip
     table(
-        f"one 640x480 still: 1 node whole against {NODES} nodes in tiles",
-        ["part, run", "tiles", "1 node s", f"{NODES} nodes s", "speed-up", "max abs",
+        f"one 640x480 still: 1 node whole against {NODES} nodes in tiles or sample parts",
+        ["part, run", "split", "1 node s", f"{NODES} nodes s", "speed-up", "max abs",
          "mean abs", "PSNR dB"],
         rows,
     )  # fmt: skip

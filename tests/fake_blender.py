@@ -32,7 +32,8 @@ FAKE_BLENDER_SIZE      the frames' size, default "32x24"; a render border with c
                        `--python-expr` code (a tile) gives that region of it, as Blender
 FAKE_BLENDER_FAIL_AT   "X,Y": frames whose region holds that pixel fail like FAKE_BLENDER_FAIL
 FAKE_BLENDER_BY_AREA   "1": FAKE_BLENDER_SECONDS is for the whole frame, a region takes its
-                       share of it by area (a path tracer's time goes with its pixels)
+                       share of it by area, a sample part its share of the samples (a path
+                       tracer's time goes with its pixels and samples)
 FAKE_BLENDER_SAMPLES   the scene's Cycles samples: each sample of a pixel has its own value
                        (`sample_pixels`), an OPEN_EXR frame holds the float mean of the samples
                        rendered (all, or a part's: `--python-expr` code sets Cycles' sample
@@ -244,24 +245,34 @@ def _oiio() -> Any:
     return OpenImageIO
 
 
-def sample_pixels(size: tuple[int, int], region: tuple[int, int, int, int], frame: int,
-                  samples: range) -> list[float]:  # fmt: skip
-    """The RGB floats (row by row, from the top) of `region` of a frame: each pixel the mean
-    of its `samples`, every sample a value of its own around the pixel's colour."""
+def _numpy() -> Any:
+    _oiio()  # the same environment has numpy
+    import numpy
+
+    return numpy
+
+
+def sample_pixels(
+    size: tuple[int, int], region: tuple[int, int, int, int], frame: int, samples: range
+) -> Any:
+    """The RGB floats (rows from the top, a numpy array) of `region` of a frame: each pixel
+    the mean of its `samples`, every sample a value of its own around the pixel's colour."""
+    np = _numpy()
     left, top, right, bottom = region
-    values = []
-    for y in range(top, bottom):
-        for x in range(left, right):
-            base = (frame % 256 / 255, x * 7 % 256 / 255, y * 11 % 256 / 255)
-            for channel, level in enumerate(base):
-                noise = sum((s * 7919 + x * 31 + y * 17 + channel) % 13 - 6 for s in samples)
-                values.append(level + noise / len(samples) / 255)
-    return values
+    y, x, channel = np.meshgrid(
+        np.arange(top, bottom), np.arange(left, right), np.arange(3), indexing="ij"
+    )
+    base = np.stack([np.full(x.shape[:2], frame % 256), x[..., 0] * 7 % 256,
+                     y[..., 0] * 11 % 256], axis=-1) / 255  # fmt: skip
+    noise = np.zeros(x.shape)
+    for s in samples:
+        noise += (s * 7919 + x * 31 + y * 17 + channel) % 13 - 6
+    return base + noise / len(samples) / 255
 
 
-def write_image(path: str, width: int, height: int, pixels: list[float], fmt: str) -> None:
-    """Float RGB `pixels` as a 32-bit float EXR, or developed (clamped, 8-bit) otherwise."""
-    oiio = _oiio()
+def write_image(path: str, width: int, height: int, pixels: Any, fmt: str) -> None:
+    """Float RGB `pixels` (numpy) as a 32-bit float EXR, or developed (clamped, 8-bit)."""
+    oiio, np = _oiio(), _numpy()
     exr = fmt.startswith("OPEN_EXR")
     spec = oiio.ImageSpec(width, height, 3, oiio.FLOAT if exr else oiio.UINT8)
     if exr:
@@ -269,10 +280,8 @@ def write_image(path: str, width: int, height: int, pixels: list[float], fmt: st
     out = oiio.ImageOutput.create(path)
     if out is None or not out.open(path, spec):
         raise OSError(f"cannot write {path}: {oiio.geterror()}")
-    import array
-
-    data = array.array("f", pixels if exr else (min(max(v, 0.0), 1.0) for v in pixels))
-    out.write_image(data)
+    data = np.asarray(pixels, dtype=np.float32).reshape(height, width, 3)
+    out.write_image(data if exr else np.clip(data, 0.0, 1.0))
     out.close()
 
 
@@ -281,8 +290,7 @@ def develop(source: str, path: str, fmt: str) -> None:
     oiio = _oiio()
     buf = oiio.ImageBuf(source)
     spec = buf.spec()
-    pixels = buf.get_pixels(oiio.FLOAT).reshape(-1).tolist()
-    write_image(path, spec.width, spec.height, pixels, fmt)
+    write_image(path, spec.width, spec.height, buf.get_pixels(oiio.FLOAT)[..., :3], fmt)
 
 
 class StandInImage:
@@ -329,11 +337,16 @@ def frame_region(render: object) -> tuple[tuple[int, int], tuple[int, int, int, 
     return (width, height), region
 
 
-def seconds_for(region: tuple[int, int, int, int], size: tuple[int, int]) -> float:
-    """FAKE_BLENDER_SECONDS, or with FAKE_BLENDER_BY_AREA the region's share of it."""
+def seconds_for(
+    region: tuple[int, int, int, int], size: tuple[int, int], samples: range = range(0)
+) -> float:
+    """FAKE_BLENDER_SECONDS, or with FAKE_BLENDER_BY_AREA the region's share of it (and a
+    sample part's share of the scene's FAKE_BLENDER_SAMPLES)."""
     seconds = float(os.environ.get("FAKE_BLENDER_SECONDS", "0.05"))
     if os.environ.get("FAKE_BLENDER_BY_AREA") == "1":
         seconds *= (region[2] - region[0]) * (region[3] - region[1]) / (size[0] * size[1])
+        if samples:
+            seconds *= len(samples) / int(os.environ["FAKE_BLENDER_SAMPLES"])
     return seconds
 
 
@@ -407,7 +420,7 @@ def main() -> int:
     allocate_mb = int(os.environ.get("FAKE_BLENDER_ALLOCATE_MB", "0"))
     held: bytearray | None = None
     time.sleep(float(os.environ.get("FAKE_BLENDER_STARTUP", "0")))
-    seconds = seconds_for(REGION, SIZE)
+    seconds = seconds_for(REGION, SIZE, SAMPLES[0])
     fail = env_frames("FAKE_BLENDER_FAIL")
     if os.environ.get("FAKE_BLENDER_FAIL_AT"):
         x, y = (int(n) for n in os.environ["FAKE_BLENDER_FAIL_AT"].split(","))

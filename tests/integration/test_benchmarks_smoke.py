@@ -119,9 +119,12 @@ def test_real_scheduling_harness_counts_batches_warm_ones_and_speeds(tmp_path: P
 
 def test_still_harness_splits_the_frame_and_compares_it_with_the_whole_one(tmp_path: Path) -> None:
     still.main(["--runs", "1", "--real-runs", "0", "--seconds", "0.5", "--startup", "0",
-                "--tiles", "9", "--results-dir", str(tmp_path)])  # fmt: skip
+                "--tiles", "9", "--split-samples", "3", "--results-dir", str(tmp_path)])  # fmt: skip
     body = read(tmp_path, "still")
     (run,) = body["equal_nodes"]["runs"]
     tiled = run["tiled"]["9"]
     assert tiled["difference"]["identical"] and len(tiled["region_seconds"]) == 9
     assert tiled["speedup"] > 0 and tiled["nodes_used"] >= 2
+    parts = run["tiled"]["samples3"]  # merged in float, developed: a level at most off
+    assert parts["split_samples"] == 3 and parts["difference"]["max_abs"] <= 1.0 + 1e-6
+    assert parts["speedup"] > 0 and parts["nodes_used"] >= 2 and parts["region_seconds"] is None

@@ -204,7 +204,7 @@ def _render(write_still: bool = False) -> set[str]:
             time.sleep(3600)
     samples = 4
     size, region = frame_region(scene.render)
-    seconds = seconds_for(region, size)
+    seconds = seconds_for(region, size, rendered_samples(scene.cycles))
     for sample in range(1, samples + 1):
         time.sleep(seconds / samples)
         for handler in list(app.handlers.render_stats):
