@@ -1,15 +1,14 @@
 """A frame split by samples, with real Blender: parts rendered by a node from their own sample
 offsets, merged by the orchestrator in linear float (stitch.merge_samples), are the frame
-rendered with all the samples; that, developed by the same Blender (the scene's colour
-management and output settings, `save_render`), is the frame Blender writes itself.
+rendered with all the samples; that, developed by a node (`"develop"`: the scene's colour
+management and output settings, `save_render`, under the node's sandbox), is the frame Blender
+writes itself.
 
 The ground a `--split-samples` job stands on; both engines."""
 
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +22,6 @@ from tests.integration.test_tiles_real import BLENDER, needs_blender
 from tests.integration.test_tiles_real import undithered as undithered  # the fixture
 
 pytestmark = pytest.mark.blender
-
-# The merged EXR saved as the scene would save its render: view transform, look, exposure,
-# format and depth as the scene says (Blender's own code does it).
-DEVELOP = (
-    "import bpy, sys; src, out = sys.argv[-2:]\n"
-    "bpy.ops.wm.open_mainfile(filepath=sys.argv[-3], use_scripts=False)\n"
-    "s = bpy.context.scene; img = bpy.data.images.load(src)\n"
-    "img.colorspace_settings.name = 'Linear' if bpy.app.version < (4, 0, 0) else "
-    "'Linear Rec.709'\n"
-    "img.save_render(out, scene=s)\n"
-)
 
 
 def fetch(node: Node, scene: str, path: Path, **body: object) -> Path:
@@ -53,7 +41,7 @@ def pixels(path: Path) -> np.ndarray:
 def test_sample_parts_merge_into_the_frame_of_all_samples(
     start_node: StartNode, undithered: Path, tmp_path: Path, engine: str
 ) -> None:
-    node = start_node(blender=BLENDER if engine == "blender" else "bpy", threads=2)
+    node = start_node(blender=BLENDER if engine == "blender" else "bpy", threads=2, sandbox="auto")
     body = undithered.read_bytes()
     sha = hashlib.sha256(body).hexdigest()
     assert node.client.put(f"/scenes/{sha}", content=body).status_code == 201
@@ -75,17 +63,15 @@ def test_sample_parts_merge_into_the_frame_of_all_samples(
     assert difference.max() < 1e-5, difference.max()
     assert np.abs(pixels(parts[0][0]) - pixels(whole)).mean() > 1e-3  # a part alone is not it
 
-    # Developed by the same Blender: the whole frame's EXR gives Blender's own PNG exactly, and
-    # the merged one the same but where float rounding tips a pixel over a level.
+    # Developed by the node: the whole frame's EXR gives Blender's own PNG exactly, and the
+    # merged one the same but where float rounding tips a pixel over a level.
     direct = fetch(node, scene, tmp_path / "direct.png", format="PNG")
-    blender = [BLENDER, "-b", "--python-expr"] if engine == "blender" else [sys.executable, "-c"]
-    assert blender[0] is not None
     for exr in (whole, merged):
-        developed = exr.with_suffix(".png")
-        subprocess.run(
-            [*blender, DEVELOP, "--", str(undithered), str(exr), str(developed)],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+        image = exr.read_bytes()
+        image_sha = hashlib.sha256(image).hexdigest()
+        assert node.client.put(f"/files/{image_sha}", content=image).status_code == 201
+        developed = fetch(node, scene, exr.with_suffix(".png"), format="PNG",
+                          develop={"1": image_sha})  # fmt: skip
         comparison = oiio.ImageBufAlgo.compare(
             oiio.ImageBuf(str(developed)), oiio.ImageBuf(str(direct)), 0.0, 0.0
         )
