@@ -16,7 +16,7 @@ from farm_common.protocol import (
     image_format,
     parse_frame_name,
 )
-from farm_common.tiles import unit
+from farm_common.tiles import unit, unit_frame, unit_tile
 
 _TILE_FILE = re.compile(r"^tile_(\d{3})\.[A-Za-z0-9]{1,8}$")
 _FRAME_FOLDER = re.compile(rf"^{FRAME_STEM}(\d{{{FRAME_DIGITS},}})$")  # tiles_dir's names
@@ -98,3 +98,21 @@ def collected_units(renders_dir: Path, job_id: str, tiles: int) -> set[int]:
 
 def tile_path(renders_dir: Path, job_id: str, frame: int, tile: int, suffix: str) -> Path:
     return tiles_dir(renders_dir, job_id, frame) / f"tile_{tile:03d}{suffix}"
+
+
+def forget_units(
+    renders_dir: Path, job_id: str, units: list[int], fmt: str, tiles: int, sample_parts: int
+) -> None:
+    """Delete the files of `units` of a job whose frames are in `fmt` (split in `tiles`
+    regions or `sample_parts` parts), to be rendered again: the frame each belongs to, and
+    the unit's own piece of it; and the job's video, made from frames that change."""
+    pieces = tiles * sample_parts
+    piece_suffix = output_suffix(piece_format(fmt, tiles, sample_parts))
+    for one in units:
+        frame = unit_frame(one)
+        output_path(renders_dir, job_id, frame, output_suffix(fmt)).unlink(missing_ok=True)
+        if pieces > 1:
+            tile_path(renders_dir, job_id, frame, unit_tile(one), piece_suffix).unlink(
+                missing_ok=True
+            )
+    video_path(renders_dir, job_id).unlink(missing_ok=True)

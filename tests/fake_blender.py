@@ -8,7 +8,8 @@ environment to Blender, so each test node can behave differently):
 
 FAKE_BLENDER_STARTUP   seconds before the first frame (Blender's start-up cost)   default 0
 FAKE_BLENDER_SECONDS   seconds per frame                                           default 0.05
-FAKE_BLENDER_FAIL      frames that print an `Error:` and save nothing, e.g. "13,17"
+FAKE_BLENDER_FAIL      frames that print an `Error:` and save nothing, e.g. "13,17"; also
+                       those listed in the file FAKE_BLENDER_FAIL_FILE names, at each run
 FAKE_BLENDER_CRASH     frame at which the process dies by SIGSEGV, like a Blender crash
 FAKE_BLENDER_HANG      frame at which it hangs forever, printing nothing
 FAKE_BLENDER_NO_OUTPUT frames that print `Saved:` but write no file, exit code 0
@@ -153,7 +154,13 @@ def png_bytes(
 
 
 def env_frames(name: str) -> set[int]:
+    """Frames listed in the variable `name`, or in the file its `name`_FILE variable names
+    (read at each run: a test changes what fails between two renders)."""
     value = os.environ.get(name, "")
+    listed = os.environ.get(f"{name}_FILE")
+    if listed and os.path.exists(listed):
+        with open(listed) as fh:
+            value += "," + fh.read()
     return {int(v) for v in value.split(",") if v.strip()}
 
 

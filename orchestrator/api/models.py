@@ -103,6 +103,41 @@ class RenderCreated(BaseModel):
     split_samples: int = Field(default=1, description="parts each frame's samples are split in")
 
 
+class RequeueRequest(Request):
+    frames: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="render these frames again, done ones too: '10-20', '4,9'",
+        examples=["10-20"],
+    )
+    failed: bool = Field(
+        default=False,
+        description="render again every frame not done: the failed ones (and a cancelled "
+        "job's unrendered ones: it resumes)",
+    )
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> RequeueRequest:
+        if (self.frames is None) == (not self.failed):
+            raise ValueError('give either `frames` (a spec) or `"failed": true`')
+        return self
+
+
+class RenderRequeued(BaseModel):
+    id: str
+    state: JobState
+    status_url: str
+    requeued: str = Field(description="the frames sent back to the queue, as a spec")
+    frames: int = Field(description="how many frames")
+
+
+class RequeueEntry(BaseModel):
+    at: float
+    asked: str = Field(description="the frames asked for, or 'failed'")
+    frames: str = Field(description="the frames it sent back to the queue")
+    count: int
+
+
 class SceneUploaded(BaseModel):
     scene: str = Field(description="sha256:<hex>: what POST /render takes as `scene`")
     name: str | None = None
@@ -203,6 +238,9 @@ class RenderDetail(RenderSummary):
     video_url: str | None = None
     assets: AssetSummary | None = Field(
         default=None, description="a packed shot's files, bytes, and warnings about them"
+    )
+    requeues: list[RequeueEntry] = Field(
+        default_factory=list, description="each time frames of the job were sent back"
     )
     batches: list[BatchView]
 

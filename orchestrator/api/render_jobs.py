@@ -329,16 +329,18 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         # One read, on the reader connection: status polls never wait behind frame writes.
         def read(store: Store) -> Any:
             found = store.job_view(job_id)
-            if found is None or found[0].pieces == 1:
-                return found, None
-            return found, store.tiled_counts(job_id, found[0].pieces)
+            if found is None:
+                return None, None, []
+            tiled = store.tiled_counts(job_id, found[0].pieces) if found[0].pieces > 1 else None
+            return found, tiled, store.requeue_history(job_id)
 
-        found, tiled = await farm.store.read(read)
+        found, tiled, requeues = await farm.store.read(read)
         if found is None:
             raise no_such_job(job_id)
         job, batches_json, nodes, failed = found
         versions = (await farm.link.facts()).blender_versions
         detail = views.job_detail(job, farm.clock(), nodes, failed, versions, tiled)
+        detail["requeues"] = requeues
         renders = farm.settings.renders_dir
         detail["video_requested"] = bool(job.video)
         detail["video"] = video_path(renders, job_id).is_file()

@@ -171,6 +171,13 @@ class FarmClient:
         result = self._json("GET", f"/render/{job_id}/frames", params=params)
         return list(result["frames"])
 
+    def requeue(self, job_id: str, frames: str | None = None) -> dict[str, Any]:
+        """Render `frames` of the job again (None: every frame not done; resumes a cancelled
+        job)."""
+        body: dict[str, Any] = {"frames": frames} if frames else {"failed": True}
+        result: dict[str, Any] = self._json("POST", f"/render/{job_id}/requeue", json=body)
+        return result
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("DELETE", f"/render/{job_id}")
         return result

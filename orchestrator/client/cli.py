@@ -338,6 +338,19 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_requeue(args: argparse.Namespace) -> int:
+    client = _client(args)
+    answer = client.requeue(args.id, args.frames)
+    console.print(
+        f"job {args.id}: frames {answer['requeued']} ({answer['frames']}) back in the queue; "
+        f"the job is {answer['state']}"
+    )
+    if args.no_wait:
+        return EXIT_OK
+    out_dir = Path(args.out) if args.out else Path("renders") / args.id
+    return follow(client, args.id, out_dir, download=not args.no_download)
+
+
 def cmd_nodes(args: argparse.Namespace) -> int:
     client = _client(args)
     table = Table(title="nodes", header_style="bold")
@@ -505,6 +518,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("id", nargs="?")
     status.add_argument("--watch", action="store_true", help="live progress until it ends")
     status.set_defaults(func=cmd_status)
+
+    requeue = sub.add_parser(
+        "requeue",
+        parents=[common],
+        help="render frames of a job again: its failed ones (and a cancelled job's unrendered "
+        "ones, which resumes it), or those of --frames",
+    )
+    requeue.add_argument("id")
+    choice = requeue.add_mutually_exclusive_group()
+    choice.add_argument("--frames", help="these frames, done ones too: '10-20' (default: --failed)")
+    choice.add_argument("--failed", action="store_true", help="every frame not done (the default)")
+    requeue.add_argument("--out", help="folder for the frames (default: renders/<job id>)")
+    requeue.add_argument("--no-wait", action="store_true", help="requeue and return")
+    requeue.add_argument("--no-download", action="store_true", help="leave frames on the farm")
+    requeue.set_defaults(func=cmd_requeue)
 
     cancel = sub.add_parser("cancel", parents=[common], help="cancel a job on every node")
     cancel.add_argument("id")

@@ -118,6 +118,10 @@ def poll_within(
     return None
 
 
+# How long a requeue waits for a cancelled job's batches in flight to stop.
+STOPPING_WAIT_SECONDS = 30.0
+
+
 class Scheduler:
     def __init__(
         self,
@@ -221,9 +225,22 @@ class Scheduler:
 
     # -- jobs ---------------------------------------------------------------------------------
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:
+        """Queue a new job's batches, or a requeued job's new ones (batches queued already
+        are not added twice). A job cancelled or ended before is taken up again once its
+        batches still in flight have stopped (they stop within a poll)."""
+        if job.id in self._final or job.id in self._cancelled:
+            for _ in range(int(STOPPING_WAIT_SECONDS / 0.1)):
+                if job.id not in self._in_flight:
+                    break
+                await asyncio.sleep(0.1)
+            self._final.discard(job.id)
+            self._cancelled.discard(job.id)
+            self._batch_failures.pop(job.id, None)  # what its nodes failed starts over
+            self._refused.pop(job.id, None)
         self._jobs[job.id] = job
-        self._final.discard(job.id)
-        self._queues.setdefault(job.id, JobQueue()).add(batches)
+        queue = self._queues.setdefault(job.id, JobQueue())
+        queued = {b.id for b in queue.batches}
+        queue.add([b for b in batches if b.id not in queued])
         log.info(
             "job %s queued: %d frames in %d batches (priority %d)",
             job.id, job.total, len(batches), job.priority,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from farm_common.frames import compact_frames
 from farm_common.protocol import FrameState, JobState
-from farm_common.tiles import tiled_units, unit_frame
+from farm_common.tiles import tiled_units, unit, unit_frame
 from orchestrator.store.migrations import migrate
 from orchestrator.store.queries import Job, Queries
 from orchestrator.store.transitions import final_job_state, frame_gives_up, split_batches
@@ -41,6 +41,16 @@ class QueuedBatch:
     frames: list[int]
     avoid: set[str] = field(default_factory=set)
     attempts: int = 0
+
+
+@dataclass
+class Requeued:
+    """What a requeue sent back: its batches, and the units that were done (their files go)."""
+
+    batches: list[QueuedBatch]
+    were_done: list[int]
+    frames: str  # the frames, as a spec
+    frame_numbers: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -448,6 +458,73 @@ class Store(Queries):
                 (job_id,),
             )
             return [(r["node"], r["node_job_id"]) for r in running]
+
+    def requeue(
+        self, job_id: str, frames: list[int] | None, asked: str, now: float
+    ) -> Requeued | None:
+        """Send frames of a job back to the queue: every piece of `frames` (done ones render
+        again), or with None those not done (failed). A job that had ended is queued again,
+        with the frames it never rendered (a cancelled job resumes). Their attempts, failures
+        and the nodes they failed on start over. `asked` is kept in the job's history with
+        what it sent back. None: no such job."""
+        with self._tx() as db:
+            job = db.execute(
+                "SELECT state, batch_size, tiles * sample_parts AS pieces FROM jobs WHERE id=?",
+                (job_id,),
+            ).fetchone()
+            if job is None:
+                return None
+            final = job["state"] not in UNFINISHED
+            # What a job that had ended never rendered goes back with what was asked for.
+            query = "SELECT frame, state FROM frames WHERE job=:job AND (" + (
+                "state='pending' OR " if final else ""
+            )
+            args: dict[str, Any] = {"job": job_id}
+            if frames is None:
+                query += "state='failed')"
+            else:
+                query += (
+                    "state IN ('done','failed') AND frame IN (SELECT value FROM json_each(:units)))"
+                )
+                args["units"] = json.dumps(
+                    [unit(f, t) for f in frames for t in range(job["pieces"])]
+                )
+            rows = db.execute(query + " ORDER BY idx", args).fetchall()
+            chosen = [r["frame"] for r in rows]
+            if not chosen:
+                return Requeued([], [], "")
+            db.execute(
+                "UPDATE frames SET state='pending', attempts=0, nodes_failed='[]', error=NULL,"
+                " batch=NULL, node=NULL, seconds=NULL WHERE job=? AND frame IN"
+                " (SELECT value FROM json_each(?))",
+                (job_id, json.dumps(chosen)),
+            )
+            were_done = [r["frame"] for r in rows if r["state"] == "done"]
+            failed = sum(1 for r in rows if r["state"] == "failed")
+            db.execute(
+                "UPDATE jobs SET done=done-?, failed=failed-?, error=NULL, finished=NULL,"
+                " state=CASE WHEN state IN ('queued','running') THEN state ELSE 'queued' END"
+                " WHERE id=?",
+                (len(were_done), failed, job_id),
+            )
+            # In batches of their own: a running job's other frames are in its queue already.
+            batches = [
+                QueuedBatch(new_id(), job_id, part)
+                for part in split_batches(chosen, job["batch_size"])
+            ]
+            self._insert_batches(db, batches)
+            spec = batch_spec(chosen)
+            db.execute(
+                "INSERT INTO requeues (job, at, asked, frames, count) VALUES (?,?,?,?,?)",
+                (job_id, now, asked[:200], spec, len({unit_frame(f) for f in chosen})),
+            )
+        return Requeued(batches, were_done, spec, {unit_frame(f) for f in chosen})
+
+    def requeue_history(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT at, asked, frames, count FROM requeues WHERE job=? ORDER BY rowid", (job_id,)
+        )
+        return [dict(r) for r in rows]
 
     # -- restart ------------------------------------------------------------------------------
     def recover(

@@ -54,6 +54,13 @@ def _add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.
     return migrate
 
 
+def _create(statement: str) -> Callable[[sqlite3.Connection], None]:
+    def migrate(db: sqlite3.Connection) -> None:
+        db.execute(statement)
+
+    return migrate
+
+
 def _batch_specs(db: sqlite3.Connection) -> None:
     """Status reads send a batch's `spec` as it is: fill it in for batches from before it."""
     _add_column("batches", "spec", "TEXT")(db)
@@ -80,6 +87,10 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "tile_margin", "INTEGER NOT NULL DEFAULT 0"),
     _add_column("jobs", "sample_parts", "INTEGER NOT NULL DEFAULT 1"),
     _add_column("jobs", "samples", "INTEGER"),
+    _create(
+        "CREATE TABLE IF NOT EXISTS requeues (job TEXT NOT NULL, at REAL NOT NULL,"
+        " asked TEXT NOT NULL, frames TEXT NOT NULL, count INTEGER NOT NULL)"
+    ),
 ]
 
 

@@ -87,6 +87,7 @@ class Job:
     blender_versions: list[str] = field(default_factory=lambda: ["4.2.3"])
     assets: dict[str, Any] | None = None  # a packed shot's files, bytes, warnings
     samples: dict[str, Any] | None = None  # a job split by samples: its parts (GET /render/ID)
+    requeues: list[dict[str, Any]] = field(default_factory=list)  # POST .../requeue bodies
 
     def counts(self) -> dict[str, int]:
         return {
@@ -137,6 +138,11 @@ class Job:
             out["assets"] = self.assets
         if self.samples is not None:
             out["samples"] = self.samples
+        out["requeues"] = [
+            {"at": r["at"], "asked": r.get("frames", "failed"), "frames": r.get("frames", "1-9"),
+             "count": 2}
+            for r in self.requeues
+        ]  # fmt: skip
         return out
 
 
@@ -350,6 +356,14 @@ def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool 
             job.state = "cancelled"
             job.finished = time.time()
             return {"id": job_id, "state": job.state}
+
+    @app.post("/render/{job_id}/requeue", status_code=202)
+    def requeue(job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        with farm.lock:
+            job = farm.job(job_id)
+            job.state = "queued"
+            job.requeues.append({**body, "at": time.time()})
+            return {"id": job_id, "state": job.state, "requeued": body.get("frames", "1-9")}
 
     if with_framemap:
 

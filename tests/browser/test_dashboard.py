@@ -249,6 +249,28 @@ def test_cancel_button_cancels_the_job(page: Page, base_url: str, farm: FakeFarm
     expect(job_row(page, RUNNING).locator("button", has_text="Cancel")).to_be_hidden()
 
 
+def test_a_finished_job_is_requeued_from_its_page(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    page.goto(f"{base_url}/jobs/{RUNNING}?token={TOKEN}")
+    expect(page.locator("#job-cancel")).to_be_visible()
+    expect(page.locator("#job-requeue")).to_be_hidden()  # a running job renders on
+    farm.jobs[RUNNING].state = "cancelled"
+    page.reload()
+    answers = iter(["2-3", ""])
+    page.on("dialog", lambda dialog: dialog.accept(next(answers)))
+    page.locator("#job-requeue").click()
+    expect(page.locator("#job-requeues")).to_contain_text("Requeued once;")
+    expect(page.locator("#job-requeues")).to_contain_text("frames 2-3 (2)")
+    assert [r["frames"] for r in farm.jobs[RUNNING].requeues] == ["2-3"]
+    expect(page.locator("#job-state")).to_have_text("queued")
+    farm.jobs[RUNNING].state = "failed"
+    expect(page.locator("#job-requeue")).to_be_visible()
+    page.locator("#job-requeue").click()  # empty: every frame not done
+    expect(page.locator("#job-requeues")).to_contain_text("Requeued 2 times;")
+    assert "failed" in farm.jobs[RUNNING].requeues[1]
+
+
 def test_a_100000_frame_job_draws_its_grid(page: Page, base_url: str, farm: FakeFarm) -> None:
     n = 100_000
     states = ["done"] * 41_234 + ["rendering"] * 16 + ["pending"] * (n - 41_250)

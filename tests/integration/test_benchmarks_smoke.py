@@ -119,7 +119,8 @@ def test_real_scheduling_harness_counts_batches_warm_ones_and_speeds(tmp_path: P
 
 def test_still_harness_splits_the_frame_and_compares_it_with_the_whole_one(tmp_path: Path) -> None:
     still.main(["--runs", "1", "--real-runs", "0", "--seconds", "0.5", "--startup", "0",
-                "--tiles", "9", "--split-samples", "3", "--results-dir", str(tmp_path)])  # fmt: skip
+                "--tiles", "9", "--split-samples", "3",
+                "--results-dir", str(tmp_path)])  # fmt: skip
     body = read(tmp_path, "still")
     (run,) = body["equal_nodes"]["runs"]
     tiled = run["tiled"]["9"]

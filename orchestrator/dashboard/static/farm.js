@@ -364,3 +364,25 @@ export async function cancelJob(id, label) {
     return false;
   }
 }
+
+// Frames of a finished job rendered again: those the user names, or (empty) every frame not
+// done, which also resumes a cancelled job. Returns the farm's answer, or null.
+export async function requeueJob(id, label) {
+  const asked = window.prompt(
+    `Render frames of job ${label} again: which frames (e.g. 10-20, done ones too)? ` +
+      "Leave it empty for every frame not done (failed ones, and a cancelled job's rest).",
+    "",
+  );
+  if (asked === null) return null;
+  const body = asked.trim() ? { frames: asked.trim() } : { failed: true };
+  try {
+    return await api(`/render/${encodeURIComponent(id)}/requeue`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (error) {
+    window.alert(`Could not requeue: ${error.message}`);
+    return null;
+  }
+}

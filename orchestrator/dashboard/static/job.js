@@ -25,6 +25,7 @@ import {
   parseSpec,
   syncRows,
   cancelJob,
+  requeueJob,
 } from "./farm.js";
 import { FrameMap, FrameGrid, Timeline } from "./canvas.js";
 
@@ -157,6 +158,13 @@ export function jobPage(jobId) {
   document.getElementById("job-video").addEventListener("click", showVideo);
 
   // ---- header
+  const requeueButton = document.getElementById("job-requeue");
+  requeueButton.addEventListener("click", async () => {
+    requeueButton.disabled = true;
+    const label = job && job.scene ? `${job.scene_name || job.scene} (${jobId})` : jobId;
+    if (await requeueJob(jobId, label)) poll.now();
+    requeueButton.disabled = false;
+  });
   const cancelButton = document.getElementById("job-cancel");
   cancelButton.addEventListener("click", async () => {
     cancelButton.disabled = true;
@@ -182,6 +190,14 @@ export function jobPage(jobId) {
     setText("job-eta", isActive(job.state) ? duration(job.eta_seconds) : "–");
     setText("job-created", clock(job.created));
     cancelButton.hidden = !isActive(job.state);
+    requeueButton.hidden = isActive(job.state);
+    const requeues = Array.isArray(job.requeues) ? job.requeues : [];
+    const last = requeues[requeues.length - 1];
+    document.getElementById("job-requeues").hidden = !last;
+    if (last) {
+      setText("job-requeues", `Requeued ${requeues.length === 1 ? "once" : `${requeues.length} times`}; ` +
+        `last at ${clock(last.at)}: frames ${last.frames} (${count(last.count)}).`);
+    }
     document.getElementById("job-video").hidden = !job.video;
     // The failed-frames table says it better, unless the job as a whole failed.
     const failures = Array.isArray(job.failed_frames) && job.failed_frames.length > 0;
