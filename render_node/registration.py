@@ -109,3 +109,32 @@ async def heartbeat_loop(
         if own:
             with contextlib.suppress(Exception):
                 await asyncio.shield(client.aclose())
+
+
+LEAVE_TIMEOUT = 2.0  # seconds a stopping node gives the orchestrator to hear it is leaving
+
+
+async def say_leaving(
+    orchestrator: str, url: str, *, token: str | None, client: httpx.AsyncClient | None = None
+) -> bool:
+    """Tell the orchestrator this node is going away, so its batches go back to the queue now
+    rather than after the loss timeout; False when it could not be told (it then finds out)."""
+    target = orchestrator.rstrip("/") + "/nodes/leave"
+    own = client is None
+    client = client or httpx.AsyncClient(timeout=LEAVE_TIMEOUT)
+    try:
+        response = await client.post(
+            target, json={"url": url}, headers=auth_headers(token), timeout=LEAVE_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        log.warning("could not tell orchestrator %s this node is leaving: %s", orchestrator, exc)
+        return False
+    finally:
+        if own:
+            await client.aclose()
+    if response.status_code >= 400:
+        log.warning("orchestrator %s did not take this node's leave: HTTP %d %s",
+                    orchestrator, response.status_code, response.text[:200])  # fmt: skip
+        return False
+    log.info("told orchestrator %s this node is leaving: its batches go back", orchestrator)
+    return True

@@ -292,10 +292,14 @@ class FrameMap(BaseModel):
     frames: list[int] | None = Field(default=None, description="when they follow no step")
 
 
+class NodeAction(Request):
+    url: str = Field(max_length=2000, description="the node's URL, as GET /nodes lists it")
+
+
 class NodeView(BaseModel):
     url: str
     name: str | None
-    state: str = Field(description="healthy | busy | lost")
+    state: str = Field(description="healthy | busy | lost | draining | paused")
     slots: int
     busy: int
     current_batch: str | None

@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from farm_common.errors import BadRequest, Unavailable
+from farm_common.errors import BadRequest, NotFound, Unavailable
 from farm_common.protocol import NodeRegistration, Registered
 from orchestrator.api.deps import FarmDep
-from orchestrator.api.models import NodeView
-from orchestrator.scheduling.registry import BadNodeUrl, check_node_url
+from orchestrator.api.models import NodeAction, NodeView
+from orchestrator.runtime.loop_thread import BackendUnavailable
+from orchestrator.scheduling.registry import BadNodeUrl, check_node_url, normalize_url
 
 router = APIRouter()
 
@@ -36,3 +37,41 @@ async def register(farm: FarmDep, body: NodeRegistration) -> Registered:
         raise Unavailable(refused)
     interval = farm.settings.node_timeout_seconds / HEARTBEATS_PER_TIMEOUT
     return Registered(heartbeat_seconds=round(interval, 3))
+
+
+async def _act(farm: FarmDep, body: NodeAction, action: str) -> dict[str, Any]:
+    url = normalize_url(body.url)
+    try:
+        view = await farm.link.node_action(url, action)
+    except BackendUnavailable as exc:
+        raise Unavailable(f"the scheduler did not answer ({exc}): try again") from None
+    if view is None:
+        raise NotFound(f"no node {url} on this farm: use a URL as GET /nodes lists it")
+    return view
+
+
+@router.post("/nodes/drain", response_model=NodeView)
+async def drain(farm: FarmDep, body: NodeAction) -> dict[str, Any]:
+    """The node finishes the batches it has and takes no new ones (state `draining`) until it
+    is resumed; kept across a restart of the orchestrator."""
+    return await _act(farm, body, "drain")
+
+
+@router.post("/nodes/pause", response_model=NodeView)
+async def pause(farm: FarmDep, body: NodeAction) -> dict[str, Any]:
+    """The node stops now: its batches go back to the queue (no attempt counted, its Blender
+    is stopped) and it takes no new ones (state `paused`) until it is resumed."""
+    return await _act(farm, body, "pause")
+
+
+@router.post("/nodes/resume", response_model=NodeView)
+async def resume(farm: FarmDep, body: NodeAction) -> dict[str, Any]:
+    """A drained or paused node takes batches again."""
+    return await _act(farm, body, "resume")
+
+
+@router.post("/nodes/leave", response_model=NodeView)
+async def leave(farm: FarmDep, body: NodeAction) -> dict[str, Any]:
+    """A node says it is going away (render-node does on SIGTERM): it is lost at once and its
+    batches go back to the queue, without waiting for the loss timeout."""
+    return await _act(farm, body, "leave")

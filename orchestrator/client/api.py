@@ -182,6 +182,11 @@ class FarmClient:
         result: dict[str, Any] = self._json("DELETE", f"/render/{job_id}")
         return result
 
+    def node_action(self, url: str, action: str) -> dict[str, Any]:
+        """Drain, pause or resume the node at `url`; the node as the farm lists it after."""
+        result: dict[str, Any] = self._json("POST", f"/nodes/{action}", json={"url": url})
+        return result
+
     def nodes(self) -> list[dict[str, Any]]:
         result = self._json("GET", "/nodes")
         return list(result)

@@ -351,6 +351,12 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return follow(client, args.id, out_dir, download=not args.no_download)
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    node = _client(args).node_action(args.url, args.action)
+    console.print(f"node {node['url']}: {node['state']}")
+    return EXIT_OK
+
+
 def cmd_nodes(args: argparse.Namespace) -> int:
     client = _client(args)
     table = Table(title="nodes", header_style="bold")
@@ -540,6 +546,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     nodes = sub.add_parser("nodes", parents=[common], help="list render nodes")
     nodes.set_defaults(func=cmd_nodes)
+
+    node = sub.add_parser("node", help="drain, pause or resume one render node")
+    actions = node.add_subparsers(dest="action", required=True)
+    for action, says in (
+        ("drain", "finish its batches, then take no new ones"),
+        ("pause", "stop now: its batches go back to the queue"),
+        ("resume", "take batches again"),
+    ):
+        one = actions.add_parser(action, parents=[common], help=says)
+        one.add_argument("url", help="the node's URL, as `farm nodes` lists it")
+        one.set_defaults(func=cmd_node)
     return parser
 
 

@@ -104,9 +104,16 @@ class Backend:
     async def cancel(self, job_id: str) -> None:
         await self.scheduler.cancel(job_id)
 
+    async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
+        """Drain, pause or resume a node; its view after, or None: no such node."""
+        if not await self.scheduler.set_node_state(url, action):
+            return None
+        node = self.registry.get(url)
+        return None if node is None else node_view(node, self.registry, self.clock())
+
     async def metrics_text(self) -> bytes:
         m = self.metrics
-        states = {"healthy": 0, "busy": 0, "lost": 0}
+        states = {"healthy": 0, "busy": 0, "lost": 0, "draining": 0, "paused": 0}
         for node in self.registry.nodes():
             states[self.registry.state(node)] += 1
         for state, count in states.items():

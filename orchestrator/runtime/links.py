@@ -46,6 +46,10 @@ FACTS_SECONDS = 1.0  # how stale the node facts on a status page may be
 class Link(Protocol):
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None: ...
     async def cancel(self, job_id: str) -> None: ...
+    async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
+        """Drain, pause or resume a node; its view after, or None: no such node."""
+        ...
+
     async def register(self, info: dict[str, Any]) -> str | None:
         """Record a heartbeat; returns why the node was refused, if it was."""
         ...
@@ -79,6 +83,10 @@ class ThreadLink:
 
     async def cancel(self, job_id: str) -> None:
         await self.loop.call(self.backend.cancel, job_id)
+
+    async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = await self.loop.call(self.backend.node_action, url, action)
+        return result
 
     async def register(self, info: dict[str, Any]) -> str | None:
         refused = self.backend.register(info)
@@ -190,6 +198,11 @@ class ProcessLink:
 
     async def cancel(self, job_id: str) -> None:
         await self._send("POST", f"/jobs/{job_id}/cancel")
+
+    async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
+        answer = (await self._send("POST", f"/nodes/{action}", json={"url": url})).json()
+        view: dict[str, Any] | None = answer.get("node")
+        return view
 
     async def register(self, info: dict[str, Any]) -> str | None:
         answer = (await self._send("POST", "/nodes/register", json=info)).json()

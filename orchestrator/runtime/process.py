@@ -28,6 +28,7 @@ from farm_common.errors import NotFound
 from farm_common.logs import configure_logging
 from farm_common.paths import JobId
 from orchestrator.runtime.backend import Backend
+from orchestrator.scheduling.registry import ALL_NODE_ACTIONS
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Store
 
@@ -90,6 +91,13 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
     @app.get("/nodes")
     async def nodes(request: Request) -> list[dict[str, Any]]:
         return core_of(request).nodes()
+
+    @app.post("/nodes/{action}", include_in_schema=False)
+    async def node_action(request: Request, action: str) -> dict[str, Any]:
+        if action not in ALL_NODE_ACTIONS:
+            raise NotFound(f"no node action {action!r}")
+        url = str((await request.json())["url"])
+        return {"node": await core_of(request).node_action(url, action)}
 
     @app.get("/facts")
     async def facts(request: Request) -> dict[str, Any]:

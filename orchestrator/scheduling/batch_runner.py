@@ -163,7 +163,11 @@ class BatchRunner:
             if not attempt.done():
                 attempt.cancel()
             await asyncio.gather(attempt, watcher, return_exceptions=True)
-        if attempt.cancelled():
+        if attempt.cancelled() and self.registry.is_paused(url):
+            # An operator paused the node: its frames go back as they were, no attempt counted.
+            log.info("job %s batch %s: node %s paused; the batch goes back", job.id, batch.id, url)
+            state, answered = BatchState.LOST, True
+        elif attempt.cancelled():
             log.warning("job %s batch %s: node %s lost mid-batch", job.id, batch.id, url)
             state, answered = BatchState.LOST, False
         elif attempt.exception() is not None:
@@ -294,8 +298,9 @@ class BatchRunner:
             return await submit()
 
     async def _until_lost(self, url: str) -> None:
+        """Return once the node is lost, or paused by an operator: its batch is given up."""
         # Loss is a matter of the (injectable) clock passing a deadline: nothing to wait on.
-        while not self.registry.is_lost(url):  # noqa: ASYNC110
+        while not self.registry.is_lost(url) and not self.registry.is_paused(url):  # noqa: ASYNC110
             await asyncio.sleep(0.2)
 
     async def _attempt(

@@ -102,6 +102,9 @@ class Registry:
         self.max_nodes = max_nodes
         self.forget_after = forget_after
         self._nodes: dict[str, Node] = {}
+        # url -> "draining" (finishes its batches, takes no new ones) or "paused" (its batches
+        # go back now): set by an operator, kept for a node that has not registered yet.
+        self.admin: dict[str, str] = {}
 
     def add_static(self, url: str) -> Node:
         url = normalize_url(url)
@@ -189,9 +192,31 @@ class Registry:
             return True
         return self.clock() - node.last_seen > self.timeout
 
+    def takes_work(self, url: str) -> bool:
+        """Whether the node's slots take new batches: answering, not moved, not drained or
+        paused by an operator."""
+        node = self._nodes.get(url)
+        return (
+            node is not None
+            and not node.moved_to
+            and not self.is_lost(url)
+            and url not in self.admin
+        )
+
+    def gone(self, url: str) -> None:
+        """The node said it is going away: lost now, not after the loss timeout."""
+        node = self._nodes.get(url)
+        if node is not None:
+            node.last_seen = None
+
+    def is_paused(self, url: str) -> bool:
+        return self.admin.get(url) == "paused"
+
     def state(self, node: Node) -> str:
         if self.is_lost(node.url) or (node.moved_to and not node.current_batches):
             return "lost"  # a moved entry with nothing left to finish: forgotten next
+        if node.url in self.admin:
+            return self.admin[node.url]
         if len(node.current_batches) >= node.slots or node.busy >= node.slots:
             return "busy"
         return "healthy"
@@ -211,6 +236,12 @@ class Registry:
 
     def blender_versions(self) -> set[str]:
         return {n.blender_version for n in self.live() if n.blender_version}
+
+
+# An operator's actions on a node and the state each leaves it in; "leave" is the node's own
+# word that it is going away (render-node on SIGTERM): it is lost at once, its batches go back.
+NODE_ACTIONS: dict[str, str | None] = {"drain": "draining", "pause": "paused", "resume": None}
+ALL_NODE_ACTIONS = (*NODE_ACTIONS, "leave")
 
 
 def node_view(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from orchestrator.scheduling.policy import (
     saved_version,
 )
 from orchestrator.scheduling.queue import Cut, JobQueue
-from orchestrator.scheduling.registry import Node, Registry
+from orchestrator.scheduling.registry import NODE_ACTIONS, Node, Registry
 from orchestrator.scheduling.sizing import next_batch_size
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Job, QueuedBatch, Settled, Store
@@ -174,6 +174,9 @@ class Scheduler:
     async def start(self) -> None:
         for url in self.settings.node:
             self.registry.add_static(url)
+        states = await self.store.run(self.store.load_learned, "node_states")
+        if isinstance(states, dict):
+            self.registry.admin.update({str(u): str(s) for u, s in states.items()})
         kept = SpeedBook.load(await self.store.run(self.store.load_learned, "speeds"))
         if kept.frame:
             self.speeds = kept
@@ -372,11 +375,34 @@ class Scheduler:
         with contextlib.suppress(NodeError):
             self.registry.update(url, (await self.client.info(url)).model_dump())
 
+    async def set_node_state(self, url: str, action: str) -> bool:
+        """An operator's `drain`, `pause` or `resume` of a node (registry.NODE_ACTIONS), kept
+        in the store for a restart; or the node's own `leave`. False: no such node."""
+        if self.registry.get(url) is None:
+            return False
+        if action == "leave":
+            log.info("node %s is going away: its batches go back now", url)
+            self.registry.gone(url)
+            self._notify()
+            return True
+        state = NODE_ACTIONS[action]
+        if state is None:
+            self.registry.admin.pop(url, None)
+        else:
+            self.registry.admin[url] = state
+        log.info("node %s: %s by an operator", url, action)
+        await self.store.run(
+            self.store.save_learned, "node_states", dict(self.registry.admin), self.clock()
+        )
+        self._reconcile_workers()
+        self._notify()  # its slots' workers stop taking batches (a pause: the runner drops them)
+        return True
+
     def _reconcile_workers(self) -> None:
         for key, task in list(self._workers.items()):
             if task.done():
                 del self._workers[key]
-        for node in self.registry.live():
+        for node in [n for n in self.registry.live() if self.registry.takes_work(n.url)]:
             for i in range(node.slots):
                 slot = SlotKey(node.url, i)
                 if slot not in self._workers:
@@ -397,13 +423,9 @@ class Scheduler:
         try:
             while not self._stopping:
                 node = self.registry.get(url)
-                # A node moved to another URL takes no more here; what runs is awaited below.
-                if (
-                    node is None
-                    or node.moved_to
-                    or slot.slot >= node.slots
-                    or self.registry.is_lost(url)
-                ):
+                # A node moved to another URL, drained or paused takes no more here; what runs
+                # is awaited below (a paused node's batches are dropped by the runner).
+                if node is None or slot.slot >= node.slots or not self.registry.takes_work(url):
                     return
                 for entry in [r for r in running if r[0].done()]:
                     running.remove(entry)

@@ -27,7 +27,7 @@ from render_node.engine import discover_devices, parse_engine
 from render_node.files import FileStore
 from render_node.jobs import BlenderOptions, JobManager
 from render_node.metrics import NodeMetrics
-from render_node.registration import default_advertise_url, heartbeat_loop
+from render_node.registration import default_advertise_url, heartbeat_loop, say_leaving
 from render_node.runner import blender_env
 from render_node.sandbox import choose_sandbox
 from render_node.scenes import SceneStore
@@ -144,6 +144,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if settings.orchestrator:  # its batches go elsewhere now, not after the timeout
+                await say_leaving(settings.orchestrator, node.url, token=settings.token)
             await manager.shutdown()
             log.info("render node stopped: no Blender left running")
 

@@ -254,6 +254,7 @@ class FakeFarm:
         )
         self.jobs[queued.id] = queued
 
+        self.node_actions: list[tuple[str, str]] = []  # POST /nodes/ACTION, in order
         self.nodes = [
             {
                 "url": url,
@@ -404,6 +405,15 @@ def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool 
     @app.get("/nodes")
     def nodes() -> list[dict[str, Any]]:
         return farm.nodes
+
+    @app.post("/nodes/{action}")
+    def node_action(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        states = {"drain": "draining", "pause": "paused", "resume": "healthy"}
+        with farm.lock:
+            (node,) = [n for n in farm.nodes if n["url"] == body["url"]]
+            node["state"] = states[action]
+            farm.node_actions.append((action, body["url"]))
+            return node
 
     return app
 

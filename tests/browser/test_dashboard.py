@@ -249,6 +249,25 @@ def test_cancel_button_cancels_the_job(page: Page, base_url: str, farm: FakeFarm
     expect(job_row(page, RUNNING).locator("button", has_text="Cancel")).to_be_hidden()
 
 
+def test_a_node_is_drained_paused_and_resumed_from_the_overview(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    page.goto(f"{base_url}/?token={TOKEN}")
+    row = page.locator("#nodes tbody tr", has_text="render-01")
+    expect(row.locator("button", has_text="Resume")).to_be_hidden()
+    row.locator("button", has_text="Drain").click()
+    expect(row.locator(".badge")).to_have_text("draining")
+    expect(row.locator("button", has_text="Drain")).to_be_hidden()
+    row.locator("button", has_text="Resume").click()
+    expect(row.locator(".badge")).to_have_text("healthy")
+    row.locator("button", has_text="Pause").click()
+    expect(row.locator(".badge")).to_have_text("paused")
+    url = next(n["url"] for n in farm.nodes if n["name"] == "render-01")
+    assert farm.node_actions == [("drain", url), ("resume", url), ("pause", url)]
+    lost = page.locator("#nodes tbody tr", has_text="render-03")
+    expect(lost.locator("button", has_text="Pause")).to_be_hidden()  # nothing to stop
+
+
 def test_a_finished_job_is_requeued_from_its_page(
     page: Page, base_url: str, farm: FakeFarm
 ) -> None:

@@ -157,3 +157,15 @@ def test_farm_up_nodes_hide_the_whole_farm_folder_from_blender(tmp_path: Path) -
     assert settings.data_dir is not None
     assert settings.data_dir.is_relative_to(tmp_path / ".farm")
     assert cluster.data_dir / "orchestrator" != settings.data_dir
+
+
+def test_node_actions_name_the_node_by_its_url() -> None:
+    for action in ("drain", "pause", "resume"):
+        args = build_parser().parse_args(["node", action, "http://10.0.0.5:8100"])
+        assert (args.action, args.url) == (action, "http://10.0.0.5:8100")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["node", "stop", "http://10.0.0.5:8100"])
+    args = build_parser().parse_args(["requeue", "abc", "--frames", "4-9"])
+    assert (args.id, args.frames, args.failed) == ("abc", "4-9", False)
+    with pytest.raises(SystemExit):  # one or the other
+        build_parser().parse_args(["requeue", "abc", "--frames", "4", "--failed"])

@@ -95,7 +95,31 @@ export function overviewPage() {
     return list.map(describe).filter(Boolean).join(", ") || "–";
   }
 
+  // Drain (finish, take no more), pause (stop now, batches back to the queue), resume.
+  async function nodeAction(url, action) {
+    try {
+      await api(`/nodes/${action}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ url }),
+      });
+      poll.now();
+    } catch (error) {
+      window.alert(`Could not ${action} ${url}: ${error.message}`);
+    }
+  }
+
   function createNodeRow() {
+    const buttons = ["drain", "pause", "resume"].map((action) => {
+      const button = el("button", { class: "btn btn-small", type: "button", text: action[0].toUpperCase() + action.slice(1) });
+      button.dataset.action = action;
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        await nodeAction(button.closest("tr").dataset.key, action);
+        button.disabled = false;
+      });
+      return button;
+    });
     return el("tr", {}, [
       el("td", {}, [el("span", { class: "name" }), el("span", { class: "sub mono" })]),
       el("td", {}, [el("span", { class: "badge" })]),
@@ -104,6 +128,7 @@ export function overviewPage() {
       el("td", { class: "num" }),
       el("td", {}, [el("span", { class: "name" }), el("span", { class: "sub" })]),
       el("td", { class: "num" }),
+      el("td", { class: "num actions" }, buttons),
     ]);
   }
 
@@ -130,6 +155,10 @@ export function overviewPage() {
     cells[5].classList.toggle("warn", open);
     cells[5].title = node.sandbox ? `Blender's sandbox: ${node.sandbox}` : "";
     setText(cells[6], ago(node.last_seen));
+    const held = node.state === "draining" || node.state === "paused";
+    for (const button of cells[7].children) {
+      button.hidden = button.dataset.action === "resume" ? !held : held || node.state === "lost";
+    }
   }
 
   function renderSummary(jobs, nodes) {
