@@ -403,6 +403,28 @@ SlotDevices = Annotated[
 DeviceKind = Annotated[
     Literal["cpu", "gpu"] | None, Field(description="gpu when a slot renders on a GPU")
 ]
+# Pools of nodes: a node has tags (render-node --tags gpu,highmem), a job asks for some
+# ("tags": ["gpu"]) and renders only on nodes that have them all.
+TAG_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,39}$"
+MAX_TAGS = 32
+Tags = Annotated[
+    list[Annotated[str, Field(pattern=TAG_PATTERN)]],
+    Field(max_length=MAX_TAGS, description="lowercase names: letters, digits, _ . -"),
+]
+
+
+def parse_tags(text: str) -> list[str]:
+    """'gpu, HighMem' -> ['gpu', 'highmem']: each tag once, in order; ValueError for a name
+    that is not one."""
+    tags = list(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    bad = [tag for tag in tags if not re.fullmatch(TAG_PATTERN, tag)]
+    if bad:
+        raise ValueError(f"tags {bad}: use letters, digits, _ . - (at most 40 characters)")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"{len(tags)} tags: at most {MAX_TAGS}")
+    return tags
+
+
 WarmJobs = Annotated[
     list[Annotated[str, Field(max_length=64)]],
     Field(max_length=MAX_SLOTS, description="orchestrator jobs whose scene a slot holds loaded"),
@@ -472,6 +494,7 @@ class NodeRegistration(Request):
     devices: SlotDevices = []
     device: DeviceKind = None
     warm: WarmJobs = []
+    tags: Tags = []
 
 
 class Registered(Answer):

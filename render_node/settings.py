@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farm_common.auth import check_token_setting
+from farm_common.protocol import parse_tags
 from render_node.devices import DeviceChoice
 
 
@@ -48,6 +49,12 @@ class NodeSettings(BaseSettings):
         description="GPU numbers (from 0, among the --device type's) to render on, a slot "
         "bound to each: 0,1; none: every slot uses every GPU of the type",
         json_schema_extra={"metavar": "N,N"},
+    )
+    tags: str | None = Field(
+        default=None,
+        description="this node's tags, comma-separated (gpu,highmem): a job that asks for tags "
+        "renders only on nodes that have them all",
+        json_schema_extra={"metavar": "TAG,TAG"},
     )
     warm_seconds: float = Field(
         default=120.0,
@@ -173,6 +180,15 @@ class NodeSettings(BaseSettings):
             if not all(part.isdigit() for part in parts) or len(set(parts)) != len(parts):
                 raise ValueError(f"give GPU numbers once each, as in 0,1 (not {value!r})")
         return value
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tags(cls, value: str | None) -> str | None:
+        return None if value is None else ",".join(parse_tags(value))
+
+    @property
+    def tag_list(self) -> list[str]:
+        return parse_tags(self.tags) if self.tags else []
 
     @property
     def gpu_numbers(self) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from farm_common.manifest import Manifest
-from farm_common.protocol import BatchState, FrameState, JobState, Request
+from farm_common.protocol import BatchState, FrameState, JobState, Request, Tags
 from farm_common.tiles import DEFAULT_MARGIN, MAX_MARGIN, MAX_PARTS, MAX_TILES
 
 
@@ -75,6 +75,11 @@ class RenderRequest(Request):
         description="pixels rendered around each region and cut off when stitching, so a "
         "denoiser (or a compositor filter) sees past the region's edges; default: "
         f"{DEFAULT_MARGIN} where the scene denoises with Cycles, else 0",
+    )
+    tags: Tags = Field(
+        default_factory=list,
+        description="render only on nodes that have all these tags (render-node --tags); a "
+        "job no live node matches waits, saying so in GET /render/ID (`waiting`)",
     )
     split_samples: int = Field(
         default=1,
@@ -180,6 +185,10 @@ class RenderSummary(BaseModel):
     batch_size: int
     blender_version: str | None
     device: str | None = Field(default=None, description="cpu or gpu: the nodes it renders on")
+    tags: list[str] = Field(default_factory=list, description="the tags its nodes must have")
+    waiting: str | None = Field(
+        default=None, description="why no node takes the job's frames now, when none can"
+    )
     saved_by: str | None = Field(
         default=None,
         description="the Blender version that saved the scene (5.0): older nodes do not get it",
@@ -300,6 +309,7 @@ class NodeView(BaseModel):
     url: str
     name: str | None
     state: str = Field(description="healthy | busy | lost | draining | paused")
+    tags: list[str] = Field(default_factory=list, description="its pools (render-node --tags)")
     slots: int
     busy: int
     current_batch: str | None

@@ -283,7 +283,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 manifest=body.manifest.model_dump_json() if body.manifest else None,
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None, tiles=body.tiles,
-                tile_margin=margin, sample_parts=parts, samples=samples,
+                tile_margin=margin, sample_parts=parts, samples=samples, tags=body.tags,
             )  # fmt: skip
 
         created = await farm.store.run(create)
@@ -338,9 +338,10 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         if found is None:
             raise no_such_job(job_id)
         job, batches_json, nodes, failed = found
-        versions = (await farm.link.facts()).blender_versions
-        detail = views.job_detail(job, farm.clock(), nodes, failed, versions, tiled)
+        facts = await farm.link.facts()
+        detail = views.job_detail(job, farm.clock(), nodes, failed, facts.blender_versions, tiled)
         detail["requeues"] = requeues
+        detail["waiting"] = views.waiting(job, facts.tags)
         renders = farm.settings.renders_dir
         detail["video_requested"] = bool(job.video)
         detail["video"] = video_path(renders, job_id).is_file()

@@ -36,6 +36,7 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
         "batch_size": job.batch_size,
         "blender_version": job.blender_version,
         "device": job.device,
+        "tags": sorted(job.tag_set),
         "saved_by": job.saved_by,
         "frames": {
             "total": job.total,
@@ -107,6 +108,21 @@ def job_detail(
         failed = detail["frames"]["failed"]
         detail["error"] = f"{failed} frame(s) failed; first: {where}: {first.get('error')}"
     return detail
+
+
+def waiting(job: Job, node_tags: dict[str, list[str]]) -> str | None:
+    """Why no node takes the job's frames, when none can: no node taking work has the tags it
+    asks for. None otherwise (or once the job is over)."""
+    wanted = job.tag_set
+    if not wanted or job.state in FINAL_JOB_STATES:
+        return None
+    if any(wanted <= set(tags) for tags in node_tags.values()):
+        return None
+    names = ", ".join(sorted(wanted))
+    return (
+        f"waiting for a node with the tags {names}: no live node that takes work has them all "
+        f"(start one with render-node --tags {','.join(sorted(wanted))}, or resume one)"
+    )
 
 
 def as_parts(entries: list[dict[str, Any]], job: Job) -> list[dict[str, Any]]:

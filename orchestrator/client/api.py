@@ -128,6 +128,7 @@ class FarmClient:
         tiles: int = 1,
         tile_margin: int | None = None,
         split_samples: int = 1,
+        tags: list[str] | None = None,
     ) -> str:
         body: dict[str, Any] = {"frames": frames}
         if manifest is not None:
@@ -156,6 +157,8 @@ class FarmClient:
             body["tile_margin"] = tile_margin
         if split_samples != 1:
             body["split_samples"] = split_samples
+        if tags:
+            body["tags"] = tags
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from farm_common.protocol import FINAL_JOB_STATES, BatchState
+from farm_common.protocol import FINAL_JOB_STATES, BatchState, parse_tags
 from orchestrator.client.api import (
     ClientSettings,
     FarmClient,
@@ -86,11 +86,12 @@ def job_summary_line(job: dict[str, Any], elapsed: float) -> str:
     elif parts:
         split = f"parts {parts['done']}/{parts['total']} ({parts['per_frame']} a frame, "
         split += f"{parts['samples']} samples) | frames {done}/{frames.get('total', 0)} | "
-    return (
+    line = (
         f"{job.get('state', '?')} | {split}{rate:.2f} frames/s | "
         f"ETA {format_seconds(job.get('eta_seconds'))} | "
         f"failed {frames.get('failed', 0)} | nodes busy {len(busy_nodes(job))}"
     )
+    return f"{line}\n{job['waiting']}" if job.get("waiting") else line
 
 
 def node_lines(job: dict[str, Any]) -> Table:
@@ -169,6 +170,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         tiles=args.tiles,
         tile_margin=args.tile_margin,
         split_samples=args.split_samples,
+        tags=args.tags,
         **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
@@ -360,7 +362,7 @@ def cmd_node(args: argparse.Namespace) -> int:
 def cmd_nodes(args: argparse.Namespace) -> int:
     client = _client(args)
     table = Table(title="nodes", header_style="bold")
-    columns = "url name state slots busy batch frames seen blender devices sandbox"
+    columns = "url name state slots busy batch frames seen blender devices tags sandbox"
     for column in columns.split():
         table.add_column(column)
     for node in client.nodes():
@@ -379,10 +381,18 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             str(node.get("blender_version") or "")
             + (" (bpy)" if node.get("engine") == "bpy" else ""),
             ", ".join(dict.fromkeys(str(d) for d in node.get("devices") or [])),
+            ",".join(str(t) for t in node.get("tags") or []),
             _sandbox(node.get("sandbox")),
         )
     console.print(table)
     return EXIT_OK
+
+
+def _tags(text: str) -> list[str]:
+    try:
+        return parse_tags(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _sandbox(said: object) -> str:
@@ -506,6 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="pixels rendered around each region and cut off when stitching, so a denoiser "
         "sees past its edges (default: 32 where the scene denoises with Cycles, else 0)",
+    )
+    render.add_argument(
+        "--tags",
+        type=_tags,
+        metavar="TAG,TAG",
+        help="render only on nodes that have all these tags (render-node --tags): gpu,highmem",
     )
     render.add_argument(
         "--split-samples",

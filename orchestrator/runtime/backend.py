@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.metrics import Metrics
@@ -31,6 +31,7 @@ class Facts:
 
     total_slots: int  # slots of the live nodes
     blender_versions: dict[str, str | None]  # node URL -> its Blender version
+    tags: dict[str, list[str]] = field(default_factory=dict)  # node taking work -> its tags
 
 
 class Backend:
@@ -149,4 +150,5 @@ class Backend:
         return Facts(
             total_slots=self.registry.total_slots(),
             blender_versions={n.url: n.blender_version for n in nodes},
+            tags={n.url: sorted(n.tags) for n in nodes if self.registry.takes_work(n.url)},
         )

@@ -229,7 +229,8 @@ class ProcessLink:
 
     async def _fetch_facts(self) -> None:
         data = (await self._send("GET", "/facts", timeout=READ_SECONDS)).json()
-        self._facts = (time.monotonic(), Facts(data["total_slots"], data["blender_versions"]))
+        facts = Facts(data["total_slots"], data["blender_versions"], data.get("tags", {}))
+        self._facts = (time.monotonic(), facts)
 
     async def _refresh_facts(self) -> None:
         try:

@@ -102,7 +102,8 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
     @app.get("/facts")
     async def facts(request: Request) -> dict[str, Any]:
         f = core_of(request).facts()
-        return {"total_slots": f.total_slots, "blender_versions": f.blender_versions}
+        return {"total_slots": f.total_slots, "blender_versions": f.blender_versions,
+                "tags": f.tags}  # fmt: skip
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:

@@ -44,6 +44,7 @@ class Node:
     devices: list[str] = field(default_factory=list)  # each slot's, as the node says
     device: str | None = None  # cpu or gpu
     warm: set[str] = field(default_factory=set)  # jobs whose scene a slot holds loaded
+    tags: set[str] = field(default_factory=set)  # its pools (render-node --tags)
 
 
 def normalize_url(url: str) -> str:
@@ -140,6 +141,8 @@ class Registry:
             node.devices = [str(d) for d in info["devices"]]
         if isinstance(info.get("warm"), list):
             node.warm = {str(j) for j in info["warm"]}
+        if isinstance(info.get("tags"), list):
+            node.tags = {str(t) for t in info["tags"]}
         if info.get("name"):
             node.name = str(info["name"])
         if info.get("instance"):
@@ -266,4 +269,5 @@ def node_view(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]
         "engine": node.engine,
         "devices": node.devices,
         "device": node.device,
+        "tags": sorted(node.tags),
     }

@@ -528,10 +528,12 @@ class Scheduler:
     def _nodes_for(self, job: Job, nodes: list[Node]) -> list[Node]:
         """Those of `nodes` that may render `job`: those running the Blender it asked for (any,
         when it asked for none), able to open its scene (not older than the Blender that saved
-        it), on the device it asked for, that did not refuse its scene. Its frames are retried,
+        it), on the device it asked for, with the tags it asked for, that did not refuse its
+        scene. Its frames are retried,
         and fail for good, among these alone."""
         refused = self._refused.get(job.id)
-        if not refused and not job.blender_version and not job.device and not job.saved_by:
+        tags = job.tag_set
+        if not refused and not (job.blender_version or job.device or job.saved_by or tags):
             return nodes
         refused = refused or {}
         saved = saved_version(job.saved_by)
@@ -542,6 +544,7 @@ class Scheduler:
             and blender_matches(n.blender_version, job.blender_version)
             and (not job.device or n.device == job.device)
             and opens(n.blender_version, saved)
+            and tags <= n.tags
         ]
 
     def _bans(self, job_id: str, live: set[str]) -> set[str]:
@@ -577,7 +580,7 @@ class Scheduler:
             if node.last_seen is None or node.last_seen <= self._silent[url]:
                 return None  # not answered since a batch's requests failed
             del self._silent[url]
-        every = self.registry.live()
+        every = [n for n in self.registry.live() if self.registry.takes_work(n.url)]
         for job_id in sorted(self._queues, key=order):
             queue = self._queues[job_id]
             job = self._jobs[job_id]

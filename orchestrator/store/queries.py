@@ -54,6 +54,11 @@ class Job:
     # the other: `pieces` is the number of units a frame is).
     sample_parts: int = 1
     samples: int | None = None
+    tags: str | None = None  # JSON list: only nodes with all of these render the job
+
+    @property
+    def tag_set(self) -> frozenset[str]:
+        return frozenset(json.loads(self.tags)) if self.tags else frozenset()
 
     @property
     def pieces(self) -> int:

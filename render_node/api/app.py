@@ -112,6 +112,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             devices=[describe(d) for d in manager.devices],
             device=device_kind(manager.devices),
             warm=manager.warm_sessions(),
+            tags=settings.tag_list,
         ).model_dump()
 
     @asynccontextmanager

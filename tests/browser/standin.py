@@ -88,6 +88,7 @@ class Job:
     assets: dict[str, Any] | None = None  # a packed shot's files, bytes, warnings
     samples: dict[str, Any] | None = None  # a job split by samples: its parts (GET /render/ID)
     requeues: list[dict[str, Any]] = field(default_factory=list)  # POST .../requeue bodies
+    waiting: str | None = None  # why no node takes it (GET /render/ID)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -138,6 +139,7 @@ class Job:
             out["assets"] = self.assets
         if self.samples is not None:
             out["samples"] = self.samples
+        out["waiting"] = self.waiting
         out["requeues"] = [
             {"at": r["at"], "asked": r.get("frames", "failed"), "frames": r.get("frames", "1-9"),
              "count": 2}
@@ -269,6 +271,7 @@ class FakeFarm:
                 "sandbox": sandbox,
                 "engine": engine,
                 "devices": devices,
+                "tags": ["gpu", "highmem"] if name == "render-01" else [],
             }
             for (url, name), (state, busy, batch, rendered, seen), sandbox, (
                 engine,

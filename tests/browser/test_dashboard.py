@@ -115,7 +115,7 @@ def test_overview_shows_the_running_job_its_progress_and_the_nodes(
     # Each node's engine and its slots' devices (render-01: bpy on two slots of one GPU).
     engine_cell = nodes.locator("tr", has_text="render-01").locator("td").nth(5)
     expect(engine_cell.locator(".name")).to_have_text("4.2.3 (bpy)")
-    expect(engine_cell.locator(".sub")).to_have_text("OPTIX: RTX 4090")
+    expect(engine_cell.locator(".sub")).to_have_text("OPTIX: RTX 4090 · tags: gpu, highmem")
     expect(nodes.locator("tr", has_text="render-02").locator("td").nth(5)).to_contain_text("CPU")
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
     # The token left the address bar (history, screenshots, shoulder-surfers).
@@ -266,6 +266,21 @@ def test_a_node_is_drained_paused_and_resumed_from_the_overview(
     assert farm.node_actions == [("drain", url), ("resume", url), ("pause", url)]
     lost = page.locator("#nodes tbody tr", has_text="render-03")
     expect(lost.locator("button", has_text="Pause")).to_be_hidden()  # nothing to stop
+
+
+def test_node_tags_show_and_a_job_no_node_can_take_says_why(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    page.goto(f"{base_url}/?token={TOKEN}")
+    row = page.locator("#nodes tbody tr", has_text="render-01")
+    expect(row.locator("td").nth(5)).to_contain_text("tags: gpu, highmem")
+    page.goto(f"{base_url}/jobs/{RUNNING}")
+    expect(page.locator("#job-scene")).not_to_have_text("Job " + RUNNING)  # loaded
+    expect(page.locator("#job-waiting")).to_be_hidden()
+    farm.jobs[RUNNING].waiting = "waiting for a node with the tags <b>gpu</b>: no live node"
+    expect(page.locator("#job-waiting")).to_have_text(
+        "waiting for a node with the tags <b>gpu</b>: no live node"  # as text, not markup
+    )
 
 
 def test_a_finished_job_is_requeued_from_its_page(

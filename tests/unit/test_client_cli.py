@@ -3,6 +3,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from farm_common.protocol import parse_tags
 from orchestrator.client.api import _frame_file_name
 from orchestrator.client.cli import (
     EXIT_ERROR,
@@ -15,6 +16,7 @@ from orchestrator.client.cli import (
     report_final,
 )
 from orchestrator.client.local import LocalCluster
+from render_node.settings import NodeSettings
 
 
 @pytest.mark.parametrize(
@@ -169,3 +171,17 @@ def test_node_actions_name_the_node_by_its_url() -> None:
     assert (args.id, args.frames, args.failed) == ("abc", "4-9", False)
     with pytest.raises(SystemExit):  # one or the other
         build_parser().parse_args(["requeue", "abc", "--frames", "4", "--failed"])
+
+
+def test_tags_are_lowercase_names_each_once() -> None:
+    assert parse_tags(" GPU, highmem,gpu ,, ") == ["gpu", "highmem"]
+    for bad in ("gpu!", "-x", "a" * 41, ",".join(f"t{i}" for i in range(33))):
+        with pytest.raises(ValueError):
+            parse_tags(bad)
+    args = build_parser().parse_args(["render", "s.blend", "--frames", "1", "--tags", "Gpu,x"])
+    assert args.tags == ["gpu", "x"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["render", "s.blend", "--frames", "1", "--tags", "g p u"])
+    assert NodeSettings(tags="GPU, highmem").tag_list == ["gpu", "highmem"]
+    with pytest.raises(ValueError):
+        NodeSettings(tags="gpu!")

@@ -205,6 +205,10 @@ export function jobPage(jobId) {
     const error = document.getElementById("job-error");
     error.hidden = !message;
     setText(error, message);
+    // A job no node can take now says why (the tags it asks for), rather than sit silent.
+    const waiting = document.getElementById("job-waiting");
+    waiting.hidden = !job.waiting;
+    setText(waiting, job.waiting ? String(job.waiting) : "");
     const versions = Array.isArray(job.blender_versions) ? job.blender_versions : [];
     const mixed = document.getElementById("job-mixed");
     mixed.hidden = !(job.mixed_blender_versions || versions.length > 1);

@@ -151,7 +151,8 @@ export function overviewPage() {
     const engine = node.engine === "bpy" ? " (bpy)" : "";
     const devices = [...new Set(node.devices || [])].join(" · ");
     setText(cells[5].firstChild, (node.blender_version || "–") + engine + (open ? " · no sandbox" : ""));
-    setText(cells[5].lastChild, devices);
+    const tags = Array.isArray(node.tags) && node.tags.length ? `tags: ${node.tags.join(", ")}` : "";
+    setText(cells[5].lastChild, [devices, tags].filter(Boolean).join(" · "));
     cells[5].classList.toggle("warn", open);
     cells[5].title = node.sandbox ? `Blender's sandbox: ${node.sandbox}` : "";
     setText(cells[6], ago(node.last_seen));
