@@ -30,6 +30,17 @@ class OrchestratorSettings(BaseSettings):
         json_schema_extra={"metavar": "URL"},
     )
     token: str | None = Field(default=None, description="bearer token for clients and nodes")
+    webhook: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="URL told of jobs ending and nodes lost (a JSON POST each), repeatable; in "
+        "FARM_WEBHOOK, comma-separated",
+        json_schema_extra={"metavar": "URL"},
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        description="sign each webhook's body: X-Farm-Signature: sha256=HMAC-SHA256(secret, "
+        "body) in hex",
+    )
     node_timeout_seconds: float = Field(
         default=6.0,
         gt=0,
@@ -154,7 +165,7 @@ class OrchestratorSettings(BaseSettings):
     def _own_token(cls, value: str | None) -> str | None:
         return check_token_setting(value)
 
-    @field_validator("node", mode="before")
+    @field_validator("node", "webhook", mode="before")
     @classmethod
     def _split_nodes(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -165,6 +176,14 @@ class OrchestratorSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: list[str]) -> list[str]:
         return [url.rstrip("/") for url in value]
+
+    @field_validator("webhook", mode="after")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook {url[:100]!r}: give an http(s):// URL")
+        return value
 
     @property
     def renders_dir(self) -> Path:

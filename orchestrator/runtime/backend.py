@@ -21,6 +21,7 @@ from orchestrator.scheduling.scheduler import Scheduler
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import QueuedBatch, Store
 from orchestrator.store.queries import Job
+from orchestrator.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Backend:
         self.client = client
         self.metrics = metrics
         self.clock = clock
+        self.webhooks: Webhooks | None = None
 
     @classmethod
     async def start(
@@ -75,19 +77,26 @@ class Backend:
             on_answer=registry.seen,
             min_rate=settings.min_transfer_kb_per_second * 1024,
         )
-        scheduler = Scheduler(settings, store, registry, client, metrics, clock=clock)
+        webhooks = Webhooks(settings.webhook, settings.webhook_secret)
+        scheduler = Scheduler(
+            settings, store, registry, client, metrics, clock=clock, events=webhooks.emit
+        )
         try:
             await scheduler.start()
         except BaseException:
             await client.aclose()
             raise
-        return cls(store, registry, scheduler, client, metrics, clock)
+        backend = cls(store, registry, scheduler, client, metrics, clock)
+        backend.webhooks = webhooks
+        return backend
 
     async def stop(self) -> None:
         try:
             await self.scheduler.stop()
         finally:
             await self.client.aclose()
+            if self.webhooks is not None:
+                await self.webhooks.aclose()
 
     # -- on the scheduler's loop ----------------------------------------------------------------
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None:

@@ -70,6 +70,8 @@ class SchedulerStore(Protocol):
 
     def done_frames(self, job_id: str, tiles: int = 1) -> list[int]: ...
 
+    def tiled_counts(self, job_id: str, tiles: int) -> dict[str, int]: ...
+
 
 class NodeCalls(Protocol):
     """The node requests the scheduler makes itself; the batch's own go through the runner."""

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from farm_common.blendfile import opens
 from farm_common.frames import compact_frames
@@ -118,6 +119,9 @@ def poll_within(
     return None
 
 
+# (event, subject, value): "job.completed", "job", {...}
+Events = Callable[[str, str, dict[str, Any]], None]
+
 # How long a requeue waits for a cancelled job's batches in flight to stop.
 STOPPING_WAIT_SECONDS = 30.0
 
@@ -133,8 +137,11 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
         *,
         runner: RunnerFactory | None = None,
+        events: Events | None = None,
     ) -> None:
         self.settings = settings
+        # Told of jobs that end and nodes that are lost (webhooks.Webhooks.emit): never awaited.
+        self.events = events
         self.store = store
         self.registry = registry
         self.client = client
@@ -262,9 +269,28 @@ class Scheduler:
             *(self._forget_node_job(node, nj) for node, nj in node_jobs), return_exceptions=True
         )
         log.info("job %s cancelled; node jobs cancelled: %s", job_id, node_jobs)
+        self._spawn(self._tell_job_ended(job_id))
         self._forget_if_settled(job_id)
         self._notify()
         return True
+
+    async def _tell_job_ended(self, job_id: str) -> None:
+        """job.completed / job.failed / job.cancelled, to the webhooks (`events`)."""
+        if self.events is None:
+            return
+        job = await self.store.run(self.store.get_job, job_id)
+        if job is None:
+            return
+        frames = {"done": job.done, "failed": job.failed}
+        if job.pieces > 1:  # counted in whole frames: a split frame is done once put together
+            frames = await self.store.run(self.store.tiled_counts, job.id, job.pieces)
+            frames.pop("rendering", None)
+        self.events(f"job.{job.state}", "job", {
+            "id": job.id, "state": job.state, "scene": job.scene_name or job.scene,
+            "frames_spec": job.frames_spec, "frames": {"total": job.frame_count, **frames},
+            "created": job.created, "started": job.started, "finished": job.finished,
+            "status_url": f"/render/{job.id}",
+        })  # fmt: skip
 
     def _ended(self, job_id: str) -> None:
         """The job is final: nothing more of it is taken; its entries go with its last batch."""
@@ -338,6 +364,9 @@ class Scheduler:
             node = self.registry.get(url)
             batches = sorted(node.current_batches) if node else []
             log.warning("node %s lost (no answer); its batches %s go back", url, batches)
+            if self.events is not None and node is not None:
+                self.events("node.lost", "node", {"url": url, "name": node.name,
+                                                  "batches": batches})  # fmt: skip
         for url in lost_before - lost:
             if self.registry.get(url) is not None:  # not forgotten (moved)
                 log.info("node %s is back", url)
@@ -757,6 +786,7 @@ class Scheduler:
         if job_state:
             self._ended(job.id)
             log.info("job %s %s", job.id, job_state)
+            self._spawn(self._tell_job_ended(job.id))
             if job.video:
                 self._spawn(self._make_video(job))
         if outcome.node_job is not None:  # collected or abandoned: its files can go
