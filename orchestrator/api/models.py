@@ -76,6 +76,12 @@ class RenderRequest(Request):
         "denoiser (or a compositor filter) sees past the region's edges; default: "
         f"{DEFAULT_MARGIN} where the scene denoises with Cycles, else 0",
     )
+    after: list[Annotated[str, Field(pattern=r"^[0-9a-f]{12}$")]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="jobs (ids) that must complete first: this one waits for them, and fails "
+        "if one of them fails or is cancelled",
+    )
     tags: Tags = Field(
         default_factory=list,
         description="render only on nodes that have all these tags (render-node --tags); a "
@@ -186,6 +192,7 @@ class RenderSummary(BaseModel):
     blender_version: str | None
     device: str | None = Field(default=None, description="cpu or gpu: the nodes it renders on")
     tags: list[str] = Field(default_factory=list, description="the tags its nodes must have")
+    after: list[str] = Field(default_factory=list, description="jobs it waits for")
     waiting: str | None = Field(
         default=None, description="why no node takes the job's frames now, when none can"
     )

@@ -270,6 +270,15 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             len(frames) * body.tiles * parts, facts.total_slots, settings.max_batch_size
         )
 
+        if body.after:
+            known = await farm.store.run(farm.store.job_states, body.after)
+            unknown = [j for j in body.after if j not in known]
+            if unknown:
+                raise BadRequest(
+                    f"after: no job {', '.join(unknown)} on this farm: give ids of its jobs "
+                    "(GET /render)"
+                )
+
         def create() -> Any:
             # Counted and created in one go on the store's thread: no race past the limit.
             if farm.store.count_unfinished_jobs() >= settings.max_queued_jobs:
@@ -284,6 +293,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None, tiles=body.tiles,
                 tile_margin=margin, sample_parts=parts, samples=samples, tags=body.tags,
+                after=body.after,
             )  # fmt: skip
 
         created = await farm.store.run(create)
@@ -330,18 +340,20 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         def read(store: Store) -> Any:
             found = store.job_view(job_id)
             if found is None:
-                return None, None, []
-            tiled = store.tiled_counts(job_id, found[0].pieces) if found[0].pieces > 1 else None
-            return found, tiled, store.requeue_history(job_id)
+                return None, None, ([], {})
+            job = found[0]
+            tiled = store.tiled_counts(job_id, job.pieces) if job.pieces > 1 else None
+            after = store.job_states(job.after_ids) if job.after_ids else {}
+            return found, tiled, (store.requeue_history(job_id), after)
 
-        found, tiled, requeues = await farm.store.read(read)
+        found, tiled, (requeues, after) = await farm.store.read(read)
         if found is None:
             raise no_such_job(job_id)
         job, batches_json, nodes, failed = found
         facts = await farm.link.facts()
         detail = views.job_detail(job, farm.clock(), nodes, failed, facts.blender_versions, tiled)
         detail["requeues"] = requeues
-        detail["waiting"] = views.waiting(job, facts.tags)
+        detail["waiting"] = views.waiting(job, facts.tags, after)
         renders = farm.settings.renders_dir
         detail["video_requested"] = bool(job.video)
         detail["video"] = video_path(renders, job_id).is_file()

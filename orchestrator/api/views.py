@@ -37,6 +37,7 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
         "blender_version": job.blender_version,
         "device": job.device,
         "tags": sorted(job.tag_set),
+        "after": job.after_ids,
         "saved_by": job.saved_by,
         "frames": {
             "total": job.total,
@@ -110,13 +111,19 @@ def job_detail(
     return detail
 
 
-def waiting(job: Job, node_tags: dict[str, list[str]]) -> str | None:
-    """Why no node takes the job's frames, when none can: no node taking work has the tags it
-    asks for. None otherwise (or once the job is over)."""
-    wanted = job.tag_set
-    if not wanted or job.state in FINAL_JOB_STATES:
+def waiting(
+    job: Job, node_tags: dict[str, list[str]], after: dict[str, str] | None = None
+) -> str | None:
+    """Why no node takes the job's frames now, when none can: jobs it comes after that are
+    not complete (`after`: their states), or no node taking work has the tags it asks for.
+    None otherwise (or once the job is over)."""
+    if job.state in FINAL_JOB_STATES:
         return None
-    if any(wanted <= set(tags) for tags in node_tags.values()):
+    pending = [f"{j} ({state})" for j, state in (after or {}).items() if state != "completed"]
+    if pending:
+        return f"waiting for the jobs it comes after to complete: {', '.join(pending)}"
+    wanted = job.tag_set
+    if not wanted or any(wanted <= set(tags) for tags in node_tags.values()):
         return None
     names = ", ".join(sorted(wanted))
     return (

@@ -129,6 +129,7 @@ class FarmClient:
         tile_margin: int | None = None,
         split_samples: int = 1,
         tags: list[str] | None = None,
+        after: list[str] | None = None,
     ) -> str:
         body: dict[str, Any] = {"frames": frames}
         if manifest is not None:
@@ -159,6 +160,8 @@ class FarmClient:
             body["split_samples"] = split_samples
         if tags:
             body["tags"] = tags
+        if after:
+            body["after"] = after
         return str(self._json("POST", "/render", json=body)["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:

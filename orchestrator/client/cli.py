@@ -171,6 +171,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         tile_margin=args.tile_margin,
         split_samples=args.split_samples,
         tags=args.tags,
+        after=[j.strip() for j in args.after.split(",") if j.strip()] if args.after else None,
         **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
@@ -516,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="pixels rendered around each region and cut off when stitching, so a denoiser "
         "sees past its edges (default: 32 where the scene denoises with Cycles, else 0)",
+    )
+    render.add_argument(
+        "--after",
+        metavar="JOB,JOB",
+        help="start once these jobs completed (and fail if one fails or is cancelled)",
     )
     render.add_argument(
         "--tags",

@@ -156,6 +156,8 @@ class Scheduler:
         # job -> {node: why}: nodes that refuse the job's scene (render_node Job.refused)
         self._refused: dict[str, dict[str, str]] = {}
         self._in_flight: dict[str, int] = {}  # batches taken from the queue and not settled
+        # Jobs that wait for the jobs they come after ("after"), with their batches.
+        self._held: dict[str, list[QueuedBatch]] = {}
         self._final: set[str] = set()  # final jobs, kept until their batches in flight settled
         self._workers: dict[SlotKey, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
@@ -194,6 +196,9 @@ class Scheduler:
         for batch in queue:
             await self._remember(batch.job)
             self._queues.setdefault(batch.job, JobQueue()).add([batch])
+        for job_id in [j for j in self._queues if self._jobs[j].after_ids]:
+            if await self._hold(self._jobs[job_id], list(self._queues[job_id].batches)):
+                self._queues.pop(job_id, None)
         for job in await self.store.run(self.store.list_jobs, 1_000_000):
             if job.state in (JobState.QUEUED, JobState.RUNNING):
                 await self.store.run(self.store.finish_if_complete, job.id, self.clock())
@@ -248,6 +253,8 @@ class Scheduler:
             self._batch_failures.pop(job.id, None)  # what its nodes failed starts over
             self._refused.pop(job.id, None)
         self._jobs[job.id] = job
+        if job.after_ids and await self._hold(job, batches):
+            return
         queue = self._queues.setdefault(job.id, JobQueue())
         queued = {b.id for b in queue.batches}
         queue.add([b for b in batches if b.id not in queued])
@@ -256,6 +263,61 @@ class Scheduler:
             job.id, job.total, len(batches), job.priority,
         )  # fmt: skip
         self._notify()
+
+    async def _waits_for(self, job: Job) -> str | None:
+        """What the job still waits for: None when every job it comes after completed; "wait"
+        while one is unfinished; why it fails when one failed, was cancelled or is gone."""
+        states = await self.store.run(self.store.job_states, job.after_ids)
+        for other in job.after_ids:
+            state = states.get(other)
+            if state is None:
+                return f"job {other}, which it comes after, is not on the farm any more"
+            if state in (JobState.FAILED, JobState.CANCELLED):
+                return f"job {other}, which it comes after, {state}"
+        done = all(states[o] == JobState.COMPLETED for o in job.after_ids)
+        return None if done else "wait"
+
+    async def _hold(self, job: Job, batches: list[QueuedBatch]) -> bool:
+        """Keep the job's batches back while a job it comes after is unfinished, or fail it
+        when one of them failed; False: it may start now."""
+        why = await self._waits_for(job)
+        if why is None:
+            return False
+        held = self._held.setdefault(job.id, [])
+        known = {b.id for b in held}
+        held.extend(b for b in batches if b.id not in known)
+        if why != "wait":
+            await self._fail_held(job, why)
+        else:
+            log.info("job %s waits for %s", job.id, ", ".join(job.after_ids))
+        return True
+
+    async def _fail_held(self, job: Job, why: str) -> None:
+        self._held.pop(job.id, None)
+        count, _ = await self.store.run(
+            self.store.fail_waiting_frames, job.id, why, [], self.clock()
+        )
+        log.error("job %s fails: %s (%d frames)", job.id, why, count)
+        self._ended(job.id)
+        self._spawn(self._tell_job_ended(job.id))
+
+    async def _release_held(self) -> None:
+        """A job ended: the jobs waiting for it start, or fail with it (and so on down)."""
+        changed = True
+        while changed:
+            changed = False
+            for job_id in list(self._held):
+                job = self._jobs.get(job_id)
+                why = "wait" if job is None else await self._waits_for(job)
+                if job is None or why == "wait" or job_id not in self._held:
+                    continue
+                changed = True
+                if why is not None:
+                    await self._fail_held(job, why)
+                    continue
+                log.info("job %s: the jobs it comes after completed; it starts", job_id)
+                self._queues.setdefault(job_id, JobQueue()).add(self._held.pop(job_id))
+                self._notify()
 
     async def cancel(self, job_id: str) -> bool:
         node_jobs = await self.store.run(self.store.cancel_job, job_id, self.clock())
@@ -269,7 +331,9 @@ class Scheduler:
             *(self._forget_node_job(node, nj) for node, nj in node_jobs), return_exceptions=True
         )
         log.info("job %s cancelled; node jobs cancelled: %s", job_id, node_jobs)
+        self._held.pop(job_id, None)
         self._spawn(self._tell_job_ended(job_id))
+        self._spawn(self._release_held())
         self._forget_if_settled(job_id)
         self._notify()
         return True
@@ -322,7 +386,7 @@ class Scheduler:
         """The jobs the scheduler holds anything of (finished ones drop out)."""
         books: list[Iterable[str]] = [
             self._queues, self._jobs, self._cancelled, self._batch_failures, self._refused,
-            self._in_flight, self._final,
+            self._in_flight, self._final, self._held,
         ]  # fmt: skip
         return set().union(*books)
 
@@ -787,6 +851,7 @@ class Scheduler:
             self._ended(job.id)
             log.info("job %s %s", job.id, job_state)
             self._spawn(self._tell_job_ended(job.id))
+            self._spawn(self._release_held())
             if job.video:
                 self._spawn(self._make_video(job))
         if outcome.node_job is not None:  # collected or abandoned: its files can go

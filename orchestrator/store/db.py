@@ -171,6 +171,7 @@ class Store(Queries):
         sample_parts: int = 1,
         samples: int | None = None,
         tags: list[str] | None = None,
+        after: list[str] | None = None,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
         cut them again to fit each node's speed (no batch size was asked for);
@@ -186,13 +187,14 @@ class Store(Queries):
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
                 " manifest, format_given, allow_missing, assets, device, saved_by, tiles,"
-                " tile_margin, sample_parts, samples, tags)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tile_margin, sample_parts, samples, tags, after)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
                  int(video), JobState.QUEUED, now, len(units), int(adaptive), blender_version,
                  manifest, int(format_given), int(allow_missing), assets, device, saved_by,
                  tiles, tile_margin, sample_parts, samples,
-                 json.dumps(sorted(tags)) if tags else None),
+                 json.dumps(sorted(tags)) if tags else None,
+                 json.dumps(after) if after else None),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",

@@ -88,6 +88,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "sample_parts", "INTEGER NOT NULL DEFAULT 1"),
     _add_column("jobs", "samples", "INTEGER"),
     _add_column("jobs", "tags", "TEXT"),
+    _add_column("jobs", "after", "TEXT"),
     _create(
         "CREATE TABLE IF NOT EXISTS requeues (job TEXT NOT NULL, at REAL NOT NULL,"
         " asked TEXT NOT NULL, frames TEXT NOT NULL, count INTEGER NOT NULL)"

@@ -55,6 +55,11 @@ class Job:
     sample_parts: int = 1
     samples: int | None = None
     tags: str | None = None  # JSON list: only nodes with all of these render the job
+    after: str | None = None  # JSON list: jobs that must complete before this one starts
+
+    @property
+    def after_ids(self) -> list[str]:
+        return list(json.loads(self.after)) if self.after else []
 
     @property
     def tag_set(self) -> frozenset[str]:
@@ -174,6 +179,12 @@ class Queries:
     def list_jobs(self, limit: int = 200) -> list[Job]:
         rows = self._db.execute(_JOB_SELECT + " ORDER BY jobs.seq DESC LIMIT ?", (limit,))
         return [Job(**dict(r)) for r in rows]
+
+    def job_states(self, job_ids: list[str]) -> dict[str, str]:
+        """Each of the jobs' state (a job that is not there is left out)."""
+        marks = ",".join("?" * len(job_ids))
+        rows = self._db.execute(f"SELECT id, state FROM jobs WHERE id IN ({marks})", job_ids)
+        return {r["id"]: r["state"] for r in rows}
 
     def count_unfinished_jobs(self) -> int:
         row = self._db.execute(
