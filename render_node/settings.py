@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farm_common.auth import check_token_setting
-from farm_common.protocol import parse_tags
+from farm_common.protocol import parse_active_hours, parse_tags
 from render_node.devices import DeviceChoice
 
 
@@ -55,6 +55,13 @@ class NodeSettings(BaseSettings):
         description="this node's tags, comma-separated (gpu,highmem): a job that asks for tags "
         "renders only on nodes that have them all",
         json_schema_extra={"metavar": "TAG,TAG"},
+    )
+    active_hours: str | None = Field(
+        default=None,
+        description="render only within these hours of this machine's local time, as in "
+        "19:00-08:00 (a workstation that joins the farm at night); outside them the node "
+        "finishes its batches and takes no new ones",
+        json_schema_extra={"metavar": "HH:MM-HH:MM"},
     )
     warm_seconds: float = Field(
         default=120.0,
@@ -185,6 +192,13 @@ class NodeSettings(BaseSettings):
     @classmethod
     def _check_tags(cls, value: str | None) -> str | None:
         return None if value is None else ",".join(parse_tags(value))
+
+    @field_validator("active_hours")
+    @classmethod
+    def _check_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_active_hours(value)
+        return value
 
     @property
     def tag_list(self) -> list[str]:

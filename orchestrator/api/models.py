@@ -317,6 +317,12 @@ class NodeView(BaseModel):
     name: str | None
     state: str = Field(description="healthy | busy | lost | draining | paused")
     tags: list[str] = Field(default_factory=list, description="its pools (render-node --tags)")
+    active_hours: str | None = Field(
+        default=None, description="when it renders, in its local time (render-node --active-hours)"
+    )
+    off_hours: bool = Field(
+        default=False, description="outside its active hours now: draining until they start"
+    )
     slots: int
     busy: int
     current_batch: str | None

@@ -115,13 +115,19 @@ def waiting(
     job: Job, node_tags: dict[str, list[str]], after: dict[str, str] | None = None
 ) -> str | None:
     """Why no node takes the job's frames now, when none can: jobs it comes after that are
-    not complete (`after`: their states), or no node taking work has the tags it asks for.
-    None otherwise (or once the job is over)."""
+    not complete (`after`: their states), no node taking work at all (`node_tags`: those that
+    do, with their tags), or none with the tags it asks for. None otherwise (or once the job
+    is over)."""
     if job.state in FINAL_JOB_STATES:
         return None
     pending = [f"{j} ({state})" for j, state in (after or {}).items() if state != "completed"]
     if pending:
         return f"waiting for the jobs it comes after to complete: {', '.join(pending)}"
+    if not node_tags:
+        return (
+            "waiting for a node: none takes work now (none registered yet, or each is lost, "
+            "drained, paused or outside its active hours)"
+        )
     wanted = job.tag_set
     if not wanted or any(wanted <= set(tags) for tags in node_tags.values()):
         return None

@@ -45,6 +45,8 @@ class Node:
     device: str | None = None  # cpu or gpu
     warm: set[str] = field(default_factory=set)  # jobs whose scene a slot holds loaded
     tags: set[str] = field(default_factory=set)  # its pools (render-node --tags)
+    active_hours: str | None = None  # render-node --active-hours, in its local time
+    off_hours: bool = False  # outside them now: drains by itself
 
 
 def normalize_url(url: str) -> str:
@@ -143,6 +145,9 @@ class Registry:
             node.warm = {str(j) for j in info["warm"]}
         if isinstance(info.get("tags"), list):
             node.tags = {str(t) for t in info["tags"]}
+        if "off_hours" in info:
+            node.active_hours = info.get("active_hours")
+            node.off_hours = bool(info["off_hours"])
         if info.get("name"):
             node.name = str(info["name"])
         if info.get("instance"):
@@ -204,6 +209,7 @@ class Registry:
             and not node.moved_to
             and not self.is_lost(url)
             and url not in self.admin
+            and not node.off_hours
         )
 
     def gone(self, url: str) -> None:
@@ -220,6 +226,8 @@ class Registry:
             return "lost"  # a moved entry with nothing left to finish: forgotten next
         if node.url in self.admin:
             return self.admin[node.url]
+        if node.off_hours:
+            return "draining"  # outside its active hours: finishes its batches, takes none
         if len(node.current_batches) >= node.slots or node.busy >= node.slots:
             return "busy"
         return "healthy"
@@ -270,4 +278,6 @@ def node_view(node: Node, registry: Registry, wall_now: float) -> dict[str, Any]
         "devices": node.devices,
         "device": node.device,
         "tags": sorted(node.tags),
+        "active_hours": node.active_hours,
+        "off_hours": node.off_hours,
     }

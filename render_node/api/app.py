@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,7 +18,7 @@ from farm_common.auth import BearerTokenMiddleware
 from farm_common.blob_api import files_router
 from farm_common.errors import document_errors, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, json_limit
-from farm_common.protocol import NodeRegistration
+from farm_common.protocol import NodeRegistration, parse_active_hours, within_hours
 from render_node import __version__
 from render_node.api import jobs, scenes, system
 from render_node.api.deps import Node, cpu_count, file_store
@@ -34,6 +35,13 @@ from render_node.scenes import SceneStore
 from render_node.settings import NodeSettings
 
 log = logging.getLogger(__name__)
+
+
+def off_hours(active: str | None, now: time.struct_time) -> bool:
+    """Whether a node with `active` hours (--active-hours) is outside them at local `now`."""
+    if active is None:
+        return False
+    return not within_hours(parse_active_hours(active), now.tm_hour * 60 + now.tm_min)
 
 
 def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None) -> FastAPI:
@@ -113,6 +121,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
             device=device_kind(manager.devices),
             warm=manager.warm_sessions(),
             tags=settings.tag_list,
+            active_hours=settings.active_hours,
+            off_hours=off_hours(settings.active_hours, time.localtime()),
         ).model_dump()
 
     @asynccontextmanager

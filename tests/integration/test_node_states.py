@@ -118,3 +118,28 @@ def test_a_node_stopped_with_sigterm_hands_its_batch_back_within_seconds(
         assert status["state"] == "completed", status
         assert time.monotonic() - stopped < 20  # not the 60 s of the loss timeout
         assert "told orchestrator" in a.output()
+
+
+def hours_around_now(inside: bool) -> str:
+    """Active hours in this machine's local time that hold now, or that do not."""
+    now = time.localtime()
+    start = (now.tm_hour + (23 if inside else 2)) % 24
+    return f"{start:02d}:00-{(start + 3) % 24:02d}:00"
+
+
+def test_a_node_outside_its_active_hours_takes_no_batches(tmp_path: Path) -> None:
+    with farm(tmp_path) as f:
+        f.start_orchestrator()
+        night = f.start_node(extra=("--active-hours", hours_around_now(inside=False)))
+        client = f.client()
+        f.wait_nodes(client, 1)
+        (node,) = client.get("/nodes").json()
+        assert (node["state"], node["off_hours"]) == ("draining", True)
+        job_id = submit(client, frames="1-4")
+        time.sleep(1.0)
+        status = client.get(f"/render/{job_id}").json()
+        assert status["frames"]["done"] == 0 and "none takes work now" in status["waiting"]
+        f.start_node(extra=("--active-hours", hours_around_now(inside=True)))
+        status = wait_job(client, job_id, timeout=30)
+        assert status["state"] == "completed" and list(status["nodes"]) != [night.url]
+        assert f.rendered_by(0) == [] and sorted(f.rendered_by(1)) == [1, 2, 3, 4]
