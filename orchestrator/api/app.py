@@ -19,7 +19,7 @@ from farm_common.blob_api import files_router
 from farm_common.blobs import BlobStore
 from farm_common.errors import document_errors, error_body, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, RateLimiter, json_limit
-from orchestrator.api import nodes, requeue, scenes, system
+from orchestrator.api import job_actions, nodes, scenes, system
 from orchestrator.api.deps import Farm, file_store
 from orchestrator.api.render_jobs import render_router
 from orchestrator.dashboard.pages import dashboard_router, is_public_path
@@ -132,7 +132,7 @@ def create_app(
     app.include_router(scenes.router)
     app.include_router(files_router(file_store))
     app.include_router(render_router(rate_limiter))
-    app.include_router(requeue.router)
+    app.include_router(job_actions.router)
     app.include_router(nodes.router)
     app.include_router(dashboard_router(settings.token))
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)

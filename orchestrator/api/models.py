@@ -142,6 +142,13 @@ class RenderRequeued(BaseModel):
     frames: int = Field(description="how many frames")
 
 
+class RenderDeleted(BaseModel):
+    id: str
+    deleted: bool
+    files: int = Field(description="files removed from the orchestrator's disk")
+    bytes: int
+
+
 class RequeueEntry(BaseModel):
     at: float
     asked: str = Field(description="the frames asked for, or 'failed'")

@@ -184,6 +184,11 @@ class FarmClient:
         result: dict[str, Any] = self._json("POST", f"/render/{job_id}/requeue", json=body)
         return result
 
+    def delete(self, job_id: str) -> dict[str, Any]:
+        """Remove an ended job and its frames from the farm."""
+        result: dict[str, Any] = self._json("POST", f"/render/{job_id}/delete")
+        return result
+
     def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("DELETE", f"/render/{job_id}")
         return result

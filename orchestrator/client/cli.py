@@ -354,6 +354,17 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return follow(client, args.id, out_dir, download=not args.no_download)
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        answer = input(f"delete job {args.id} and its frames from the farm for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            console.print("nothing deleted")
+            return EXIT_OK
+    gone = _client(args).delete(args.id)
+    console.print(f"job {args.id} deleted: {gone['files']} files, {gone['bytes']} bytes freed")
+    return EXIT_OK
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     node = _client(args).node_action(args.url, args.action)
     console.print(f"node {node['url']}: {node['state']}")
@@ -565,6 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = sub.add_parser("cancel", parents=[common], help="cancel a job on every node")
     cancel.add_argument("id")
     cancel.set_defaults(func=cmd_cancel)
+
+    delete = sub.add_parser(
+        "delete", parents=[common], help="remove an ended job and its frames from the farm"
+    )
+    delete.add_argument("id")
+    delete.add_argument("--yes", action="store_true", help="do not ask first")
+    delete.set_defaults(func=cmd_delete)
 
     nodes = sub.add_parser("nodes", parents=[common], help="list render nodes")
     nodes.set_defaults(func=cmd_nodes)

@@ -114,6 +114,9 @@ class Backend:
     async def cancel(self, job_id: str) -> None:
         await self.scheduler.cancel(job_id)
 
+    async def delete(self, job_id: str) -> str | None:
+        return await self.scheduler.delete(job_id)
+
     async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
         """Drain, pause or resume a node; its view after, or None: no such node."""
         if not await self.scheduler.set_node_state(url, action):

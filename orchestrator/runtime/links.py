@@ -46,6 +46,10 @@ FACTS_SECONDS = 1.0  # how stale the node facts on a status page may be
 class Link(Protocol):
     async def enqueue(self, job: Job, batches: list[QueuedBatch]) -> None: ...
     async def cancel(self, job_id: str) -> None: ...
+    async def delete(self, job_id: str) -> str | None:
+        """Remove an ended job from the store; why not, or None (scheduling.Scheduler.delete)."""
+        ...
+
     async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
         """Drain, pause or resume a node; its view after, or None: no such node."""
         ...
@@ -83,6 +87,10 @@ class ThreadLink:
 
     async def cancel(self, job_id: str) -> None:
         await self.loop.call(self.backend.cancel, job_id)
+
+    async def delete(self, job_id: str) -> str | None:
+        why: str | None = await self.loop.call(self.backend.delete, job_id)
+        return why
 
     async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
         result: dict[str, Any] | None = await self.loop.call(self.backend.node_action, url, action)
@@ -198,6 +206,11 @@ class ProcessLink:
 
     async def cancel(self, job_id: str) -> None:
         await self._send("POST", f"/jobs/{job_id}/cancel")
+
+    async def delete(self, job_id: str) -> str | None:
+        answer = (await self._send("POST", f"/jobs/{job_id}/delete")).json()
+        why: str | None = answer.get("refused")
+        return why
 
     async def node_action(self, url: str, action: str) -> dict[str, Any] | None:
         answer = (await self._send("POST", f"/nodes/{action}", json={"url": url})).json()

@@ -75,6 +75,10 @@ def engine_app(settings: OrchestratorSettings) -> FastAPI:
             raise NotFound(f"no job {job_id} in the store")
         return {"ok": True}
 
+    @app.post("/jobs/{job_id}/delete")
+    async def delete(request: Request, job_id: JobId) -> dict[str, str | None]:
+        return {"refused": await core_of(request).delete(job_id)}
+
     @app.post("/jobs/{job_id}/cancel")
     async def cancel(request: Request, job_id: JobId) -> dict[str, bool]:
         await core_of(request).cancel(job_id)

@@ -319,6 +319,24 @@ class Scheduler:
                 self._queues.setdefault(job_id, JobQueue()).add(self._held.pop(job_id))
                 self._notify()
 
+    async def delete(self, job_id: str) -> str | None:
+        """Remove an ended job from the store (its files are the caller's); returns why not:
+        "missing", its state while it is unfinished, "stopping" while batches of it are still
+        in flight (a cancel takes a moment)."""
+        job = await self.store.run(self.store.get_job, job_id)
+        if job is None:
+            return "missing"
+        if job.state in (JobState.QUEUED, JobState.RUNNING):
+            return str(job.state)
+        if job_id in self._in_flight:
+            return "stopping"
+        why = await self.store.run(self.store.delete_job, job_id)
+        if why is None:
+            self._ended(job_id)
+            self._forget_if_settled(job_id)
+            log.info("job %s deleted", job_id)
+        return why
+
     async def cancel(self, job_id: str) -> bool:
         node_jobs = await self.store.run(self.store.cancel_job, job_id, self.clock())
         job = await self.store.run(self.store.get_job, job_id)

@@ -524,6 +524,20 @@ class Store(Queries):
             )
         return Requeued(batches, were_done, spec, {unit_frame(f) for f in chosen})
 
+    def delete_job(self, job_id: str) -> str | None:
+        """Remove a job that has ended, with its frames, batches and history; returns why it
+        was not (None: gone)."""
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)).fetchone()
+            if row is None:
+                return "missing"
+            if row["state"] in UNFINISHED:
+                return str(row["state"])
+            for table, key in (("frames", "job"), ("batches", "job"), ("requeues", "job"),
+                               ("jobs", "id")):  # fmt: skip
+                db.execute(f"DELETE FROM {table} WHERE {key}=?", (job_id,))
+        return None
+
     def requeue_history(self, job_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT at, asked, frames, count FROM requeues WHERE job=? ORDER BY rowid", (job_id,)

@@ -20,7 +20,7 @@ from socket import socket
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse
 
 from farm_common.auth import check_bearer
@@ -257,6 +257,7 @@ class FakeFarm:
         self.jobs[queued.id] = queued
 
         self.node_actions: list[tuple[str, str]] = []  # POST /nodes/ACTION, in order
+        self.deleted: list[str] = []  # POST /render/ID/delete, in order
         self.nodes = [
             {
                 "url": url,
@@ -360,6 +361,16 @@ def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool 
             job.state = "cancelled"
             job.finished = time.time()
             return {"id": job_id, "state": job.state}
+
+    @app.post("/render/{job_id}/delete")
+    def delete(job_id: str) -> dict[str, Any]:
+        with farm.lock:
+            job = farm.job(job_id)
+            if job.state in ("queued", "running"):
+                raise HTTPException(409, f"job {job_id} is {job.state}: cancel it first")
+            del farm.jobs[job_id]
+            farm.deleted.append(job_id)
+            return {"id": job_id, "deleted": True, "files": 3, "bytes": 1000}
 
     @app.post("/render/{job_id}/requeue", status_code=202)
     def requeue(job_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -249,6 +249,40 @@ def test_cancel_button_cancels_the_job(page: Page, base_url: str, farm: FakeFarm
     expect(job_row(page, RUNNING).locator("button", has_text="Cancel")).to_be_hidden()
 
 
+def test_jobs_are_filtered_searched_and_acted_on_together(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    page.goto(f"{base_url}/?token={TOKEN}")
+    expect(job_row(page, "j-forest")).to_be_visible()
+    page.select_option("#jobs-state", "completed")
+    expect(job_row(page, "j-turntable")).to_be_visible()
+    expect(job_row(page, RUNNING)).to_have_count(0)
+    page.select_option("#jobs-state", "")
+    page.fill("#jobs-search", "FOREST")  # the scene's name, whatever the case
+    expect(job_row(page, "j-forest")).to_be_visible()
+    expect(job_row(page, "j-turntable")).to_have_count(0)
+    page.fill("#jobs-search", "nothing-like-it")
+    expect(page.locator("#jobs-none-match")).to_be_visible()
+    page.fill("#jobs-search", "")
+
+    expect(page.locator("#jobs-bulk")).to_be_hidden()
+    job_row(page, "j-turntable").locator("input.pick").check()
+    job_row(page, RUNNING).locator("input.pick").check()
+    expect(page.locator("#jobs-selected")).to_have_text("2 selected")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+    page.locator("#bulk-delete").click()  # the running one is left alone
+    expect(job_row(page, "j-turntable")).to_have_count(0)
+    assert farm.deleted == ["j-turntable"]
+    assert dialogs[0] == "Delete 1 job and its frames from the farm for good?"
+    expect(page.locator("#jobs-selected")).to_have_text("1 selected")
+    page.locator("#bulk-cancel").click()
+    expect(job_row(page, RUNNING).locator(".badge")).to_have_text("cancelled")
+    page.locator("#bulk-requeue").click()
+    expect(job_row(page, RUNNING).locator(".badge")).to_have_text("queued")
+    assert farm.jobs[RUNNING].requeues[0]["failed"] is True
+
+
 def test_a_node_is_drained_paused_and_resumed_from_the_overview(
     page: Page, base_url: str, farm: FakeFarm
 ) -> None:

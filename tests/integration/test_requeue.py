@@ -164,3 +164,22 @@ def test_a_frame_requeued_on_real_blender_is_rendered_again_the_same(tmp_path: P
         assert wait_job(client, job_id, timeout=120)["state"] == "completed"
         assert frame.stat().st_mtime_ns != written  # rendered again, and the same image
         assert (oiio.ImageBuf(str(frame)).get_pixels(oiio.FLOAT) == first).all()
+
+
+def test_an_ended_job_is_deleted_with_its_frames(tmp_path: Path) -> None:
+    with farm(tmp_path) as f:
+        start(f, 1, SECONDS="0.3")
+        client = f.client()
+        job_id = submit(client, frames="1-3")
+        running = submit(client, frames="10-40")
+        assert wait_job(client, job_id, timeout=60)["state"] == "completed"
+        folder = tmp_path / "orch" / "renders" / job_id
+        assert len(list(folder.iterdir())) == 3
+        resp = client.post(f"/render/{job_id}/delete")
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["files"] == 3 and resp.json()["bytes"] > 0
+        assert client.get(f"/render/{job_id}").status_code == 404 and not folder.exists()
+        assert job_id not in [j["id"] for j in client.get("/render").json()]
+        resp = client.post(f"/render/{running}/delete")
+        assert resp.status_code == 409 and "cancel it first" in resp.text
+        assert client.post("/render/0123456789ab/delete").status_code == 404

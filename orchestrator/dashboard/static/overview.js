@@ -33,11 +33,81 @@ export function overviewPage() {
   const nodesBody = document.querySelector("#nodes tbody");
   let poll = null;
 
+  // ---- many jobs: filter by state, search by scene or id, act on a selection
+  const selected = new Set();
+  const search = document.getElementById("jobs-search");
+  const stateFilter = document.getElementById("jobs-state");
+  const selectAll = document.getElementById("jobs-all");
+  let lastJobs = [];
+  search.addEventListener("input", () => poll.now());
+  stateFilter.addEventListener("change", () => poll.now());
+
+  function matches(job) {
+    const wanted = search.value.trim().toLowerCase();
+    const text = `${job.scene_name || job.scene || ""} ${job.id}`.toLowerCase();
+    return (!stateFilter.value || job.state === stateFilter.value) && (!wanted || text.includes(wanted));
+  }
+
+  function renderSelection() {
+    const bulk = document.getElementById("jobs-bulk");
+    bulk.hidden = selected.size === 0;
+    setText("jobs-selected", `${count(selected.size)} selected`);
+    for (const row of jobsBody.rows) row.querySelector("input.pick").checked = selected.has(row.dataset.key);
+  }
+
+  selectAll.addEventListener("change", () => {
+    for (const row of jobsBody.rows) {
+      if (selectAll.checked) selected.add(row.dataset.key);
+      else selected.delete(row.dataset.key);
+    }
+    renderSelection();
+  });
+
+  // Each selected job that the action applies to, one request each; what failed is listed.
+  async function bulk(action) {
+    const jobs = lastJobs.filter((j) => selected.has(j.id));
+    const applies = {
+      cancel: (j) => isActive(j.state),
+      requeue: (j) => !isActive(j.state),
+      delete: (j) => !isActive(j.state),
+    }[action];
+    const chosen = jobs.filter(applies);
+    if (!chosen.length) {
+      window.alert(`None of the selected jobs can be ${action === "cancel" ? "cancelled" : action + "d"} now.`);
+      return;
+    }
+    if (action === "delete" && !window.confirm(
+      `Delete ${chosen.length} job${chosen.length > 1 ? "s" : ""} and ${chosen.length > 1 ? "their" : "its"} frames from the farm for good?`)) return;
+    const failed = [];
+    for (const job of chosen) {
+      const id = encodeURIComponent(job.id);
+      try {
+        if (action === "cancel") await api(`/render/${id}`, { method: "DELETE" });
+        if (action === "delete") await api(`/render/${id}/delete`, { method: "POST" });
+        if (action === "requeue") {
+          await api(`/render/${id}/requeue`, {
+            method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ failed: true }),
+          });
+        }
+        if (action === "delete") selected.delete(job.id);
+      } catch (error) {
+        failed.push(`${job.id}: ${error.message}`);
+      }
+    }
+    if (failed.length) window.alert(`Some jobs were left as they were:\n${failed.join("\n")}`);
+    poll.now();
+  }
+  document.getElementById("bulk-cancel").addEventListener("click", () => bulk("cancel"));
+  document.getElementById("bulk-requeue").addEventListener("click", () => bulk("requeue"));
+  document.getElementById("bulk-delete").addEventListener("click", () => bulk("delete"));
+
   function createJobRow() {
     const link = el("a", { class: "scene" });
     const id = el("span", { class: "sub mono" });
+    const pick = el("input", { class: "pick", type: "checkbox" });
     const cancel = el("button", { class: "btn btn-small btn-danger", type: "button", text: "Cancel" });
     const row = el("tr", {}, [
+      el("td", {}, [pick]),
       el("td", {}, [link, id]),
       el("td", {}, [el("span", { class: "badge" })]),
       el("td", {}, [
@@ -57,11 +127,16 @@ export function overviewPage() {
       if (await cancelJob(row.dataset.key, row.dataset.label)) poll.now();
       cancel.disabled = false;
     });
+    pick.addEventListener("change", () => {
+      if (pick.checked) selected.add(row.dataset.key);
+      else selected.delete(row.dataset.key);
+      renderSelection();
+    });
     return row;
   }
 
   function updateJobRow(row, job) {
-    const cells = row.cells;
+    const cells = [...row.cells].slice(1); // after the selection box
     const counts = frameCounts(job);
     const progress = progressOf(job);
     const scene = job.scene ? String(job.scene_name || job.scene) : "(scene)";
@@ -197,11 +272,17 @@ export function overviewPage() {
     // Every active job, and the most recent finished ones: a long-lived farm has thousands.
     const active = jobs.filter((j) => isActive(j.state));
     const finished = jobs.filter((j) => !isActive(j.state));
-    const shown = [...active, ...finished.slice(0, MAX_FINISHED)];
+    lastJobs = jobs;
+    const matching = [...active, ...finished].filter(matches);
+    const shown = [...matching.filter((j) => isActive(j.state)),
+      ...matching.filter((j) => !isActive(j.state)).slice(0, MAX_FINISHED)];
     syncRows(jobsBody, shown, (j) => j.id, createJobRow, updateJobRow);
+    for (const id of [...selected]) if (!jobs.some((j) => j.id === id)) selected.delete(id);
+    renderSelection();
     const older = document.getElementById("jobs-older");
-    older.hidden = shown.length === jobs.length;
-    setText(older, `…and ${count(jobs.length - shown.length)} older finished jobs.`);
+    older.hidden = shown.length === matching.length;
+    setText(older, `…and ${count(matching.length - shown.length)} older finished jobs.`);
+    document.getElementById("jobs-none-match").hidden = !(jobs.length && !matching.length);
     syncRows(nodesBody, nodes, (n) => n.url || n.name, createNodeRow, updateNodeRow);
     document.getElementById("jobs-empty").hidden = jobs.length > 0;
     document.getElementById("jobs").hidden = jobs.length === 0;

@@ -1,17 +1,20 @@
-"""POST /render/{id}/requeue: render frames of a job again, or resume a cancelled one."""
+"""What is done to a job after it was submitted, beside cancelling it: requeue frames of it
+(or resume it) and delete it with its frames."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from fastapi import APIRouter
 
 from farm_common.errors import BadRequest, Conflict, Unavailable
 from farm_common.frames import FrameSpecError, parse_frame_spec
+from farm_common.paths import check_job_id
 from farm_common.protocol import JobState
 from orchestrator.api.deps import FarmDep, JobDep, no_such_job
-from orchestrator.api.models import RenderRequeued, RequeueRequest
+from orchestrator.api.models import RenderDeleted, RenderRequeued, RequeueRequest
 from orchestrator.renders import forget_units
 from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.store.queries import Job
@@ -71,3 +74,34 @@ async def requeue(farm: FarmDep, job: JobDep, body: RequeueRequest) -> RenderReq
         requeued=done.frames,
         frames=len(done.frame_numbers),
     )
+
+
+@router.post("/{job_id}/delete", response_model=RenderDeleted)
+async def delete(farm: FarmDep, job: JobDep) -> RenderDeleted:
+    """Remove a job that has ended, with its frames on disk (and its video): it is gone from
+    the farm for good. A queued or running job is a 409: cancel it first."""
+    why = await farm.link.delete(job.id)
+    if why == "missing":
+        raise no_such_job(job.id)
+    if why == "stopping":
+        raise Conflict(
+            f"job {job.id} was just cancelled and its batches are still stopping: try again "
+            "in a few seconds",
+            headers={"Retry-After": "2"},
+        )
+    if why is not None:
+        raise Conflict(f"job {job.id} is {why}: cancel it first (DELETE /render/{job.id})")
+    folder = farm.settings.renders_dir / check_job_id(job.id)
+    files, size = await asyncio.to_thread(_remove_folder, folder)
+    return RenderDeleted(id=job.id, deleted=True, files=files, bytes=size)
+
+
+def _remove_folder(folder: Path) -> tuple[int, int]:
+    """Delete `folder` and what is in it; returns (files, bytes) it held."""
+    files = size = 0
+    for path in folder.rglob("*"):
+        if path.is_file():
+            files += 1
+            size += path.stat().st_size
+    shutil.rmtree(folder, ignore_errors=True)
+    return files, size
