@@ -129,7 +129,9 @@ def start_node(tmp_path: Path) -> Iterator[StartNode]:
             environ = {**os.environ, "FAKE_BLENDER_SECONDS": "0.04", **(env or {})}
             url = stack.enter_context(serve_app(create_app(settings, environ=environ)))
             headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
-            client = stack.enter_context(httpx.Client(base_url=url, timeout=10, headers=headers))
+            # Past the node's own bound on `blender --version` (20 s): /info waits for it, and
+            # importing bpy on a busy machine has taken over 10 s.
+            client = stack.enter_context(httpx.Client(base_url=url, timeout=30, headers=headers))
             return Node(url, client, fields["data_dir"])
 
         yield start

@@ -38,8 +38,9 @@ def test_node_registers_its_own_url_and_capacity_every_heartbeat(start_node: Sta
     assert len(received) >= 2
     body = received[0]["body"]
     fields = "url slots busy version blender_version cpu_count name instance sandbox engine"
-    assert set(body) == set((fields + " devices device warm").split())
+    assert set(body) == set((fields + " devices device warm tags active_hours off_hours").split())
     assert (body["engine"], body["devices"], body["device"]) == ("blender", ["CPU", "CPU"], "cpu")
+    assert (body["tags"], body["active_hours"], body["off_hours"]) == ([], None, False)
     assert body["sandbox"] == "none"  # what start_node asks for: said, so /nodes can show it
     # Routed towards a loopback orchestrator, the node's own address is loopback too.
     assert body["url"] == "http://127.0.0.1:9"
