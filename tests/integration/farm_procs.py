@@ -122,6 +122,16 @@ class Farm:
         folder = self.root / "orch" / "renders" / job_id
         return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
+    def start_farm(self, nodes: int = 1, *orchestrator_args: str, **fake: str) -> httpx.Client:
+        """An orchestrator and `nodes` nodes of the same FAKE_BLENDER_* `fake`, registered;
+        returns a client of the orchestrator."""
+        self.start_orchestrator(*orchestrator_args)
+        for _ in range(nodes):
+            self.start_node(**fake)
+        client = self.client()
+        self.wait_nodes(client, nodes)
+        return client
+
     def wait_nodes(self, client: httpx.Client, count: int, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
         while True:

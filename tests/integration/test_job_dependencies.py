@@ -14,10 +14,7 @@ from tests.orch_helpers import wait_job
 
 def test_a_job_waits_for_the_jobs_it_comes_after(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
-        f.start_orchestrator()
-        f.start_node(SECONDS="0.2", FAIL="50")
-        client = f.client()
-        f.wait_nodes(client, 1)
+        client = f.start_farm(1, SECONDS="0.2", FAIL="50")
         first = submit(client, frames="1-6")
         second = submit(client, frames="10-12", after=[first])
         status = client.get(f"/render/{second}").json()
@@ -47,10 +44,9 @@ def test_a_cancelled_job_fails_those_after_it_and_waiting_survives_a_restart(
     tmp_path: Path,
 ) -> None:
     with farm(tmp_path) as f:
-        first_orch = f.start_orchestrator()
-        f.start_node(SECONDS="0.5")
-        client = f.client()
-        f.wait_nodes(client, 1)
+        client = f.start_farm(1, SECONDS="0.5")
+        first_orch = f.orchestrator
+        assert first_orch is not None
         long = submit(client, frames="1-20", batch_size=2)
         later = submit(client, frames="30", after=[long])
         os.killpg(first_orch.process.pid, signal.SIGKILL)

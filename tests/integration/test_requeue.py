@@ -12,16 +12,9 @@ import OpenImageIO as oiio
 import pytest
 
 from farm_common.protocol import frame_name
-from tests.integration.farm_procs import Farm, farm, submit
+from tests.integration.farm_procs import farm, submit
 from tests.integration.test_tiles_real import BLENDER, demo_with, needs_blender
 from tests.orch_helpers import wait_job, wait_until
-
-
-def start(f: Farm, nodes: int, **fake: str) -> None:
-    f.start_orchestrator()
-    for _ in range(nodes):
-        f.start_node(**fake)
-    f.wait_nodes(f.client(), nodes)
 
 
 def outputs(tmp_path: Path, job_id: str) -> dict[str, float]:
@@ -33,8 +26,7 @@ def test_failed_frames_render_again_on_the_nodes_they_failed_on(tmp_path: Path) 
     failing = tmp_path / "failing.txt"
     failing.write_text("3")
     with farm(tmp_path) as f:
-        start(f, 3, FAIL_FILE=str(failing))
-        client = f.client()
+        client = f.start_farm(3, FAIL_FILE=str(failing))
         job_id = submit(client, frames="1-4", batch_size=1)
         status = wait_job(client, job_id, timeout=60)
         assert status["state"] == "failed"
@@ -68,8 +60,7 @@ def test_failed_frames_render_again_on_the_nodes_they_failed_on(tmp_path: Path) 
 
 def test_done_frames_asked_for_are_rendered_again_and_replaced(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
-        start(f, 2)
-        client = f.client()
+        client = f.start_farm(2)
         job_id = submit(client, frames="1-6", video=False)
         assert wait_job(client, job_id, timeout=60)["state"] == "completed"
         before = outputs(tmp_path, job_id)
@@ -88,8 +79,7 @@ def test_done_frames_asked_for_are_rendered_again_and_replaced(tmp_path: Path) -
 
 def test_a_cancelled_job_resumes_where_it_stopped(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
-        start(f, 2, SECONDS="0.4")
-        client = f.client()
+        client = f.start_farm(2, SECONDS="0.4")
         job_id = submit(client, frames="1-12", batch_size=1)
         wait_until(lambda: client.get(f"/render/{job_id}").json()["frames"]["done"] >= 3, 30,
                    "three frames")  # fmt: skip
@@ -108,8 +98,7 @@ def test_a_cancelled_job_resumes_where_it_stopped(tmp_path: Path) -> None:
 
 def test_requeue_mistakes_are_4xx_that_say_what_to_fix(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
-        start(f, 1)
-        client = f.client()
+        client = f.start_farm(1)
         job_id = submit(client, frames="1-3")
         assert wait_job(client, job_id, timeout=60)["state"] == "completed"
 
@@ -130,10 +119,9 @@ def test_requeue_mistakes_are_4xx_that_say_what_to_fix(tmp_path: Path) -> None:
 
 def test_a_requeue_survives_a_restart_of_the_orchestrator(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
-        first = f.start_orchestrator()
-        f.start_node(SECONDS="0.3")
-        client = f.client()
-        f.wait_nodes(client, 1)
+        client = f.start_farm(1, SECONDS="0.3")
+        first = f.orchestrator
+        assert first is not None
         job_id = submit(client, frames="1-4")
         assert wait_job(client, job_id, timeout=60)["state"] == "completed"
         assert client.post(f"/render/{job_id}/requeue", json={"frames": "1-4"}).status_code == 202
@@ -168,8 +156,7 @@ def test_a_frame_requeued_on_real_blender_is_rendered_again_the_same(tmp_path: P
 
 def test_an_ended_job_is_deleted_with_its_frames(tmp_path: Path) -> None:
     with farm(tmp_path) as f:
-        start(f, 1, SECONDS="0.3")
-        client = f.client()
+        client = f.start_farm(1, SECONDS="0.3")
         job_id = submit(client, frames="1-3")
         running = submit(client, frames="10-40")
         assert wait_job(client, job_id, timeout=60)["state"] == "completed"

@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from tests.integration.farm_procs import farm, submit
 from tests.orch_helpers import wait_job, wait_until
+from tests.servers import handler_server
 
 SECRET = "hook-secret-for-tests"
 
@@ -38,14 +38,8 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         def log_message(self, *args: object) -> None:
             return None
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", events
-    finally:
-        server.shutdown()
-        server.server_close()
+    with handler_server(Handler) as url:
+        yield f"{url}/hook", events
 
 
 def test_jobs_ending_and_a_node_lost_are_told_signed(tmp_path: Path) -> None:
