@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ class Farm:
         blender: str | None = None,
         token: str | None = None,
         extra: tuple[str, ...] = (),
+        fakes: Mapping[str, str] | None = None,
         **fake: str,
     ) -> CliServer:
         index = len(self.nodes)
@@ -85,7 +86,7 @@ class Farm:
         log = self.root / f"node{index}-rendered.log"
         log.touch()
         env = {**base_env(), "FAKE_BLENDER_LOG": str(log), "FAKE_BLENDER_SECONDS": "0.05"}
-        env.update({f"FAKE_BLENDER_{k.upper()}": v for k, v in fake.items()})
+        env.update({f"FAKE_BLENDER_{k.upper()}": v for k, v in {**(fakes or {}), **fake}.items()})
         argv = [
             sys.executable, "-m", "render_node", "--port", str(port),
             "--data-dir", str(self.root / f"node{index}"), "--scenes-dir", str(self.scenes),
@@ -127,7 +128,7 @@ class Farm:
         returns a client of the orchestrator."""
         self.start_orchestrator(*orchestrator_args)
         for _ in range(nodes):
-            self.start_node(**fake)
+            self.start_node(fakes=fake)
         client = self.client()
         self.wait_nodes(client, nodes)
         return client
