@@ -39,8 +39,10 @@ class Stitched(NamedTuple):
 
 
 def _read(path: Path) -> oiio.ImageBuf:
+    """The image at `path`, its pixels read now: read lazily, a file gone in between would
+    give whatever the cache holds instead of an error."""
     image = oiio.ImageBuf(str(path), 0, 0, _AS_STORED)
-    if image.has_error or not image.initialized:
+    if image.has_error or not image.initialized or not image.read(0, 0, force=True):
         raise StitchError(f"cannot read {path.name}: {image.geterror() or 'not an image'}")
     return image
 

@@ -124,6 +124,7 @@ class BatchRunner:
         self._unnamed: set[tuple[str, str]] = set()  # (node, scene name) not in its folder
         self._warned: dict[str, set[str]] = {}  # job -> missing-file warnings stored
         self._looks: dict[str, _Look] = {}  # tiled job -> what its stitched frames must be
+        self._finishing: dict[str, asyncio.Lock] = {}  # split job -> its frames put together
         self.files = BlobStore(settings.files_dir, settings.max_upload_mb << 20)
         self._following = 0  # batches whose node job is being polled
         # Batches on their way to an idle slot (taken, not yet on the node): see feed_started.
@@ -205,6 +206,7 @@ class BatchRunner:
         self._manifests.pop(job_id, None)
         self._warned.pop(job_id, None)
         self._looks.pop(job_id, None)
+        self._finishing.pop(job_id, None)
         self._files_held = {key for key in self._files_held if key[1] != job_id}
         for key in [key for key in self._scene_locks if key[1] == job_id]:
             del self._scene_locks[key]
@@ -459,10 +461,13 @@ class BatchRunner:
         could not be move to `files.failed`."""
         if job.pieces > 1 and files.placed:
             piece = unit_tile(batch.frames[0])
-            if job.tiles > 1:
-                unfinished = await self._stitch(job, files.placed, piece)
-            else:
-                unfinished = await self._merge(url, job, files.placed, piece)
+            # One at a time for a job: two batches ending together would each find every piece
+            # of a frame in and put it together twice, one deleting the pieces under the other.
+            async with self._finishing.setdefault(job.id, asyncio.Lock()):
+                if job.tiles > 1:
+                    unfinished = await self._stitch(job, files.placed, piece)
+                else:
+                    unfinished = await self._merge(url, job, files.placed, piece)
             files.placed = [f for f in files.placed if f not in unfinished]
             files.failed.update(unfinished)
         await self._record(job, batch, files.placed, seconds)
