@@ -52,27 +52,17 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
         "elapsed_seconds": elapsed,
         "status_url": f"/render/{job.id}",
     }
-    if job.tiles > 1:
-        cols, rows = grid(job.tiles)
-        summary["tiles"] = {
-            "per_frame": job.tiles,
-            "grid": [cols, rows],
-            "margin": job.tile_margin,
-            "total": job.total,
-            "done": job.done,
-            "failed": job.failed,
-            "rendering": job.rendering,
-        }
-        summary["frames"] = {"total": job.frame_count, **(tiled or {})}
-    if job.sample_parts > 1:
-        summary["samples"] = {
-            "per_frame": job.sample_parts,
-            "samples": job.samples,
-            "total": job.total,
-            "done": job.done,
-            "failed": job.failed,
-            "rendering": job.rendering,
-        }
+    if job.pieces > 1:
+        # A split job: its pieces (regions or sample parts) counted as units, its frames whole.
+        pieces = {"total": job.total, "done": job.done, "failed": job.failed,
+                  "rendering": job.rendering}  # fmt: skip
+        if job.tiles > 1:
+            cols, rows = grid(job.tiles)
+            summary["tiles"] = {"per_frame": job.tiles, "grid": [cols, rows],
+                                "margin": job.tile_margin, **pieces}  # fmt: skip
+        else:
+            summary["samples"] = {"per_frame": job.sample_parts, "samples": job.samples,
+                                  **pieces}  # fmt: skip
         summary["frames"] = {"total": job.frame_count, **(tiled or {})}
     if job.state not in FINAL_JOB_STATES and elapsed is not None:
         eta = eta_seconds(elapsed, job.done, remaining)

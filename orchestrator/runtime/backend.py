@@ -162,5 +162,5 @@ class Backend:
         return Facts(
             total_slots=self.registry.total_slots(),
             blender_versions={n.url: n.blender_version for n in nodes},
-            tags={n.url: sorted(n.tags) for n in nodes if self.registry.takes_work(n.url)},
+            tags={n.url: sorted(n.tags) for n in self.registry.working()},
         )

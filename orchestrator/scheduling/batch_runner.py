@@ -422,12 +422,7 @@ class BatchRunner:
             targets = {f: tile_path(renders, job.id, f, tile, suffix) for f in ready}
         else:
             targets = {f: output_path(renders, job.id, f, suffix) for f in ready}
-        files = FrameFiles(
-            targets,
-            lambda dest: part_path(dest, batch.id),
-            max_bytes=int(self.settings.max_frame_mb * (1 << 20)),
-            check=partial(image_problem, image_format(fmt).name),
-        )
+        files = self._frame_files(targets, batch.id, fmt)
         why = f"frame done on {url} but not served"
         try:
             await self.client.download_archive(url, node_job, list(ready), files)
@@ -447,6 +442,16 @@ class BatchRunner:
             )  # fmt: skip
         settled = {*files.placed, *files.failed}
         return Fetched(files.placed, files.failed, {f: why for f in ready if f not in settled})
+
+    def _frame_files(self, targets: dict[int, Path], tag: str, fmt: str) -> FrameFiles:
+        """Where the frames fetched from a node job go (`targets`), written beside them first
+        under `tag` (the batch or node job), each checked to be an image in `fmt`."""
+        return FrameFiles(
+            targets,
+            lambda dest: part_path(dest, tag),
+            max_bytes=int(self.settings.max_frame_mb * (1 << 20)),
+            check=partial(image_problem, image_format(fmt).name),
+        )
 
     async def _keep(
         self,
@@ -544,7 +549,6 @@ class BatchRunner:
         colour management and output settings: render_node blender.DEVELOP_ONE), and put
         the frames in place; returns the frames that could not be (frame -> why)."""
         renders = self.settings.renders_dir
-        name = image_format(job.format).name
         targets = {f: output_path(renders, job.id, f, output_suffix(job.format)) for f in merged}
         failed: dict[int, str] = {}
         node_job = None
@@ -565,12 +569,7 @@ class BatchRunner:
                     error = ended[frame].error if frame in ended else None
                     failed[frame] = error or status.error or f"the node job ended {status.state}"
             if done:
-                files = FrameFiles(
-                    {f: targets[f] for f in done},
-                    lambda dest: part_path(dest, node_job or ""),
-                    max_bytes=int(self.settings.max_frame_mb * (1 << 20)),
-                    check=partial(image_problem, name),
-                )
+                files = self._frame_files({f: targets[f] for f in done}, taken.id, job.format)
                 try:
                     await self.client.download_archive(url, taken.id, done, files)
                 finally:

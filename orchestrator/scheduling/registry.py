@@ -212,6 +212,10 @@ class Registry:
             and not node.off_hours
         )
 
+    def working(self) -> list[Node]:
+        """The nodes whose slots take new batches (`takes_work`)."""
+        return [n for n in self.nodes() if self.takes_work(n.url)]
+
     def gone(self, url: str) -> None:
         """The node said it is going away: lost now, not after the loss timeout."""
         node = self._nodes.get(url)

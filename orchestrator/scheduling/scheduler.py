@@ -513,7 +513,7 @@ class Scheduler:
         for key, task in list(self._workers.items()):
             if task.done():
                 del self._workers[key]
-        for node in [n for n in self.registry.live() if self.registry.takes_work(n.url)]:
+        for node in self.registry.working():
             for i in range(node.slots):
                 slot = SlotKey(node.url, i)
                 if slot not in self._workers:
@@ -640,8 +640,7 @@ class Scheduler:
         """Those of `nodes` that may render `job`: those running the Blender it asked for (any,
         when it asked for none), able to open its scene (not older than the Blender that saved
         it), on the device it asked for, with the tags it asked for, that did not refuse its
-        scene. Its frames are retried,
-        and fail for good, among these alone."""
+        scene. Its frames are retried, and fail for good, among these alone."""
         refused = self._refused.get(job.id)
         tags = job.tag_set
         if not refused and not (job.blender_version or job.device or job.saved_by or tags):
@@ -691,7 +690,7 @@ class Scheduler:
             if node.last_seen is None or node.last_seen <= self._silent[url]:
                 return None  # not answered since a batch's requests failed
             del self._silent[url]
-        every = [n for n in self.registry.live() if self.registry.takes_work(n.url)]
+        every = self.registry.working()
         for job_id in sorted(self._queues, key=order):
             queue = self._queues[job_id]
             job = self._jobs[job_id]
