@@ -413,29 +413,6 @@ Tags = Annotated[
 ]
 
 
-# A node's active hours, in its own local time: "19:00-08:00" (past midnight) or "09:00-17:30".
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
-
-
-def parse_active_hours(text: str) -> tuple[int, int]:
-    """'19:00-08:00' -> (minute of the day it starts, minute it ends); ValueError otherwise."""
-    match = _HOURS.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"active hours {text!r}: give HH:MM-HH:MM, as in 19:00-08:00")
-    start = int(match[1]) * 60 + int(match[2])
-    end = int(match[3]) * 60 + int(match[4])
-    if start == end:
-        raise ValueError(f"active hours {text!r}: the start and the end are the same minute")
-    return start, end
-
-
-def within_hours(hours: tuple[int, int], minute: int) -> bool:
-    """Whether `minute` of the day (0-1439) falls in `hours` (start inclusive, end exclusive;
-    a window past midnight wraps)."""
-    start, end = hours
-    return start <= minute < end if start < end else minute >= start or minute < end
-
-
 def parse_tags(text: str) -> list[str]:
     """'gpu, HighMem' -> ['gpu', 'highmem']: each tag once, in order; ValueError for a name
     that is not one."""
@@ -519,7 +496,10 @@ class NodeRegistration(Request):
     warm: WarmJobs = []
     tags: Tags = []
     active_hours: str | None = Field(
-        default=None, max_length=20, description="when it renders, in its local time: 19:00-08:00"
+        default=None,
+        max_length=400,
+        description="when it renders, in its local time: 19:00-08:00, or a weekly table "
+        "(mon-fri 19:00-08:00; sat,sun 00:00-24:00)",
     )
     off_hours: bool = Field(
         default=False, description="outside its active hours now: it takes no new batches"

@@ -13,7 +13,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farm_common.auth import check_token_setting
-from farm_common.protocol import parse_active_hours, parse_tags
+from farm_common.protocol import parse_tags
+from farm_common.schedule import parse_schedule
 from render_node.devices import DeviceChoice
 
 
@@ -59,8 +60,9 @@ class NodeSettings(BaseSettings):
     active_hours: str | None = Field(
         default=None,
         description="render only within these hours of this machine's local time, as in "
-        "19:00-08:00 (a workstation that joins the farm at night); outside them the node "
-        "finishes its batches and takes no new ones",
+        "19:00-08:00 (a workstation that joins the farm at night), or a weekly table: "
+        "'mon-fri 19:00-08:00; sat,sun 00:00-24:00' (a window past midnight belongs to the "
+        "day it starts on); outside them the node finishes its batches and takes no new ones",
         json_schema_extra={"metavar": "HH:MM-HH:MM"},
     )
     warm_seconds: float = Field(
@@ -197,7 +199,7 @@ class NodeSettings(BaseSettings):
     @classmethod
     def _check_hours(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_active_hours(value)
+            parse_schedule(value)
         return value
 
     @property

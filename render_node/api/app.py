@@ -18,7 +18,8 @@ from farm_common.auth import BearerTokenMiddleware
 from farm_common.blob_api import files_router
 from farm_common.errors import document_errors, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, json_limit
-from farm_common.protocol import NodeRegistration, parse_active_hours, within_hours
+from farm_common.protocol import NodeRegistration
+from farm_common.schedule import parse_schedule, within_schedule
 from render_node import __version__
 from render_node.api import jobs, scenes, system
 from render_node.api.deps import Node, cpu_count, file_store
@@ -41,7 +42,8 @@ def off_hours(active: str | None, now: time.struct_time) -> bool:
     """Whether a node with `active` hours (--active-hours) is outside them at local `now`."""
     if active is None:
         return False
-    return not within_hours(parse_active_hours(active), now.tm_hour * 60 + now.tm_min)
+    minute = now.tm_hour * 60 + now.tm_min
+    return not within_schedule(parse_schedule(active), now.tm_wday, minute)
 
 
 def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None) -> FastAPI:
