@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from farm_common.blobs import BlobStore
-from farm_common.errors import NotFound
+from farm_common.errors import BadRequest, NotFound
 from farm_common.paths import JobId, check_job_id
 from orchestrator.runtime.links import Link
 from orchestrator.settings import OrchestratorSettings
@@ -52,3 +52,15 @@ async def get_job(farm: FarmDep, job_id: JobId) -> Job:
 
 
 JobDep = Annotated[Job, Depends(get_job)]
+
+
+async def check_after(farm: Farm, after: list[str]) -> None:
+    """Every job a new job comes after is a job of this farm; 400 naming those that are not."""
+    if not after:
+        return
+    known = await farm.store.run(farm.store.job_states, after)
+    unknown = [j for j in after if j not in known]
+    if unknown:
+        raise BadRequest(
+            f"after: no job {', '.join(unknown)} on this farm: give ids of its jobs (GET /render)"
+        )

@@ -1,5 +1,5 @@
 """What is done to a job after it was submitted, beside cancelling it: requeue frames of it
-(or resume it) and delete it with its frames."""
+(or resume it), make a video of its frames (a video job), delete it with its frames."""
 
 from __future__ import annotations
 
@@ -9,15 +9,22 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from farm_common.errors import BadRequest, Conflict, Unavailable
-from farm_common.frames import FrameSpecError, parse_frame_spec
+from farm_common.errors import BadRequest, Conflict, TooManyRequests, Unavailable
+from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
 from farm_common.paths import check_job_id
 from farm_common.protocol import JobState
-from orchestrator.api.deps import FarmDep, JobDep, no_such_job
-from orchestrator.api.models import RenderDeleted, RenderRequeued, RequeueRequest
+from orchestrator.api.deps import FarmDep, JobDep, check_after, no_such_job
+from orchestrator.api.models import (
+    RenderCreated,
+    RenderDeleted,
+    RenderRequeued,
+    RequeueRequest,
+    VideoRequest,
+)
 from orchestrator.renders import forget_units
 from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.store.queries import Job
+from orchestrator.video import ffmpeg_available
 
 router = APIRouter(prefix="/render")
 
@@ -41,6 +48,8 @@ async def requeue(farm: FarmDep, job: JobDep, body: RequeueRequest) -> RenderReq
     `failed` (every frame not done). A job that had ended is queued again with the frames it
     never rendered, so `{"failed": true}` resumes a cancelled job. Their attempts and the
     nodes they failed on start over; GET /render/ID lists each requeue under `requeues`."""
+    if job.is_video:
+        return await _encode_again(farm, job)
     frames = None if body.frames is None else wanted_frames(job, body.frames)
     asked = "failed" if frames is None else body.frames or ""
     done = await farm.store.run(farm.store.requeue, job.id, frames, asked, farm.clock())
@@ -74,6 +83,88 @@ async def requeue(farm: FarmDep, job: JobDep, body: RequeueRequest) -> RenderReq
         requeued=done.frames,
         frames=len(done.frame_numbers),
     )
+
+
+async def _enqueue(farm: FarmDep, job: Job, what: str) -> None:
+    try:
+        await farm.link.enqueue(job, [])
+    except BackendUnavailable as exc:
+        raise Unavailable(
+            f"job {job.id} is {what} in the store, but the scheduler did not confirm it ({exc}): "
+            "restarting the orchestrator queues it for sure",
+            headers={"Retry-After": "5"},
+        ) from None
+
+
+async def _encode_again(farm: FarmDep, job: Job) -> RenderRequeued:
+    """A video job is requeued whole, whatever the body asks: it encodes again."""
+    if not await farm.store.run(farm.store.restart_video, job.id, farm.clock()):
+        raise Conflict(f"job {job.id} is {job.state}: its video is on its way")
+    await _enqueue(farm, job, "requeued")
+    return RenderRequeued(
+        id=job.id, state=JobState.QUEUED, status_url=f"/render/{job.id}",
+        requeued=job.frames_spec, frames=job.total,
+    )  # fmt: skip
+
+
+@router.post("/{job_id}/video", status_code=202, response_model=RenderCreated)
+async def video(farm: FarmDep, job: JobDep, body: VideoRequest) -> RenderCreated:
+    """A video job: the job's frames (all, or `frames`) encoded to an H.264 mp4 at `fps` on
+    the orchestrator, once the job completed (and the jobs of `after`). It is a job of its own:
+    GET /render/ID follows it, its video is at /render/ID/video.mp4, and it fails, saying why,
+    when its render job fails or is cancelled. A job that has ended is encoded at once from the
+    frames it has (asking for frames it lacks is a 409)."""
+    if job.is_video:
+        raise BadRequest(
+            f"job {job.id} is a video job: give the render job whose frames to encode "
+            f"({job.source})"
+        )
+    frames = (
+        parse_frame_spec(job.frames_spec)
+        if body.frames is None
+        else wanted_frames(job, body.frames)
+    )
+    if job.state in (JobState.FAILED, JobState.CANCELLED):
+        done = set(await farm.store.run(farm.store.done_frames, job.id, job.pieces))
+        missing = [f for f in frames if f not in done]
+        if missing:
+            raise Conflict(
+                f"job {job.id} is {job.state} and frames {compact_frames(missing)} of it are "
+                f"not rendered: requeue them first (farm requeue {job.id}), or ask for the "
+                "frames it has"
+            )
+    if not ffmpeg_available():
+        raise Unavailable(
+            "the orchestrator has no ffmpeg: install it there (apt-get install ffmpeg)"
+        )
+    await check_after(farm, body.after)
+    # The render job is waited for while it runs; one that has ended is not (a failed one
+    # would fail the video, which asks only for frames it has).
+    unfinished = job.state in (JobState.QUEUED, JobState.RUNNING)
+    after = list(dict.fromkeys(([job.id] if unfinished else []) + body.after))
+    limit = farm.settings.max_queued_jobs
+
+    def create() -> Job | None:
+        if farm.store.count_unfinished_jobs() >= limit:
+            return None
+        return farm.store.create_video_job(
+            job, compact_frames(frames), len(frames), fps=body.fps,
+            priority=job.priority if body.priority is None else body.priority, after=after,
+            now=farm.clock(),
+        )  # fmt: skip
+
+    made = await farm.store.run(create)
+    if made is None:
+        raise TooManyRequests(
+            f"the farm already has {limit} jobs queued or running (--max-queued-jobs): wait "
+            "for some to finish, or cancel some (DELETE /render/ID)",
+            headers={"Retry-After": "30"},
+        )
+    await _enqueue(farm, made, "saved")
+    return RenderCreated(
+        id=made.id, status_url=f"/render/{made.id}", state=JobState(made.state),
+        frames=len(frames), batch_size=len(frames),
+    )  # fmt: skip
 
 
 @router.post("/{job_id}/delete", response_model=RenderDeleted)

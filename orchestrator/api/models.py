@@ -13,6 +13,8 @@ from farm_common.manifest import Manifest
 from farm_common.protocol import BatchState, FrameState, JobState, Request, Tags
 from farm_common.tiles import DEFAULT_MARGIN, MAX_MARGIN, MAX_PARTS, MAX_TILES
 
+AfterJobs = Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{12}$")]], Field(max_length=100)]
+
 
 class RenderRequest(Request):
     scene: str | None = Field(
@@ -76,9 +78,8 @@ class RenderRequest(Request):
         "denoiser (or a compositor filter) sees past the region's edges; default: "
         f"{DEFAULT_MARGIN} where the scene denoises with Cycles, else 0",
     )
-    after: list[Annotated[str, Field(pattern=r"^[0-9a-f]{12}$")]] = Field(
+    after: AfterJobs = Field(
         default_factory=list,
-        max_length=100,
         description="jobs (ids) that must complete first: this one waits for them, and fails "
         "if one of them fails or is cancelled",
     )
@@ -112,6 +113,23 @@ class RenderCreated(BaseModel):
     batch_size: int
     tiles: int = Field(default=1, description="regions each frame is split in")
     split_samples: int = Field(default=1, description="parts each frame's samples are split in")
+
+
+class VideoRequest(Request):
+    frames: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description="which of the job's frames, in order (default: all of them)",
+        examples=["1-120"],
+    )
+    fps: int = Field(default=24, ge=1, le=240, description="frames a second")
+    priority: int | None = Field(
+        default=None, ge=-1000, le=1000, description="default: the render job's"
+    )
+    after: AfterJobs = Field(
+        default_factory=list,
+        description="other jobs that must complete first (the render job itself always is)",
+    )
 
 
 class RequeueRequest(Request):
@@ -190,6 +208,11 @@ class SampleTotals(BaseModel):
 class RenderSummary(BaseModel):
     id: str
     state: JobState
+    kind: Literal["render", "video"] = Field(
+        default="render", description="video: an mp4 of `source`'s frames, made on the farm"
+    )
+    source: str | None = Field(default=None, description="a video job's render job")
+    fps: int | None = Field(default=None, description="a video job's frames a second")
     scene: str
     scene_name: str
     frames_spec: str

@@ -38,7 +38,7 @@ from farm_common.paths import FrameNumber, JobId, TileNumber, check_job_id
 from farm_common.protocol import CONTENT_TYPES, FrameState, image_format
 from farm_common.tiles import DEFAULT_MARGIN, grid, tile_of
 from orchestrator.api import views
-from orchestrator.api.deps import FarmDep, JobDep, get_job, no_such_job
+from orchestrator.api.deps import FarmDep, JobDep, check_after, get_job, no_such_job
 from orchestrator.api.models import (
     FrameList,
     FrameMap,
@@ -270,14 +270,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
             len(frames) * body.tiles * parts, facts.total_slots, settings.max_batch_size
         )
 
-        if body.after:
-            known = await farm.store.run(farm.store.job_states, body.after)
-            unknown = [j for j in body.after if j not in known]
-            if unknown:
-                raise BadRequest(
-                    f"after: no job {', '.join(unknown)} on this farm: give ids of its jobs "
-                    "(GET /render)"
-                )
+        await check_after(farm, body.after)
 
         def create() -> Any:
             # Counted and created in one go on the store's thread: no race past the limit.

@@ -28,6 +28,9 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
     summary: dict[str, Any] = {
         "id": job.id,
         "state": job.state,
+        "kind": job.kind,
+        "source": job.source,
+        "fps": job.fps,
         "scene": job.scene,
         "scene_name": job.scene_name or job.scene,
         "frames_spec": job.frames_spec,
@@ -89,7 +92,9 @@ def job_detail(
     detail["mixed_blender_versions"] = len(versions) > 1
     if job.assets:
         detail["assets"] = json.loads(job.assets)
-    if job.failed:
+    if job.is_video:
+        detail["error"] = job.error
+    elif job.failed:
         first = failed_frames[0] if failed_frames else {}
         where = f"frame {first.get('frame')}"
         if job.tiles > 1:
@@ -113,6 +118,8 @@ def waiting(
     pending = [f"{j} ({state})" for j, state in (after or {}).items() if state != "completed"]
     if pending:
         return f"waiting for the jobs it comes after to complete: {', '.join(pending)}"
+    if job.is_video:
+        return None  # encoded on the orchestrator: no node needed
     if not node_tags:
         return (
             "waiting for a node: none takes work now (none registered yet, or each is lost, "

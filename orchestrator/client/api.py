@@ -202,20 +202,39 @@ class FarmClient:
         result = self._json("GET", "/nodes")
         return list(result)
 
+    def video(
+        self, job_id: str, frames: str | None = None, fps: int = 24, after: list[str] | None = None
+    ) -> str:
+        """A video job over the job's frames (all, or `frames`); returns its id."""
+        body: dict[str, Any] = {"fps": fps}
+        if frames:
+            body["frames"] = frames
+        if after:
+            body["after"] = after
+        return str(self._json("POST", f"/render/{job_id}/video", json=body)["id"])
+
     def download_frame(self, job_id: str, frame: int, out_dir: Path) -> Path:
         """Stream one frame into out_dir (atomic rename); returns its path."""
+        return self._download(
+            f"/render/{job_id}/frames/{frame}", lambda r: out_dir / _frame_file_name(r, frame)
+        )
+
+    def download_video(self, job_id: str, target: Path) -> Path:
+        """Stream a job's video to `target` (atomic rename)."""
+        return self._download(f"/render/{job_id}/video.mp4", lambda _: target)
+
+    def _download(self, path: str, target_of: Callable[[httpx.Response], Path]) -> Path:
         try:
-            with self._http.stream("GET", f"/render/{job_id}/frames/{frame}") as response:
+            with self._http.stream("GET", path) as response:
                 if not response.is_success:
                     response.read()
                     self._check(response)
-                name = _frame_file_name(response, frame)
-                target = out_dir / name
+                target = target_of(response)
                 with _atomic_file(target) as fh:
                     for chunk in response.iter_bytes(1 << 16):
                         fh.write(chunk)
         except httpx.TransportError as exc:
-            raise FarmClientError(f"download of frame {frame} failed: {exc}") from exc
+            raise FarmClientError(f"download of {path} failed: {exc}") from exc
         return target
 
 

@@ -354,6 +354,27 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return follow(client, args.id, out_dir, download=not args.no_download)
 
 
+def cmd_video(args: argparse.Namespace) -> int:
+    client = _client(args)
+    after = [j.strip() for j in args.after.split(",") if j.strip()] if args.after else None
+    video_id = client.video(args.id, args.frames, args.fps, after)
+    console.print(
+        f"video job [bold]{video_id}[/] of job {args.id}: {client.url}/render/{video_id} "
+        "(it starts once that job completed)"
+    )
+    if args.no_wait:
+        return EXIT_OK
+    code = follow(client, video_id, Path("."), download=False)
+    if code != EXIT_OK:
+        job = client.job(video_id)
+        err_console.print(f"[red]no video: {job.get('error')}")
+        return code
+    target = Path(args.out) if args.out else Path("renders") / f"{video_id}.mp4"
+    client.download_video(video_id, target)
+    console.print(f"video saved as {target}")
+    return EXIT_OK
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     if not args.yes:
         answer = input(f"delete job {args.id} and its frames from the farm for good? [y/N] ")
@@ -572,6 +593,20 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("--no-wait", action="store_true", help="requeue and return")
     requeue.add_argument("--no-download", action="store_true", help="leave frames on the farm")
     requeue.set_defaults(func=cmd_requeue)
+
+    video = sub.add_parser(
+        "video",
+        parents=[common],
+        help="encode a job's frames to an mp4 on the farm, once the job completed (a job of "
+        "its own)",
+    )
+    video.add_argument("id", help="the render job")
+    video.add_argument("--frames", help="which of its frames: '1-120' (default: all)")
+    video.add_argument("--fps", type=int, default=24, help="frames a second (default: 24)")
+    video.add_argument("--after", help="other jobs to wait for, comma-separated ids")
+    video.add_argument("--out", help="the mp4 to save (default: renders/<video job id>.mp4)")
+    video.add_argument("--no-wait", action="store_true", help="submit and return")
+    video.set_defaults(func=cmd_video)
 
     cancel = sub.add_parser("cancel", parents=[common], help="cancel a job on every node")
     cancel.add_argument("id")

@@ -49,6 +49,7 @@ from orchestrator.scheduling.policy import (
 from orchestrator.scheduling.queue import Cut, JobQueue
 from orchestrator.scheduling.registry import NODE_ACTIONS, Node, Registry
 from orchestrator.scheduling.sizing import next_batch_size
+from orchestrator.scheduling.video_jobs import encode_job
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Job, QueuedBatch, Settled, Store
 from orchestrator.video import VideoError, encode_video, ffmpeg_available
@@ -158,6 +159,7 @@ class Scheduler:
         self._in_flight: dict[str, int] = {}  # batches taken from the queue and not settled
         # Jobs that wait for the jobs they come after ("after"), with their batches.
         self._held: dict[str, list[QueuedBatch]] = {}
+        self._videos: dict[str, asyncio.Task[None]] = {}  # video jobs encoding now
         self._final: set[str] = set()  # final jobs, kept until their batches in flight settled
         self._workers: dict[SlotKey, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()  # replaced by a fresh one each time it is set
@@ -201,6 +203,9 @@ class Scheduler:
                 self._queues.pop(job_id, None)
         for job in await self.store.run(self.store.list_jobs, 1_000_000):
             if job.state in (JobState.QUEUED, JobState.RUNNING):
+                if job.is_video:  # encoded again from the start
+                    await self.enqueue(job, [])
+                    continue
                 await self.store.run(self.store.finish_if_complete, job.id, self.clock())
         for node, node_job in orphans:
             log.info("restart: cancelling orphaned node job %s on %s", node_job, node)
@@ -213,7 +218,12 @@ class Scheduler:
         self._stopping = True
         with contextlib.suppress(TimeoutError):  # a stuck store must not hang the stop
             await asyncio.wait_for(self._save_speeds(force=True), timeout=5)
-        tasks = [t for t in (self._monitor, *self._workers.values(), *self._background) if t]
+        tasks = [
+            t
+            for t in (self._monitor, *self._workers.values(), *self._background,
+                      *self._videos.values())
+            if t
+        ]  # fmt: skip
         for task in tasks:
             task.cancel()
         if tasks:
@@ -255,6 +265,9 @@ class Scheduler:
         self._jobs[job.id] = job
         if job.after_ids and await self._hold(job, batches):
             return
+        if job.is_video:
+            self._start_video(job)
+            return
         queue = self._queues.setdefault(job.id, JobQueue())
         queued = {b.id for b in queue.batches}
         queue.add([b for b in batches if b.id not in queued])
@@ -294,9 +307,13 @@ class Scheduler:
 
     async def _fail_held(self, job: Job, why: str) -> None:
         self._held.pop(job.id, None)
-        count, _ = await self.store.run(
-            self.store.fail_waiting_frames, job.id, why, [], self.clock()
-        )
+        if job.is_video:
+            count = job.total
+            await self.store.run(self.store.end_video, job.id, why, self.clock())
+        else:
+            count, _ = await self.store.run(
+                self.store.fail_waiting_frames, job.id, why, [], self.clock()
+            )
         log.error("job %s fails: %s (%d frames)", job.id, why, count)
         self._ended(job.id)
         self._spawn(self._tell_job_ended(job.id))
@@ -316,8 +333,39 @@ class Scheduler:
                     await self._fail_held(job, why)
                     continue
                 log.info("job %s: the jobs it comes after completed; it starts", job_id)
-                self._queues.setdefault(job_id, JobQueue()).add(self._held.pop(job_id))
+                held = self._held.pop(job_id)
+                if job.is_video:
+                    self._start_video(job)
+                    continue
+                self._queues.setdefault(job_id, JobQueue()).add(held)
                 self._notify()
+
+    def _start_video(self, job: Job) -> None:
+        if job.id not in self._videos:
+            self._videos[job.id] = asyncio.create_task(self._run_video(job), name=f"video {job.id}")
+
+    async def _run_video(self, job: Job) -> None:
+        """Encode a video job (video_jobs.encode_job) and end it; a cancel stops ffmpeg."""
+        try:
+            if not await self.store.run(self.store.start_video, job.id, self.clock()):
+                return
+            log.info("job %s: encoding frames %s of job %s at %s fps", job.id, job.frames_spec,
+                     job.source, job.fps)  # fmt: skip
+            error = await encode_job(job, self.store, self.settings.renders_dir)
+            state = await self.store.run(self.store.end_video, job.id, error, self.clock())
+            if state:
+                if error:
+                    log.error("job %s failed: %s", job.id, error)
+                self._job_ended(job.id, state)
+                self._forget_if_settled(job.id)
+        except Exception:  # a bug must not leave the job running for ever unseen
+            log.exception("job %s: the video job stopped", job.id)
+            await self.store.run(
+                self.store.end_video, job.id, "the orchestrator failed (see its log)", self.clock()
+            )
+            self._job_ended(job.id, JobState.FAILED)
+        finally:
+            self._videos.pop(job.id, None)
 
     async def delete(self, job_id: str) -> str | None:
         """Remove an ended job from the store (its files are the caller's); returns why not:
@@ -350,6 +398,8 @@ class Scheduler:
         )
         log.info("job %s cancelled; node jobs cancelled: %s", job_id, node_jobs)
         self._held.pop(job_id, None)
+        if video := self._videos.get(job_id):
+            video.cancel()  # encode_video kills ffmpeg's group
         self._spawn(self._tell_job_ended(job_id))
         self._spawn(self._release_held())
         self._forget_if_settled(job_id)
@@ -373,6 +423,13 @@ class Scheduler:
             "created": job.created, "started": job.started, "finished": job.finished,
             "status_url": f"/render/{job.id}",
         })  # fmt: skip
+
+    def _job_ended(self, job_id: str, state: str) -> None:
+        """The job ended by itself (completed or failed): say so, and start what waited."""
+        self._ended(job_id)
+        log.info("job %s %s", job_id, state)
+        self._spawn(self._tell_job_ended(job_id))
+        self._spawn(self._release_held())
 
     def _ended(self, job_id: str) -> None:
         """The job is final: nothing more of it is taken; its entries go with its last batch."""
@@ -404,7 +461,7 @@ class Scheduler:
         """The jobs the scheduler holds anything of (finished ones drop out)."""
         books: list[Iterable[str]] = [
             self._queues, self._jobs, self._cancelled, self._batch_failures, self._refused,
-            self._in_flight, self._final, self._held,
+            self._in_flight, self._final, self._held, self._videos,
         ]  # fmt: skip
         return set().union(*books)
 
@@ -865,10 +922,7 @@ class Scheduler:
         if outcome.refused and not job_state and not self._nodes_for(job, self.registry.live()):
             job_state = await self._fail_refused(job)
         if job_state:
-            self._ended(job.id)
-            log.info("job %s %s", job.id, job_state)
-            self._spawn(self._tell_job_ended(job.id))
-            self._spawn(self._release_held())
+            self._job_ended(job.id, job_state)
             if job.video:
                 self._spawn(self._make_video(job))
         if outcome.node_job is not None:  # collected or abandoned: its files can go

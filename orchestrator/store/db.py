@@ -205,6 +205,76 @@ class Store(Queries):
         assert job is not None
         return job, batches
 
+    def create_video_job(
+        self,
+        source: Job,
+        frames_spec: str,
+        count: int,
+        *,
+        fps: int,
+        priority: int,
+        after: list[str],
+        now: float,
+    ) -> Job:
+        """A job that encodes `count` frames of `source` (`frames_spec`) to an mp4 at `fps`,
+        once the jobs of `after` completed. It has no frames rows and no batches."""
+        job_id = new_id()
+        with self._tx() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
+            db.execute(
+                "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
+                " batch_size, video, state, created, total, kind, source, fps, after)"
+                " VALUES (?,?,?,?,?,?,?,?,1,?,?,?,'video',?,?,?)",
+                (job_id, seq, source.scene, source.scene_sha, frames_spec, source.format,
+                 priority, count, JobState.QUEUED, now, count, source.id, fps,
+                 json.dumps(after) if after else None),
+            )  # fmt: skip
+        job = self.get_job(job_id)
+        assert job is not None
+        return job
+
+    def start_video(self, job_id: str, now: float) -> bool:
+        """A video job begins to encode; False when it is not queued or running any more."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state='running', started=COALESCE(started, ?), rendering=total"
+                " WHERE id=? AND kind='video' AND state IN ('queued','running')",
+                (now, job_id),
+            )
+            return cur.rowcount == 1
+
+    def end_video(self, job_id: str, error: str | None, now: float) -> str | None:
+        """A video job is over: completed, or failed with `error`. Returns its state, or None
+        when it had ended already (cancelled meanwhile)."""
+        state = JobState.COMPLETED if error is None else JobState.FAILED
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state=?, finished=?, rendering=0, error=?,"
+                " done=CASE WHEN ? THEN total ELSE 0 END,"
+                " failed=CASE WHEN ? THEN 0 ELSE total END"
+                " WHERE id=? AND kind='video' AND state IN ('queued','running')",
+                (state, now, error, error is None, error is None, job_id),
+            )
+            return state if cur.rowcount == 1 else None
+
+    def restart_video(self, job_id: str, now: float) -> bool:
+        """Queue a video job that has ended to encode again (kept in its requeue history)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state='queued', done=0, failed=0, rendering=0, error=NULL,"
+                " started=NULL, finished=NULL"
+                " WHERE id=? AND kind='video' AND state NOT IN ('queued','running')",
+                (job_id,),
+            )
+            if cur.rowcount != 1:
+                return False
+            db.execute(
+                "INSERT INTO requeues (job, at, asked, frames, count)"
+                " SELECT id, ?, 'video', frames_spec, total FROM jobs WHERE id=?",
+                (now, job_id),
+            )
+            return True
+
     def _insert_batches(self, db: sqlite3.Connection, batches: Iterable[QueuedBatch]) -> None:
         for b in batches:
             seq = db.execute(

@@ -93,6 +93,9 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
         "CREATE TABLE IF NOT EXISTS requeues (job TEXT NOT NULL, at REAL NOT NULL,"
         " asked TEXT NOT NULL, frames TEXT NOT NULL, count INTEGER NOT NULL)"
     ),
+    _add_column("jobs", "kind", "TEXT NOT NULL DEFAULT 'render'"),
+    _add_column("jobs", "source", "TEXT"),
+    _add_column("jobs", "fps", "INTEGER"),
 ]
 
 

@@ -56,6 +56,16 @@ class Job:
     samples: int | None = None
     tags: str | None = None  # JSON list: only nodes with all of these render the job
     after: str | None = None  # JSON list: jobs that must complete before this one starts
+    # "render", or "video": `source`'s frames (`frames_spec`) encoded to an mp4 at `fps` on
+    # the orchestrator (orchestrator/video_jobs.py); it has no frame rows and no batches, and
+    # its counters count the frames it encodes.
+    kind: str = "render"
+    source: str | None = None
+    fps: int | None = None
+
+    @property
+    def is_video(self) -> bool:
+        return self.kind == "video"
 
     @property
     def after_ids(self) -> list[str]:

@@ -89,6 +89,8 @@ class Job:
     samples: dict[str, Any] | None = None  # a job split by samples: its parts (GET /render/ID)
     requeues: list[dict[str, Any]] = field(default_factory=list)  # POST .../requeue bodies
     waiting: str | None = None  # why no node takes it (GET /render/ID)
+    source: str | None = None  # a video job's render job (its kind is then "video")
+    fps: int | None = None
 
     def counts(self) -> dict[str, int]:
         return {
@@ -140,6 +142,9 @@ class Job:
         if self.samples is not None:
             out["samples"] = self.samples
         out["waiting"] = self.waiting
+        out["kind"] = "render" if self.source is None else "video"
+        out["source"], out["fps"] = self.source, self.fps
+        out["frames_spec"] = f"{self.frames[0]}-{self.frames[-1]}" if self.frames else ""
         out["requeues"] = [
             {"at": r["at"], "asked": r.get("frames", "failed"), "frames": r.get("frames", "1-9"),
              "count": 2}

@@ -494,6 +494,21 @@ def test_a_job_split_by_samples_shows_its_parts(page: Page, base_url: str, farm:
     expect(page.locator("#tiles-panel")).to_be_hidden()
 
 
+def test_a_video_job_links_to_the_job_whose_frames_it_encodes(
+    page: Page, base_url: str, farm: FakeFarm
+) -> None:
+    page.goto(f"{base_url}/jobs/{RUNNING}?token={TOKEN}")
+    expect(page.locator("#job-scene")).not_to_have_text("Job " + RUNNING)  # loaded
+    expect(page.locator("#job-source-row")).to_be_hidden()  # a render
+    job = farm.jobs[RUNNING]
+    job.source, job.fps = "0123456789ab", 12
+    page.reload()
+    source = page.locator("#job-source")
+    first, last = job.frames[0], job.frames[-1]
+    expect(source).to_have_text(f"job 0123456789ab: frames {first}-{last} at 12 fps")
+    expect(source).to_have_attribute("href", "/jobs/0123456789ab")
+
+
 def test_a_packed_shot_shows_its_files_and_its_missing_file_warnings(
     page: Page, base_url: str, farm: FakeFarm
 ) -> None:

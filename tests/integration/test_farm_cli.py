@@ -50,6 +50,17 @@ def test_farm_render_uploads_downloads_every_frame_and_exits_zero(tmp_path: Path
         assert "completed: 9/9 frames" in result.stdout
         assert max(f.rendered().values()) == 1
 
+        # The frames as a video, made on the farm and saved where asked.
+        job_id = result.stdout.split("job ", 1)[1].split()[0]
+        result = run_farm(
+            ["video", job_id, "--fps", "6", "--out", "clip.mp4", "--orchestrator", f.url],
+            cwd=tmp_path,
+            FARM_TOKEN="t0k",
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "video saved as clip.mp4" in result.stdout
+        assert (tmp_path / "clip.mp4").read_bytes()[4:8] == b"ftyp"
+
 
 def test_farm_render_exits_one_and_prints_blenders_error_when_frames_fail(
     tmp_path: Path,

@@ -171,6 +171,12 @@ def test_node_actions_name_the_node_by_its_url() -> None:
     assert (args.id, args.frames, args.failed) == ("abc", "4-9", False)
     with pytest.raises(SystemExit):  # one or the other
         build_parser().parse_args(["requeue", "abc", "--frames", "4", "--failed"])
+    args = build_parser().parse_args(["video", "abc"])
+    assert (args.id, args.fps, args.frames, args.out) == ("abc", 24, None, None)
+    args = build_parser().parse_args(["video", "abc", "--fps", "12", "--frames", "1-9"])
+    assert (args.fps, args.frames) == (12, "1-9")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["video", "abc", "--fps", "fast"])
 
 
 def test_tags_are_lowercase_names_each_once() -> None:

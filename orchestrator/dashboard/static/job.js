@@ -223,6 +223,13 @@ export function jobPage(jobId) {
         : "";
     document.getElementById("job-split-row").hidden = !split;
     setText("job-split", split);
+    // A video job: the render job whose frames it encodes, on the orchestrator.
+    const source = document.getElementById("job-source");
+    document.getElementById("job-source-row").hidden = job.kind !== "video";
+    if (job.kind === "video") {
+      source.setAttribute("href", `/jobs/${encodeURIComponent(job.source)}`);
+      setText(source, `job ${job.source}: frames ${job.frames_spec} at ${job.fps} fps`);
+    }
     const assets = job.assets || null;
     document.getElementById("job-assets-row").hidden = !assets || !assets.files;
     if (assets) setText("job-assets", `${assets.files} files, ${bytes(assets.bytes)}`);
