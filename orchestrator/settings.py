@@ -177,6 +177,11 @@ class OrchestratorSettings(BaseSettings):
     def _strip_slash(cls, value: list[str]) -> list[str]:
         return [url.rstrip("/") for url in value]
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None  # FARM_WEBHOOK_SECRET= (compose's default): unsigned
+
     @field_validator("webhook", mode="after")
     @classmethod
     def _http_urls(cls, value: list[str]) -> list[str]:

@@ -198,8 +198,9 @@ class NodeSettings(BaseSettings):
     @field_validator("active_hours")
     @classmethod
     def _check_hours(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_schedule(value)
+        if value is None or not value.strip():  # FARM_ACTIVE_HOURS= (compose's default): always
+            return None
+        parse_schedule(value)
         return value
 
     @property

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,58 @@ def test_the_orchestrator_runs_locked_down_and_published_on_loopback_only(
     big = tmp_path / "big.blend"
     big.write_bytes(b"BLENDER-v300" + bytes(3 << 20))
     assert api.upload_scene(big).startswith("sha256:")
+
+
+def test_day_to_day_controls_work_across_containers(stack: ComposeStack, api: FarmAPI) -> None:
+    """Issue 20 in compose: a drained node takes nothing, a paused one hands its batch back,
+    a job no node has the tags of waits saying so and is deleted, frames of a completed job
+    are requeued, and a video job made after it encodes them on the orchestrator."""
+    nodes = api.wait_nodes(3)
+
+    def act(action: str, url: str) -> str:
+        response = api.http.post(f"/nodes/{action}", json={"url": url})
+        assert response.status_code == 200, response.text
+        return str(response.json()["state"])
+
+    drained = nodes[0]["url"]
+    assert act("drain", drained) == "draining"
+    try:
+        job_id = api.render("demo.blend", "1-9", batch_size=1)
+        running = api.running_batch(job_id)
+        paused = running["node"]
+        assert paused != drained
+        assert act("pause", paused) == "paused"
+        paused_at = time.time()
+        job = api.wait_job(job_id)
+    finally:
+        act("resume", drained)
+    assert act("resume", paused) in ("healthy", "busy")
+    assert_every_frame_once(api, job, range(1, 10))
+    assert drained not in {b["node"] for b in job["batches"]}
+    after_pause = [b for b in job["batches"] if (b["started"] or 0) > paused_at + 1]
+    assert after_pause and paused not in {b["node"] for b in after_pause}
+
+    response = api.http.post(
+        "/render", json={"scene": "demo.blend", "frames": "1", "tags": ["gpu"]}
+    )
+    gpu_job = response.json()["id"]
+    said = wait_for("the gpu job to say why it waits", lambda: api.job(gpu_job)["waiting"], 10)
+    assert said.startswith("waiting for a node with the tags gpu")
+    assert api.http.delete(f"/render/{gpu_job}").json()["state"] == "cancelled"
+    assert api.http.post(f"/render/{gpu_job}/delete").json()["deleted"] is True
+    assert api.http.get(f"/render/{gpu_job}").status_code == 404
+
+    response = api.http.post(f"/render/{job_id}/requeue", json={"frames": "2-3"})
+    assert response.status_code == 202, response.text
+    response = api.http.post(f"/render/{job_id}/video", json={"fps": 6})
+    assert response.status_code == 202, response.text
+    video_id = response.json()["id"]
+    video = api.wait_job(video_id)
+    assert video["state"] == "completed" and video["after"] == [job_id], video
+    job = api.job(job_id)
+    assert job["state"] == "completed" and [r["frames"] for r in job["requeues"]] == ["2-3"]
+    mp4 = api.http.get(f"/render/{video_id}/video.mp4")
+    assert mp4.status_code == 200 and mp4.content[4:8] == b"ftyp"
 
 
 def test_killed_node_container_its_frames_rerender_elsewhere_once(

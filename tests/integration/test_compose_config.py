@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.settings import OrchestratorSettings
+from render_node.settings import NodeSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,6 +96,31 @@ def test_compose_publishes_the_orchestrator_on_loopback_unless_told(
     assert everywhere.returncode == 0, everywhere.stderr
     (port,) = services(everywhere.stdout)["orchestrator"]["ports"]
     assert published(port) == ("0.0.0.0", "8000")
+
+
+@pytest.mark.skipif(not COMPOSE, reason="neither docker-compose nor `docker compose` installed")
+@pytest.mark.parametrize("compose", COMPOSE, ids=" ".join)
+def test_compose_passes_on_webhooks_tags_and_active_hours_and_leaves_them_blank(
+    compose: list[str], tmp_path: Path
+) -> None:
+    given = {"FARM_WEBHOOK": "https://chat.example/hook", "FARM_WEBHOOK_SECRET": "s3cret",
+             "FARM_TAGS": "gpu", "FARM_ACTIVE_HOURS": "mon-fri 19:00-08:00"}  # fmt: skip
+    for env, seen in ((given, given), ({}, dict.fromkeys(given, ""))):
+        done = config(compose, tmp_path, FARM_TOKEN="t0ken", **env)
+        assert done.returncode == 0, done.stderr
+        farm = services(done.stdout)
+        orchestrator = farm["orchestrator"]["environment"]
+        node = farm["render-node"]["environment"]
+        for name in ("FARM_WEBHOOK", "FARM_WEBHOOK_SECRET"):
+            assert (orchestrator.get(name) or "") == seen[name]
+        for name in ("FARM_TAGS", "FARM_ACTIVE_HOURS"):
+            assert (node.get(name) or "") == seen[name]
+
+
+def test_blank_settings_from_compose_mean_none() -> None:
+    node = NodeSettings(active_hours="  ", tags="")
+    assert (node.active_hours, node.tag_list) == (None, [])
+    assert OrchestratorSettings(webhook="", webhook_secret="").webhook_secret is None
 
 
 @needs_stack
