@@ -47,8 +47,8 @@ RUN apt-get update \
     $(if [ "$WITH_FFMPEG" = 1 ]; then echo ffmpeg; fi) \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 --user-group farm \
- && mkdir -p /var/lib/farm /scenes \
- && chown farm:farm /var/lib/farm
+ && mkdir -p /var/lib/farm /var/lib/farm-join /scenes \
+ && chown farm:farm /var/lib/farm /var/lib/farm-join
 COPY --from=build /opt/farm /opt/farm
 COPY docker/healthcheck.py /opt/farm/healthcheck.py
 ENV PATH=/opt/farm/bin:$PATH \

@@ -12,7 +12,7 @@ import ipaddress
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -28,15 +28,19 @@ def is_open_path(path: str) -> bool:
 
 
 def check_bearer(
-    request: Request, token: str | None, is_open: Callable[[str], bool] = is_open_path
+    request: Request,
+    token: str | Sequence[str] | None,
+    is_open: Callable[[str], bool] = is_open_path,
 ) -> None:
-    """Raise unless the request carries `token`; no-op when no token is configured.
+    """Raise unless the request carries `token` (or one of several); no-op when no token is
+    configured.
 
     The path is the one the router routes on, `scope["path"]`: `request.url` is rebuilt from
     the Host header, which a client writes (`Host: x/health?` made `/render` look like
     `/health` to Starlette before 1.0.1, CVE-2026-48710).
     """
-    if not token or is_open(request.scope["path"]):
+    tokens = [token] if isinstance(token, str) else list(token or [])
+    if not tokens or is_open(request.scope["path"]):
         return
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
@@ -45,7 +49,8 @@ def check_bearer(
             "this farm needs a token: send 'Authorization: Bearer <token>' (FARM_TOKEN)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not tokens_match(given.strip(), token):
+    # Each compared, none skipped: the time taken says nothing of which matched.
+    if not sum(tokens_match(given.strip(), t) for t in tokens):
         raise Forbidden("wrong token: use the FARM_TOKEN the farm was started with")
 
 
@@ -78,13 +83,14 @@ def auth_headers(token: str | None) -> dict[str, str]:
 class BearerTokenMiddleware:
     """ASGI middleware applying `check_bearer` to every HTTP request, /docs and 404s included.
 
-    A route dependency would miss FastAPI's own /docs and /openapi.json.
+    A route dependency would miss FastAPI's own /docs and /openapi.json. `token` is one token,
+    or a function giving the tokens taken now (a node's: render_node/credentials.py).
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        token: str | None,
+        token: str | Callable[[], Sequence[str]] | None,
         is_open: Callable[[str], bool] = is_open_path,
     ) -> None:
         self.app = app
@@ -92,9 +98,10 @@ class BearerTokenMiddleware:
         self.is_open = is_open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.token:
+        tokens = self.token() if callable(self.token) else self.token
+        if scope["type"] == "http" and tokens:
             try:
-                check_bearer(Request(scope), self.token, self.is_open)
+                check_bearer(Request(scope), tokens, self.is_open)
             except FarmError as exc:
                 response = JSONResponse(
                     error_body(exc.code, exc.detail),

@@ -504,10 +504,22 @@ class NodeRegistration(Request):
     off_hours: bool = Field(
         default=False, description="outside its active hours now: it takes no new batches"
     )
+    work_key: str | None = Field(
+        default=None,
+        min_length=32,
+        max_length=200,
+        description="what the orchestrator must send this node as its bearer token: the node "
+        "accepts work from the orchestrator it registered with, and from no one else",
+    )
 
 
 class Registered(Answer):
     ok: bool = True
+    credential: str | None = Field(
+        default=None,
+        description="this node's own token, good for its URL only: sent once, to a node that "
+        "registered with a join token; it heartbeats with it from then on",
+    )
     heartbeat_seconds: float = Field(
         description="how often the node must heartbeat: the orchestrator declares a node lost "
         "after a few of these intervals without one"

@@ -29,7 +29,22 @@ class OrchestratorSettings(BaseSettings):
         description="static render node URL (dev mode), repeatable; in FARM_NODE, comma-separated",
         json_schema_extra={"metavar": "URL"},
     )
-    token: str | None = Field(default=None, description="bearer token for clients and nodes")
+    token: str | None = Field(
+        default=None,
+        description="the bootstrap admin token (named 'admin'): it does everything, including "
+        "making tokens of other roles (farm token create); none: the farm is open",
+    )
+    join_token: str | None = Field(
+        default=None,
+        description="the bootstrap join token (named 'join', role node): a node that registers "
+        "with it gets a credential of its own, good for its URL only",
+    )
+    join_token_file: Path | None = Field(
+        default=None,
+        description="keep the join token in this file, made with a new secret if missing (a "
+        "volume the nodes mount read-only: compose.yaml); --join-token wins",
+        json_schema_extra={"metavar": "PATH"},
+    )
     webhook: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="URL told of jobs ending and nodes lost (a JSON POST each), repeatable; in "
@@ -160,7 +175,7 @@ class OrchestratorSettings(BaseSettings):
         "its own: one PID to watch, but status answers wait on a busy scheduler",
     )
 
-    @field_validator("token")
+    @field_validator("token", "join_token")
     @classmethod
     def _own_token(cls, value: str | None) -> str | None:
         return check_token_setting(value)

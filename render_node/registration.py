@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from farm_common.auth import auth_headers
 from farm_common.protocol import Registered
+from render_node.credentials import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ def default_advertise_url(host: str, port: int, orchestrator: str | None) -> str
 HEARTBEAT_BOUNDS = (0.1, 60.0)
 
 
+def credential_given(answer: httpx.Response) -> str | None:
+    """The node's own credential, in the answer to its first heartbeat with a join token."""
+    try:
+        return Registered.model_validate_json(answer.content).credential
+    except ValidationError:
+        return None
+
+
 def interval_asked(answer: httpx.Response, current: float) -> float:
     """The heartbeat interval the orchestrator's answer asks for (it declares a node lost after
     a few of them missed), within HEARTBEAT_BOUNDS; `current` when the answer says none."""
@@ -71,7 +80,7 @@ async def heartbeat_loop(
     orchestrator: str,
     payload: Callable[[], Awaitable[dict[str, Any]]],
     *,
-    token: str | None,
+    credentials: Credentials,
     interval: float,
     client: httpx.AsyncClient | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -86,13 +95,22 @@ async def heartbeat_loop(
         while True:
             problem: str | None = None
             try:
-                body = await payload()
-                response = await client.post(
-                    url, json=body, headers=auth_headers(token), timeout=REGISTER_TIMEOUT
-                )
-                if response.status_code >= 400:
-                    problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                body = {**await payload(), "work_key": credentials.work_key}
+                bearer = credentials.bearer()
+                if bearer is None and credentials.joins:
+                    problem = "no join token yet"  # its file is not there yet
+                    response = None
                 else:
+                    response = await client.post(
+                        url, json=body, headers=auth_headers(bearer), timeout=REGISTER_TIMEOUT
+                    )
+                if response is None:
+                    pass
+                elif response.status_code >= 400:
+                    problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                    credentials.refused(response.status_code)
+                else:
+                    credentials.took(credential_given(response))
                     asked = interval_asked(response, interval)
                     if asked != interval:
                         log.info("heartbeat every %g s, as orchestrator %s asks", asked, url)

@@ -76,7 +76,20 @@ class NodeSettings(BaseSettings):
     )
     token: str | None = Field(
         default=None,
-        description="require 'Authorization: Bearer TOKEN' (every endpoint but /health)",
+        description="the farm's token (FARM_TOKEN): this node accepts it, and registers with it "
+        "unless it has a join token; an admin token, so better a join token on a node",
+    )
+    join_token: str | None = Field(
+        default=None,
+        description="register with this join token (role node): the orchestrator answers with "
+        "this node's own credential, kept in the data folder; the node then accepts work only "
+        "from that orchestrator",
+    )
+    join_token_file: Path | None = Field(
+        default=None,
+        description="read the join token from this file, waiting until it is there (the "
+        "orchestrator's --join-token-file, mounted read-only); --join-token wins",
+        json_schema_extra={"metavar": "PATH"},
     )
     orchestrator: str | None = Field(
         default=None,
@@ -167,7 +180,7 @@ class NodeSettings(BaseSettings):
         default="text", description="text for people, json for log collectors"
     )
 
-    @field_validator("token")
+    @field_validator("token", "join_token")
     @classmethod
     def _own_token(cls, value: str | None) -> str | None:
         return check_token_setting(value)

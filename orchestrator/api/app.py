@@ -14,12 +14,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from farm_common import health
-from farm_common.auth import BearerTokenMiddleware
 from farm_common.blob_api import files_router
 from farm_common.blobs import BlobStore
 from farm_common.errors import document_errors, error_body, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, RateLimiter, json_limit
-from orchestrator.api import job_actions, nodes, scenes, system
+from orchestrator.api import job_actions, nodes, scenes, system, tokens
+from orchestrator.api.authorization import AccessMiddleware, Doorkeeper, load_join_token
 from orchestrator.api.deps import Farm, file_store
 from orchestrator.api.render_jobs import render_router
 from orchestrator.dashboard.pages import dashboard_router, is_public_path
@@ -52,6 +52,7 @@ def create_app(
     rate_limiter = (
         RateLimiter(settings.rate_limit, clock=monotonic) if settings.rate_limit else None
     )
+    doorkeeper = Doorkeeper(settings.token, settings.join_token)
 
     def body_limit(method: str, path: str) -> tuple[int, str] | None:
         if method == "POST" and path == "/scenes":
@@ -72,6 +73,7 @@ def create_app(
         settings.renders_dir.mkdir(parents=True, exist_ok=True)
         settings.uploads_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.db_path)  # first: a data folder is migrated before the child runs
+        doorkeeper.join_token = load_join_token(settings.join_token, settings.join_token_file)
         app.state.exit_code = 0
 
         def engine_ended(code: int) -> None:
@@ -134,10 +136,11 @@ def create_app(
     app.include_router(render_router(rate_limiter))
     app.include_router(job_actions.router)
     app.include_router(nodes.router)
+    app.include_router(tokens.router)
     app.include_router(dashboard_router(settings.token))
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
     # Outermost: nothing (not /docs, not a 404, not a body) is read before the token is checked.
-    app.add_middleware(BearerTokenMiddleware, token=settings.token, is_open=is_open_path)
+    app.add_middleware(AccessMiddleware, doorkeeper=doorkeeper, is_open=is_open_path, clock=clock)
     return app
 
 

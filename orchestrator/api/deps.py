@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from farm_common.blobs import BlobStore
-from farm_common.errors import BadRequest, NotFound
+from farm_common.errors import BadRequest, Forbidden, NotFound
 from farm_common.paths import JobId, check_job_id
+from orchestrator.api.authorization import PrincipalDep
 from orchestrator.runtime.links import Link
 from orchestrator.settings import OrchestratorSettings
 from orchestrator.store.db import Job, Store
@@ -52,6 +53,20 @@ async def get_job(farm: FarmDep, job_id: JobId) -> Job:
 
 
 JobDep = Annotated[Job, Depends(get_job)]
+
+
+async def get_own_job(job: JobDep, who: PrincipalDep) -> Job:
+    """The job, when the caller may act on it: it submitted it, or it is an admin."""
+    if not who.owns(job.submitted_by):
+        by = f"by {job.submitted_by!r}" if job.submitted_by else "before tokens had names"
+        raise Forbidden(
+            f"job {job.id} was submitted {by}: only they or an admin may cancel, requeue or "
+            f"delete it (you are {who.name!r}, role {who.role})"
+        )
+    return job
+
+
+OwnJobDep = Annotated[Job, Depends(get_own_job)]
 
 
 async def check_after(farm: Farm, after: list[str]) -> None:

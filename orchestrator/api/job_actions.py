@@ -13,7 +13,8 @@ from farm_common.errors import BadRequest, Conflict, TooManyRequests, Unavailabl
 from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
 from farm_common.paths import check_job_id
 from farm_common.protocol import JobState
-from orchestrator.api.deps import FarmDep, JobDep, check_after, no_such_job
+from orchestrator.api.authorization import PrincipalDep
+from orchestrator.api.deps import FarmDep, JobDep, OwnJobDep, check_after, no_such_job
 from orchestrator.api.models import (
     RenderCreated,
     RenderDeleted,
@@ -43,7 +44,7 @@ def wanted_frames(job: Job, spec: str) -> list[int]:
 
 
 @router.post("/{job_id}/requeue", status_code=202, response_model=RenderRequeued)
-async def requeue(farm: FarmDep, job: JobDep, body: RequeueRequest) -> RenderRequeued:
+async def requeue(farm: FarmDep, job: OwnJobDep, body: RequeueRequest) -> RenderRequeued:
     """Render frames of the job again: `frames` (done ones too: their files are replaced), or
     `failed` (every frame not done). A job that had ended is queued again with the frames it
     never rendered, so `{"failed": true}` resumes a cancelled job. Their attempts and the
@@ -108,7 +109,7 @@ async def _encode_again(farm: FarmDep, job: Job) -> RenderRequeued:
 
 
 @router.post("/{job_id}/video", status_code=202, response_model=RenderCreated)
-async def video(farm: FarmDep, job: JobDep, body: VideoRequest) -> RenderCreated:
+async def video(farm: FarmDep, job: JobDep, body: VideoRequest, who: PrincipalDep) -> RenderCreated:
     """A video job: the job's frames (all, or `frames`) encoded to an H.264 mp4 at `fps` on
     the orchestrator, once the job completed (and the jobs of `after`). It is a job of its own:
     GET /render/ID follows it, its video is at /render/ID/video.mp4, and it fails, saying why,
@@ -150,7 +151,7 @@ async def video(farm: FarmDep, job: JobDep, body: VideoRequest) -> RenderCreated
         return farm.store.create_video_job(
             job, compact_frames(frames), len(frames), fps=body.fps,
             priority=job.priority if body.priority is None else body.priority, after=after,
-            now=farm.clock(),
+            now=farm.clock(), submitted_by=who.name,
         )  # fmt: skip
 
     made = await farm.store.run(create)
@@ -168,7 +169,7 @@ async def video(farm: FarmDep, job: JobDep, body: VideoRequest) -> RenderCreated
 
 
 @router.post("/{job_id}/delete", response_model=RenderDeleted)
-async def delete(farm: FarmDep, job: JobDep) -> RenderDeleted:
+async def delete(farm: FarmDep, job: OwnJobDep) -> RenderDeleted:
     """Remove a job that has ended, with its frames on disk (and its video): it is gone from
     the farm for good. A queued or running job is a 409: cancel it first."""
     why = await farm.link.delete(job.id)

@@ -212,6 +212,7 @@ class RenderSummary(BaseModel):
         default="render", description="video: an mp4 of `source`'s frames, made on the farm"
     )
     source: str | None = Field(default=None, description="a video job's render job")
+    submitted_by: str | None = Field(default=None, description="the name of the token used")
     fps: int | None = Field(default=None, description="a video job's frames a second")
     scene: str
     scene_name: str
@@ -376,3 +377,45 @@ class NodeView(BaseModel):
         default_factory=list, description="what each slot renders on: CPU, 'CUDA: ...'"
     )
     device: str | None = Field(default=None, description="cpu or gpu")
+
+
+class TokenRequest(Request):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
+        description="who holds it: a user or a machine (letters, digits, _ . @ -)",
+        examples=["ana"],
+    )
+    role: Literal["admin", "submit", "view", "node"] = Field(
+        description="admin: everything; submit: submit and act on its own jobs, read all; view: "
+        "read only; node: a join token for render nodes",
+    )
+
+
+class TokenCreated(BaseModel):
+    name: str
+    role: str
+    token: str = Field(description="the token: shown this once, the farm keeps only its hash")
+
+
+class TokenView(BaseModel):
+    name: str
+    role: str
+    url: str | None = Field(default=None, description="a node's own credential: its node")
+    created: float
+    created_by: str | None
+    revoked: float | None
+
+
+class AuditEntry(BaseModel):
+    at: float
+    who: str = Field(description="the token's name")
+    role: str
+    action: str = Field(description="the endpoint: 'POST /render/{job_id}/requeue'")
+    target: str | None = Field(description="the job, node or token acted on, or made")
+    status: int = Field(description="the answer's HTTP status: refusals are kept too")
+    detail: str | None
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: Literal["admin", "submit", "view", "node"]

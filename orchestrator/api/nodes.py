@@ -6,12 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from farm_common.errors import BadRequest, NotFound, Unavailable
+from farm_common.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
 from farm_common.protocol import NodeRegistration, Registered
-from orchestrator.api.deps import FarmDep
+from orchestrator.access import Principal, Role, node_credential_name
+from orchestrator.api.authorization import PrincipalDep
+from orchestrator.api.deps import Farm, FarmDep
 from orchestrator.api.models import NodeAction, NodeView
+from orchestrator.api.tokens import new_token
 from orchestrator.runtime.loop_thread import BackendUnavailable
 from orchestrator.scheduling.registry import BadNodeUrl, check_node_url, normalize_url
+from orchestrator.store.tokens import token_hash
 
 router = APIRouter()
 
@@ -24,19 +28,55 @@ async def list_nodes(farm: FarmDep) -> list[dict[str, Any]]:
     return await farm.link.nodes()
 
 
-@router.post("/nodes/register", response_model=Registered)
-async def register(farm: FarmDep, body: NodeRegistration) -> Registered:
+@router.post("/nodes/register", response_model=Registered, response_model_exclude_none=True)
+async def register(farm: FarmDep, body: NodeRegistration, who: PrincipalDep) -> Registered:
     """A node's heartbeat. The answer says how often to send the next ones: the orchestrator's
-    loss timeout decides that, not the node's own setting."""
+    loss timeout decides that, not the node's own setting. A node that registers with a join
+    token gets its own credential in the answer, good for its URL only."""
     try:
         check_node_url(body.url)
     except BadNodeUrl as exc:
         raise BadRequest(f"{exc}: register the URL this node is reachable at") from None
+    url = normalize_url(body.url)
+    speaks_for(who, url)
+    credential = await _issue_credential(farm, who, url) if who.role == Role.NODE else None
     refused = await farm.link.register(body.model_dump())
     if refused is not None:
         raise Unavailable(refused)
     interval = farm.settings.node_timeout_seconds / HEARTBEATS_PER_TIMEOUT
-    return Registered(heartbeat_seconds=round(interval, 3))
+    return Registered(heartbeat_seconds=round(interval, 3), credential=credential)
+
+
+def speaks_for(who: Principal, url: str) -> None:
+    """A node's credential speaks for the node it was issued to, and no other URL."""
+    if who.url is not None and normalize_url(who.url) != url:
+        raise Forbidden(
+            f"this credential is node {who.url}'s: it cannot speak for {url} (start that node "
+            "with a join token: it gets a credential of its own)"
+        )
+
+
+async def _issue_credential(farm: Farm, who: Principal, url: str) -> str | None:
+    """A new credential for a node joining with a join token (None for one that has its own).
+    A URL a live node holds with a credential is not handed to another joiner."""
+    if who.url is not None:
+        return None
+    name = node_credential_name(url)
+    tokens = await farm.store.read(lambda store: store.list_tokens())
+    held = any(t.name == name and t.revoked is None for t in tokens)
+    if held and any(n["url"] == url and n["state"] != "lost" for n in await farm.link.nodes()):
+        raise Conflict(
+            f"node {url} is on the farm with its own credential: a node joining with a join "
+            "token gets the URL once that one is lost (a restarted node: within seconds)"
+        )
+    credential = new_token()
+    digest, now = token_hash(credential), farm.clock()
+    await farm.store.run(
+        lambda: farm.store.add_token(
+            name, Role.NODE, digest, now, created_by=who.name, url=url, replace=True
+        )
+    )
+    return credential
 
 
 async def _act(farm: FarmDep, body: NodeAction, action: str) -> dict[str, Any]:
@@ -71,7 +111,8 @@ async def resume(farm: FarmDep, body: NodeAction) -> dict[str, Any]:
 
 
 @router.post("/nodes/leave", response_model=NodeView)
-async def leave(farm: FarmDep, body: NodeAction) -> dict[str, Any]:
+async def leave(farm: FarmDep, body: NodeAction, who: PrincipalDep) -> dict[str, Any]:
     """A node says it is going away (render-node does on SIGTERM): it is lost at once and its
     batches go back to the queue, without waiting for the loss timeout."""
+    speaks_for(who, normalize_url(body.url))
     return await _act(farm, body, "leave")

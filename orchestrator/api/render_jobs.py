@@ -38,7 +38,15 @@ from farm_common.paths import FrameNumber, JobId, TileNumber, check_job_id
 from farm_common.protocol import CONTENT_TYPES, FrameState, image_format
 from farm_common.tiles import DEFAULT_MARGIN, grid, tile_of
 from orchestrator.api import views
-from orchestrator.api.deps import FarmDep, JobDep, check_after, get_job, no_such_job
+from orchestrator.api.authorization import PrincipalDep
+from orchestrator.api.deps import (
+    FarmDep,
+    JobDep,
+    OwnJobDep,
+    check_after,
+    get_job,
+    no_such_job,
+)
 from orchestrator.api.models import (
     FrameList,
     FrameMap,
@@ -225,7 +233,9 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
     router = APIRouter(prefix="/render")
 
     @router.post("", status_code=202, response_model=RenderCreated)
-    async def submit(request: Request, farm: FarmDep, body: RenderRequest) -> RenderCreated:
+    async def submit(
+        request: Request, farm: FarmDep, body: RenderRequest, who: PrincipalDep
+    ) -> RenderCreated:
         settings = farm.settings
         if rate_limiter is not None:
             client = request.client.host if request.client else "unknown"
@@ -286,7 +296,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
                 format_given=body.format is not None, allow_missing=body.allow_missing,
                 assets=json.dumps(assets) if assets else None, tiles=body.tiles,
                 tile_margin=margin, sample_parts=parts, samples=samples, tags=body.tags,
-                after=body.after,
+                after=body.after, submitted_by=who.name,
             )  # fmt: skip
 
         created = await farm.store.run(create)
@@ -358,7 +368,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
         return Response(views.job_detail_body(detail, batches_json), media_type="application/json")
 
     @router.delete("/{job_id}", response_model=RenderSummary)
-    async def cancel(farm: FarmDep, job: JobDep) -> dict[str, Any]:
+    async def cancel(farm: FarmDep, job: OwnJobDep) -> dict[str, Any]:
         await farm.link.cancel(job.id)
         after = await farm.store.run(farm.store.get_job, job.id) or job
         tiled = None

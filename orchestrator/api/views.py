@@ -29,6 +29,7 @@ def job_summary(job: Job, now: float, tiled: dict[str, int] | None = None) -> di
         "id": job.id,
         "state": job.state,
         "kind": job.kind,
+        "submitted_by": job.submitted_by,
         "source": job.source,
         "fps": job.fps,
         "scene": job.scene,

@@ -198,6 +198,21 @@ class FarmClient:
         result: dict[str, Any] = self._json("POST", f"/nodes/{action}", json={"url": url})
         return result
 
+    def create_token(self, name: str, role: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", "/tokens", json={"name": name, "role": role})
+        return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/tokens"))
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/tokens/{name}")
+        return result
+
+    def audit(self, who: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"who": who} if who else {})}
+        return list(self._json("GET", "/audit", params=params))
+
     def nodes(self) -> list[dict[str, Any]]:
         result = self._json("GET", "/nodes")
         return list(result)

@@ -386,6 +386,49 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    client = _client(args)
+    if args.action == "create":
+        made = client.create_token(args.name, args.role)
+        console.print(
+            f"token {made['name']!r} (role {made['role']}) made: it is shown this once, the "
+            "farm keeps only a hash of it"
+        )
+        print(made["token"])  # alone on the last line: scripts take it from there
+        return EXIT_OK
+    if args.action == "revoke":
+        gone = client.revoke_token(args.name)
+        console.print(f"token {gone['name']!r} (role {gone['role']}) revoked")
+        return EXIT_OK
+    table = Table(title="tokens", header_style="bold")
+    for column in ("name", "role", "node", "made", "by", "revoked"):
+        table.add_column(column)
+    for row in client.tokens():
+        table.add_row(
+            row["name"], row["role"], row.get("url") or "", _when(row["created"]),
+            row.get("created_by") or "", _when(row.get("revoked")),
+        )  # fmt: skip
+    console.print(table)
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    table = Table(title="audit log, newest first", header_style="bold")
+    for column in ("when", "who", "role", "action", "target", "status"):
+        table.add_column(column)
+    for row in _client(args).audit(args.who, args.limit):
+        table.add_row(
+            _when(row["at"]), row["who"], row["role"], row["action"], row.get("target") or "",
+            str(row["status"]),
+        )  # fmt: skip
+    console.print(table)
+    return EXIT_OK
+
+
+def _when(at: float | None) -> str:
+    return "" if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     node = _client(args).node_action(args.url, args.action)
     console.print(f"node {node['url']}: {node['state']}")
@@ -618,6 +661,29 @@ def build_parser() -> argparse.ArgumentParser:
     delete.add_argument("id")
     delete.add_argument("--yes", action="store_true", help="do not ask first")
     delete.set_defaults(func=cmd_delete)
+
+    token = sub.add_parser("token", help="make, list and revoke the farm's tokens (admin)")
+    token_actions = token.add_subparsers(dest="action", required=True)
+    create = token_actions.add_parser(
+        "create", parents=[common], help="a new token; printed alone on the last line"
+    )
+    create.add_argument("name", help="who holds it: a user or a machine")
+    create.add_argument(
+        "--role", required=True, choices=["admin", "submit", "view", "node"],
+        help="admin: everything; submit: submit, act on its own jobs, read all; view: read "
+        "only; node: a join token for render nodes",
+    )  # fmt: skip
+    create.set_defaults(func=cmd_token)
+    listing = token_actions.add_parser("list", parents=[common], help="every token, no secrets")
+    listing.set_defaults(func=cmd_token)
+    revoke = token_actions.add_parser("revoke", parents=[common], help="refuse it from now on")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=cmd_token)
+
+    audit = sub.add_parser("audit", parents=[common], help="who changed what, newest first")
+    audit.add_argument("--who", help="one token's entries")
+    audit.add_argument("--limit", type=int, default=50, help="entries shown (default: 50)")
+    audit.set_defaults(func=cmd_audit)
 
     nodes = sub.add_parser("nodes", parents=[common], help="list render nodes")
     nodes.set_defaults(func=cmd_nodes)

@@ -137,8 +137,12 @@ class NodeClient:
         transfer_timeout: float,
         on_answer: Callable[[str], None] | None = None,
         min_rate: float = DEFAULT_MIN_RATE,
+        key_of: Callable[[str], str | None] | None = None,
     ) -> None:
-        self._headers = auth_headers(token)
+        # What a node is asked with: the key it registered with (a node that joined checks
+        # it, render_node/credentials.py), or else the farm's token (a static node).
+        self._token = token
+        self._key_of = key_of
         self._request_timeout = request_timeout
         self._transfer_timeout = transfer_timeout
         # A transfer may take `transfer_timeout`, and past that must average this many bytes
@@ -163,13 +167,16 @@ class NodeClient:
             sock_read=read,
         )  # fmt: skip
 
+    def _auth(self, node: str) -> dict[str, str]:
+        key = self._key_of(node) if self._key_of else None
+        return auth_headers(key or self._token)
+
     def _for(self, node: str) -> aiohttp.ClientSession:
         session = self._sessions.get(node)
         if session is None:
             # (ssl=True: aiohttp's one default context, shared; not a CA bundle loaded per node)
             session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=64, ssl=True),
-                headers=self._headers,
                 cookie_jar=aiohttp.DummyCookieJar(),  # nodes set none; skip the bookkeeping
                 timeout=self._short,
             )
@@ -212,8 +219,9 @@ class NodeClient:
             async with asyncio.timeout(deadline):
                 with transport_errors(method, url):
                     async with self._for(node).request(
-                        method, url, timeout=limits, allow_redirects=False, **kw
-                    ) as resp:
+                        method, url, timeout=limits, allow_redirects=False,
+                        headers={**self._auth(node), **kw.pop("headers", {})}, **kw,
+                    ) as resp:  # fmt: skip
                         body = await read_bounded(resp, max_bytes, f"{method} {url}")
         except TimeoutError:
             raise TooSlow(
@@ -381,7 +389,7 @@ class NodeClient:
                             resp = await stack.enter_async_context(
                                 self._for(node).get(
                                     url, params={"frames": spec}, timeout=self._long,
-                                    allow_redirects=False,
+                                    allow_redirects=False, headers=self._auth(node),
                                 )
                             )  # fmt: skip
                             if resp.status != 200:

@@ -76,6 +76,7 @@ class Backend:
             settings.transfer_timeout_seconds,
             on_answer=registry.seen,
             min_rate=settings.min_transfer_kb_per_second * 1024,
+            key_of=registry.key_of,
         )
         webhooks = Webhooks(settings.webhook, settings.webhook_secret)
         scheduler = Scheduler(

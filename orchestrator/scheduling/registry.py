@@ -47,6 +47,8 @@ class Node:
     tags: set[str] = field(default_factory=set)  # its pools (render-node --tags)
     active_hours: str | None = None  # render-node --active-hours, in its local time
     off_hours: bool = False  # outside them now: drains by itself
+    # What the node asks its orchestrator to show (render_node/credentials.py): never listed.
+    work_key: str | None = field(default=None, repr=False)
 
 
 def normalize_url(url: str) -> str:
@@ -148,6 +150,8 @@ class Registry:
         if "off_hours" in info:
             node.active_hours = info.get("active_hours")
             node.off_hours = bool(info["off_hours"])
+        if info.get("work_key"):
+            node.work_key = str(info["work_key"])
         if info.get("name"):
             node.name = str(info["name"])
         if info.get("instance"):
@@ -182,6 +186,11 @@ class Registry:
         for node in gone:
             self._nodes.pop(node.url, None)
         return gone
+
+    def key_of(self, url: str) -> str | None:
+        """The key a node registered with, which it checks on every request it is sent."""
+        node = self._nodes.get(url)
+        return node.work_key if node is not None else None
 
     def seen(self, url: str) -> None:
         node = self._nodes.get(url)

@@ -24,7 +24,9 @@ from farm_common.protocol import FrameState, JobState
 from farm_common.tiles import tiled_units, unit, unit_frame
 from orchestrator.store.migrations import migrate
 from orchestrator.store.queries import Job, Queries
+from orchestrator.store.tokens import TokenQueries
 from orchestrator.store.transitions import final_job_state, frame_gives_up, split_batches
+from orchestrator.store.tx import Tx
 
 T = TypeVar("T")
 
@@ -73,7 +75,7 @@ def new_id() -> str:
 MAX_ASSET_WARNINGS = 200
 
 
-class Store(Queries):
+class Store(Queries, TokenQueries):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Two processes write (links.ProcessLink: the API's jobs and scenes, the scheduler's the
@@ -112,8 +114,8 @@ class Store(Queries):
         self._executor.shutdown(wait=True)
         self._db.close()
 
-    def _tx(self) -> _Tx:
-        return _Tx(self._db, self._lock)
+    def _tx(self) -> Tx:
+        return Tx(self._db, self._lock)
 
     # -- scenes -------------------------------------------------------------------------------
     def add_scene(self, sha: str, path: Path, name: str | None, size: int, now: float) -> None:
@@ -172,6 +174,7 @@ class Store(Queries):
         samples: int | None = None,
         tags: list[str] | None = None,
         after: list[str] | None = None,
+        submitted_by: str | None = None,
     ) -> tuple[Job, list[QueuedBatch]]:
         """A new job, its frames cut into `batch_size` batches; `adaptive`: the scheduler may
         cut them again to fit each node's speed (no batch size was asked for);
@@ -187,14 +190,14 @@ class Store(Queries):
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
                 " batch_size, video, state, created, total, adaptive, blender_version,"
                 " manifest, format_given, allow_missing, assets, device, saved_by, tiles,"
-                " tile_margin, sample_parts, samples, tags, after)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tile_margin, sample_parts, samples, tags, after, submitted_by)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job_id, seq, scene, scene_sha, frames_spec, fmt, priority, batch_size,
                  int(video), JobState.QUEUED, now, len(units), int(adaptive), blender_version,
                  manifest, int(format_given), int(allow_missing), assets, device, saved_by,
                  tiles, tile_margin, sample_parts, samples,
                  json.dumps(sorted(tags)) if tags else None,
-                 json.dumps(after) if after else None),
+                 json.dumps(after) if after else None, submitted_by),
             )  # fmt: skip
             db.executemany(
                 "INSERT INTO frames (job, frame, idx, state) VALUES (?,?,?,'pending')",
@@ -215,6 +218,7 @@ class Store(Queries):
         priority: int,
         after: list[str],
         now: float,
+        submitted_by: str | None = None,
     ) -> Job:
         """A job that encodes `count` frames of `source` (`frames_spec`) to an mp4 at `fps`,
         once the jobs of `after` completed. It has no frames rows and no batches."""
@@ -223,11 +227,11 @@ class Store(Queries):
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
                 "INSERT INTO jobs (id, seq, scene, scene_sha, frames_spec, format, priority,"
-                " batch_size, video, state, created, total, kind, source, fps, after)"
-                " VALUES (?,?,?,?,?,?,?,?,1,?,?,?,'video',?,?,?)",
+                " batch_size, video, state, created, total, kind, source, fps, after,"
+                " submitted_by) VALUES (?,?,?,?,?,?,?,?,1,?,?,?,'video',?,?,?,?)",
                 (job_id, seq, source.scene, source.scene_sha, frames_spec, source.format,
                  priority, count, JobState.QUEUED, now, count, source.id, fps,
-                 json.dumps(after) if after else None),
+                 json.dumps(after) if after else None, submitted_by),
             )  # fmt: skip
         job = self.get_job(job_id)
         assert job is not None
@@ -685,22 +689,3 @@ class Store(Queries):
                 self._insert_batches(db, batches)
                 queue += batches
         return queue, orphans
-
-
-class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT/ROLLBACK under the store lock."""
-
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
-        self._db = db
-        self._lock = lock
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._lock.release()

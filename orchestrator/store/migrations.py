@@ -96,6 +96,19 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_column("jobs", "kind", "TEXT NOT NULL DEFAULT 'render'"),
     _add_column("jobs", "source", "TEXT"),
     _add_column("jobs", "fps", "INTEGER"),
+    _add_column("jobs", "submitted_by", "TEXT"),
+    # Tokens (orchestrator/access.py): only a hash of each is kept; `url` binds a node's own
+    # credential to the node it was issued to.
+    _create(
+        "CREATE TABLE IF NOT EXISTS tokens (name TEXT PRIMARY KEY, role TEXT NOT NULL,"
+        " hash TEXT NOT NULL UNIQUE, url TEXT, created REAL NOT NULL, created_by TEXT,"
+        " revoked REAL, last_used REAL)"
+    ),
+    _create(
+        "CREATE TABLE IF NOT EXISTS audit (at REAL NOT NULL, who TEXT NOT NULL,"
+        " role TEXT NOT NULL, action TEXT NOT NULL, target TEXT, status INTEGER NOT NULL,"
+        " detail TEXT)"
+    ),
 ]
 
 

@@ -60,6 +60,7 @@ class Job:
     # the orchestrator (orchestrator/video_jobs.py); it has no frame rows and no batches, and
     # its counters count the frames it encodes.
     kind: str = "render"
+    submitted_by: str | None = None  # the name of the token that submitted it
     source: str | None = None
     fps: int | None = None
 

@@ -23,6 +23,7 @@ from farm_common.schedule import parse_schedule, within_schedule
 from render_node import __version__
 from render_node.api import jobs, scenes, system
 from render_node.api.deps import Node, cpu_count, file_store
+from render_node.credentials import Credentials
 from render_node.devices import describe, plan_slots
 from render_node.devices import kind as device_kind
 from render_node.engine import discover_devices, parse_engine
@@ -100,6 +101,13 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         or default_advertise_url(settings.host, settings.port, settings.orchestrator),
     )
 
+    credentials = Credentials(
+        token=settings.token,
+        join_token=settings.join_token,
+        join_token_file=settings.join_token_file,
+        keep_in=data_dir,
+    )
+
     async def registration() -> dict[str, Any]:
         # Without --advertise-url the address is worked out again on every heartbeat: in a
         # Swarm the orchestrator's name may not resolve yet when the node starts, and a
@@ -140,7 +148,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                     heartbeat_loop(
                         settings.orchestrator,
                         registration,
-                        token=settings.token,
+                        credentials=credentials,
                         interval=settings.heartbeat_seconds,
                     ),
                     name="heartbeat",
@@ -158,7 +166,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             if settings.orchestrator:  # its batches go elsewhere now, not after the timeout
-                await say_leaving(settings.orchestrator, node.url, token=settings.token)
+                await say_leaving(settings.orchestrator, node.url, token=credentials.bearer())
             await manager.shutdown()
             log.info("render node stopped: no Blender left running")
 
@@ -180,7 +188,10 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     app.include_router(scenes.router)
     app.include_router(files_router(file_store))
     app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
-    app.add_middleware(BearerTokenMiddleware, token=settings.token)  # outermost: first
+    # Outermost: first. An open farm's node is open; else it takes its work key and FARM_TOKEN.
+    app.add_middleware(
+        BearerTokenMiddleware, token=credentials.accepted if credentials.checked else None
+    )
     app.state.node = node
     # Tests reach the node's parts by these names.
     app.state.manager = manager

@@ -338,19 +338,15 @@ def test_orchestrator_restart_mid_job_resumes_and_completes(
     assert_every_frame_once(api, job, range(1, 25))
 
 
-# Run inside a node container: its own /info, and the files Blender must never have touched.
+# Run inside a node container: the files Blender must never have touched.
 INSIDE = """
-import hashlib, json, os, urllib.request
-request = urllib.request.Request(
-    "http://127.0.0.1:8100/info", headers={"Authorization": "Bearer " + os.environ["T"]}
-)
-info = json.load(urllib.request.urlopen(request, timeout=10))
+import hashlib, json, os
 store = "/var/lib/farm/scenes"
 scenes = {n: hashlib.sha256(open(os.path.join(store, n), "rb").read()).hexdigest()
           for n in sorted(os.listdir(store)) if n.endswith(".blend")}
 planted = [os.path.join(d, n) for d in ("/var/lib/farm", store, "/tmp", "/") for n in os.listdir(d)
            if n.startswith("escaped_")]
-print(json.dumps({"sandbox": info["sandbox"], "scenes": scenes, "planted": planted}))
+print(json.dumps({"scenes": scenes, "planted": planted}))
 """
 
 
@@ -366,14 +362,54 @@ def test_node_containers_run_blender_as_farm_blender_inside_its_job(
     jobs = [api.render(api.upload_scene(p), "1-3", batch_size=1) for p in (attack, store_attack)]
     for job_id in jobs:
         assert api.wait_job(job_id)["state"] == "completed"
+    assert {n["sandbox"] for n in api.nodes()} == {"user farm-blender"}
     for container in stack.containers("render-node"):
-        code, out = container.exec_run(["python3", "-c", INSIDE], environment={"T": stack.token})
+        code, out = container.exec_run(["python3", "-c", INSIDE])
         assert code == 0, out.decode()
         seen = json.loads(out)
-        assert seen["sandbox"] == "user farm-blender", seen
         assert seen["planted"] == [], seen
         # Every stored scene still hashes to its name: nothing wrote into the store.
         assert all(name == f"{sha}.blend" for name, sha in seen["scenes"].items()), seen
+
+
+# Run inside a node container: what its credentials get from the orchestrator.
+STOLEN = """
+import json, os, sys, urllib.error, urllib.request
+def status(method, path, token, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request("http://orchestrator:8000" + path, data=data, method=method,
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+job = sys.argv[1]
+tokens = {"credential": open("/var/lib/farm/orchestrator-credential").read().strip(),
+          "join": open("/var/lib/farm-join/token").read().strip()}
+print(json.dumps({"env": sorted(k for k in os.environ if k.startswith("FARM_")), "answers": {
+    name: [status("POST", "/render", t, {"scene": "demo.blend", "frames": "1"}),
+           status("DELETE", "/render/" + job, t), status("GET", "/render/" + job + "/frames", t),
+           status("GET", "/render", t)]
+    for name, t in tokens.items()}}))
+"""
+
+
+def test_a_nodes_credentials_taken_from_its_container_cannot_submit_cancel_or_read(
+    stack: ComposeStack, api: FarmAPI
+) -> None:
+    """Issue 21's test: the node holds no FARM_TOKEN; its own credential and the join token,
+    read from inside it, are refused every submit, cancel and read."""
+    api.wait_nodes(3)
+    job_id = api.render("demo.blend", "1-2", batch_size=1)
+    container = stack.containers("render-node")[0]
+    code, out = container.exec_run(["python3", "-c", STOLEN, job_id])
+    assert code == 0, out.decode()
+    seen = json.loads(out)
+    assert "FARM_TOKEN" not in seen["env"] and "FARM_JOIN_TOKEN_FILE" in seen["env"]
+    assert seen["answers"] == {"credential": [403] * 4, "join": [403] * 4}, seen
+    assert api.wait_job(job_id)["state"] == "completed"  # and the node renders all the same
+    names = {t["name"] for t in api.http.get("/tokens").json() if t["revoked"] is None}
+    assert {f"node@{host_of(n['url'])}:8100" for n in api.wait_nodes(3)} <= names
 
 
 def test_scale_to_five_gives_five_healthy_nodes(stack: ComposeStack, api: FarmAPI) -> None:

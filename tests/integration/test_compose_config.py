@@ -89,8 +89,15 @@ def test_compose_publishes_the_orchestrator_on_loopback_unless_told(
     assert published(port) == ("127.0.0.1", "8123")
     assert "ports" not in farm["render-node"]
     for name in farm:
-        assert farm[name]["environment"]["FARM_TOKEN"] == "t0ken"
         assert farm[name]["mem_limit"], name
+        # Nodes never hold the admin token: they join with the join token's file.
+        environment = farm[name]["environment"]
+        assert environment["FARM_JOIN_TOKEN_FILE"] == "/var/lib/farm-join/token"
+        assert ("FARM_TOKEN" in environment) is (name == "orchestrator")
+    assert farm["orchestrator"]["environment"]["FARM_TOKEN"] == "t0ken"
+    mounts = {name: [str(v) for v in farm[name]["volumes"]] for name in farm}
+    assert any("farm-join" in v and "/var/lib/farm-join" in v for v in mounts["orchestrator"])
+    assert any("farm-join" in v and v.endswith(":ro") for v in mounts["render-node"]), mounts
     assert farm["orchestrator"]["pids_limit"] == 512
     everywhere = config(compose, tmp_path, FARM_TOKEN="t0ken", FARM_PUBLISH_ADDR="0.0.0.0")
     assert everywhere.returncode == 0, everywhere.stderr

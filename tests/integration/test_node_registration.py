@@ -38,7 +38,10 @@ def test_node_registers_its_own_url_and_capacity_every_heartbeat(start_node: Sta
     assert len(received) >= 2
     body = received[0]["body"]
     fields = "url slots busy version blender_version cpu_count name instance sandbox engine"
-    assert set(body) == set((fields + " devices device warm tags active_hours off_hours").split())
+    fields += " devices device warm tags active_hours off_hours work_key"
+    assert set(body) == set(fields.split())
+    # The key the orchestrator is to show this node: random, the same in every heartbeat.
+    assert len(body["work_key"]) >= 32 and received[1]["body"]["work_key"] == body["work_key"]
     assert (body["engine"], body["devices"], body["device"]) == ("blender", ["CPU", "CPU"], "cpu")
     assert (body["tags"], body["active_hours"], body["off_hours"]) == ([], None, False)
     assert body["sandbox"] == "none"  # what start_node asks for: said, so /nodes can show it

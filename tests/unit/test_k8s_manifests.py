@@ -12,20 +12,18 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.settings import OrchestratorSettings
+from render_node.settings import NodeSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "docker" / "k8s"
 
-# The env names each service reads (DESIGN.md CLI contract); POD_IP is the downward-API helper.
+# The env names each service reads: FARM_ and a field of its settings (DESIGN.md: every flag
+# also reads an environment variable). POD_IP is the downward-API helper.
 CONTRACT_ENV = {
-    "render-node": {
-        "FARM_HOST", "FARM_PORT", "FARM_DATA_DIR", "FARM_SCENES_DIR", "FARM_BLENDER",
-        "FARM_SLOTS", "FARM_THREADS", "FARM_TOKEN", "FARM_ORCHESTRATOR", "FARM_ADVERTISE_URL",
-        "FARM_MAX_UPLOAD_MB", "FARM_FRAME_TIMEOUT",
-    },
-    "orchestrator": {
-        "FARM_HOST", "FARM_PORT", "FARM_DATA_DIR", "FARM_SCENES_DIR", "FARM_NODE", "FARM_TOKEN",
-    },
-}  # fmt: skip
+    service: {f"FARM_{name.upper()}" for name in settings.model_fields}
+    for service, settings in (("render-node", NodeSettings), ("orchestrator", OrchestratorSettings))
+}
 PORTS = {"render-node": 8100, "orchestrator": 8000}
 SERVICES = tuple(PORTS)
 

@@ -9,6 +9,7 @@ import pytest
 
 from farm_common.auth import is_loopback, redact, tokens_match
 from render_node.cli import parse_settings
+from render_node.credentials import Credentials
 from render_node.registration import default_advertise_url, heartbeat_loop, local_ip_towards
 
 
@@ -80,7 +81,13 @@ def test_advertised_address_is_the_one_routing_to_the_orchestrator() -> None:
     assert default_advertise_url("127.0.0.1", 8101, None) == "http://127.0.0.1:8101"
 
 
-def test_heartbeat_logs_unreachable_once_then_recovery(caplog: pytest.LogCaptureFixture) -> None:
+def creds(token: str | None, folder: Path) -> Credentials:
+    return Credentials(token=token, join_token=None, join_token_file=None, keep_in=folder)
+
+
+def test_heartbeat_logs_unreachable_once_then_recovery(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     two_beats = asyncio.Event()
     answers = iter([False, False, False, True, True])
     posted: list[dict[str, Any]] = []
@@ -99,7 +106,13 @@ def test_heartbeat_logs_unreachable_once_then_recovery(caplog: pytest.LogCapture
     async def scenario() -> None:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         task = asyncio.create_task(
-            heartbeat_loop("http://o:1", payload, token="t", interval=0.01, client=client)
+            heartbeat_loop(
+                "http://o:1",
+                payload,
+                credentials=creds("t", tmp_path),
+                interval=0.01,
+                client=client,
+            )
         )
         await asyncio.wait_for(two_beats.wait(), 5)
         task.cancel()
@@ -128,7 +141,7 @@ def test_heartbeat_logs_unreachable_once_then_recovery(caplog: pytest.LogCapture
     ],
 )
 def test_the_node_heartbeats_as_often_as_the_orchestrator_asks(
-    answers: list[dict[str, Any] | None], slept: list[float]
+    answers: list[dict[str, Any] | None], slept: list[float], tmp_path: Path
 ) -> None:
     replies = iter(answers)
 
@@ -151,7 +164,12 @@ def test_the_node_heartbeats_as_often_as_the_orchestrator_asks(
     async def scenario() -> None:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
         beat = heartbeat_loop(
-            "http://o:1", payload, token=None, interval=10.0, client=client, sleep=sleep
+            "http://o:1",
+            payload,
+            credentials=creds(None, tmp_path),
+            interval=10.0,
+            client=client,
+            sleep=sleep,
         )
         with pytest.raises(asyncio.CancelledError):
             await beat
