@@ -109,6 +109,11 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
+def error_response(description: str) -> dict[str, Any]:
+    """An OpenAPI error answer an operation gives beyond those every one can (409, 503)."""
+    return {"description": description, "model": ErrorBody}
+
+
 def binary_response(description: str, media_types: list[str]) -> dict[str, Any]:
     """An OpenAPI 200 answer that is a file, not JSON."""
     schema = {"type": "string", "format": "binary"}

@@ -12,6 +12,7 @@ import uvicorn
 from farm_common import settings_cli
 from farm_common.auth import redact_access_log, warn_if_open
 from farm_common.logs import configure_logging
+from farm_common.tls import TlsSettingError, client_context, server_options
 from orchestrator.api.app import create_app
 from orchestrator.settings import OrchestratorSettings
 
@@ -37,6 +38,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     log_level = settings.log_level
     configure_logging(log_level, settings.log_format)
     warn_if_open(log, settings.host, settings.token, "submit renders and read every frame")
+    try:
+        https = server_options(settings.tls_cert, settings.tls_key)
+        client_context(settings.ca_cert)
+    except TlsSettingError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     app = create_app(settings, engine_process=not settings.single_process, log_level=log_level)
     config = uvicorn.Config(
         app,
@@ -45,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=log_level,
         timeout_graceful_shutdown=5,
         log_config=None,
+        **https,
     )
     redact_access_log()  # after Config: it (re)configures uvicorn's loggers
     server = uvicorn.Server(config)

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -44,12 +45,14 @@ class Webhooks:
         secret: str | None,
         *,
         client: httpx.AsyncClient | None = None,
+        verify: ssl.SSLContext | bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.urls = list(urls)
         self.secret = secret
         self._client = client
+        self._verify = verify
         self._sleep = sleep
         self._clock = clock
         self._queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
@@ -71,7 +74,7 @@ class Webhooks:
 
     async def _send_all(self) -> None:
         own = self._client is None
-        client = self._client or httpx.AsyncClient(timeout=TIMEOUT_SECONDS)
+        client = self._client or httpx.AsyncClient(timeout=TIMEOUT_SECONDS, verify=self._verify)
         try:
             while not self._queue.empty():
                 body = self._queue.get_nowait()

@@ -11,6 +11,7 @@ import uvicorn
 from farm_common import settings_cli
 from farm_common.auth import redact_access_log, warn_if_open
 from farm_common.logs import configure_logging
+from farm_common.tls import TlsSettingError, client_context, server_options
 from render_node import __version__
 from render_node.api import create_app
 from render_node.devices import DeviceError
@@ -40,8 +41,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     warn_if_open(log, settings.host, settings.token, "run Blender on this machine")
     try:
+        https = server_options(settings.tls_cert, settings.tls_key)
+        client_context(settings.ca_cert)
         app = create_app(settings)
-    except (SandboxUnavailable, DeviceError) as exc:
+    except (SandboxUnavailable, DeviceError, TlsSettingError) as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
     # uvicorn turns SIGTERM/SIGINT into a graceful shutdown, which runs the lifespan's exit:
@@ -53,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=3,
         log_config=None,
+        **https,
     )
     redact_access_log()
     uvicorn.Server(config).run()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,7 +42,9 @@ def local_ip_towards(url: str) -> str:
         return socket.gethostname()
 
 
-def default_advertise_url(host: str, port: int, orchestrator: str | None) -> str:
+def default_advertise_url(
+    host: str, port: int, orchestrator: str | None, scheme: str = "http"
+) -> str:
     if orchestrator:
         address = local_ip_towards(orchestrator)
     elif host in ("0.0.0.0", "::", ""):
@@ -50,7 +53,7 @@ def default_advertise_url(host: str, port: int, orchestrator: str | None) -> str
         address = host
     if ":" in address:  # IPv6 literal
         address = f"[{address}]"
-    return f"http://{address}:{port}"
+    return f"{scheme}://{address}:{port}"
 
 
 # The interval an orchestrator may ask for: fast enough to matter, never a busy loop.
@@ -82,6 +85,7 @@ async def heartbeat_loop(
     *,
     credentials: Credentials,
     interval: float,
+    verify: ssl.SSLContext | bool = True,
     client: httpx.AsyncClient | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
@@ -89,7 +93,7 @@ async def heartbeat_loop(
     once when the orchestrator is unreachable and once when it is back."""
     url = orchestrator.rstrip("/") + "/nodes/register"
     own = client is None
-    client = client or httpx.AsyncClient(timeout=REGISTER_TIMEOUT)
+    client = client or httpx.AsyncClient(timeout=REGISTER_TIMEOUT, verify=verify)
     reachable: bool | None = None
     try:
         while True:
@@ -133,13 +137,18 @@ LEAVE_TIMEOUT = 2.0  # seconds a stopping node gives the orchestrator to hear it
 
 
 async def say_leaving(
-    orchestrator: str, url: str, *, token: str | None, client: httpx.AsyncClient | None = None
+    orchestrator: str,
+    url: str,
+    *,
+    token: str | None,
+    verify: ssl.SSLContext | bool = True,
+    client: httpx.AsyncClient | None = None,
 ) -> bool:
     """Tell the orchestrator this node is going away, so its batches go back to the queue now
     rather than after the loss timeout; False when it could not be told (it then finds out)."""
     target = orchestrator.rstrip("/") + "/nodes/leave"
     own = client is None
-    client = client or httpx.AsyncClient(timeout=LEAVE_TIMEOUT)
+    client = client or httpx.AsyncClient(timeout=LEAVE_TIMEOUT, verify=verify)
     try:
         response = await client.post(
             target, json={"url": url}, headers=auth_headers(token), timeout=LEAVE_TIMEOUT

@@ -79,6 +79,22 @@ class NodeSettings(BaseSettings):
         description="the farm's token (FARM_TOKEN): this node accepts it, and registers with it "
         "unless it has a join token; an admin token, so better a join token on a node",
     )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="serve HTTPS with this certificate (PEM; with --tls-key)",
+        json_schema_extra={"metavar": "PATH"},
+    )
+    tls_key: Path | None = Field(
+        default=None,
+        description="the certificate's private key (PEM)",
+        json_schema_extra={"metavar": "PATH"},
+    )
+    ca_cert: Path | None = Field(
+        default=None,
+        description="trust this CA too (PEM) when verifying the orchestrator's certificate: "
+        "a private CA",
+        json_schema_extra={"metavar": "PATH"},
+    )
     join_token: str | None = Field(
         default=None,
         description="register with this join token (role node): the orchestrator answers with "

@@ -83,6 +83,7 @@ def wait_for_health(
     path: str = "/health",
     headers: Mapping[str, str] | None = None,
     alive: Any = None,
+    verify: Any = True,
 ) -> None:
     """Poll `url + path` until 200; `alive()` returning False aborts early (a dead server)."""
     deadline = time.monotonic() + timeout
@@ -91,7 +92,9 @@ def wait_for_health(
         if alive is not None and not alive():
             raise ServerFailed(f"server at {url} exited before it was healthy")
         try:
-            response = httpx.get(url + path, headers=dict(headers or {}), timeout=1.0)
+            response = httpx.get(
+                url + path, headers=dict(headers or {}), timeout=1.0, verify=verify
+            )
             if response.status_code == 200:
                 return
             last = f"HTTP {response.status_code}"
@@ -170,6 +173,8 @@ def run_cli(
     health_path: str = "/health",
     headers: Mapping[str, str] | None = None,
     startup_timeout: float = 20.0,
+    scheme: str = "http",
+    verify: Any = True,
 ) -> Iterator[CliServer]:
     """Run `argv` (which must listen on `port`) until healthy; stop it when the block ends."""
     log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)  # noqa: SIM115
@@ -182,7 +187,7 @@ def run_cli(
         cwd=cwd,
         start_new_session=True,
     )
-    server = CliServer(f"http://{host}:{port}", process, Path(log_file.name))
+    server = CliServer(f"{scheme}://{host}:{port}", process, Path(log_file.name))
     try:
         try:
             wait_for_health(
@@ -191,6 +196,7 @@ def run_cli(
                 path=health_path,
                 headers=headers,
                 alive=lambda: process.poll() is None,
+                verify=verify,
             )
         except ServerFailed as exc:
             raise ServerFailed(f"{exc}\n--- output ---\n{server.output()[-4000:]}") from None

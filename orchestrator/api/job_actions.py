@@ -9,7 +9,13 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
-from farm_common.errors import BadRequest, Conflict, TooManyRequests, Unavailable
+from farm_common.errors import (
+    BadRequest,
+    Conflict,
+    TooManyRequests,
+    Unavailable,
+    error_response,
+)
 from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
 from farm_common.paths import check_job_id
 from farm_common.protocol import JobState
@@ -43,7 +49,12 @@ def wanted_frames(job: Job, spec: str) -> list[int]:
     return frames
 
 
-@router.post("/{job_id}/requeue", status_code=202, response_model=RenderRequeued)
+@router.post(
+    "/{job_id}/requeue",
+    status_code=202,
+    response_model=RenderRequeued,
+    responses={409: error_response("nothing of the job to render again")},
+)
 async def requeue(farm: FarmDep, job: OwnJobDep, body: RequeueRequest) -> RenderRequeued:
     """Render frames of the job again: `frames` (done ones too: their files are replaced), or
     `failed` (every frame not done). A job that had ended is queued again with the frames it
@@ -108,7 +119,15 @@ async def _encode_again(farm: FarmDep, job: Job) -> RenderRequeued:
     )  # fmt: skip
 
 
-@router.post("/{job_id}/video", status_code=202, response_model=RenderCreated)
+@router.post(
+    "/{job_id}/video",
+    status_code=202,
+    response_model=RenderCreated,
+    responses={
+        409: error_response("the job ended without frames asked for"),
+        503: error_response("no ffmpeg on the orchestrator"),
+    },
+)
 async def video(farm: FarmDep, job: JobDep, body: VideoRequest, who: PrincipalDep) -> RenderCreated:
     """A video job: the job's frames (all, or `frames`) encoded to an H.264 mp4 at `fps` on
     the orchestrator, once the job completed (and the jobs of `after`). It is a job of its own:
@@ -168,7 +187,11 @@ async def video(farm: FarmDep, job: JobDep, body: VideoRequest, who: PrincipalDe
     )  # fmt: skip
 
 
-@router.post("/{job_id}/delete", response_model=RenderDeleted)
+@router.post(
+    "/{job_id}/delete",
+    response_model=RenderDeleted,
+    responses={409: error_response("the job is unfinished, or its batches are stopping")},
+)
 async def delete(farm: FarmDep, job: OwnJobDep) -> RenderDeleted:
     """Remove a job that has ended, with its frames on disk (and its video): it is gone from
     the farm for good. A queued or running job is a 409: cancel it first."""

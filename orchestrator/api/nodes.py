@@ -6,7 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from farm_common.errors import BadRequest, Conflict, Forbidden, NotFound, Unavailable
+from farm_common.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unavailable,
+    error_response,
+)
 from farm_common.protocol import NodeRegistration, Registered
 from orchestrator.access import Principal, Role, node_credential_name
 from orchestrator.api.authorization import PrincipalDep
@@ -28,7 +35,15 @@ async def list_nodes(farm: FarmDep) -> list[dict[str, Any]]:
     return await farm.link.nodes()
 
 
-@router.post("/nodes/register", response_model=Registered, response_model_exclude_none=True)
+@router.post(
+    "/nodes/register",
+    response_model=Registered,
+    response_model_exclude_none=True,
+    responses={
+        409: error_response("a live node holds that URL with its own credential"),
+        503: error_response("the farm has --max-nodes nodes"),
+    },
+)
 async def register(farm: FarmDep, body: NodeRegistration, who: PrincipalDep) -> Registered:
     """A node's heartbeat. The answer says how often to send the next ones: the orchestrator's
     loss timeout decides that, not the node's own setting. A node that registers with a join

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from farm_common.errors import BadRequest, Conflict, NotFound
+from farm_common.errors import BadRequest, Conflict, NotFound, error_response
 from orchestrator.access import RESERVED_NAMES
 from orchestrator.api.authorization import PrincipalDep
 from orchestrator.api.deps import FarmDep
@@ -30,7 +30,12 @@ def _view(row: TokenRow) -> dict[str, Any]:
             "created_by": row.created_by, "revoked": row.revoked}  # fmt: skip
 
 
-@router.post("/tokens", status_code=201, response_model=TokenCreated)
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=TokenCreated,
+    responses={409: error_response("a token of that name is in use")},
+)
 async def create_token(farm: FarmDep, who: PrincipalDep, body: TokenRequest) -> dict[str, Any]:
     """A new token of `role` under `name`. Its text is in this answer only: the farm keeps a
     hash of it."""

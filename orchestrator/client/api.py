@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from farm_common.auth import auth_headers
 from farm_common.protocol import EXTENSIONS, frame_name
+from farm_common.tls import client_context
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 # Where `farm up` keeps the token it generated, so local commands find it without typing.
@@ -25,6 +26,7 @@ class ClientSettings(BaseSettings):
 
     orchestrator: str = DEFAULT_URL
     token: str | None = None
+    ca_cert: Path | None = None
 
 
 class FarmClientError(Exception):
@@ -40,12 +42,19 @@ def resolve_token(token: str | None) -> str | None:
 
 
 class FarmClient:
-    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 30.0,
+        ca_cert: Path | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.Client(
             base_url=self.url,
             headers=auth_headers(token),
             timeout=httpx.Timeout(timeout, connect=5.0),
+            verify=client_context(ca_cert),
         )
 
     def close(self) -> None:
@@ -74,7 +83,14 @@ class FarmClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise FarmClientError(f"cannot reach the orchestrator at {self.url}: {exc}") from exc
+            hint = (
+                " (signed by a private CA? give it with --ca-cert / FARM_CA_CERT)"
+                if "CERTIFICATE_VERIFY_FAILED" in str(exc)
+                else ""
+            )
+            raise FarmClientError(
+                f"cannot reach the orchestrator at {self.url}: {exc}{hint}"
+            ) from exc
         return self._check(response).json()
 
     def health(self) -> dict[str, Any]:

@@ -51,7 +51,8 @@ EXIT_OK, EXIT_FAILED_FRAMES, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 def _client(args: argparse.Namespace) -> FarmClient:
     settings = ClientSettings()
     url = args.orchestrator or settings.orchestrator
-    return FarmClient(url, resolve_token(args.token or settings.token))
+    ca_cert = Path(args.ca_cert) if args.ca_cert else settings.ca_cert
+    return FarmClient(url, resolve_token(args.token or settings.token), ca_cert=ca_cert)
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -523,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--orchestrator", help="orchestrator URL (FARM_ORCHESTRATOR)")
     common.add_argument("--token", help="bearer token (FARM_TOKEN, or .farm/token of farm up)")
+    common.add_argument(
+        "--ca-cert", help="trust this CA (PEM) for an https:// orchestrator (FARM_CA_CERT)"
+    )
     parser = argparse.ArgumentParser(prog="farm", description="Blender render farm client")
     sub = parser.add_subparsers(dest="command", required=True)
 

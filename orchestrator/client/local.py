@@ -64,14 +64,23 @@ class LocalCluster:
             token_file.chmod(0o600)
         return self.token
 
-    def _env(self) -> dict[str, str]:
+    @property
+    def join_token_file(self) -> Path:
+        """Where the orchestrator keeps the join token its nodes join with."""
+        return self.data_dir / "orchestrator" / "join-token"
+
+    def _env(self, node: bool) -> dict[str, str]:
         env = dict(os.environ)
-        env["FARM_TOKEN"] = self.ensure_token()
+        # Nodes join with the join token and get credentials of their own: never the admin's.
+        if node:
+            env.pop("FARM_TOKEN", None)
+        else:
+            env["FARM_TOKEN"] = self.ensure_token()
         if self.blender:
             env["FARM_BLENDER"] = self.blender
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], node: bool = False) -> subprocess.Popen[bytes]:
         log_dir = self.log_dir or (self.data_dir / "logs")
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"{name}.log").open("ab") as out:
@@ -80,7 +89,7 @@ class LocalCluster:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self._env(),
+                env=self._env(node),
                 start_new_session=True,
             )
         self.processes.append(proc)
@@ -100,10 +109,12 @@ class LocalCluster:
                 str(self.data_dir / "orchestrator"),
                 "--scenes-dir",
                 str(self.scenes_dir),
+                "--join-token-file",
+                str(self.join_token_file),
             ],
         )
         for i in range(self.nodes):
-            self._spawn(f"node-{i + 1}", self.node_args(i))
+            self._spawn(f"node-{i + 1}", self.node_args(i), node=True)
         try:
             self.wait_ready(wait_seconds)
         except BaseException:
@@ -128,6 +139,8 @@ class LocalCluster:
             str(self.slots),
             "--orchestrator",
             self.url,
+            "--join-token-file",
+            str(self.join_token_file),
             "--advertise-url",
             f"http://{self.host}:{port}",
             # Blender never sees the farm's folder: the orchestrator's database and

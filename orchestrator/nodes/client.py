@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,9 @@ class NodeClient:
         on_answer: Callable[[str], None] | None = None,
         min_rate: float = DEFAULT_MIN_RATE,
         key_of: Callable[[str], str | None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._ssl: ssl.SSLContext | bool = ssl_context or True
         # What a node is asked with: the key it registered with (a node that joined checks
         # it, render_node/credentials.py), or else the farm's token (a static node).
         self._token = token
@@ -176,7 +179,7 @@ class NodeClient:
         if session is None:
             # (ssl=True: aiohttp's one default context, shared; not a CA bundle loaded per node)
             session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=64, ssl=True),
+                connector=aiohttp.TCPConnector(limit=64, ssl=self._ssl),
                 cookie_jar=aiohttp.DummyCookieJar(),  # nodes set none; skip the bookkeeping
                 timeout=self._short,
             )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm_common.tls import client_context
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.client import NodeClient
 from orchestrator.scheduling.registry import Registry, RegistryFull, node_view
@@ -77,8 +78,11 @@ class Backend:
             on_answer=registry.seen,
             min_rate=settings.min_transfer_kb_per_second * 1024,
             key_of=registry.key_of,
+            ssl_context=client_context(settings.ca_cert) if settings.ca_cert else None,
         )
-        webhooks = Webhooks(settings.webhook, settings.webhook_secret)
+        webhooks = Webhooks(
+            settings.webhook, settings.webhook_secret, verify=client_context(settings.ca_cert)
+        )
         scheduler = Scheduler(
             settings, store, registry, client, metrics, clock=clock, events=webhooks.emit
         )

@@ -20,6 +20,7 @@ from farm_common.errors import document_errors, install_error_handlers
 from farm_common.limits import BodyLimitMiddleware, json_limit
 from farm_common.protocol import NodeRegistration
 from farm_common.schedule import parse_schedule, within_schedule
+from farm_common.tls import client_context
 from render_node import __version__
 from render_node.api import jobs, scenes, system
 from render_node.api.deps import Node, cpu_count, file_store
@@ -91,6 +92,8 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         int(settings.file_store_mb * 1024 * 1024),
         needed=manager.needed_files,
     )
+    scheme = "https" if settings.tls_cert else "http"
+    verify = client_context(settings.ca_cert)
     node = Node(
         settings,
         manager,
@@ -98,7 +101,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         metrics,
         files=files,
         url=settings.advertise_url
-        or default_advertise_url(settings.host, settings.port, settings.orchestrator),
+        or default_advertise_url(settings.host, settings.port, settings.orchestrator, scheme),
     )
 
     credentials = Credentials(
@@ -114,7 +117,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
         # restarted container can come back with another IP.
         if not settings.advertise_url:
             node.url = await asyncio.to_thread(
-                default_advertise_url, settings.host, settings.port, settings.orchestrator
+                default_advertise_url, settings.host, settings.port, settings.orchestrator, scheme
             )
         return NodeRegistration(
             url=node.url,
@@ -150,6 +153,7 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                         registration,
                         credentials=credentials,
                         interval=settings.heartbeat_seconds,
+                        verify=verify,
                     ),
                     name="heartbeat",
                 )
@@ -166,7 +170,9 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             if settings.orchestrator:  # its batches go elsewhere now, not after the timeout
-                await say_leaving(settings.orchestrator, node.url, token=credentials.bearer())
+                await say_leaving(
+                    settings.orchestrator, node.url, token=credentials.bearer(), verify=verify
+                )
             await manager.shutdown()
             log.info("render node stopped: no Blender left running")
 

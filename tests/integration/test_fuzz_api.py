@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -36,6 +37,7 @@ from tests.orch_helpers import fast_settings
 from tests.servers import serve_app
 
 TOKEN = "fuzz-token"
+JOIN = "fuzz-join-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 NO_TOKEN = {"Authorization": ""}
 WRONG_TOKEN = {"Authorization": "Bearer not-the-token"}
@@ -65,9 +67,25 @@ def orchestrator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("fuzz-orchestrator")
     fake = FakeNode("fuzz", slots=2, seconds_per_frame=0.001, token=TOKEN)
     with serve_in_thread(fake_farm_app([fake])) as farm:
-        settings_ = fast_settings(root, [f"{farm}/n/0"], token=TOKEN, max_upload_mb=1)
+        settings_ = fast_settings(
+            root, [f"{farm}/n/0"], token=TOKEN, join_token=JOIN, max_upload_mb=1
+        )
         with serve_app(create_orchestrator(settings_)) as url:
             yield url
+
+
+@pytest.fixture(scope="module")
+def role_headers(orchestrator_url: str) -> dict[str, dict[str, str]]:
+    """A token of each other role: the fuzzing holds with each (a refusal is a documented 403)."""
+    headers = {"node": {"Authorization": f"Bearer {JOIN}"}}
+    for role in ("submit", "view"):
+        made = httpx.post(
+            orchestrator_url + "/tokens", json={"name": f"fuzz-{role}", "role": role},
+            headers=AUTH, timeout=10,
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        headers[role] = {"Authorization": f"Bearer {made.json()['token']}"}
+    return headers
 
 
 def _schema(url: str) -> BaseSchema:
@@ -127,7 +145,7 @@ def fuzz(schema: BaseSchema, label: str, examples: int, *header_sets: dict[str, 
                 response.status_code,
                 repr(case.body)[:60] if headers is AUTH else "",
             )
-            if headers is not AUTH and case.path != "/health":
+            if headers in (NO_TOKEN, WRONG_TOKEN) and case.path != "/health":
                 expected = 403 if headers.get("Authorization") else 401
                 assert response.status_code == expected, (label, headers, response.text)
 
@@ -141,9 +159,12 @@ def test_fuzz_node(node_schema: BaseSchema, label: str) -> None:
 
 
 @pytest.mark.parametrize("label", ORCHESTRATOR_OPERATIONS)
-def test_fuzz_orchestrator(orchestrator_schema: BaseSchema, label: str) -> None:
+def test_fuzz_orchestrator(
+    orchestrator_schema: BaseSchema, role_headers: dict[str, dict[str, str]], label: str
+) -> None:
     fuzz(orchestrator_schema, label, EXAMPLES, AUTH)
     fuzz(orchestrator_schema, label, max(3, EXAMPLES // 5), NO_TOKEN, WRONG_TOKEN)
+    fuzz(orchestrator_schema, label, max(3, EXAMPLES // 5), *role_headers.values())
 
 
 def test_both_schemas_document_the_error_shape(

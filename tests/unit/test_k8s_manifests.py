@@ -157,9 +157,13 @@ def test_token_comes_from_the_users_secret_and_dirs_match_the_image(service: str
     (env_file,) = generator["envs"]
     assert not (K8S / env_file).exists() or f"docker/k8s/{env_file}" in ignored()
     assert not [d for d in load_k8s() if d["kind"] == "Secret"]
-    # compose refuses to start without one, saying so.
-    token = compose()["services"][service]["environment"]["FARM_TOKEN"]
-    assert token.startswith("${FARM_TOKEN:?") and "change-me" not in token
+    # compose refuses to start without one, saying so; its nodes join with the join token.
+    environment = compose()["services"][service]["environment"]
+    if service == "orchestrator":
+        token = environment["FARM_TOKEN"]
+        assert token.startswith("${FARM_TOKEN:?") and "change-me" not in token
+    else:
+        assert "FARM_TOKEN" not in environment and environment["FARM_JOIN_TOKEN_FILE"]
     dockerfile = Dockerfile(service)
     for name in ("FARM_DATA_DIR", "FARM_SCENES_DIR"):
         assert env[name]["value"] == dockerfile.env[name]
