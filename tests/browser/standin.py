@@ -188,6 +188,8 @@ class FakeFarm:
         now = time.time() if now is None else now
         self.lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
+        # Tokens besides the farm's, each (name, role): what GET /whoami says of them.
+        self.tokens: dict[str, tuple[str, str]] = {}
         self.png_cache: dict[int, bytes] = {}
 
         frames = list(range(1, 241))
@@ -336,7 +338,7 @@ def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool 
     async def auth(request: Request, call_next: Any) -> Response:
         if not is_public_path(request.url.path):
             try:
-                check_bearer(request, token)
+                check_bearer(request, [t for t in (token, *farm.tokens) if t])
             except FarmError as exc:
                 from fastapi.responses import JSONResponse
 
@@ -347,6 +349,12 @@ def create_app(farm: FakeFarm, token: str | None = None, *, with_framemap: bool 
         return response
 
     app.include_router(dashboard_router(token))
+
+    @app.get("/whoami")
+    def whoami(request: Request) -> dict[str, Any]:
+        given = request.headers.get("authorization", "").partition(" ")[2]
+        name, role = farm.tokens.get(given, ("admin", "admin"))
+        return {"name": name, "role": role}
 
     @app.get("/render")
     def list_jobs() -> dict[str, Any]:

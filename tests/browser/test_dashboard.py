@@ -494,6 +494,34 @@ def test_a_job_split_by_samples_shows_its_parts(page: Page, base_url: str, farm:
     expect(page.locator("#tiles-panel")).to_be_hidden()
 
 
+@pytest.mark.parametrize(
+    ("role", "writes", "admin_only"), [("view", False, False), ("submit", True, False)]
+)
+def test_the_page_says_whose_token_it_uses_and_offers_only_what_it_may_do(
+    page: Page, base_url: str, farm: FakeFarm, role: str, writes: bool, admin_only: bool
+) -> None:
+    farm.tokens["vi-token"] = ("vi", role)
+    page.goto(f"{base_url}/?token=vi-token")
+    expect(page.locator("#whoami")).to_have_text(f"vi · {role}")
+    cancel = page.locator("#jobs tbody button", has_text="Cancel").first
+    expect(cancel).to_be_attached()
+    expect(cancel).to_be_visible() if writes else expect(cancel).to_be_hidden()
+    drain = page.locator("button", has_text="Drain").first
+    expect(drain).to_be_attached()
+    expect(drain).to_be_hidden()
+    page.goto(f"{base_url}/jobs/{RUNNING}")
+    expect(page.locator("#whoami")).to_have_text(f"vi · {role}")
+    expect(page.locator("#job-cancel")).to_be_visible() if writes else expect(
+        page.locator("#job-cancel")
+    ).to_be_hidden()
+
+
+def test_an_admin_token_sees_every_control(page: Page, base_url: str) -> None:
+    page.goto(f"{base_url}/?token={TOKEN}")
+    expect(page.locator("#whoami")).to_have_text("admin · admin")
+    expect(page.locator("button", has_text="Drain").first).to_be_visible()
+
+
 def test_a_video_job_links_to_the_job_whose_frames_it_encodes(
     page: Page, base_url: str, farm: FakeFarm
 ) -> None:

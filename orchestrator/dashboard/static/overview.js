@@ -105,7 +105,7 @@ export function overviewPage() {
     const link = el("a", { class: "scene" });
     const id = el("span", { class: "sub mono" });
     const pick = el("input", { class: "pick", type: "checkbox" });
-    const cancel = el("button", { class: "btn btn-small btn-danger", type: "button", text: "Cancel" });
+    const cancel = el("button", { class: "btn btn-small btn-danger writes", type: "button", text: "Cancel" });
     const row = el("tr", {}, [
       el("td", {}, [pick]),
       el("td", {}, [link, id]),
@@ -186,7 +186,7 @@ export function overviewPage() {
 
   function createNodeRow() {
     const buttons = ["drain", "pause", "resume"].map((action) => {
-      const button = el("button", { class: "btn btn-small", type: "button", text: action[0].toUpperCase() + action.slice(1) });
+      const button = el("button", { class: "btn btn-small admin-only", type: "button", text: action[0].toUpperCase() + action.slice(1) });
       button.dataset.action = action;
       button.addEventListener("click", async () => {
         button.disabled = true;
