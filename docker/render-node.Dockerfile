@@ -73,6 +73,9 @@ RUN apt-get update \
  && mkdir -p /var/lib/farm /scenes
 COPY --from=engine /opt/farm /opt/farm
 COPY docker/healthcheck.py /opt/farm/healthcheck.py
+# The join token's volume (compose.yaml), owned by the orchestrator's user (10001) whichever
+# container creates it first: Swarm starts services in no order.
+RUN mkdir -p /var/lib/farm-join && chown 10001:10001 /var/lib/farm-join
 ENV PATH=/opt/farm/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FARM_HOST=0.0.0.0 \

@@ -80,12 +80,18 @@ def load_join_token(token: str | None, path: Path | None) -> str | None:
     if kept:
         return kept
     made = "farm_join_" + secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(made + "\n")
-    os.replace(part, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(made + "\n")
+        os.replace(part, path)
+    except OSError as exc:
+        raise RuntimeError(
+            f"cannot keep the join token in {path} ({exc}): make its folder writable by the "
+            "orchestrator's user, or give the token with --join-token / FARM_JOIN_TOKEN"
+        ) from None
     log.info("made a join token for render nodes in %s", path)
     return made
 
