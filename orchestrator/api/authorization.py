@@ -73,10 +73,13 @@ def load_join_token(token: str | None, path: Path | None) -> str | None:
     owner only) when the file is missing or empty."""
     if token or path is None:
         return token
+    fix = "or give the token with --join-token / FARM_JOIN_TOKEN"
     try:
         kept = path.read_text().strip()
     except FileNotFoundError:
         kept = ""
+    except OSError as exc:
+        raise RuntimeError(f"cannot read the join token in {path} ({exc}): {fix}") from None
     if kept:
         return kept
     made = "farm_join_" + secrets.token_urlsafe(32)
@@ -90,7 +93,7 @@ def load_join_token(token: str | None, path: Path | None) -> str | None:
     except OSError as exc:
         raise RuntimeError(
             f"cannot keep the join token in {path} ({exc}): make its folder writable by the "
-            "orchestrator's user, or give the token with --join-token / FARM_JOIN_TOKEN"
+            f"orchestrator's user, {fix}"
         ) from None
     log.info("made a join token for render nodes in %s", path)
     return made
