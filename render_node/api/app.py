@@ -203,4 +203,5 @@ def create_app(settings: NodeSettings, *, environ: dict[str, str] | None = None)
     app.state.manager = manager
     app.state.store = store
     app.state.settings = settings
+    app.state.credentials = credentials
     return app

@@ -16,6 +16,9 @@ import pytest
 
 from orchestrator.access import RULES, Rule, rule_for
 from orchestrator.api.app import create_app
+from render_node.api import create_app as create_node
+from render_node.settings import NodeSettings
+from tests.integration.conftest import FAKE_BLENDER, SCENES
 from tests.orch_helpers import fast_settings
 from tests.servers import serve_app
 
@@ -250,3 +253,39 @@ def test_a_node_credential_speaks_for_its_own_node_only(farm: Farm) -> None:
         admin.delete("/tokens/node@127.0.0.1:19")
     with farm.client(first["credential"]) as node:
         assert node.post("/nodes/register", json={"url": "http://127.0.0.1:19"}).status_code == 403
+
+
+def test_a_joined_node_takes_requests_with_its_orchestrators_key_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """The render node's side of the matrix: every operation of its schema, with no token,
+    wrong ones, the farm's admin token (a joined node is not given it), the join token, the
+    node's own credential, and the work key it registered with (the orchestrator's)."""
+    settings = NodeSettings(
+        data_dir=tmp_path / "node", scenes_dir=SCENES, blender=str(FAKE_BLENDER),
+        orchestrator="http://127.0.0.1:9", join_token=JOIN, heartbeat_seconds=60,
+    )  # fmt: skip
+    app = create_node(settings)
+    credentials = app.state.credentials
+    credentials.took("farm_the-nodes-own-credential")
+    with serve_app(app) as url:
+        schema = httpx.get(
+            url + "/openapi.json", headers={"Authorization": f"Bearer {credentials.work_key}"}
+        )
+        assert schema.status_code == 200
+        operations = [
+            (method.upper(), re.sub(r"\{([a-z0-9_]+)\}", lambda m: SAMPLE.get(m[1], "x"), path))
+            for path, item in schema.json()["paths"].items()
+            for method in item
+        ]
+        assert len(operations) >= 12
+        callers = {None: 401, "wrong": 403, ADMIN: 403, JOIN: 403,
+                   "farm_the-nodes-own-credential": 403, credentials.work_key: None}  # fmt: skip
+        for method, path in operations:
+            for token, want in callers.items():
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                status = httpx.request(method, url + path, headers=headers, timeout=10).status_code
+                if path == "/health" or want is None:
+                    assert status not in (401, 403), (method, path, token, status)
+                else:
+                    assert status == want, (method, path, token, status)
