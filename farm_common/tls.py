@@ -6,7 +6,30 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
+
+# Both services' settings (a flag each: --tls-cert, --tls-key, --ca-cert).
+TlsCert = Annotated[
+    Path | None,
+    Field(
+        description="serve HTTPS with this certificate (PEM; with --tls-key)",
+        json_schema_extra={"metavar": "PATH"},
+    ),
+]
+TlsKey = Annotated[
+    Path | None,
+    Field(description="the certificate's private key (PEM)", json_schema_extra={"metavar": "PATH"}),
+]
+CaCert = Annotated[
+    Path | None,
+    Field(
+        description="trust this CA too (PEM) when verifying the certificates of the farm's "
+        "other services (and webhooks): a private CA",
+        json_schema_extra={"metavar": "PATH"},
+    ),
+]
 
 
 class TlsSettingError(ValueError):

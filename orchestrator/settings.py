@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from farm_common.auth import check_token_setting
+from farm_common.tls import CaCert, TlsCert, TlsKey
 
 
 class OrchestratorSettings(BaseSettings):
@@ -34,22 +35,9 @@ class OrchestratorSettings(BaseSettings):
         description="the bootstrap admin token (named 'admin'): it does everything, including "
         "making tokens of other roles (farm token create); none: the farm is open",
     )
-    tls_cert: Path | None = Field(
-        default=None,
-        description="serve HTTPS with this certificate (PEM; with --tls-key)",
-        json_schema_extra={"metavar": "PATH"},
-    )
-    tls_key: Path | None = Field(
-        default=None,
-        description="the certificate's private key (PEM)",
-        json_schema_extra={"metavar": "PATH"},
-    )
-    ca_cert: Path | None = Field(
-        default=None,
-        description="trust this CA too (PEM) when verifying the nodes' and webhooks' "
-        "certificates: a private CA",
-        json_schema_extra={"metavar": "PATH"},
-    )
+    tls_cert: TlsCert = None
+    tls_key: TlsKey = None
+    ca_cert: CaCert = None
     join_token: str | None = Field(
         default=None,
         description="the bootstrap join token (named 'join', role node): a node that registers "

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from farm_common.auth import check_token_setting
 from farm_common.protocol import parse_tags
 from farm_common.schedule import parse_schedule
+from farm_common.tls import CaCert, TlsCert, TlsKey
 from render_node.devices import DeviceChoice
 
 
@@ -79,22 +80,9 @@ class NodeSettings(BaseSettings):
         description="the farm's token (FARM_TOKEN): this node accepts it, and registers with it "
         "unless it has a join token; an admin token, so better a join token on a node",
     )
-    tls_cert: Path | None = Field(
-        default=None,
-        description="serve HTTPS with this certificate (PEM; with --tls-key)",
-        json_schema_extra={"metavar": "PATH"},
-    )
-    tls_key: Path | None = Field(
-        default=None,
-        description="the certificate's private key (PEM)",
-        json_schema_extra={"metavar": "PATH"},
-    )
-    ca_cert: Path | None = Field(
-        default=None,
-        description="trust this CA too (PEM) when verifying the orchestrator's certificate: "
-        "a private CA",
-        json_schema_extra={"metavar": "PATH"},
-    )
+    tls_cert: TlsCert = None
+    tls_key: TlsKey = None
+    ca_cert: CaCert = None
     join_token: str | None = Field(
         default=None,
         description="register with this join token (role node): the orchestrator answers with "

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from farm_common.blobs import BlobStore
-from farm_common.errors import BadRequest, Forbidden, NotFound
+from farm_common.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from farm_common.paths import JobId, check_job_id
 from orchestrator.api.authorization import PrincipalDep
 from orchestrator.runtime.links import Link
@@ -79,3 +79,11 @@ async def check_after(farm: Farm, after: list[str]) -> None:
         raise BadRequest(
             f"after: no job {', '.join(unknown)} on this farm: give ids of its jobs (GET /render)"
         )
+
+
+def too_many_jobs(limit: int) -> TooManyRequests:
+    return TooManyRequests(
+        f"the farm already has {limit} jobs queued or running (--max-queued-jobs): wait for "
+        "some to finish, or cancel some (DELETE /render/ID)",
+        headers={"Retry-After": "30"},
+    )

@@ -12,7 +12,6 @@ from fastapi import APIRouter
 from farm_common.errors import (
     BadRequest,
     Conflict,
-    TooManyRequests,
     Unavailable,
     error_response,
 )
@@ -20,7 +19,14 @@ from farm_common.frames import FrameSpecError, compact_frames, parse_frame_spec
 from farm_common.paths import check_job_id
 from farm_common.protocol import JobState
 from orchestrator.api.authorization import PrincipalDep
-from orchestrator.api.deps import FarmDep, JobDep, OwnJobDep, check_after, no_such_job
+from orchestrator.api.deps import (
+    FarmDep,
+    JobDep,
+    OwnJobDep,
+    check_after,
+    no_such_job,
+    too_many_jobs,
+)
 from orchestrator.api.models import (
     RenderCreated,
     RenderDeleted,
@@ -175,11 +181,7 @@ async def video(farm: FarmDep, job: JobDep, body: VideoRequest, who: PrincipalDe
 
     made = await farm.store.run(create)
     if made is None:
-        raise TooManyRequests(
-            f"the farm already has {limit} jobs queued or running (--max-queued-jobs): wait "
-            "for some to finish, or cancel some (DELETE /render/ID)",
-            headers={"Retry-After": "30"},
-        )
+        raise too_many_jobs(limit)
     await _enqueue(farm, made, "saved")
     return RenderCreated(
         id=made.id, status_url=f"/render/{made.id}", state=JobState(made.state),

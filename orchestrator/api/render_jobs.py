@@ -46,6 +46,7 @@ from orchestrator.api.deps import (
     check_after,
     get_job,
     no_such_job,
+    too_many_jobs,
 )
 from orchestrator.api.models import (
     FrameList,
@@ -301,11 +302,7 @@ def render_router(rate_limiter: RateLimiter | None) -> APIRouter:
 
         created = await farm.store.run(create)
         if created is None:
-            raise TooManyRequests(
-                f"the farm already has {settings.max_queued_jobs} jobs queued or running "
-                "(--max-queued-jobs): wait for some to finish, or cancel some (DELETE /render/ID)",
-                headers={"Retry-After": "30"},
-            )
+            raise too_many_jobs(settings.max_queued_jobs)
         job, batches = created
         try:
             await farm.link.enqueue(job, batches)
