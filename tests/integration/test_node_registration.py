@@ -80,7 +80,7 @@ def test_detected_address_is_worked_out_again_on_every_heartbeat(
     answers = iter(["http://5cb22156f986:8100"] * 2)
     monkeypatch.setattr(
         "render_node.api.app.default_advertise_url",
-        lambda host, port, orchestrator: next(answers, "http://10.0.3.7:8100"),
+        lambda host, port, orchestrator, scheme: next(answers, "http://10.0.3.7:8100"),
     )
     received: list[dict[str, Any]] = []
     with serve_app(fake_orchestrator(received)) as orchestrator:

@@ -79,6 +79,7 @@ def test_advertised_address_is_the_one_routing_to_the_orchestrator() -> None:
         "http://127.0.0.1:8100"
     )
     assert default_advertise_url("127.0.0.1", 8101, None) == "http://127.0.0.1:8101"
+    assert default_advertise_url("127.0.0.1", 8101, None, "https") == "https://127.0.0.1:8101"
 
 
 def creds(token: str | None, folder: Path) -> Credentials:
