@@ -10,9 +10,11 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import re
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -74,6 +76,17 @@ def tokens_match(given: str, token: str) -> bool:
     return hmac.compare_digest(
         hashlib.sha256(given.encode()).digest(), hashlib.sha256(token.encode()).digest()
     )
+
+
+def write_secret(path: Path, secret: str) -> None:
+    """Write `secret` (and a newline) to `path`, readable by its owner only from the first
+    byte, in place at once (written aside, then renamed); its folder is made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(secret + "\n")
+    os.replace(part, path)
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

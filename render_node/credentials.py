@@ -11,9 +11,10 @@ accepts that too, as before roles.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
+
+from farm_common.auth import write_secret
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +72,7 @@ class Credentials:
             return
         self.credential = credential
         try:
-            self.kept.parent.mkdir(parents=True, exist_ok=True)
-            part = self.kept.with_name(self.kept.name + ".part")
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(credential + "\n")
-            os.replace(part, self.kept)
+            write_secret(self.kept, credential)
         except OSError as exc:  # it still works until the node restarts
             log.warning("could not keep this node's credential in %s: %s", self.kept, exc)
         log.info("joined the farm: this node has a credential of its own now")

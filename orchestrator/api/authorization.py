@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import secrets
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from farm_common.auth import tokens_match
+from farm_common.auth import tokens_match, write_secret
 from farm_common.errors import FarmError, Forbidden, Unauthorized, error_body
 from orchestrator.access import (
     ANONYMOUS,
@@ -84,12 +83,7 @@ def load_join_token(token: str | None, path: Path | None) -> str | None:
         return kept
     made = "farm_join_" + secrets.token_urlsafe(32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(path.name + ".part")
-        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(made + "\n")
-        os.replace(part, path)
+        write_secret(path, made)
     except OSError as exc:
         raise RuntimeError(
             f"cannot keep the join token in {path} ({exc}): make its folder writable by the "

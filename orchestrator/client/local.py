@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from farm_common.auth import auth_headers
+from farm_common.auth import auth_headers, write_secret
 from orchestrator.client.api import LOCAL_TOKEN_FILE
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ class LocalCluster:
             self.token = token_file.read_text().strip()
         else:
             self.token = secrets.token_urlsafe(24)
-            token_file.parent.mkdir(parents=True, exist_ok=True)
-            token_file.write_text(self.token + "\n")
-            token_file.chmod(0o600)
+            write_secret(token_file, self.token)
         return self.token
 
     @property
