@@ -83,10 +83,12 @@ UNKNOWN = Rule.VIEW
 
 
 def _pattern(template: str) -> re.Pattern[str]:
-    return re.compile(re.sub(r"\\\{[a-z0-9_]+\\\}", "[^/]+", re.escape(template)))
+    """'/render/{job_id}' -> a pattern of the paths it routes, each parameter a group."""
+    return re.compile(re.sub(r"\\\{[a-z0-9_]+\\\}", "([^/]+)", re.escape(template)))
 
 
-_MATCHERS = [(method, _pattern(template), template) for method, template in RULES]
+_PATTERNS = {template: _pattern(template) for _, template in RULES}
+_MATCHERS = [(method, _PATTERNS[template], template) for method, template in RULES]
 
 
 def route_of(method: str, path: str) -> str | None:
@@ -97,6 +99,13 @@ def route_of(method: str, path: str) -> str | None:
             if rule_method == wanted and pattern.fullmatch(path):
                 return template
     return None
+
+
+def first_parameter(template: str, path: str) -> str | None:
+    """The value of the first parameter of `template` in `path` ('/render/{job_id}/video',
+    '/render/ab12/video' -> 'ab12'); None when it has none or does not route `path`."""
+    match = (_PATTERNS.get(template) or _pattern(template)).fullmatch(path)
+    return match[1] if match and match.groups() else None
 
 
 def rule_for(method: str, path: str) -> tuple[Rule, str | None]:

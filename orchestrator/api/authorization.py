@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from orchestrator.access import (
     Principal,
     Role,
     Rule,
+    first_parameter,
     needs,
     rule_for,
 )
@@ -54,12 +54,14 @@ class Doorkeeper:
         return not self.admin_token
 
     async def principal(self, given: str, farm: Any) -> Principal:
+        """`farm` None: before the lifespan made the store (never in service), the bootstrap
+        tokens only."""
         if self.admin_token and tokens_match(given, self.admin_token):
             return Principal(BOOTSTRAP_ADMIN, Role.ADMIN)
         if self.join_token and tokens_match(given, self.join_token):
             return Principal(BOOTSTRAP_JOIN, Role.NODE)
         digest = token_hash(given)
-        row = await farm.store.read(lambda store: store.token_by_hash(digest))
+        row = None if farm is None else await farm.store.read(lambda s: s.token_by_hash(digest))
         if row is None:
             raise Forbidden("wrong token: use FARM_TOKEN, or a token an admin made for you")
         if row.revoked is not None:
@@ -114,12 +116,9 @@ def _bearer(scope: Scope) -> str | None:
 
 def _target(template: str, path: str, answer: bytes) -> str | None:
     """What an audited request acted on: its path's job or token, or what its answer made."""
-    names = re.findall(r"\{([a-z0-9_]+)\}", template)
-    if names:
-        pattern = re.sub(r"\\\{[a-z0-9_]+\\\}", "([^/]+)", re.escape(template))
-        match = re.fullmatch(pattern, path)
-        if match:
-            return match[1]
+    acted_on = first_parameter(template, path)
+    if acted_on is not None:
+        return acted_on
     try:
         body = json.loads(answer)
     except ValueError:
@@ -208,10 +207,6 @@ class AccessMiddleware:
                 "one from `farm token create`)",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        if farm is None:  # before the lifespan (never in service): bootstrap tokens only
-            if self.doorkeeper.admin_token and tokens_match(given, self.doorkeeper.admin_token):
-                return Principal(BOOTSTRAP_ADMIN, Role.ADMIN)
-            raise Forbidden("wrong token")
         return await self.doorkeeper.principal(given, farm)
 
     async def _audit(
