@@ -36,6 +36,7 @@ from orchestrator.api.models import (
 )
 from orchestrator.renders import forget_units
 from orchestrator.runtime.loop_thread import BackendUnavailable
+from orchestrator.scheduling.video_jobs import frames_missing
 from orchestrator.store.queries import Job
 from orchestrator.video import ffmpeg_available
 
@@ -151,8 +152,7 @@ async def video(farm: FarmDep, job: JobDep, body: VideoRequest, who: PrincipalDe
         else wanted_frames(job, body.frames)
     )
     if job.state in (JobState.FAILED, JobState.CANCELLED):
-        done = set(await farm.store.run(farm.store.done_frames, job.id, job.pieces))
-        missing = [f for f in frames if f not in done]
+        missing = await frames_missing(farm.store, job, frames)
         if missing:
             raise Conflict(
                 f"job {job.id} is {job.state} and frames {compact_frames(missing)} of it are "

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from farm_common.manifest import Manifest
 from farm_common.protocol import BatchState, FrameState, JobState, Request, Tags
 from farm_common.tiles import DEFAULT_MARGIN, MAX_MARGIN, MAX_PARTS, MAX_TILES
+from orchestrator.access import NAME_PATTERN, Role
 
 AfterJobs = Annotated[list[Annotated[str, Field(pattern=r"^[0-9a-f]{12}$")]], Field(max_length=100)]
 
@@ -381,11 +382,11 @@ class NodeView(BaseModel):
 
 class TokenRequest(Request):
     name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
+        pattern=NAME_PATTERN,
         description="who holds it: a user or a machine (letters, digits, _ . @ -)",
         examples=["ana"],
     )
-    role: Literal["admin", "submit", "view", "node"] = Field(
+    role: Role = Field(
         description="admin: everything; submit: submit and act on its own jobs, read all; view: "
         "read only; node: a join token for render nodes",
     )
@@ -418,4 +419,4 @@ class AuditEntry(BaseModel):
 
 class WhoAmI(BaseModel):
     name: str
-    role: Literal["admin", "submit", "view", "node"]
+    role: Role

@@ -70,12 +70,11 @@ async def revoke_token(farm: FarmDep, name: str) -> dict[str, Any]:
             f"{name!r} is a bootstrap token from the orchestrator's settings: change the setting "
             "(FARM_TOKEN / FARM_JOIN_TOKEN) and restart it"
         )
-    row = await farm.store.run(farm.store.revoke_token, name, farm.clock())
+    now = farm.clock()
+    row = await farm.store.run(farm.store.revoke_token, name, now)
     if row is None:
         raise NotFound(f"no token named {name!r}: see GET /tokens")
-    view = _view(row)
-    view["revoked"] = row.revoked or farm.clock()
-    return view
+    return {**_view(row), "revoked": row.revoked or now}
 
 
 @router.get("/audit", response_model=list[AuditEntry])
@@ -92,4 +91,4 @@ async def audit(
 @router.get("/whoami", response_model=WhoAmI)
 async def whoami(who: PrincipalDep) -> WhoAmI:
     """The name and role of the token the request carries."""
-    return WhoAmI.model_validate({"name": who.name, "role": str(who.role)})
+    return WhoAmI(name=who.name, role=who.role)

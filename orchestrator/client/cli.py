@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from farm_common.protocol import FINAL_JOB_STATES, BatchState, parse_tags
+from orchestrator.access import Role
 from orchestrator.client.api import (
     ClientSettings,
     FarmClient,
@@ -172,7 +173,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         tile_margin=args.tile_margin,
         split_samples=args.split_samples,
         tags=args.tags,
-        after=[j.strip() for j in args.after.split(",") if j.strip()] if args.after else None,
+        after=_ids(args.after),
         **submit,
     )
     out_dir = Path(args.out) if args.out else Path("renders") / job_id
@@ -357,8 +358,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
 
 def cmd_video(args: argparse.Namespace) -> int:
     client = _client(args)
-    after = [j.strip() for j in args.after.split(",") if j.strip()] if args.after else None
-    video_id = client.video(args.id, args.frames, args.fps, after)
+    video_id = client.video(args.id, args.frames, args.fps, _ids(args.after))
     console.print(
         f"video job [bold]{video_id}[/] of job {args.id}: {client.url}/render/{video_id} "
         "(it starts once that job completed)"
@@ -463,6 +463,11 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         )
     console.print(table)
     return EXIT_OK
+
+
+def _ids(text: str | None) -> list[str] | None:
+    """--after's job ids: 'a1,b2' -> ['a1', 'b2'] (None: not given)."""
+    return [j.strip() for j in text.split(",") if j.strip()] if text else None
 
 
 def _tags(text: str) -> list[str]:
@@ -673,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("name", help="who holds it: a user or a machine")
     create.add_argument(
-        "--role", required=True, choices=["admin", "submit", "view", "node"],
+        "--role", required=True, choices=[role.value for role in Role],
         help="admin: everything; submit: submit, act on its own jobs, read all; view: read "
         "only; node: a join token for render nodes",
     )  # fmt: skip

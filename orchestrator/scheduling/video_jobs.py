@@ -17,6 +17,12 @@ from orchestrator.video import DEFAULT_FPS, DEFAULT_TIMEOUT, VideoError, encode_
 SECONDS_PER_FRAME = 1.0
 
 
+async def frames_missing(store: SchedulerStore, job: Job, frames: list[int]) -> list[int]:
+    """Those of `frames` that `job` (a render job) has not put in place, in order."""
+    done = set(await store.run(store.done_frames, job.id, job.pieces))
+    return [f for f in frames if f not in done]
+
+
 async def encode_job(
     job: Job, store: SchedulerStore, renders_dir: Path, ffmpeg: str = "ffmpeg"
 ) -> str | None:
@@ -26,8 +32,7 @@ async def encode_job(
     if source is None:
         return f"job {job.source}, whose frames it encodes, is not on the farm any more"
     frames = parse_frame_spec(job.frames_spec)
-    done = set(await store.run(store.done_frames, source.id, source.pieces))
-    missing = [f for f in frames if f not in done]
+    missing = await frames_missing(store, source, frames)
     if missing:
         return (
             f"frames {compact_frames(missing)} of job {source.id} are not rendered: render "
