@@ -26,8 +26,8 @@ from PIL import Image
 
 from benchmarks.common import console, median, table, write_results
 from benchmarks.procs import proc_farm
+from farm_pack.pack import hash_files, pack_shot
 from orchestrator.client.api import FarmClient
-from orchestrator.client.pack import hash_files, pack_shot
 
 SHOT = Path(__file__).resolve().parents[1] / "scenes" / "shot"
 MAIN = "shots/010/shot.blend"

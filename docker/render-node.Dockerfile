@@ -32,6 +32,7 @@ RUN set -eu; \
 FROM deps AS build
 COPY pyproject.toml README.md /src/
 COPY farm_common /src/farm_common
+COPY farm_pack /src/farm_pack
 COPY render_node /src/render_node
 COPY orchestrator /src/orchestrator
 # The project itself as a wheel, outside the venv, so the venv stays as it was (no .pyc of

@@ -2,8 +2,8 @@
 
 The client packs a .blend with its dependencies (libraries, textures, caches) into such a tree;
 the orchestrator keeps each file once in its store, and a node lays the tree out again from
-its own copies. A path in a manifest is checked once, here, by the same rules on every side: a
-tree must never reach outside the folder it is laid out in.
+its own copies. A path in a manifest is checked by `farm_pack.tree`'s rule, the one the client
+packs by: a tree must never reach outside the folder it is laid out in.
 """
 
 from __future__ import annotations
@@ -13,26 +13,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from farm_pack.tree import MAX_PATH_CHARS, manifest_path_problem
+
 MAX_MANIFEST_FILES = 20_000
-MAX_PATH_CHARS = 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def manifest_path_problem(path: str) -> str | None:
-    """Why `path` cannot name a file of a packed tree, or None when it can: relative, '/' as
-    the only separator, no '.', '..' or empty parts, no drive letters or control characters."""
-    if not path or len(path) > MAX_PATH_CHARS:
-        return f"must be 1 to {MAX_PATH_CHARS} characters"
-    if path.startswith("/") or _DRIVE.match(path):
-        return "must be relative to the shot's folder, not absolute"
-    if "\\" in path:
-        return "must use '/' between folders"
-    if any(ord(c) < 32 or c == "\x7f" for c in path):
-        return "must not contain control characters"
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        return "must not contain '..', '.' or empty parts"
-    return None
 
 
 def _check_sha(value: str) -> str:

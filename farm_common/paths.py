@@ -1,9 +1,8 @@
 """The one place where user strings become filesystem paths, the id patterns that guard it,
-and the sha256 that names a stored file."""
+and the check of a sha256 that names a stored file."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Annotated
@@ -64,17 +63,6 @@ TileNumber = Annotated[
     PathParam(ge=0, lt=MAX_TILES, description="a region of the frame, 0 at the top left"),
     BeforeValidator(_frame_digits),
 ]
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> tuple[str, int]:
-    """A file's sha256 (hex) and size, read a chunk at a time; blocking."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while data := fh.read(chunk):
-            digest.update(data)
-            size += len(data)
-    return digest.hexdigest(), size
 
 
 def check_sha256(value: str) -> str:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from farm_common.blobs import write_hashed
 from farm_common.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMedia
-from farm_common.paths import check_sha256, file_sha256, scene_path
+from farm_common.paths import check_sha256, scene_path
+from farm_pack.tree import file_sha256
 from render_node.sandbox import private_folder
 
 log = logging.getLogger(__name__)

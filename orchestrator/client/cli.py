@@ -25,6 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from farm_common.protocol import FINAL_JOB_STATES, BatchState, parse_tags
+from farm_pack.pack import PackError, UnreadableBlend, hash_files, pack_shot
+from farm_pack.ship import Upload, missing_files_message, pack_warnings, plan_upload, send
 from orchestrator.access import Role
 from orchestrator.client.api import (
     ClientSettings,
@@ -33,13 +35,6 @@ from orchestrator.client.api import (
     resolve_token,
 )
 from orchestrator.client.local import LocalCluster
-from orchestrator.client.pack import (
-    PackedFile,
-    PackError,
-    UnreadableBlend,
-    hash_files,
-    pack_shot,
-)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -190,36 +185,29 @@ def ship_shot(client: FarmClient, blend: Path, args: argparse.Namespace) -> dict
     with pack_shot(blend, project) as pack:
         console.print(f"packing {blend} (project folder {pack.project})")
         hash_files(pack)
-        warnings = []
         for outside in pack.outside:
             console.print(f"[yellow]outside the project, packed too: {outside}")
-            warnings.append(f"packed from outside the project: {outside}")
         if pack.missing:
             for missing in pack.missing:
                 err_console.print(f"[red]missing: {missing}")
-                warnings.append(f"missing when packed: {missing}")
             if not args.allow_missing:
                 err_console.print(
-                    f"[red]{len(pack.missing)} file(s) the shot needs are missing: not "
-                    "submitted. Restore them, or render without them with --allow-missing"
+                    f"[red]{missing_files_message(pack)}: not submitted. Restore them, or "
+                    "render without them with --allow-missing"
                 )
                 return None
-        shas = sorted({f.sha256 for f in pack.files})
-        lacking = set(client.missing_files(shas))
-        to_send = {f.sha256: f for f in pack.files if f.sha256 in lacking}
-        send_bytes = sum(f.size for f in to_send.values())
-        held = pack.total_bytes - send_bytes
+        upload = plan_upload(client, pack)
         console.print(
             f"{len(pack.files)} files, {pack.total_bytes / 1e6:.1f} MB; on the farm already: "
-            f"{len(pack.files) - len(to_send)} files, {held / 1e6:.1f} MB; "
-            f"sending {len(to_send)} files, {send_bytes / 1e6:.1f} MB"
+            f"{upload.held_files} files, {upload.held_bytes / 1e6:.1f} MB; "
+            f"sending {len(upload.files)} files, {upload.bytes / 1e6:.1f} MB"
         )
-        if to_send:
-            upload_files(client, list(to_send.values()), send_bytes)
-        return {"manifest": pack.manifest, "asset_warnings": warnings}
+        if upload.files:
+            upload_files(client, upload)
+        return {"manifest": pack.manifest, "asset_warnings": pack_warnings(pack)}
 
 
-def upload_files(client: FarmClient, files: list[PackedFile], total: int) -> None:
+def upload_files(client: FarmClient, upload: Upload) -> None:
     progress = Progress(
         TextColumn("[bold]uploading"),
         BarColumn(bar_width=40),
@@ -228,9 +216,8 @@ def upload_files(client: FarmClient, files: list[PackedFile], total: int) -> Non
         console=console,
     )
     with progress:
-        task = progress.add_task("upload", total=total)
-        for item in files:
-            client.put_file(item.sha256, item.source, lambda n: progress.advance(task, n))
+        task = progress.add_task("upload", total=upload.bytes)
+        send(client, upload, lambda n: progress.advance(task, n))
 
 
 def follow(client: FarmClient, job_id: str, out_dir: Path, download: bool = True) -> int:

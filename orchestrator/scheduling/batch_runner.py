@@ -23,7 +23,6 @@ from farm_common.blobs import BlobStore
 from farm_common.frames import compact_frames
 from farm_common.images import image_problem
 from farm_common.manifest import Manifest
-from farm_common.paths import file_sha256
 from farm_common.protocol import (
     FINAL_JOB_STATES,
     MAX_MESSAGE_CHARS,
@@ -36,6 +35,7 @@ from farm_common.protocol import (
     image_format,
 )
 from farm_common.tiles import grid, sample_range, tile_of, unit, unit_frame, unit_tile
+from farm_pack.tree import file_sha256
 from orchestrator.metrics import Metrics
 from orchestrator.nodes.archive import FrameFiles
 from orchestrator.nodes.client import (

@@ -12,7 +12,8 @@ from fastapi import UploadFile
 
 from farm_common.blobs import BlobStore, write_hashed
 from farm_common.errors import NotFound, PayloadTooLarge, UnsupportedMedia
-from farm_common.paths import check_sha256, file_sha256, scene_path
+from farm_common.paths import check_sha256, scene_path
+from farm_pack.tree import file_sha256
 from orchestrator.store.db import Job, Store
 
 CHUNK = 1 << 20

@@ -3,7 +3,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from farm_common.manifest import Manifest, manifest_path_problem
+from farm_common.manifest import Manifest
+from farm_pack.tree import manifest_path_problem
 
 SHA = "a" * 64
 OTHER = "b" * 64

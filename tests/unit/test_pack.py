@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.client.pack import PackError, UnreadableBlend, hash_files, pack_shot
+from farm_pack.pack import PackError, UnreadableBlend, hash_files, pack_shot
 
 SHOT = Path(__file__).resolve().parents[2] / "scenes" / "shot"
 MAIN = "shots/010/shot.blend"

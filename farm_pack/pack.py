@@ -22,8 +22,7 @@ from blender_asset_tracer import blendfile, bpathlib, trace
 from blender_asset_tracer.pack import Packer
 from blender_asset_tracer.pack.transfer import FileTransferer
 
-from farm_common.manifest import manifest_path_problem
-from farm_common.paths import file_sha256
+from .tree import file_sha256, manifest_path_problem
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +124,16 @@ def default_project(blend: Path) -> Path:
 
 
 @contextlib.contextmanager
-def pack_shot(blend: Path, project: Path | None = None) -> Iterator[Pack]:
-    """Trace and pack `blend`; the Pack's rewritten files live until the context ends."""
+def pack_shot(
+    blend: Path, project: Path | None = None, main_as: str | None = None
+) -> Iterator[Pack]:
+    """Trace and pack `blend`; the Pack's rewritten files live until the context ends.
+    `main_as` names the main file in the pack (beside it, in the same folder): the add-on packs
+    a saved copy of the open file under the file's own name."""
     try:
         with _packed(bpathlib.make_absolute(blend), project) as pack:
+            if main_as:
+                _rename_main(pack, main_as)
             yield pack
     finally:
         # BAT caches parsed files by path: a .blend saved again must be read again.
@@ -177,6 +182,20 @@ def _packed(blend: Path, project: Path | None) -> Iterator[Pack]:
             missing=sorted(packer.missing_files),
             outside=sorted(set(outside)),
         )
+
+
+def _rename_main(pack: Pack, name: str) -> None:
+    renamed = PurePosixPath(pack.main).with_name(name).as_posix()
+    if renamed == pack.main or any(f.rel == renamed for f in pack.files):
+        return  # the shot needs a file of that name itself (a library linking it back)
+    problem = manifest_path_problem(renamed)
+    if problem:
+        raise PackError(f"the main file cannot be named {renamed!r}: it {problem}")
+    for item in pack.files:
+        if item.rel == pack.main:
+            item.rel = renamed
+    pack.files.sort(key=lambda f: f.rel)
+    pack.main = renamed
 
 
 def hash_files(pack: Pack) -> None:
