@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt bench images e2e-images system-deps clean
+.PHONY: demo test lint fmt bench images e2e-images system-deps clean addon
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ fmt: $(STAMP)
 
 # The images are built before pytest, never under a test's timeout (a fresh machine takes
 # minutes); the e2e tests then use them as built (FARM_E2E_BUILD=0).
-test: system-deps $(STAMP) lint e2e-images
+test: system-deps $(STAMP) lint addon e2e-images
 	FARM_E2E_BUILD=0 $(BIN)/pytest -ra --durations=25
 
 demo: system-deps $(STAMP)
@@ -56,6 +56,15 @@ bench: system-deps $(STAMP)
 images:
 	bash docker/build-images.sh
 
+# The Blender add-on: dist/farm_submit-VERSION.zip, bundling the blender-asset-tracer wheel of
+# the version `farm` runs with (downloaded from PyPI once, into dist/wheels).
+ADDON_WHEELS := dist/wheels
+addon: $(STAMP)
+	@bat=$$($(BIN)/python -c "import importlib.metadata as m; print(m.version('blender-asset-tracer'))"); \
+	test -f $(ADDON_WHEELS)/blender_asset_tracer-$$bat-py3-none-any.whl || \
+	$(BIN)/pip download --quiet --no-deps --only-binary=:all: "blender-asset-tracer==$$bat" -d $(ADDON_WHEELS)
+	$(BIN)/python blender_addon/build.py --wheels $(ADDON_WHEELS) --out dist
+
 # For `make test`: without a Docker engine there is nothing to build, and the e2e tests skip
 # saying so.
 e2e-images:
@@ -63,4 +72,4 @@ e2e-images:
 	else echo "no Docker engine answers: not building images; the e2e tests will be skipped"; fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist
