@@ -15,14 +15,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # System packages from Debian's: Blender, ffmpeg (preview videos), Chromium (browser tests),
-# debootstrap (offline base image), bubblewrap (Blender's sandbox). Installed when missing and we
-# are root; else we say what to do.
+# debootstrap (offline base image), bubblewrap (Blender's sandbox), Xvfb (Blender's UI in the
+# add-on's test). Installed when missing and we are root; else we say what to do.
 # bpy (Blender 5 as a Python module) links a few X11/GL client libraries.
 BPY_LIBS := libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libgl1
-SYSTEM_PACKAGES := blender ffmpeg chromium fonts-dejavu-core debootstrap bubblewrap $(BPY_LIBS)
+SYSTEM_PACKAGES := blender ffmpeg chromium fonts-dejavu-core debootstrap bubblewrap xvfb xauth $(BPY_LIBS)
 system-deps:
 	@missing=""; \
-	for cmd in blender ffmpeg chromium debootstrap bwrap; do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	for cmd in blender ffmpeg chromium debootstrap bwrap xvfb-run xauth; do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
 	for lib in $(BPY_LIBS); do dpkg -s $$lib >/dev/null 2>&1 || missing="$$missing $$lib"; done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

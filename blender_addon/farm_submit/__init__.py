@@ -31,10 +31,17 @@ def _use_bundled_wheels() -> None:
 
 
 _use_bundled_wheels()
+_multiprocessing_before = "multiprocessing" in sys.modules
 
 import bpy  # noqa: E402
 
 from . import operators, panel, props, state  # noqa: E402
+
+if not _multiprocessing_before:
+    # BAT imports multiprocessing, which keeps __main__ as __mp_main__. Enabled from a
+    # `--python` script, that is the script's __main__, which Blender frees when the script
+    # ends: Blender 3.4 then crashes on exit reading it. Nothing here spawns processes.
+    sys.modules.pop("__mp_main__", None)
 
 
 def _tick() -> float:

@@ -99,7 +99,8 @@ def _progress(layout: Any, text: str, fraction: float | None) -> None:
     if fraction is not None and _can("progress"):
         layout.progress(factor=fraction, type="BAR", text=text)
     else:
-        layout.label(text=text if fraction is None else f"{text} [{100 * fraction:.0f}%]")
+        shown = text if fraction is None or "%" in text else f"{text} ({100 * fraction:.0f}%)"
+        layout.label(text=shown)
 
 
 def _can(function: str, parameter: str | None = None) -> bool:
