@@ -52,10 +52,41 @@ def save_copy() -> tuple[Path, str | None]:
 
 
 class FarmModal:
-    """A thread's work followed by a timer; `finished(context, task)` on the main thread."""
+    """An operator whose network work runs in a thread: `prepare` (main thread) makes the
+    task, a timer follows it, `finished` (main thread) reports. In background mode, or when a
+    script calls the operator, the task runs to its end before the call returns."""
 
     _timer: Any = None
     task: Task
+    report: Any  # bpy.types.Operator's
+
+    def prepare(self, context: bpy.types.Context) -> Task:
+        raise NotImplementedError
+
+    def finished(self, context: bpy.types.Context, task: Task) -> set[str]:
+        raise NotImplementedError
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            task = self.prepare(context).run_here()
+        except FarmError as exc:
+            return self.failed(str(exc))
+        return self.finished(context, task)
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        try:
+            task = self.prepare(context)
+        except FarmError as exc:
+            return self.failed(str(exc))
+        return self.follow(context, task)
+
+    def failed(self, message: str) -> set[str]:
+        """The status bar's error (a script's RuntimeError), and the panel's last line."""
+        state.session().last_message = message
+        self.report({"ERROR"}, message)
+        return {"CANCELLED"}
 
     def follow(self, context: bpy.types.Context, task: Task) -> set[str]:
         self.task = task.start()
@@ -72,9 +103,6 @@ class FarmModal:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
         return self.finished(context, self.task)
-
-    def finished(self, context: bpy.types.Context, task: Task) -> set[str]:
-        raise NotImplementedError
 
 
 class FARM_OT_submit(FarmModal, bpy.types.Operator):
@@ -117,27 +145,6 @@ class FARM_OT_submit(FarmModal, bpy.types.Operator):
         task = Task("submit", work)
         state.session().submitting = task
         return task
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            task = self.prepare(context).run_here()
-        except FarmError as exc:
-            return self.failed(str(exc))
-        return self.finished(context, task)
-
-    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if bpy.app.background:
-            return self.execute(context)
-        try:
-            task = self.prepare(context)
-        except FarmError as exc:
-            return self.failed(str(exc))
-        return self.follow(context, task)
-
-    def failed(self, message: str) -> set[str]:
-        state.session().last_message = message
-        self.report({"ERROR"}, message)
-        return {"CANCELLED"}
 
     def finished(self, context: bpy.types.Context, task: Task) -> set[str]:
         missing = getattr(task.failure, "missing", None)
@@ -210,27 +217,6 @@ class FARM_OT_download_frames(FarmModal, bpy.types.Operator):
         task = Task("download", work)
         state.session().downloading = task
         return task
-
-    def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            task = self.prepare(context).run_here()
-        except FarmError as exc:
-            return self.failed(str(exc))
-        return self.finished(context, task)
-
-    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if bpy.app.background:
-            return self.execute(context)
-        try:
-            task = self.prepare(context)
-        except FarmError as exc:
-            return self.failed(str(exc))
-        return self.follow(context, task)
-
-    def failed(self, message: str) -> set[str]:
-        state.session().last_message = message
-        self.report({"ERROR"}, message)
-        return {"CANCELLED"}
 
     def finished(self, context: bpy.types.Context, task: Task) -> set[str]:
         if task.error is not None:
