@@ -157,9 +157,7 @@ class FARM_OT_submit(FarmModal, bpy.types.Operator):
         context.scene.farm.job_id = job_id
         current = state.session()
         current.board.connect(connection(context))
-        current.board.follow(job_id)
-        if current.poller is not None:
-            current.poller.poke()
+        current.follow(job_id)
         message = (
             f"job {job_id} submitted: {created.get('frames')} frames in batches of "
             f"{created.get('batch_size')}; sent {created.get('sent_files', 0)} files, "
@@ -256,10 +254,7 @@ class FARM_OT_follow(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         context.scene.farm.job_id = self.job_id
-        current = state.session()
-        current.board.follow(self.job_id or None)
-        if current.poller is not None:
-            current.poller.poke()
+        state.session().follow(self.job_id or None)
         return {"FINISHED"}
 
 

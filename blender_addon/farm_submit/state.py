@@ -17,6 +17,12 @@ class Session:
     downloading: Task | None = None
     last_message: str = ""  # the last submission's or download's outcome, for the panel
 
+    def follow(self, job_id: str | None) -> None:
+        """Show this job in the panel, asked for at once."""
+        self.board.follow(job_id)
+        if self.poller is not None:
+            self.poller.poke()
+
 
 _session: Session | None = None
 
