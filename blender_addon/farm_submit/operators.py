@@ -6,7 +6,9 @@ pipeline's script) they run to the end before returning, and a failure raises.""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,21 +36,36 @@ def redraw_properties() -> None:
                 area.tag_redraw()
 
 
-def save_copy() -> tuple[Path, str | None]:
+@dataclass
+class SavedCopy:
+    path: Path
+    name: str  # the name it goes by on the farm: the open file's
+    temp_folder: Path | None = None  # made for an unsaved file
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        if self.temp_folder is not None:
+            shutil.rmtree(self.temp_folder, ignore_errors=True)
+
+
+def save_copy() -> SavedCopy:
     """Save the open file as it is now (unsaved edits included) beside it, uncompressed so
-    any packer can read it, without touching the artist's file; (the copy, the name it goes
-    by on the farm)."""
+    any packer can read it, without touching the artist's file. An unsaved file goes to a
+    temp folder (its paths are absolute: relative ones need a saved file)."""
     original = bpy.data.filepath
+    temp_folder = None
     if original:
         folder, name = os.path.split(original)
     else:
-        folder, name = tempfile.mkdtemp(prefix="farm-submit-"), "untitled.blend"
-    copy = Path(folder) / f"{COPY_PREFIX}{os.getpid()}-{name}"
+        temp_folder = Path(tempfile.mkdtemp(prefix="farm-submit-"))
+        folder, name = str(temp_folder), "untitled.blend"
+    saved = SavedCopy(Path(folder) / f"{COPY_PREFIX}{os.getpid()}-{name}", name, temp_folder)
     try:
-        bpy.ops.wm.save_as_mainfile(filepath=str(copy), copy=True, compress=False)
+        bpy.ops.wm.save_as_mainfile(filepath=str(saved.path), copy=True, compress=False)
     except RuntimeError as exc:
+        saved.remove()
         raise FarmError(f"cannot save a copy of the file in {folder}: {exc}") from None
-    return copy, name
+    return saved
 
 
 class FarmModal:
@@ -133,14 +150,16 @@ class FARM_OT_submit(FarmModal, bpy.types.Operator):
             device="" if settings.device == "ANY" else settings.device.lower(),
         )
         api = farm_api(context)
-        copy, name = save_copy()
-        submission = Submission(copy, name, fields, allow_missing=settings.allow_missing)
+        saved = save_copy()
+        submission = Submission(
+            saved.path, saved.name, fields, allow_missing=settings.allow_missing
+        )
 
         def work(progress: Progress) -> dict[str, Any]:
             try:
                 return submit(api, submission, progress)
             finally:
-                copy.unlink(missing_ok=True)
+                saved.remove()
 
         task = Task("submit", work)
         state.session().submitting = task

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .farm_api import FarmApi, FarmError
+from .farm_api import FarmApi, FarmError, FarmRefused
 from .farm_pack.pack import PackError, hash_files, pack_shot
 from .farm_pack.ship import missing_files_message, pack_warnings, plan_upload, send
 from .worker import Progress
@@ -96,7 +96,13 @@ def submit(api: FarmApi, submission: Submission, progress: Progress) -> dict[str
             }
             if submission.allow_missing:
                 body["allow_missing"] = True
-            created = api.submit(body)
+            try:
+                created = api.submit(body)
+            except FarmRefused as exc:
+                if exc.status == 409 and "no node runs Blender" in str(exc):
+                    raise FarmError(f"{exc}. In the Render Farm panel: set Blender to Any, "
+                                    "or to a version the nodes run") from None  # fmt: skip
+                raise
     except PackError as exc:
         raise FarmError(f"cannot pack the shot: {exc}") from None
     created["sent_files"] = len(upload.files)

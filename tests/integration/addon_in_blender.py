@@ -10,6 +10,7 @@ import importlib.machinery
 import json
 import site
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -147,9 +148,20 @@ def run(args: argparse.Namespace, seen: dict[str, Any]) -> None:
     prefs.token, prefs.url = args.token, args.dead_url
     seen["error_unreachable"] = error_of(bpy.ops.farm.submit)
     prefs.url = args.url
+    settings.blender_pin, settings.blender_version = "CUSTOM", "9.9"
+    seen["error_version"] = error_of(bpy.ops.farm.submit)
+    settings.blender_pin = "THIS"
     Path(args.remove).unlink()
     seen["error_missing"] = error_of(bpy.ops.farm.submit)
     seen["job_id_after_failures"] = settings.job_id
+
+    # A file never saved goes from a temp folder, removed after.
+    temps = sorted(Path(tempfile.gettempdir()).glob("farm-submit-*"))
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.context.scene.frame_start, bpy.context.scene.frame_end = 1, 3
+    seen["untitled"] = sorted(bpy.ops.farm.submit())
+    seen["untitled_job"] = bpy.context.scene.farm.job_id
+    seen["temp_folders_left"] = sorted(Path(tempfile.gettempdir()).glob("farm-submit-*")) != temps
 
 
 def main() -> None:

@@ -181,8 +181,16 @@ def test_the_addon_submits_the_open_shot_follows_it_and_downloads_its_frames(
     assert "Is the farm running?" in seen["error_unreachable"]
     assert "1 file(s) the shot needs are missing" in seen["error_missing"]
     assert "checker.png" in seen["error_missing"]
+    assert "no node runs Blender 9.9" in seen["error_version"]
+    assert "set Blender to Any" in seen["error_version"]
     assert seen["job_id_after_failures"] == job_id  # no failure replaced the job
-    assert len(farm["admin"].get("/render").json()) == 1  # nor submitted anything
+    assert seen["untitled"] == ["FINISHED"]
+    # No failure submitted anything: the farm has the shot's job and the untitled one.
+    jobs = {j["id"] for j in farm["admin"].get("/render").json()}
+    assert jobs == {job_id, seen["untitled_job"]}
+    untitled = farm["admin"].get(f"/render/{seen['untitled_job']}").json()
+    assert untitled["scene_name"] == "untitled.blend" and untitled["frames_spec"] == "1-3"
+    assert seen["temp_folders_left"] is False
 
 
 @pytest.mark.blender
