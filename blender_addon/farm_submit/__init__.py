@@ -5,8 +5,10 @@ frames. A Blender extension (blender_manifest.toml, 4.2 and later) and a legacy 
 from __future__ import annotations
 
 import contextlib
-import sys
-from pathlib import Path
+
+import bpy
+
+from . import operators, panel, props, state
 
 bl_info = {
     "name": "Render Farm",
@@ -17,31 +19,6 @@ bl_info = {
     "description": "Submit the open file to the render farm and follow its jobs",
     "category": "Render",
 }
-
-
-def _use_bundled_wheels() -> None:
-    """Blender 4.2+ installs the manifest's wheels; older Blenders import them from here
-    (blender-asset-tracer is pure Python, and imports from its wheel as it is)."""
-    try:
-        import blender_asset_tracer  # noqa: F401
-    except ImportError:
-        for wheel in sorted((Path(__file__).parent / "wheels").glob("*.whl")):
-            if str(wheel) not in sys.path:
-                sys.path.append(str(wheel))
-
-
-_use_bundled_wheels()
-_multiprocessing_before = "multiprocessing" in sys.modules
-
-import bpy  # noqa: E402
-
-from . import operators, panel, props, state  # noqa: E402
-
-if not _multiprocessing_before:
-    # BAT imports multiprocessing, which keeps __main__ as __mp_main__. Enabled from a
-    # `--python` script, that is the script's __main__, which Blender frees when the script
-    # ends: Blender 3.4 then crashes on exit reading it. Nothing here spawns processes.
-    sys.modules.pop("__mp_main__", None)
 
 
 def _tick() -> float:

@@ -4,14 +4,37 @@ a worker thread; nothing here touches bpy."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .farm_api import FarmApi, FarmError, FarmRefused
-from .farm_pack.pack import PackError, hash_files, pack_shot
-from .farm_pack.ship import missing_files_message, pack_warnings, plan_upload, send
 from .worker import Progress
+
+
+@contextlib.contextmanager
+def importing_the_packer() -> Iterator[None]:
+    """Around the import of farm_pack's packer, which `submit` does at the first submission
+    rather than at every Blender start (BAT and the multiprocessing it imports take ~90 ms)."""
+    try:
+        import blender_asset_tracer  # noqa: F401
+    except ImportError:
+        # Blender 4.2+ installs the manifest's wheels; older Blenders import them from the
+        # add-on's folder (blender-asset-tracer is pure Python, and imports from its wheel).
+        for wheel in sorted((Path(__file__).parent / "wheels").glob("*.whl")):
+            if str(wheel) not in sys.path:
+                sys.path.append(str(wheel))
+    multiprocessing_before = "multiprocessing" in sys.modules
+    yield
+    if not multiprocessing_before:
+        # BAT imports multiprocessing, which keeps __main__ as __mp_main__. Called from a
+        # `--python` script, that is the script's __main__, which Blender frees when the
+        # script ends: Blender 3.4 then crashes on exit reading it. Nothing here spawns
+        # processes.
+        sys.modules.pop("__mp_main__", None)
 
 
 class MissingAssets(FarmError):
@@ -63,6 +86,9 @@ def submit(api: FarmApi, submission: Submission, progress: Progress) -> dict[str
     """Pack, upload and submit; the farm's answer to POST /render (its `id`, frames, batch
     size). Raises FarmError with what the artist must fix."""
     progress.say("packing: tracing the files the shot needs")
+    with importing_the_packer():
+        from .farm_pack.pack import PackError, hash_files, pack_shot
+        from .farm_pack.ship import missing_files_message, pack_warnings, plan_upload, send
     try:
         with pack_shot(submission.blend, main_as=submission.main_as) as pack:
             progress.say(f"packing: hashing {len(pack.files)} files")

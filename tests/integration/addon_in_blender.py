@@ -92,9 +92,7 @@ def run(args: argparse.Namespace, seen: dict[str, Any]) -> None:
     seen["blender"] = list(bpy.app.version)
     module_name = install(bpy, args.zip)
     addon = sys.modules[module_name]
-    import blender_asset_tracer
-
-    seen["bat_file"] = blender_asset_tracer.__file__
+    seen["bat_at_start"] = "blender_asset_tracer.pack" in sys.modules
     prefs = bpy.context.preferences.addons[module_name].preferences
     prefs.url, prefs.token = args.url, args.token
 
@@ -111,6 +109,7 @@ def run(args: argparse.Namespace, seen: dict[str, Any]) -> None:
     seen["submit"] = sorted(bpy.ops.farm.submit())
     seen["submit_seconds"] = round(time.monotonic() - started, 2)
     seen["job_id"] = settings.job_id
+    seen["bat_file"] = sys.modules["blender_asset_tracer"].__file__
     seen["left_in_shot_folder"] = sorted(p.name for p in shot_folder.iterdir())
     seen["before_in_shot_folder"] = before
     seen["token_in_blend"] = args.token.encode() in Path(args.blend).read_bytes()

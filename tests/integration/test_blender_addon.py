@@ -140,6 +140,7 @@ def test_the_addon_submits_the_open_shot_follows_it_and_downloads_its_frames(
 
     # The add-on's own blender-asset-tracer: from its wheel (3.x) or Blender's install of it.
     assert seen["bat_file"].startswith(seen["user_folder"]), seen["bat_file"]
+    assert seen["bat_at_start"] is False  # imported at the first submission, not at start
 
     assert seen["submit"] == ["FINISHED"]
     job_id = seen["job_id"]
