@@ -27,6 +27,8 @@ from PIL import Image
 from benchmarks.common import console, median, table, write_results
 from benchmarks.procs import proc_farm
 from farm_pack.pack import hash_files, pack_shot
+from farm_pack.ship import plan_upload
+from farm_pack.ship import send as send_files
 from orchestrator.client.api import FarmClient
 
 SHOT = Path(__file__).resolve().parents[1] / "scenes" / "shot"
@@ -39,16 +41,14 @@ def send(client: FarmClient, blend: Path) -> dict[str, Any]:
     with pack_shot(blend) as pack:
         hash_files(pack)
         packed = time.perf_counter()
-        lacking = set(client.missing_files(sorted({f.sha256 for f in pack.files})))
-        sent = {f.sha256: f for f in pack.files if f.sha256 in lacking}
-        for item in sent.values():
-            client.put_file(item.sha256, item.source)
+        upload = plan_upload(client, pack)
+        send_files(client, upload)
         done = time.perf_counter()
         return {
             "files": len(pack.files),
             "bytes": pack.total_bytes,
-            "files_sent": len(sent),
-            "bytes_sent": sum(f.size for f in sent.values()),
+            "files_sent": len(upload.files),
+            "bytes_sent": upload.bytes,
             "pack_s": packed - start,
             "send_s": done - packed,
         }

@@ -11,11 +11,16 @@ from typing import Protocol
 
 from .pack import Pack, PackedFile
 
+# POST /files/missing takes at most 20,000 sha256s a request; a shot is asked in slices.
+ASKED_AT_ONCE = 10_000
+
 
 class FarmFiles(Protocol):
     """The farm's file store as a client reaches it (POST /files/missing, PUT /files/SHA)."""
 
-    def missing_files(self, shas: list[str]) -> list[str]: ...
+    def missing_files(self, shas: list[str]) -> list[str]:
+        """Which of these files (one request's worth) the farm lacks."""
+        ...
 
     def put_file(
         self, sha: str, path: Path, on_bytes: Callable[[int], None] | None = None
@@ -49,7 +54,10 @@ def missing_files_message(pack: Pack, shown: int = 5) -> str:
 
 def plan_upload(farm: FarmFiles, pack: Pack) -> Upload:
     """Ask the farm which of the pack's files (hashed) it lacks."""
-    lacking = set(farm.missing_files(sorted({f.sha256 for f in pack.files})))
+    shas = sorted({f.sha256 for f in pack.files})
+    lacking: set[str] = set()
+    for start in range(0, len(shas), ASKED_AT_ONCE):
+        lacking.update(farm.missing_files(shas[start : start + ASKED_AT_ONCE]))
     to_send = {f.sha256: f for f in pack.files if f.sha256 in lacking}
     send_bytes = sum(f.size for f in to_send.values())
     return Upload(
