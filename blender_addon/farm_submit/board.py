@@ -128,11 +128,6 @@ class JobBoard:
                 "refreshed": self._refreshed,
             }
 
-    def fail(self, message: str) -> None:
-        with self._lock:
-            self._error = message
-            self.version += 1
-
     def refresh(self) -> str | None:
         """Ask the farm for its recent jobs and the followed job; the failure, if any (also
         kept for the panel)."""

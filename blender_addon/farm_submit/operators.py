@@ -105,6 +105,12 @@ class FarmModal:
         self.report({"ERROR"}, message)
         return {"CANCELLED"}
 
+    def succeeded(self, message: str) -> set[str]:
+        """The status bar's news, and the panel's last line."""
+        state.session().last_message = message
+        self.report({"INFO"}, message)
+        return {"FINISHED"}
+
     def follow(self, context: bpy.types.Context, task: Task) -> set[str]:
         self.task = task.start()
         wm = context.window_manager
@@ -177,14 +183,11 @@ class FARM_OT_submit(FarmModal, bpy.types.Operator):
         current = state.session()
         current.board.connect(connection(context))
         current.follow(job_id)
-        message = (
+        return self.succeeded(
             f"job {job_id} submitted: {created.get('frames')} frames in batches of "
             f"{created.get('batch_size')}; sent {created.get('sent_files', 0)} files, "
             f"{created.get('held_files', 0)} already on the farm"
         )
-        current.last_message = message
-        self.report({"INFO"}, message)
-        return {"FINISHED"}
 
 
 def frame_targets(scene: bpy.types.Scene, frames: list[int]) -> dict[int, Path]:
@@ -242,9 +245,7 @@ class FARM_OT_download_frames(FarmModal, bpy.types.Operator):
         message = f"job {done['job']}: {done['saved']} frames saved in {done['folder']}"
         if done["kept"]:
             message += f" ({done['kept']} already there kept: Overwrite is off)"
-        state.session().last_message = message
-        self.report({"INFO"}, message)
-        return {"FINISHED"}
+        return self.succeeded(message)
 
 
 class FARM_OT_refresh(bpy.types.Operator):
